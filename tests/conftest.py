@@ -1,0 +1,40 @@
+"""Shared test set-up: quiet TensorFlow, a fixed seed, and the real ISBI slices when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Seed Python, NumPy and Keras before every test (and clear Keras' global state after)."""
+    import random
+
+    import numpy as np
+
+    random.seed(0)
+    np.random.seed(0)
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        keras.backend.clear_session()
+
+
+@pytest.fixture
+def isbi_dir() -> Path:
+    """The 30 real ISBI 2012 EM slices beside the checkout; the test is skipped when they are absent."""
+    if not (ISBI / "images").is_dir():
+        pytest.skip(f"ISBI slices not found at {ISBI}")
+    return ISBI
