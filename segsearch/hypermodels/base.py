@@ -1,0 +1,458 @@
+"""SegmentationHyperModel: read hyperparameters, call a pure builder, compile.
+
+A hypermodel is thin. Its hyperparameters are :class:`~segsearch.params.Param` specs (the seed's
+values as defaults), declared on the ``hp`` object through :meth:`Param.declare`; ``build(hp)``
+turns the values into keyword arguments of the architecture's builder
+(:data:`segsearch.architectures.BUILDERS`), checks the input size first (an
+:class:`~segsearch.errors.InfeasibleError` before any layer is made), builds and compiles with the
+chosen optimizer, loss (:mod:`segsearch.losses`) and metrics (:mod:`segsearch.metrics`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import keras_tuner
+
+from segsearch import losses as seg_losses
+from segsearch import metrics as seg_metrics
+from segsearch.errors import ConfigError, unknown_name
+from segsearch.params import Param, active_defaults
+
+__all__ = [
+    "SegmentationHyperModel",
+    "MultiArchitectureHyperModel",
+    "training_params",
+    "make_optimizer",
+    "make_loss",
+    "FREEZE_VALUES",
+    "UPSAMPLING_VALUES",
+    "OPTIONS",
+]
+
+UPSAMPLING_VALUES: tuple[str, ...] = ("transpose", "nearest", "bilinear")
+FREEZE_VALUES: tuple[str, ...] = ("none", "all", "stage1", "stage2", "stage3", "stage4")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
+LOSSES: tuple[str, ...] = ("ce", "dice", "ce_dice", "focal", "tversky")
+#: Options accepted by ``segsearch.hypermodels.get(..., **options)`` besides weights/space/where.
+OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name")
+
+
+def training_params() -> tuple[Param, ...]:
+    """The hyperparameters every hypermodel shares: learning rate, optimizer, loss (+ conditionals)."""
+    return (
+        Param.Float("learning_rate", 1e-5, 1e-2, default=1e-4, sampling="log",
+                    help="optimizer learning rate"),
+        Param.Choice("optimizer", OPTIMIZERS, default="adam", closed=True,
+                     help="optimizer: adam, adamw (+ weight_decay), sgd (+ momentum), rmsprop"),
+        Param.Float("weight_decay", 1e-6, 1e-2, default=1e-4, sampling="log",
+                    parent="optimizer", parent_values=["adamw"], help="AdamW weight decay"),
+        Param.Float("momentum", 0.0, 0.99, default=0.9, parent="optimizer",
+                    parent_values=["sgd"], help="SGD momentum"),
+        Param.Choice("loss", LOSSES, default="ce", closed=True,
+                     help="ce (binary/categorical cross-entropy), dice, ce_dice, focal, tversky"),
+        Param.Float("focal_gamma", 0.0, 5.0, default=2.0, parent="loss", parent_values=["focal"],
+                    help="focal loss focusing parameter gamma"),
+        Param.Float("tversky_alpha", 0.1, 0.9, default=0.3, parent="loss",
+                    parent_values=["tversky"],
+                    help="tversky loss weight of false positives (beta = 1 - alpha)"),
+    )
+
+
+def make_optimizer(name: str, learning_rate: float, *, weight_decay: float | None = None,
+                   momentum: float | None = None) -> Any:
+    """Create a Keras optimizer by name.
+
+    Args:
+        name: "adam", "adamw", "sgd" or "rmsprop".
+        learning_rate: the learning rate.
+        weight_decay: AdamW's weight decay (default 1e-4).
+        momentum: SGD's momentum (default 0.9).
+    """
+    import keras
+
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=learning_rate,
+                                      weight_decay=1e-4 if weight_decay is None else weight_decay)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate,
+                                    momentum=0.9 if momentum is None else momentum)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate)
+    raise ConfigError(unknown_name("optimizer", name, OPTIMIZERS))
+
+
+def make_loss(name: str, num_classes: int, *, focal_gamma: float | None = None,
+              tversky_alpha: float | None = None) -> seg_losses.SegmentationLoss:
+    """Create the loss named by the ``loss`` hyperparameter, with its conditional options.
+
+    Args:
+        name: "ce", "dice", "ce_dice", "focal" or "tversky".
+        num_classes: 1 for a sigmoid head, >= 2 for softmax.
+        focal_gamma: focal loss gamma.
+        tversky_alpha: tversky alpha (false positives); beta = 1 - alpha.
+    """
+    kwargs: dict[str, Any] = {}
+    if name == "focal" and focal_gamma is not None:
+        kwargs["gamma"] = focal_gamma
+    if name == "tversky" and tversky_alpha is not None:
+        kwargs.update(alpha=tversky_alpha, beta=1.0 - tversky_alpha)
+    return seg_losses.get(name, num_classes, **kwargs)
+
+
+def _check_input_shape(input_shape: Any, where: str) -> tuple:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ConfigError(f"{where}: input_shape must be a tuple like (256, 256, 3), got "
+                          f"{input_shape!r}") from None
+    return shape
+
+
+class SegmentationHyperModel(keras_tuner.HyperModel):
+    """Base of the five architecture hypermodels.
+
+    Subclasses set the class attributes and implement :meth:`architecture_params` and
+    :meth:`builder_kwargs`; everything else (space overrides, declaration, size check, freezing
+    check, compile) lives here.
+
+    Args:
+        input_shape: (H, W, C) of the images, e.g. (256, 256, 3).
+        num_classes: 1 for binary (sigmoid), >= 2 for softmax; None = the seed's head.
+        weights: encoder weights for ResNet50-based architectures: None, "imagenet" or a file path.
+        space: YAML-style overrides by hyperparameter name (see :meth:`Param.override`).
+        where: prefix for error messages, e.g. "spaces/unet.yaml: space".
+        jit_compile: passed to ``model.compile``.
+        tunable: keras-tuner's flag.
+        name: keras-tuner's hypermodel name (default: the registry key).
+
+    Example:
+        >>> import keras_tuner
+        >>> hm = UNetHyperModel((64, 64, 1), space={"filters": 8, "depth": [2, 3]})
+        >>> model = hm.build(keras_tuner.HyperParameters())
+    """
+
+    key: ClassVar[str] = ""
+    default_num_classes: ClassVar[int] = 1
+    reference_input_shape: ClassVar[tuple[int, ...]] = (512, 512, 3)
+    uses_weights: ClassVar[bool] = False
+    allows_3d: ClassVar[bool] = False
+    title: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int | None],
+        num_classes: int | None = None,
+        *,
+        weights: Any = None,
+        space: Mapping[str, Any] | None = None,
+        where: str = "space",
+        jit_compile: bool | str = "auto",
+        tunable: bool = True,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name or self.key, tunable=tunable)
+        self.where = where
+        self.input_shape = _check_input_shape(input_shape, where)
+        ranks = (3, 4) if self.allows_3d else (3,)
+        if len(self.input_shape) not in ranks:
+            expected = "(H, W, C) or (D, H, W, C)" if self.allows_3d else "(H, W, C)"
+            hint = "" if self.allows_3d else "; 3D volumes (D, H, W, C) work with resblock_unet"
+            raise ConfigError(f"{where}: {self.key} needs input_shape {expected}, got "
+                              f"{self.input_shape}{hint}")
+        if num_classes is None:
+            num_classes = self.default_num_classes
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ConfigError(f"{where}: num_classes must be an integer >= 1 (1 = binary, sigmoid), "
+                              f"got {num_classes!r}")
+        self.num_classes = num_classes
+        if weights is not None and not self.uses_weights:
+            raise ConfigError(f"{where}: {self.key} has no pretrained encoder, so weights must be "
+                              f"None, got {weights!r}; weights apply to resnet50_unet and "
+                              "deeplabv3plus")
+        self.weights = weights
+        self.jit_compile = jit_compile
+        self._params = self._apply_space(dict(space or {}), where)
+        self._check_freeze_space(where)
+
+    # ------------------------------------------------------------------ the space
+    def architecture_params(self) -> tuple[Param, ...]:
+        """The architecture's own hyperparameters, defaults = the seed (subclasses)."""
+        raise NotImplementedError
+
+    def base_params(self) -> tuple[Param, ...]:
+        """Architecture params then training params, before space overrides."""
+        return tuple(self.architecture_params()) + training_params()
+
+    def params(self) -> tuple[Param, ...]:
+        """The effective hyperparameter specs (space overrides applied), in declaration order."""
+        return self._params
+
+    def names(self) -> list[str]:
+        """The hyperparameter names of this hypermodel, in declaration order."""
+        return [p.name for p in self._params]
+
+    def defaults(self) -> dict[str, Any]:
+        """The default (seed) values of the params active when every param is at its default."""
+        return active_defaults(self._params)
+
+    def normalize_entry(self, name: str, entry: Any, where: str) -> Any:
+        """Rewrite a space entry before :meth:`Param.override` (subclasses: special formats)."""
+        return entry
+
+    def validate_param(self, param: Param, where: str) -> None:
+        """Check an overridden param's values beyond their type (subclasses)."""
+
+    def _apply_space(self, space: dict[str, Any], where: str) -> tuple[Param, ...]:
+        params = list(self.base_params())
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):  # pragma: no cover - programming error
+            raise ConfigError(f"{self.key}: duplicate hyperparameter names in {names}")
+        for key in space:
+            if key not in names:
+                raise ConfigError(unknown_name(f"hyperparameter of {self.key}", key, names,
+                                               where=where))
+        out = []
+        for p in params:
+            if p.name in space:
+                at = f"{where}.{p.name}"
+                p = p.override(self.normalize_entry(p.name, space[p.name], at), at)
+                self.validate_param(p, at)
+            out.append(p)
+        return tuple(out)
+
+    def _check_freeze_space(self, where: str) -> None:
+        by_name = {p.name: p for p in self._params}
+        freeze = by_name.get("freeze")
+        if freeze is None or self.weights is not None:
+            return
+        values = freeze.values if freeze.kind == "choice" else (freeze.default,)
+        frozen = [v for v in values if v != "none"]
+        if frozen:
+            raise ConfigError(
+                f"{where}.freeze: freezing the encoder needs pretrained weights, but weights is "
+                f"None and the space allows freeze={frozen!r}; pass weights='imagenet' or a "
+                "weights file, or set freeze to 'none' (remove it from the space)"
+            )
+
+    # ------------------------------------------------------------------ build
+    def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        """Declare every hyperparameter on ``hp``; return their values (None when inactive).
+
+        This is also how a search engine pre-populates its space without building a model.
+
+        Args:
+            hp: a ``keras_tuner.HyperParameters`` (or segsearch's Optuna adapter).
+        """
+        return {p.name: p.declare(hp) for p in self._params}
+
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        """keras-tuner's hook: register the whole space (every conditional branch) on ``hp``."""
+        self.declare(hp)
+
+    def builder_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of the builder from hyperparameter values (subclasses)."""
+        raise NotImplementedError
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Any:
+        """Build and compile the model for the hyperparameter values in ``hp``.
+
+        Args:
+            hp: a ``keras_tuner.HyperParameters``; ``HyperParameters()`` gives the seed network.
+
+        Raises:
+            InfeasibleError: the values cannot work at this input size (raised before building).
+            ConfigError: freeze != "none" without pretrained weights, or a bad value.
+        """
+        values = self.declare(hp)
+        _space_is_complete(hp)
+        return self.build_from_values(values)
+
+    def build_from_values(self, values: Mapping[str, Any]) -> Any:
+        """Build and compile from a dict of hyperparameter values (flat names).
+
+        Args:
+            values: values by name; missing active ones take their defaults.
+        """
+        from segsearch.architectures import BUILDERS, check_input_size
+
+        values = self._complete(values)
+        freeze = values.get("freeze")
+        if freeze not in (None, "none") and self.weights is None:
+            raise ConfigError(
+                f"{self.where}.freeze: freeze={freeze!r} needs pretrained weights, but weights is "
+                "None; pass weights='imagenet' or a weights file, or use freeze='none'"
+            )
+        kwargs = self.builder_kwargs(values)
+        if self.uses_weights:
+            kwargs["weights"] = self.weights
+        check_input_size(self.key, self.input_shape, **kwargs)
+        model = BUILDERS[self.key](self.input_shape, self.num_classes, **kwargs)
+        self.compile_model(model, values)
+        return model
+
+    def _complete(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for p in self._params:
+            if p.is_active(out):
+                value = values.get(p.name)
+                out[p.name] = p.default if value is None else value
+        return out
+
+    def compile_model(self, model: Any, values: Mapping[str, Any]) -> Any:
+        """Compile ``model`` with the optimizer, loss and metrics chosen in ``values``."""
+        optimizer = make_optimizer(values["optimizer"], values["learning_rate"],
+                                   weight_decay=values.get("weight_decay"),
+                                   momentum=values.get("momentum"))
+        loss = make_loss(values["loss"], self.num_classes, focal_gamma=values.get("focal_gamma"),
+                         tversky_alpha=values.get("tversky_alpha"))
+        model.compile(optimizer=optimizer, loss=loss,
+                      metrics=seg_metrics.default_metrics(self.num_classes),
+                      jit_compile=self.jit_compile)
+        return model
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        """keras-tuner's training hook: passes through to ``model.fit``."""
+        return model.fit(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(input_shape={self.input_shape}, "
+                f"num_classes={self.num_classes}, weights={self.weights!r})")
+
+
+def _space_is_complete(hp: Any) -> None:
+    """Tell keras-tuner's space exploration that no conditional branch is left to discover.
+
+    keras-tuner's ``Tuner`` rebuilds the model once for every conditional scope that has not been
+    active yet (``hp.inactive_scopes``), only to discover the hyperparameters declared inside it:
+    with the optimizer, loss, freeze and architecture conditions that is dozens of full model
+    builds before the first trial. ``declare`` already registers every branch (inactive ones
+    included), so the scopes are marked as seen and one build suffices.
+    """
+    active = getattr(hp, "active_scopes", None)
+    inactive = getattr(hp, "inactive_scopes", None)
+    if isinstance(active, list) and isinstance(inactive, list):
+        active.extend(inactive)
+        inactive.clear()
+
+
+def _upsampling(default: str, input_shape: Sequence[Any]) -> Param:
+    """The ``upsampling`` choice; bilinear is left out for 3D inputs (no trilinear layer)."""
+    values = UPSAMPLING_VALUES if len(tuple(input_shape)) == 3 else ("transpose", "nearest")
+    return Param.Choice("upsampling", values, default=default, closed=True,
+                        help="decoder upsampling: transposed conv, or nearest/bilinear resize + conv")
+
+
+def _filters(default: int, values: Sequence[int] = (8, 16, 32, 64), help: str = "") -> Param:
+    return Param.Choice("filters", values, default=default,
+                        help=help or "filters of the first level (doubling per level)")
+
+
+def _depth(low: int, high: int, default: int, help: str) -> Param:
+    return Param.Int("depth", low, high, default=default, help=help)
+
+
+def _dropout() -> Param:
+    return Param.Float("dropout", 0.0, 0.5, default=0.0, help="dropout rate after each block")
+
+
+def _batch_norm() -> Param:
+    return Param.Boolean("batch_norm", default=True, help="batch normalization in the conv blocks")
+
+
+def _freeze(weights: Any) -> tuple[Param, Param]:
+    """``freeze`` (searchable only with pretrained weights) and ``freeze_batch_norm``."""
+    if weights is None:
+        freeze = Param.Fixed("freeze", "none", allowed=FREEZE_VALUES,
+                             help="encoder stages to freeze (needs pretrained weights)")
+    else:
+        freeze = Param.Choice("freeze", FREEZE_VALUES, default="none", closed=True,
+                              help="encoder stages to freeze: none, all, or stages 1..N")
+    freeze_bn = Param.Boolean("freeze_batch_norm", default=True, parent="freeze",
+                              parent_values=[v for v in FREEZE_VALUES if v != "none"],
+                              help="also freeze the batch norms of the frozen stages")
+    return freeze, freeze_bn
+
+
+class MultiArchitectureHyperModel(keras_tuner.HyperModel):
+    """Search across architectures: hp "architecture" picks one, its params live under its key.
+
+    Each architecture's hyperparameters are declared under ``hp.conditional_scope("architecture",
+    [key])`` and ``hp.name_scope(key)``, so they are named "unet/depth", "deeplabv3plus/aspp_rates",
+    ... and are active only when that architecture is chosen.
+
+    Args:
+        hypermodels: the architecture hypermodels, in choice order (the first is the default).
+        where: prefix for error messages.
+        tunable: keras-tuner's flag.
+        name: keras-tuner's hypermodel name.
+    """
+
+    def __init__(self, hypermodels: Sequence[SegmentationHyperModel], *, where: str = "space",
+                 tunable: bool = True, name: str = "auto") -> None:
+        super().__init__(name=name, tunable=tunable)
+        if not hypermodels:
+            raise ConfigError(f"{where}: a multi-architecture search needs at least one "
+                              "architecture")
+        self.hypermodels = {hm.key: hm for hm in hypermodels}
+        if len(self.hypermodels) != len(hypermodels):
+            keys = [hm.key for hm in hypermodels]
+            dup = sorted({k for k in keys if keys.count(k) > 1})
+            raise ConfigError(f"{where}: architectures listed twice: {', '.join(dup)}")
+        self.keys = [hm.key for hm in hypermodels]
+        self.where = where
+
+    def params(self) -> tuple[Param, ...]:
+        """Every hyperparameter with its scoped name ("unet/depth") and its conditions flattened.
+
+        The "architecture" choice comes first; a scoped param's parent is its architecture's
+        own parent (scoped) or, for unconditional ones, "architecture".
+        """
+        out = [Param.Choice("architecture", self.keys, default=self.keys[0], closed=True,
+                            help="which architecture this trial builds")]
+        from dataclasses import replace
+
+        for key, hm in self.hypermodels.items():
+            for p in hm.params():
+                if p.parent is None:
+                    out.append(replace(p, name=f"{key}/{p.name}", parent="architecture",
+                                       parent_values=(key,)))
+                else:
+                    out.append(replace(p, name=f"{key}/{p.name}", parent=f"{key}/{p.parent}"))
+        return tuple(out)
+
+    def defaults(self) -> dict[str, Any]:
+        """The default values: the first architecture and its seed values (scoped names)."""
+        key = self.keys[0]
+        out: dict[str, Any] = {"architecture": key}
+        out.update({f"{key}/{n}": v for n, v in self.hypermodels[key].defaults().items()})
+        return out
+
+    def declare(self, hp: keras_tuner.HyperParameters) -> tuple[str, dict[str, Any]]:
+        """Declare "architecture" and every architecture's params; return (key, its values)."""
+        arch = hp.Choice("architecture", self.keys, default=self.keys[0])
+        chosen: dict[str, Any] = {}
+        for key, hm in self.hypermodels.items():
+            with hp.conditional_scope("architecture", [key]), hp.name_scope(key):
+                values = hm.declare(hp)
+            if key == arch:
+                chosen = values
+        return arch, chosen
+
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        """keras-tuner's hook: register the whole space (every architecture) on ``hp``."""
+        self.declare(hp)
+
+    def build(self, hp: keras_tuner.HyperParameters) -> Any:
+        """Build the chosen architecture with its values (see SegmentationHyperModel.build)."""
+        arch, values = self.declare(hp)
+        _space_is_complete(hp)
+        return self.hypermodels[arch].build_from_values(values)
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: Any, *args: Any, **kwargs: Any) -> Any:
+        """keras-tuner's training hook: passes through to ``model.fit``."""
+        return model.fit(*args, **kwargs)
+

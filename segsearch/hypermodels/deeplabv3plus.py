@@ -1,0 +1,115 @@
+"""DeepLabV3PlusHyperModel: DeepLabV3+ on a ResNet50 encoder (seed 002)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from segsearch.errors import ConfigError
+from segsearch.hypermodels.base import (
+    SegmentationHyperModel,
+    _batch_norm,
+    _depth,
+    _dropout,
+    _freeze,
+    _upsampling,
+)
+from segsearch.params import Param
+
+__all__ = ["DeepLabV3PlusHyperModel", "ASPP_RATES"]
+
+#: The atrous-rate sets offered by default ("12,24,36" is the paper's choice at output stride 8).
+ASPP_RATES: tuple[str, ...] = ("6,12,18", "12,24,36", "3,6,9", "2,4,6")
+_RATES_RE = re.compile(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$")
+
+
+class DeepLabV3PlusHyperModel(SegmentationHyperModel):
+    """DeepLabV3+: ASPP (rates 6,12,18, 256 filters, image pooling) on conv4_block6_out, x4 bilinear.
+
+    Hyperparameters: depth (ASPP input stage: 3 = stride 8, 4 = stride 16), aspp_rates (strings
+    such as "6,12,18"), aspp_filters, aspp_pooling, filters (decoder convs), upsampling, dropout,
+    batch_norm, freeze and freeze_batch_norm (searchable only with ``weights``) + the training
+    ones. The defaults build seed 002 (17,830,209 parameters at 512x512x3, 1 sigmoid channel).
+
+    Example:
+        >>> import keras_tuner
+        >>> hm = DeepLabV3PlusHyperModel((64, 64, 3), space={"aspp_rates": "1,2,3"})
+        >>> model = hm.build(keras_tuner.HyperParameters())
+    """
+
+    key: ClassVar[str] = "deeplabv3plus"
+    default_num_classes: ClassVar[int] = 1
+    reference_input_shape: ClassVar[tuple[int, ...]] = (512, 512, 3)
+    uses_weights: ClassVar[bool] = True
+    title: ClassVar[str] = "DeepLabV3+ with ResNet50 (seed 002)"
+
+    def architecture_params(self) -> tuple[Param, ...]:
+        return (
+            _depth(3, 4, 4, "ResNet50 stage feeding the ASPP (stride 2**depth; 4 = conv4_block6_out)"),
+            Param.Choice("aspp_rates", ASPP_RATES, default="6,12,18",
+                         help="dilation rates of the three atrous ASPP branches"),
+            Param.Choice("aspp_filters", (64, 128, 256), default=256,
+                         help="filters of every ASPP branch and its projection"),
+            Param.Boolean("aspp_pooling", default=True, help="ASPP image-pooling branch"),
+            Param.Choice("filters", (64, 128, 256), default=256,
+                         help="filters of the two 3x3 decoder convs"),
+            _upsampling("bilinear", self.input_shape),
+            _dropout(),
+            _batch_norm(),
+            *_freeze(self.weights),
+        )
+
+    def normalize_entry(self, name: str, entry: Any, where: str) -> Any:
+        """aspp_rates: accept [6, 12, 18]-style lists inside a list of choices ([[6,12,18], ...])."""
+        if name != "aspp_rates":
+            return entry
+
+        def one(v: Any) -> Any:
+            if isinstance(v, (list, tuple)) and all(isinstance(r, int) and not isinstance(r, bool)
+                                                    for r in v):
+                return ",".join(str(r) for r in v)
+            return v
+
+        if isinstance(entry, (list, tuple)):
+            if entry and all(isinstance(v, int) and not isinstance(v, bool) for v in entry):
+                raise ConfigError(
+                    f"{where}: a list gives the choices, and each choice is one set of rates; "
+                    f"got {list(entry)}. Write aspp_rates: \"{','.join(map(str, entry))}\" for "
+                    "this one set, or a list of sets such as [\"6,12,18\", \"12,24,36\"]"
+                )
+            return [one(v) for v in entry]
+        if isinstance(entry, Mapping):
+            entry = dict(entry)
+            for k in ("values", "fixed", "default"):
+                if k in entry:
+                    entry[k] = ([one(v) for v in entry[k]] if k == "values"
+                                and isinstance(entry[k], (list, tuple)) else one(entry[k]))
+        return entry
+
+    def validate_param(self, param: Param, where: str) -> None:
+        if param.name != "aspp_rates":
+            return
+        values = param.values if param.kind == "choice" else (param.default,)
+        for v in values:
+            if not isinstance(v, str) or not _RATES_RE.match(v):
+                raise ConfigError(f"{where}: aspp_rates must be comma-separated positive integers "
+                                  f"such as \"6,12,18\" (or \"\" for no atrous branch), got {v!r}")
+            rates = [int(r) for r in v.split(",") if r.strip()]
+            if any(r < 1 for r in rates) or len(set(rates)) != len(rates):
+                raise ConfigError(f"{where}: aspp_rates must be distinct integers >= 1, got {v!r}")
+
+    def builder_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "encoder_depth": values["depth"],
+            "aspp_rates": values["aspp_rates"],
+            "aspp_filters": values["aspp_filters"],
+            "aspp_image_pooling": values["aspp_pooling"],
+            "decoder_filters": values["filters"],
+            "decoder_upsampling": values["upsampling"],
+            "dropout": values["dropout"],
+            "batch_norm": values["batch_norm"],
+            "freeze": values["freeze"],
+            "freeze_batch_norm": (True if values.get("freeze_batch_norm") is None
+                                  else values["freeze_batch_norm"]),
+        }

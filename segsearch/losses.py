@@ -1,0 +1,291 @@
+"""Segmentation losses that skip ignored pixels, written with ``keras.ops`` only.
+
+Every loss takes ``y_true`` holding class ids, float32 ``(B, H, W, 1)`` (0..C-1, or 0/1 for binary),
+with ``-1`` for ignored (void) pixels, and ``y_pred`` holding the model's probabilities,
+``(B, H, W, C)`` (one sigmoid channel when ``num_classes == 1``, a softmax over C channels
+otherwise). Ignored pixels count in neither the numerator nor the denominator. The value is
+computed over the whole batch (every valid pixel of every image together: cross-entropy is the mean
+over valid pixels, dice/tversky pool the counts of the batch), and 3D volumes ``(B, D, H, W, 1)``
+work the same way.
+
+Losses are registered Keras serializables (package "segsearch"), so a saved ``.keras`` model loads
+with ``keras.saving.load_model`` once ``segsearch.losses`` is imported.
+
+Example:
+    >>> from segsearch import losses
+    >>> loss = losses.get("focal", num_classes=1, gamma=2.0)
+    >>> model.compile(optimizer="adam", loss=loss)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from segsearch.errors import ConfigError, unknown_name
+
+__all__ = [
+    "SegmentationLoss",
+    "CrossEntropyLoss",
+    "DiceLoss",
+    "CEDiceLoss",
+    "FocalLoss",
+    "TverskyLoss",
+    "LOSSES",
+    "names",
+    "get",
+]
+
+_EPS = 1e-7
+
+
+def _prepare(y_true: Any, y_pred: Any, num_classes: int) -> tuple[Any, Any, Any]:
+    """Return (one-hot target, probabilities, valid mask), all float32 of shape (..., K).
+
+    For ``num_classes == 1`` K is 1 (the foreground channel); otherwise K = num_classes. The valid
+    mask has shape (..., 1) and is 0 on ignored pixels (y < 0), where the target is all zeros.
+    """
+    y_pred = ops.cast(y_pred, "float32")
+    y_true = ops.cast(y_true, "float32")
+    if len(y_true.shape) == len(y_pred.shape) - 1:
+        y_true = ops.expand_dims(y_true, -1)
+    valid = ops.cast(ops.greater_equal(y_true, 0.0), "float32")
+    ids = ops.where(valid > 0, y_true, ops.zeros_like(y_true))
+    if num_classes == 1:
+        target = ops.cast(ops.greater_equal(ids, 0.5), "float32") * valid
+    else:
+        onehot = ops.one_hot(ops.cast(ops.squeeze(ids, -1), "int32"), num_classes)
+        target = ops.cast(onehot, "float32") * valid
+    return target, y_pred, valid
+
+
+def _sum_all(x: Any) -> Any:
+    return ops.sum(x)
+
+
+def _sum_but_last(x: Any) -> Any:
+    """Sum over every axis but the class axis."""
+    return ops.sum(ops.reshape(x, (-1, ops.shape(x)[-1])), axis=0)
+
+
+class SegmentationLoss(keras.losses.Loss):
+    """Base class: stores ``num_classes`` and returns the batch loss as a scalar.
+
+    Args:
+        num_classes: 1 for binary (sigmoid) output, >= 2 for softmax output.
+        name: the loss name.
+        reduction: kept for Keras; the value is already a scalar.
+        dtype: the computation dtype (float32 by default, also under mixed precision).
+    """
+
+    def __init__(self, num_classes: int = 1, name: str | None = None,
+                 reduction: str = "sum_over_batch_size", dtype: Any = None) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        self.num_classes = num_classes
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["num_classes"] = self.num_classes
+        return config
+
+
+@keras.saving.register_keras_serializable(package="segsearch")
+class CrossEntropyLoss(SegmentationLoss):
+    """Binary (num_classes == 1) or categorical cross-entropy, mean over valid pixels.
+
+    Args:
+        num_classes: 1 for binary, >= 2 for categorical.
+        name: the loss name ("ce").
+    """
+
+    def __init__(self, num_classes: int = 1, name: str = "ce", **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, name=name, **kwargs)
+
+    def pixel_losses(self, target: Any, prob: Any, valid: Any) -> Any:
+        """Per-pixel cross-entropy, shape (..., 1), zero on ignored pixels."""
+        prob = ops.clip(prob, _EPS, 1.0 - _EPS)
+        if self.num_classes == 1:
+            ce = -(target * ops.log(prob) + (1.0 - target) * ops.log(1.0 - prob))
+        else:
+            ce = -ops.sum(target * ops.log(prob), axis=-1, keepdims=True)
+        return ce * valid
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
+        return _sum_all(self.pixel_losses(target, prob, valid)) / ops.maximum(_sum_all(valid), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="segsearch")
+class DiceLoss(SegmentationLoss):
+    """Soft dice loss, 1 - dice: foreground for binary, mean over all classes for softmax.
+
+    Args:
+        num_classes: 1 for binary, >= 2 for softmax.
+        smooth: added to numerator and denominator (a class absent from both prediction and target
+            then scores dice 1).
+        name: the loss name ("dice").
+    """
+
+    def __init__(self, num_classes: int = 1, smooth: float = 1.0, name: str = "dice",
+                 **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, name=name, **kwargs)
+        self.smooth = float(smooth)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
+        prob = prob * valid
+        inter = _sum_but_last(prob * target)
+        denom = _sum_but_last(prob) + _sum_but_last(target)
+        dice = (2.0 * inter + self.smooth) / (denom + self.smooth)
+        return 1.0 - ops.mean(dice)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="segsearch")
+class CEDiceLoss(SegmentationLoss):
+    """Cross-entropy plus soft dice: ``ce_weight * ce + dice_weight * dice``.
+
+    Args:
+        num_classes: 1 for binary, >= 2 for softmax.
+        ce_weight: weight of the cross-entropy term.
+        dice_weight: weight of the dice term.
+        smooth: dice smoothing.
+        name: the loss name ("ce_dice").
+    """
+
+    def __init__(self, num_classes: int = 1, ce_weight: float = 1.0, dice_weight: float = 1.0,
+                 smooth: float = 1.0, name: str = "ce_dice", **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, name=name, **kwargs)
+        self.ce_weight = float(ce_weight)
+        self.dice_weight = float(dice_weight)
+        self.smooth = float(smooth)
+        self._ce = CrossEntropyLoss(num_classes)
+        self._dice = DiceLoss(num_classes, smooth=smooth)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        return (self.ce_weight * self._ce.call(y_true, y_pred)
+                + self.dice_weight * self._dice.call(y_true, y_pred))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "ce_weight": self.ce_weight,
+                "dice_weight": self.dice_weight, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="segsearch")
+class FocalLoss(SegmentationLoss):
+    """Focal loss (Lin et al. 2017), mean over valid pixels.
+
+    Binary: ``-alpha_t (1 - p_t)**gamma log(p_t)`` with ``alpha_t = alpha`` on foreground pixels and
+    ``1 - alpha`` on background. Softmax: ``-alpha (1 - p_t)**gamma log(p_t)`` with ``p_t`` the
+    probability of the true class (Keras' ``CategoricalFocalCrossentropy`` convention).
+
+    Args:
+        num_classes: 1 for binary, >= 2 for softmax.
+        gamma: focusing parameter (0 gives weighted cross-entropy).
+        alpha: class balance weight in [0, 1].
+        name: the loss name ("focal").
+    """
+
+    def __init__(self, num_classes: int = 1, gamma: float = 2.0, alpha: float = 0.25,
+                 name: str = "focal", **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, name=name, **kwargs)
+        if gamma < 0:
+            raise ConfigError(f"focal loss: gamma must be >= 0, got {gamma}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"focal loss: alpha must be in [0, 1], got {alpha}")
+        self.gamma = float(gamma)
+        self.alpha = float(alpha)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
+        prob = ops.clip(prob, _EPS, 1.0 - _EPS)
+        if self.num_classes == 1:
+            p_t = target * prob + (1.0 - target) * (1.0 - prob)
+            alpha_t = target * self.alpha + (1.0 - target) * (1.0 - self.alpha)
+        else:
+            p_t = ops.sum(target * prob, axis=-1, keepdims=True)
+            p_t = ops.clip(p_t, _EPS, 1.0)
+            alpha_t = self.alpha
+        fl = -alpha_t * ops.power(1.0 - p_t, self.gamma) * ops.log(p_t)
+        return _sum_all(fl * valid) / ops.maximum(_sum_all(valid), 1.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="segsearch")
+class TverskyLoss(SegmentationLoss):
+    """Tversky loss (Salehi et al. 2017): 1 - TP / (TP + alpha FP + beta FN), soft counts.
+
+    alpha = beta = 0.5 is the dice loss; alpha < beta penalises false negatives more (recall).
+    Binary: foreground; softmax: mean over all classes.
+
+    Args:
+        num_classes: 1 for binary, >= 2 for softmax.
+        alpha: weight of false positives.
+        beta: weight of false negatives.
+        smooth: added to numerator and denominator.
+        name: the loss name ("tversky").
+    """
+
+    def __init__(self, num_classes: int = 1, alpha: float = 0.3, beta: float = 0.7,
+                 smooth: float = 1.0, name: str = "tversky", **kwargs: Any) -> None:
+        super().__init__(num_classes=num_classes, name=name, **kwargs)
+        if alpha < 0 or beta < 0 or alpha + beta <= 0:
+            raise ConfigError(f"tversky loss: alpha and beta must be >= 0 and not both 0, got "
+                              f"alpha={alpha}, beta={beta}")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.smooth = float(smooth)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
+        prob = prob * valid
+        tp = _sum_but_last(prob * target)
+        fp = _sum_but_last(prob * (1.0 - target) * valid)
+        fn = _sum_but_last((1.0 - prob) * target)
+        ti = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
+        return 1.0 - ops.mean(ti)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,
+                "smooth": self.smooth}
+
+
+LOSSES: dict[str, type[SegmentationLoss]] = {
+    "ce": CrossEntropyLoss,
+    "dice": DiceLoss,
+    "ce_dice": CEDiceLoss,
+    "focal": FocalLoss,
+    "tversky": TverskyLoss,
+}
+
+
+def names() -> list[str]:
+    """The loss names, sorted."""
+    return sorted(LOSSES)
+
+
+def get(name: str, num_classes: int = 1, **kwargs: Any) -> SegmentationLoss:
+    """Create a loss by name.
+
+    Args:
+        name: "ce" (binary or categorical by ``num_classes``), "dice", "ce_dice", "focal", "tversky".
+        num_classes: 1 for one sigmoid channel, >= 2 for softmax.
+        **kwargs: the loss's own options (focal: gamma, alpha; tversky: alpha, beta; dice: smooth).
+
+    Example:
+        >>> get("tversky", num_classes=3, alpha=0.3, beta=0.7)
+    """
+    if name not in LOSSES:
+        raise ConfigError(unknown_name("loss", name, LOSSES))
+    try:
+        return LOSSES[name](num_classes=num_classes, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"loss {name!r}: {exc}") from None

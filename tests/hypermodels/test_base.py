@@ -1,0 +1,203 @@
+"""SegmentationHyperModel and MultiArchitectureHyperModel: training params, compile, spaces,
+freezing without weights, mixed precision, keras-tuner embedding, multi-architecture search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+kt = pytest.importorskip("keras_tuner")
+keras = pytest.importorskip("keras")
+
+from segsearch import hypermodels, losses  # noqa: E402
+from segsearch.errors import ConfigError  # noqa: E402
+from segsearch.hypermodels.base import make_loss, make_optimizer, training_params  # noqa: E402
+
+from .conftest import tiny_batch  # noqa: E402
+
+TINY = {"depth": 2, "filters": 4}
+
+
+def test_training_params_defaults_and_conditions():
+    by_name = {p.name: p for p in training_params()}
+    assert by_name["learning_rate"].describe() == "float 1e-05..0.01 (log)"
+    assert by_name["learning_rate"].default == 1e-4
+    assert by_name["optimizer"].values == ("adam", "adamw", "sgd", "rmsprop")
+    assert by_name["momentum"].parent_values == ("sgd",)
+    assert by_name["weight_decay"].parent_values == ("adamw",)
+    assert by_name["focal_gamma"].parent_values == ("focal",)
+    assert by_name["tversky_alpha"].parent_values == ("tversky",)
+
+
+def test_make_optimizer_and_loss():
+    opt = make_optimizer("sgd", 0.01, momentum=0.5)
+    assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.5
+    opt = make_optimizer("adamw", 0.01, weight_decay=0.02)
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == 0.02
+    assert isinstance(make_optimizer("rmsprop", 0.01), keras.optimizers.RMSprop)
+    with pytest.raises(ConfigError, match="did you mean 'adam'"):
+        make_optimizer("adm", 0.1)
+    loss = make_loss("tversky", 1, tversky_alpha=0.2)
+    assert isinstance(loss, losses.TverskyLoss) and (loss.alpha, loss.beta) == (0.2, 0.8)
+    loss = make_loss("focal", 3, focal_gamma=1.5)
+    assert isinstance(loss, losses.FocalLoss) and loss.gamma == 1.5 and loss.num_classes == 3
+
+
+def test_space_overrides_training_params_and_defaults():
+    hm = hypermodels.get("unet", (32, 32, 1), space={
+        "learning_rate": {"min": "1e-4", "max": 1e-3}, "optimizer": ["sgd", "adam"],
+        "momentum": {"min": 0.8, "max": 0.95}, "loss": "dice", "filters": [4, 8]})
+    by_name = {p.name: p for p in hm.params()}
+    assert (by_name["learning_rate"].min_value, by_name["learning_rate"].default) == (1e-4, 1e-4)
+    assert by_name["optimizer"].default == "adam"  # the seed default, still a choice
+    assert by_name["loss"].kind == "fixed"
+    assert by_name["filters"].default == 4  # 64 is no longer a choice: the first value
+    assert hm.defaults()["filters"] == 4 and "momentum" not in hm.defaults()
+    hp = kt.HyperParameters()
+    hp.Fixed("optimizer", "sgd")  # pre-populated by an engine: momentum becomes active
+    model = hm.build(hp)
+    assert hp.values["momentum"] == pytest.approx(0.9)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert model.loss.name == "dice"
+
+
+@pytest.mark.parametrize("key", ["resnet50_unet", "deeplabv3plus"])
+def test_freeze_without_weights_is_refused(key):
+    with pytest.raises(ConfigError, match=r"^space\.freeze: freezing the encoder needs pretrained"):
+        hypermodels.get(key, (64, 64, 3), space={"freeze": "stage2"})
+    with pytest.raises(ConfigError, match="weights='imagenet'"):
+        hypermodels.get(key, (64, 64, 3), space={"freeze": ["none", "all"]})
+    # a freeze value forced on the hp (e.g. by a pre-populated space) is refused at build time
+    hm = hypermodels.get(key, (64, 64, 3))
+    hp = kt.HyperParameters()
+    hp.Fixed("freeze", "all")
+    with pytest.raises(ConfigError, match="freeze='all' needs pretrained weights"):
+        hm.build(hp)
+
+
+def test_weights_only_for_resnet_encoders():
+    with pytest.raises(ConfigError, match="unet has no pretrained encoder"):
+        hypermodels.get("unet", (32, 32, 1), weights="imagenet")
+
+
+def test_input_shape_and_num_classes_checked_when_made():
+    with pytest.raises(ConfigError, match=r"^space: unet needs input_shape \(H, W, C\)"):
+        hypermodels.get("unet", (8, 32, 32, 1))
+    with pytest.raises(ConfigError, match="num_classes must be an integer >= 1"):
+        hypermodels.get("unet", (32, 32, 1), 0)
+
+
+def test_mixed_precision_head_float32():
+    policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        hm = hypermodels.get("unet", (32, 32, 1), space=TINY, jit_compile=False)
+        model = hm.build(kt.HyperParameters())
+        x, y = tiny_batch((32, 32, 1), 1)
+        assert model.get_layer("enc1_conv1").compute_dtype == "float16"
+        out = model(x, training=False)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+        model.run_eagerly = True
+        logs = model.train_on_batch(x, y, return_dict=True)
+        assert np.isfinite(logs["loss"]) and np.isfinite(logs["dice"])
+    finally:
+        keras.mixed_precision.set_dtype_policy(policy)
+
+
+def test_random_search_two_trials(tmp_path):
+    """The README example: a hypermodel inside a plain keras_tuner.RandomSearch."""
+    import keras_tuner
+
+    from segsearch import hypermodels
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 32, 32, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")  # class ids; -1 would mark ignored pixels
+
+    hypermodel = hypermodels.get("unet", (32, 32, 1), num_classes=1,
+                                 space={"depth": [2, 3], "filters": [4, 8]})
+    tuner = keras_tuner.RandomSearch(
+        hypermodel,
+        objective=keras_tuner.Objective("val_dice", direction="max"),
+        max_trials=2,
+        seed=0,
+        directory=str(tmp_path),
+        project_name="unet_demo",
+    )
+    tuner.search(x[:6], y[:6], validation_data=(x[6:], y[6:]), epochs=1, batch_size=3, verbose=0)
+    best = tuner.get_best_hyperparameters(1)[0]
+    print(best.values)
+
+    trials = tuner.oracle.trials.values()
+    assert len(trials) == 2
+    assert all(t.status == "COMPLETED" for t in trials)
+    for t in trials:
+        assert {"val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy"} <= set(
+            t.metrics.metrics)
+        assert 0.0 <= t.score <= 1.0
+    assert best.values["depth"] in (2, 3) and best.values["filters"] in (4, 8)
+    assert set(best.values) == {"depth", "filters", "upsampling", "dropout", "batch_norm",
+                                "learning_rate", "optimizer", "loss"} | (
+        {"weight_decay"} if best.values["optimizer"] == "adamw" else set()) | (
+        {"momentum"} if best.values["optimizer"] == "sgd" else set()) | (
+        {"focal_gamma"} if best.values["loss"] == "focal" else set()) | (
+        {"tversky_alpha"} if best.values["loss"] == "tversky" else set())
+
+
+# ------------------------------------------------------------------ multi-architecture
+@pytest.fixture(scope="module")
+def multi():
+    return hypermodels.get_multi(
+        ["unet", "resblock_unet"], (32, 32, 1), 1,
+        spaces={"unet": {"depth": 2, "filters": 4}, "resblock_unet": {"depth": 2, "filters": 4}})
+
+
+def test_multi_default_builds_first_architecture(multi):
+    hp = kt.HyperParameters()
+    model = multi.build(hp)
+    assert model.name == "unet" and model.output_shape == (None, 32, 32, 1)
+    assert hp.values["architecture"] == "unet"
+    assert hp.values == multi.defaults()
+    names = [h.name for h in hp.space]
+    assert names[0] == "architecture"
+    assert "unet/depth" in names and "resblock_unet/blocks" in names
+    assert "resblock_unet/blocks" not in hp.values  # inactive
+    by_name = {h.name: h for h in hp.space}
+    assert [(c.name, c.values) for c in by_name["unet/upsampling"].conditions] == [
+        ("architecture", ["unet"])]
+    assert [(c.name, c.values) for c in by_name["resblock_unet/momentum"].conditions] == [
+        ("architecture", ["resblock_unet"]), ("resblock_unet/optimizer", ["sgd"])]
+    assert {p.name for p in multi.params()} == set(names)
+
+
+def test_multi_builds_the_chosen_architecture(multi):
+    hp = kt.HyperParameters()
+    hp.Fixed("architecture", "resblock_unet")
+    model = multi.build(hp)
+    assert model.name == "resblock_unet"
+    assert model.output_shape == (None, 32, 32, 1)  # num_classes=1 for every architecture
+    assert hp.values["resblock_unet/blocks"] == 1
+    assert not any(k.startswith("unet/") for k in hp.values)
+    x, _ = tiny_batch((32, 32, 1), 1)
+    assert model(x).shape == (2, 32, 32, 1)
+
+
+def test_multi_space_populates_a_tuner(multi, tmp_path):
+    tuner = kt.RandomSearch(multi, objective=kt.Objective("val_dice", "max"), max_trials=3,
+                            seed=1, directory=str(tmp_path), project_name="multi")
+    space = {h.name for h in tuner.oracle.get_space().space}
+    assert {"architecture", "unet/filters", "resblock_unet/blocks",
+            "resblock_unet/tversky_alpha"} <= space
+    trial = tuner.oracle.create_trial("tuner0")
+    arch = trial.hyperparameters.values["architecture"]
+    assert all(k == "architecture" or k.startswith(arch + "/")
+               for k in trial.hyperparameters.values)
+
+
+def test_multi_errors():
+    with pytest.raises(ConfigError, match="did you mean 'unet'"):
+        hypermodels.get_multi(["unet", "unte"], (32, 32, 1))
+    with pytest.raises(ConfigError, match=r"architecture in spaces 'resunet'"):
+        hypermodels.get_multi(["unet"], (32, 32, 1), spaces={"resunet": {}})
+    with pytest.raises(ConfigError, match=r"^space\.unet: unknown hyperparameter"):
+        hypermodels.get_multi(["unet"], (32, 32, 1), spaces={"unet": {"dept": 2}})
