@@ -38,3 +38,15 @@ def isbi_dir() -> Path:
     if not (ISBI / "images").is_dir():
         pytest.skip(f"ISBI slices not found at {ISBI}")
     return ISBI
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """SQLAlchemy URL of a throwaway PostgreSQL database on 127.0.0.1 for the whole test session.
+
+    Started on first use, stopped and deleted at the end (tests/_postgres.py); skipped, saying to run
+    `bash .ci/postgres.sh`, when PostgreSQL or psycopg2 is missing. Give each test its own study name.
+    """
+    from _postgres import postgres_url_fixture
+
+    yield from postgres_url_fixture()
