@@ -1,0 +1,401 @@
+"""`segsearch data check DIR`: what a user needs to know about a data set before a search.
+
+The report is a data set fingerprint, in the spirit of nnU-Net's: counts, image sizes, channels, bit
+depths, formats, intensities, mask kind and class frequencies, the share of foreground per image;
+a suggested input size and encoder depth range; warnings about what looks wrong; and the errors
+that would stop ``load`` (all of them, not just the first).
+
+Example:
+    >>> report = check("data/membrane")
+    >>> print(report.format())
+    >>> report.warnings, report.errors, report.to_dict()["classes"]["frequencies"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsearch.data import masks as masks_mod
+from segsearch.data import sources
+from segsearch.data.config import DataConfig
+from segsearch.data.dataset import to_float
+from segsearch.data.sources import first_names
+from segsearch.errors import DataError
+
+__all__ = ["Report", "check", "suggest_size"]
+
+TINY_FOREGROUND = 0.01
+FEW_PAIRS = 10
+LOSSY = (".jpg", ".jpeg")
+
+
+def suggest_size(heights: list[int], widths: list[int]) -> tuple[tuple[int, int], tuple[int, int], str]:
+    """Suggested (image_size, (min depth, max depth), resize mode) from the images' sizes.
+
+    The size is the median, rounded down to a multiple of 32 (so depths up to 5 divide it), kept
+    between 32 and 512; the depths are those that leave a bottleneck of at least 8 pixels; "crop"
+    is suggested when the median image is more than twice the suggested size (to keep detail).
+    """
+    mh, mw = float(np.median(heights)), float(np.median(widths))
+
+    def side(v: float) -> int:
+        return int(min(512, max(32, 32 * math.floor(v / 32))))
+
+    size = (side(mh), side(mw))
+    small = min(size)
+    d_max = max(1, min(5, int(math.floor(math.log2(small / 8)))))
+    d_min = max(1, d_max - 2)
+    mode = "crop" if min(mh, mw) > 2 * small else "resize"
+    return size, (d_min, d_max), mode
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of ``check``: a fingerprint, warnings and errors.
+
+    Args:
+        source: the folder or file checked.
+        fingerprint: JSON-able facts (counts, sizes, channels, bit depths, classes, suggestion ...).
+        warnings: what looks wrong but would load.
+        errors: what would stop ``load`` (one message per problem, naming files and the fix).
+    """
+
+    source: str
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when ``load`` would accept the data."""
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: source, fingerprint keys, warnings, errors, ok."""
+        out = {"source": self.source, **self.fingerprint, "warnings": list(self.warnings), "errors": list(self.errors),
+               "ok": self.ok}
+        json.dumps(out)  # fail here, not in the caller, if something is not JSON-able
+        return out
+
+    def format(self) -> str:
+        """The report as text for a terminal."""
+        f = self.fingerprint
+        lines = [f"segsearch data check: {self.source}"]
+        if f.get("synthetic"):
+            lines.append("  NOTE             this is the built-in SYNTHETIC sample, not real data")
+
+        def row(label: str, text: str) -> None:
+            lines.append(f"  {label:<16} {text}")
+
+        counts = f.get("counts", {})
+        row("pairs", f"{counts.get('pairs', 0)}" + (f" ({f['layout']})" if f.get("layout") else ""))
+        for key, label in (("lone_images", "images w/o mask"), ("lone_masks", "masks w/o image"), ("unreadable", "unreadable")):
+            if counts.get(key):
+                row(label, str(counts[key]))
+        img = f.get("images", {})
+        if img.get("sizes"):
+            sizes = ", ".join(f"{s} x{n}" for s, n in img["sizes"].items())
+            row("image sizes", sizes + (" (height x width)" if img["sizes"] else ""))
+            if len(img["sizes"]) > 1:
+                row("", f"height {img['height']['min']}..{img['height']['max']} (median {img['height']['median']}), "
+                        f"width {img['width']['min']}..{img['width']['max']} (median {img['width']['median']})")
+        if img.get("channels"):
+            row("channels", ", ".join(f"{k} x{v}" for k, v in img["channels"].items()))
+        if img.get("bit_depths"):
+            row("bit depth", ", ".join(f"{k} x{v}" for k, v in img["bit_depths"].items()))
+        fmts = f.get("formats", {})
+        if fmts:
+            row("formats", "images " + ", ".join(f"{k} x{v}" for k, v in fmts.get("images", {}).items())
+                + "; masks " + ", ".join(f"{k} x{v}" for k, v in fmts.get("masks", {}).items()))
+        if img.get("intensity"):
+            it = img["intensity"]
+            row("intensity", f"mean {it['mean']:.3f}, std {it['std']:.3f}, range {it['min']:.3f}..{it['max']:.3f} (scaled to [0, 1])")
+        m = f.get("masks", {})
+        if m.get("kind"):
+            row("masks", f"{m['kind']} -> num_classes {m['num_classes']}")
+        elif m.get("values"):
+            row("mask values", ", ".join(map(str, m["values"][:12])) + (" ..." if len(m["values"]) > 12 else ""))
+        cls = f.get("classes", {})
+        if cls.get("frequencies"):
+            shares = "  ".join(f"{i}: {100 * v:.1f}%" for i, v in enumerate(cls["frequencies"]))
+            row("classes", f"{shares}   (share of labelled pixels)")
+            row("", "in images: " + "  ".join(f"{i}: {v}" for i, v in enumerate(cls["images_with"])))
+            if cls.get("ignored_fraction"):
+                row("ignored", f"{100 * cls['ignored_fraction']:.2f}% of pixels")
+        fg = cls.get("foreground_per_image")
+        if fg:
+            row("foreground", f"per image min {100 * fg['min']:.1f}%, median {100 * fg['median']:.1f}%, max {100 * fg['max']:.1f}%")
+        sug = f.get("suggested")
+        if sug:
+            row("suggested", f"image_size {sug['image_size']}, resize: {sug['resize']}, "
+                             f"encoder depth {sug['depth'][0]}..{sug['depth'][1]}")
+        lines.append(f"warnings ({len(self.warnings)})" + (":" if self.warnings else ""))
+        lines += [f"  - {w}" for w in self.warnings]
+        lines.append(f"errors ({len(self.errors)})" + (": load would stop at these" if self.errors else ""))
+        lines += [f"  - {e}" for e in self.errors]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _sizes_table(shapes: list[tuple[int, int]]) -> dict[str, int]:
+    counts = Counter(f"{h}x{w}" for h, w in shapes)
+    return dict(counts.most_common(6)) | ({"other": sum(counts.values()) - sum(dict(counts.most_common(6)).values())}
+                                         if len(counts) > 6 else {})
+
+
+def check(path: str | os.PathLike[str], **options: Any) -> Report:
+    """Check a data folder (or .npz / .npy, or "sample") and report what a search needs to know.
+
+    Args:
+        path: the data, as ``DataConfig.source`` takes it.
+        **options: DataConfig fields that change how the data is read: mask_suffix, mask_kind,
+            colors, ignore_value, num_classes, images_dir, masks_dir (others are accepted and
+            ignored where they do not apply).
+
+    Returns:
+        A Report: ``.format()`` text, ``.to_dict()``, ``.warnings``, ``.errors``, ``.ok``.
+
+    Raises:
+        DataError: the data cannot be found at all (no folder, no images); everything else is
+            reported in ``Report.errors``.
+        ConfigError: an unknown or invalid option.
+
+    Example:
+        >>> print(check("data/cells", colors={"#000000": 0, "#ff0000": 1}).format())
+    """
+    options.setdefault("val_fraction", 0.2)
+    config = DataConfig(source=os.fspath(path), **options)
+    if config.is_sample:
+        return _check_sample(config)
+    where = str(config.source)
+    errors: list[str] = []
+    warnings: list[str] = []
+    counts: dict[str, int] = {}
+    if sources.is_array_source(config.source):
+        arrays = sources.load_arrays(config.source, mask_suffix=config.mask_suffix)
+        entries: list[tuple[str, Any]] = [(n, (arrays, i)) for i, n in enumerate(arrays.names)]
+        layout = f"arrays {arrays.images.shape} + {arrays.masks.shape}"
+        image_exts: Counter[str] = Counter({Path(arrays.name).suffix: len(entries)})
+        mask_exts = Counter(image_exts)
+    else:
+        found = sources.discover(config.source, mask_suffix=config.mask_suffix, images_dir=config.images_dir,
+                                 masks_dir=config.masks_dir)
+        entries = [(p.name, p) for p in found.pairs]
+        if found.image_dir == found.mask_dir:
+            layout = f"one folder, masks named <image>{found.suffix}"
+        else:
+            layout = f"{found.image_dir.name}/ + {found.mask_dir.name}/, paired by file name"
+        counts["lone_images"] = len(found.lone_images)
+        counts["lone_masks"] = len(found.lone_masks)
+        try:
+            found.raise_unpaired()
+        except DataError as exc:
+            errors.append(str(exc))
+            if found.lone_images and found.lone_masks:  # both kinds: report the masks too
+                errors.append(_lone_masks_message(found))
+        image_exts = Counter(p.image.suffix.lower() for p in found.pairs)
+        mask_exts = Counter(p.mask.suffix.lower() for p in found.pairs)
+
+    palette = "rgb" if config.colors is not None else "index"
+
+    def one(entry: tuple[str, Any]) -> dict[str, Any]:
+        name, ref = entry
+        out: dict[str, Any] = {"name": name}
+        try:
+            if isinstance(ref, sources.Pair):
+                image = sources.read_array(ref.image)
+                mask = sources.read_array(ref.mask, palette=palette)
+                mask_label = f"{ref.mask.parent.name}/{ref.mask.name}"
+            else:
+                arr, i = ref
+                image, mask = np.asarray(arr.images[i]), np.asarray(arr.masks[i])
+                if image.ndim == 3 and image.shape[-1] == 1:
+                    image = image[..., 0]
+                mask_label = name
+            if image.shape[:2] != mask.shape[:2]:
+                out["error"] = (f"{name}: image is {image.shape[0]}x{image.shape[1]} but its mask {mask_label} is "
+                                f"{mask.shape[0]}x{mask.shape[1]} (height x width); fix: save the mask at the image's size")
+                return out
+            out["shape"] = tuple(int(v) for v in image.shape[:2])
+            out["channels"] = 1 if image.ndim == 2 else image.shape[-1]
+            out["bits"] = "float" if image.dtype.kind == "f" else ("16-bit" if image.dtype.itemsize > 1 else "8-bit")
+            out["raw_max"] = float(image.max()) if image.size else 0.0
+            scaled = to_float(image[..., :3] if image.ndim == 3 else image, name)
+            out["mean"], out["std"] = float(scaled.mean()), float(scaled.std())
+            out["min"], out["max"] = float(scaled.min()), float(scaled.max())
+            out["stats"] = masks_mod.mask_stats(mask, mask_label)
+        except DataError as exc:
+            out["error"] = str(exc)
+        return out
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
+        results = list(pool.map(one, entries))
+    good = [r for r in results if "error" not in r]
+    errors += [r["error"] for r in results if "error" in r]
+    counts["pairs"] = len(entries)
+    counts["unreadable"] = sum(1 for r in results if "error" in r and "cannot read" in r["error"])
+
+    fingerprint: dict[str, Any] = {"synthetic": False, "layout": layout, "counts": counts,
+                                   "formats": {"images": dict(image_exts), "masks": dict(mask_exts)}}
+    if not good:
+        if not errors:
+            errors.append(f"{where}: no readable image/mask pairs; fix: add pairs")
+        return Report(where, fingerprint, tuple(warnings), tuple(errors))
+
+    shapes = [r["shape"] for r in good]
+    heights, widths = [s[0] for s in shapes], [s[1] for s in shapes]
+    channel_counts = Counter("1 (grey)" if r["channels"] == 1 else f"{r['channels']} (colour)" for r in good)
+    bit_counts = Counter(r["bits"] for r in good)
+    n = len(good)
+    weights = np.array([s[0] * s[1] for s in shapes], dtype=np.float64)
+    means = np.array([r["mean"] for r in good])
+    stds = np.array([r["std"] for r in good])
+    mean = float(np.average(means, weights=weights))
+    std = float(np.sqrt(np.average(stds ** 2 + (means - mean) ** 2, weights=weights)))
+    size, depth, mode = suggest_size(heights, widths)
+    fingerprint["images"] = {
+        "sizes": _sizes_table(shapes),
+        "height": {"min": min(heights), "median": float(np.median(heights)), "max": max(heights)},
+        "width": {"min": min(widths), "median": float(np.median(widths)), "max": max(widths)},
+        "channels": dict(channel_counts),
+        "bit_depths": dict(bit_counts),
+        "intensity": {"mean": round(mean, 4), "std": round(std, 4),
+                      "min": round(min(r["min"] for r in good), 4), "max": round(max(r["max"] for r in good), 4)},
+    }
+    fingerprint["suggested"] = {"image_size": list(size), "depth": list(depth), "resize": mode}
+
+    # Masks: the rule load would use, class frequencies, foreground per image.
+    stats = [r["stats"] for r in good]
+    all_values = sorted({int(v) for s in stats for v in s.values.tolist()})
+    lossy_masks = [p for p, c in mask_exts.items() if p in LOSSY]
+    rule = None
+    jpeg_reported = False
+    try:
+        rule = masks_mod.decide(stats, mask_kind=config.mask_kind, num_classes=config.num_classes,
+                                colors=config.colors, ignore_value=config.ignore_value, where=where)
+    except DataError as exc:
+        errors.append(str(exc))
+        jpeg_reported = "JPEG" in str(exc)
+    fingerprint["masks"] = {"values": all_values[:64] if not any(s.colour for s in stats) else [],
+                            "kind": rule.description if rule else None,
+                            "num_classes": rule.num_classes if rule else None}
+    if rule is not None:
+        k = max(2, rule.num_classes)
+        totals = np.zeros(k, np.int64)
+        images_with = np.zeros(k, np.int64)
+        ignored = 0
+        fg_share = []
+        for s in stats:
+            ids = rule.map_values(s.values, s.colour)
+            per = np.zeros(k, np.int64)
+            for cls, c in zip(ids.tolist(), s.counts.tolist()):
+                if cls >= 0:
+                    per[min(cls, k - 1)] += c
+                else:
+                    ignored += c
+            totals += per
+            images_with += per > 0
+            labelled = per.sum()
+            fg_share.append(float(per[1:].sum() / labelled) if labelled else 0.0)
+        labelled = max(1, int(totals.sum()))
+        freq = [round(float(t) / labelled, 6) for t in totals]
+        fingerprint["classes"] = {
+            "frequencies": freq,
+            "images_with": images_with.tolist(),
+            "ignored_fraction": round(ignored / max(1, labelled + ignored), 6),
+            "foreground_per_image": {"min": round(min(fg_share), 4), "median": round(float(np.median(fg_share)), 4),
+                                     "max": round(max(fg_share), 4), "mean": round(float(np.mean(fg_share)), 4)},
+        }
+        for cls in range(1, k):
+            if freq[cls] == 0:
+                warnings.append(f"class {cls} never occurs in the masks; check num_classes and the masks")
+            elif freq[cls] < TINY_FOREGROUND:
+                warnings.append(
+                    f"tiny foreground: class {cls} covers only {100 * freq[cls]:.2f}% of labelled pixels; "
+                    "consider a dice, focal or tversky loss, or crops around the objects"
+                )
+        empty = [r["name"] for r, share in zip(good, fg_share) if share == 0]
+        if empty and len(empty) < len(good):
+            warnings.append(f"{len(empty)} of {len(good)} masks have no foreground at all: {first_names(empty)}")
+
+    # What looks wrong.
+    if not jpeg_reported:
+        damaged = [s.name for s in stats if not s.colour and len(s.values) > 2 and s.values[-1] >= 128
+                   and (s.counts[s.values == 0].sum() + s.counts[-1]) >= 0.9 * s.counts.sum()
+                   and rule is not None and rule.kind == "binary"]
+        if damaged:
+            warnings.append(
+                f"{len(damaged)} mask(s) hold intermediate values between 0 and their maximum, as JPEG compression "
+                f"leaves: {first_names(damaged)}; they are thresholded at half the maximum; prefer PNG masks"
+            )
+    if lossy_masks:
+        warnings.append(
+            f"masks are saved as JPEG ({', '.join(lossy_masks)}), a lossy format that blurs class boundaries; "
+            "save masks as PNG or TIFF"
+        )
+    if n < FEW_PAIRS:
+        warnings.append(f"only {n} readable pairs: a validation set of {max(1, round(0.2 * n))} gives noisy scores; add data if you can")
+    if len(channel_counts) > 1:
+        warnings.append("some images are grey and some in colour: grey images are repeated to 3 channels")
+    ratios = [h / w for h, w in shapes]
+    if max(ratios) > 1.1 * min(ratios):
+        warnings.append(
+            f"image aspect ratios differ ({min(ratios):.2f}..{max(ratios):.2f} height/width): resizing to one size "
+            "distorts some images; consider resize: crop"
+        )
+    dark16 = [r["name"] for r in good if r["bits"] == "16-bit" and r["raw_max"] < 4096]
+    if dark16:
+        warnings.append(
+            f"{len(dark16)} 16-bit image(s) use values below 4096 only (12-bit data?), so after scaling by 65535 "
+            f"they span less than 1/16 of [0, 1]: {first_names(dark16)}; consider rescaling them"
+        )
+    if min(min(heights), min(widths)) < 32:
+        warnings.append(f"some images are smaller than 32 pixels a side (smallest {min(heights)}x{min(widths)})")
+    return Report(where, fingerprint, tuple(warnings), tuple(errors))
+
+
+def _lone_masks_message(found: sources.Discovery) -> str:
+    """The message for masks without images, when images without masks were reported first."""
+    try:
+        dataclasses.replace(found, lone_images=()).raise_unpaired()
+    except DataError as exc:
+        return str(exc)
+    return ""
+
+
+def _check_sample(config: DataConfig) -> Report:
+    """The report of the built-in synthetic sample."""
+    from segsearch.data.dataset import load
+
+    splits = load(config)
+    info = splits.info
+    size = info["image_size"]
+    total = info["counts"]["total"]
+    k = max(2, info["num_classes"])
+    images_with = np.zeros(k, np.int64)
+    for part in (splits.train, splits.val):
+        for y in part.y:
+            images_with += np.bincount(y.astype(np.int64).ravel(), minlength=k)[:k] > 0
+    suggested_size, depth, mode = suggest_size([size[0]], [size[1]])
+    fingerprint = {
+        "synthetic": True,
+        "layout": info["description"],
+        "counts": {"pairs": total},
+        "images": {"sizes": {f"{size[0]}x{size[1]}": total}, "channels": {str(info["channels"]): total}},
+        "masks": {"kind": info["mask_kind"], "num_classes": info["num_classes"]},
+        "classes": {"frequencies": info["class_frequencies"], "images_with": images_with.tolist()},
+        "suggested": {"image_size": list(suggested_size), "depth": list(depth), "resize": mode},
+    }
+    return Report("sample (SYNTHETIC)", fingerprint, ("this is the built-in SYNTHETIC sample, not real images",), ())

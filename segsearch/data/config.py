@@ -1,0 +1,260 @@
+"""DataConfig: where the images and masks are and how to prepare them, validated when built.
+
+Example:
+    >>> DataConfig(source="data/membrane", image_size=(256, 256), val_fraction=0.2)
+    >>> DataConfig.from_dict({"source": "sample", "num_classes": 3, "image_size": 64})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from segsearch.data.augment import Augment
+from segsearch.errors import ConfigError, unknown_name
+
+__all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "parse_colors"]
+
+MASK_KINDS = ("auto", "binary", "ids", "rgb")
+RESIZE_MODES = ("resize", "crop")
+Color = tuple[int, int, int]
+
+
+def _color(key: Any, where: str) -> Color:
+    """Parse one colour: '#rrggbb', 'r,g,b', [r, g, b] or a grey level g (= (g, g, g))."""
+    if isinstance(key, bool):
+        raise ConfigError(f"{where}: expected a colour, got {key!r}")
+    if isinstance(key, int):
+        rgb: Sequence[Any] = (key, key, key)
+    elif isinstance(key, str):
+        text = key.strip()
+        if re.fullmatch(r"#?[0-9a-fA-F]{6}", text):
+            text = text.lstrip("#")
+            rgb = tuple(int(text[i:i + 2], 16) for i in (0, 2, 4))
+        elif re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", text):
+            rgb = tuple(int(v) for v in text.split(","))
+        elif text.isdigit():
+            rgb = (int(text),) * 3
+        else:
+            raise ConfigError(f"{where}: cannot read colour {key!r}; write '#rrggbb', 'r,g,b' or a grey level 0-255")
+    elif isinstance(key, Sequence) and len(key) == 3:
+        rgb = tuple(key)
+    else:
+        raise ConfigError(f"{where}: cannot read colour {key!r}; write '#rrggbb', 'r,g,b' or a grey level 0-255")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb):
+        raise ConfigError(f"{where}: colour {key!r} must have three integer channels in 0..255")
+    return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+
+
+def parse_colors(value: Any, where: str = "data.colors") -> tuple[tuple[Color, int], ...] | None:
+    """Normalise a colour table to ``((rgb, class_id), ...)``; class id -1 marks an ignored colour.
+
+    Args:
+        value: None; a mapping colour -> class id (``{"#000000": 0, "#ff0000": 1, "255,255,255": -1}``,
+            grey levels as ints ``{0: 0, 128: 1}``); or a list of colours whose position is the class
+            id (``[[0, 0, 0], [255, 0, 0]]``).
+        where: location used in error messages.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        items = list(value)
+        if items and all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[1], int) and not isinstance(i[0], int) for i in items):
+            pass  # already ((rgb, id), ...)
+        else:
+            items = [(c, i) for i, c in enumerate(items)]
+    else:
+        raise ConfigError(f"{where}: expected a mapping colour -> class id or a list of colours, got {value!r}")
+    if not items:
+        raise ConfigError(f"{where}: the colour table is empty; give at least two colours or leave it out")
+    out: dict[Color, int] = {}
+    for key, cls in items:
+        rgb = _color(key, f"{where}[{key!r}]")
+        if isinstance(cls, bool) or not isinstance(cls, int) or cls < -1:
+            raise ConfigError(f"{where}[{key!r}]: class id must be an integer >= 0 (or -1 to ignore), got {cls!r}")
+        if rgb in out and out[rgb] != cls:
+            raise ConfigError(f"{where}: colour {rgb} is given twice, as class {out[rgb]} and class {cls}")
+        out[rgb] = int(cls)
+    return tuple(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images and masks are and how they are prepared for a model.
+
+    Args:
+        source: "sample" (the built-in synthetic data set), a folder with ``images/`` and ``masks/``
+            subfolders (or one folder of ``NAME.ext`` + ``NAME<mask_suffix>.ext`` files, or one with
+            ``images.npy`` + ``masks.npy``), an ``.npz`` file, or an images ``.npy`` file.
+        image_size: (height, width) every sample is brought to (an int means square); None keeps the
+            files' own size, which must then be the same for all.
+        num_classes: 1 for binary (one sigmoid channel), >= 2 for softmax over classes; None infers it
+            from the masks (at most ids 0/1 -> 1, else the largest id + 1).
+        channels: 1 or 3 channels of the model input; None takes 3 if any image is in colour, else 1.
+        val_fraction: share of the pairs held out for validation, by a split seeded with ``seed``.
+        val_source: a folder / file laid out like ``source`` that is the validation set instead.
+        seed: seed of the split (and of the synthetic sample).
+        mask_suffix: a mask named ``<image stem><mask_suffix>`` pairs with that image
+            (``case_3_mask.png`` with ``case_3.jpg``); equal stems always pair.
+        mask_kind: "auto" (detect), "binary" (0 = background, values >= half the type's maximum =
+            foreground, so 0/255, 0/1 and JPEG-damaged masks all work), "ids" (values are class ids),
+            or "rgb" (colours mapped through ``colors``).
+        colors: colour -> class id table for colour (or grey-level) masks; id -1 = ignored.
+        ignore_value: a mask value marking void pixels, e.g. 255; they become -1 and count in neither
+            loss nor metrics.
+        resize: "resize" scales each image to ``image_size`` (bilinear; masks nearest-neighbour);
+            "crop" keeps the full resolution and takes ``image_size`` windows (random for training,
+            tiles covering the image for validation), padding smaller images with ignored pixels.
+        augment: training augmentation: a strength (0 = off, 1 = default), true/false, a mapping of
+            :class:`~segsearch.data.augment.Augment` fields, or an Augment.
+        cache: keep the decoded arrays in memory (True), read files every epoch (False), or decide
+            by the available memory (None).
+        images_dir: name of the images subfolder.
+        masks_dir: name of the masks subfolder.
+        sample_count: number of images in the synthetic sample.
+
+    Example:
+        >>> DataConfig(source="data/cells", image_size=256, mask_kind="rgb",
+        ...            colors={"#000000": 0, "#ff0000": 1, "#00ff00": 2}, ignore_value=None)
+    """
+
+    source: str | os.PathLike[str] = "sample"
+    image_size: tuple[int, int] | int | None = (128, 128)
+    num_classes: int | None = None
+    channels: int | None = None
+    val_fraction: float = 0.2
+    val_source: str | os.PathLike[str] | None = None
+    seed: int = 0
+    mask_suffix: str = "_mask"
+    mask_kind: Literal["auto", "binary", "ids", "rgb"] = "auto"
+    colors: Any = None
+    ignore_value: int | None = None
+    resize: Literal["resize", "crop"] = "resize"
+    augment: Any = field(default_factory=Augment)
+    cache: bool | None = None
+    images_dir: str = "images"
+    masks_dir: str = "masks"
+    sample_count: int = 64
+
+    def __post_init__(self) -> None:
+        w = "data"
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731
+
+        if isinstance(self.source, os.PathLike):
+            set_("source", os.fspath(self.source))
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ConfigError(f"{w}.source: expected 'sample' or a folder / .npz path, got {self.source!r}")
+        if self.val_source is not None:
+            if isinstance(self.val_source, os.PathLike):
+                set_("val_source", os.fspath(self.val_source))
+            if not isinstance(self.val_source, str) or not self.val_source.strip():
+                raise ConfigError(f"{w}.val_source: expected a folder / .npz path or null, got {self.val_source!r}")
+
+        size = self.image_size
+        if size is not None:
+            if isinstance(size, int) and not isinstance(size, bool):
+                size = (size, size)
+            if (
+                isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+            ):
+                raise ConfigError(f"{w}.image_size: expected [height, width] or one integer, got {self.image_size!r}")
+            if min(size) < 8:
+                raise ConfigError(f"{w}.image_size: each side must be >= 8 pixels, got {list(size)}")
+            set_("image_size", (int(size[0]), int(size[1])))
+
+        if self.num_classes is not None and (
+            isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1
+        ):
+            raise ConfigError(f"{w}.num_classes: expected 1 (binary) or >= 2 classes, or null to infer, got {self.num_classes!r}")
+        if self.channels is not None and self.channels not in (1, 3) or isinstance(self.channels, bool):
+            raise ConfigError(f"{w}.channels: expected 1, 3 or null (from the data), got {self.channels!r}")
+
+        vf = self.val_fraction
+        if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not math.isfinite(vf):
+            raise ConfigError(f"{w}.val_fraction: expected a number between 0 and 1, got {vf!r}")
+        if self.val_source is None and not 0 < vf < 1:
+            raise ConfigError(
+                f"{w}.val_fraction: must be between 0 and 1 (exclusive), got {vf!r}; "
+                f"or give data.val_source, a separate validation folder"
+            )
+        set_("val_fraction", float(vf))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"{w}.seed: expected an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.mask_suffix, str):
+            raise ConfigError(f"{w}.mask_suffix: expected a string such as '_mask', got {self.mask_suffix!r}")
+        if self.mask_kind not in MASK_KINDS:
+            raise ConfigError(unknown_name("mask kind", self.mask_kind, MASK_KINDS, f"{w}.mask_kind"))
+        set_("colors", parse_colors(self.colors, f"{w}.colors"))
+        if self.mask_kind == "rgb" and self.colors is None:
+            raise ConfigError(
+                f"{w}.colors: mask_kind 'rgb' needs a colour table, e.g. colors: {{'#000000': 0, '#ff0000': 1}}"
+            )
+        if self.ignore_value is not None and (
+            isinstance(self.ignore_value, bool) or not isinstance(self.ignore_value, int)
+            or not 0 <= self.ignore_value <= 65535
+        ):
+            raise ConfigError(f"{w}.ignore_value: expected a mask value 0..65535 or null, got {self.ignore_value!r}")
+        if self.resize not in RESIZE_MODES:
+            raise ConfigError(unknown_name("resize mode", self.resize, RESIZE_MODES, f"{w}.resize"))
+        if self.resize == "crop" and self.image_size is None:
+            raise ConfigError(f"{w}.image_size: resize 'crop' needs an image_size, the size of the windows")
+        set_("augment", Augment.from_config(self.augment, f"{w}.augment"))
+        if self.cache is not None and not isinstance(self.cache, bool):
+            raise ConfigError(f"{w}.cache: expected true, false or null (decide by memory), got {self.cache!r}")
+        for name in ("images_dir", "masks_dir"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value or Path(value).name != value:
+                raise ConfigError(f"{w}.{name}: expected a subfolder name, got {value!r}")
+        if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
+            raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
+
+    @property
+    def is_sample(self) -> bool:
+        """True when the source is the built-in synthetic sample."""
+        return self.source == "sample"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None, where: str = "data") -> DataConfig:
+        """Build from a mapping (the ``data:`` section of a space file); unknown keys are errors.
+
+        Args:
+            values: the keys of DataConfig; missing keys take their defaults.
+            where: location prefix for error messages, e.g. "spaces/unet.yaml: data".
+        """
+        values = dict(values or {})
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise ConfigError(unknown_name("data option", key, names, where))
+        if isinstance(values.get("image_size"), list):
+            values["image_size"] = tuple(values["image_size"])
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            msg = str(exc)
+            if where != "data" and msg.startswith("data"):
+                msg = where + msg[len("data"):]
+            raise ConfigError(msg) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that ``from_dict`` turns back into an equal config."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "image_size" and value is not None:
+                value = list(value)
+            elif f.name == "colors" and value is not None:
+                value = {"#%02x%02x%02x" % rgb: cls for rgb, cls in value}
+            elif f.name == "augment":
+                value = value.to_dict()
+            out[f.name] = value
+        return out

@@ -1,0 +1,598 @@
+"""load(config) -> Splits: read, check, split and prepare images and masks for a model.
+
+Everything that can be wrong with the data is found here, before any training, and raised as one
+DataError naming the file(s) and the fix.
+
+Example:
+    >>> splits = load(DataConfig(source="data/membrane", image_size=(256, 256)))
+    >>> splits.train.x.shape, splits.val.y.shape, splits.info["num_classes"]
+    ((24, 256, 256, 1), (6, 256, 256, 1), 1)
+    >>> again = load(config, split=splits.split)    # the same split, e.g. for a resumed study
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsearch.data import masks as masks_mod
+from segsearch.data import sample as sample_mod
+from segsearch.data import sources
+from segsearch.data import split as split_mod
+from segsearch.data.config import DataConfig
+from segsearch.data.sources import ArraySource, Pair, first_names
+from segsearch.errors import DataError
+
+__all__ = ["Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Array preparation
+
+
+def to_float(arr: np.ndarray, name: str) -> np.ndarray:
+    """Scale decoded pixels to float32 [0, 1]: 8-bit by 255, 16-bit by 65535, floats kept.
+
+    Args:
+        arr: the decoded image.
+        name: its name, for messages.
+
+    Raises:
+        DataError: negative values, integers beyond 16 bits, or floats outside [0, 1].
+    """
+    kind = arr.dtype.kind
+    if kind == "f":
+        if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1):
+            raise DataError(
+                f"{name}: floating-point pixels outside [0, 1] (range {np.nanmin(arr):.3g}..{np.nanmax(arr):.3g}); "
+                "fix: scale the image to [0, 1] or save it as 8- or 16-bit integers"
+            )
+        return arr.astype(np.float32, copy=False)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255)
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / np.float32(65535)
+    if kind in "iub":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise DataError(
+                f"{name}: integer pixels {lo}..{hi} do not fit 8 or 16 bits; fix: save the image as 8- or 16-bit"
+            )
+        scale = 255 if hi <= 255 else 65535
+        return arr.astype(np.float32) / np.float32(scale)
+    raise DataError(f"{name}: pixels of type {arr.dtype} cannot be used; fix: save the image as 8- or 16-bit")
+
+
+def fit_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """(H, W[, C]) float image -> (H, W, channels): grey repeated to RGB, RGB to luminance."""
+    if img.ndim == 2:
+        img = img[..., None]
+    img = img[..., :3]
+    if img.shape[-1] == channels:
+        return img
+    if channels == 3:
+        return np.repeat(img[..., :1], 3, axis=-1)
+    lum = img[..., 0] * 0.299 + img[..., 1] * 0.587 + img[..., 2] * 0.114
+    return lum[..., None].astype(np.float32)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float32 (H, W, C) image with bilinear interpolation (anti-aliased when shrinking)."""
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return img
+    from PIL import Image
+
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F").resize((w, h), Image.BILINEAR))
+        for c in range(img.shape[-1])
+    ]
+    return np.clip(np.stack(planes, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a class-id mask (H, W) with nearest-neighbour, so no new ids appear."""
+    h, w = size
+    H, W = mask.shape[:2]
+    if (H, W) == (h, w):
+        return mask
+    rows = np.minimum(((np.arange(h) + 0.5) * H / h).astype(np.int64), H - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * W / w).astype(np.int64), W - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
+def _tiles(length: int, tile: int) -> list[int]:
+    """Start positions of tiles of ``tile`` covering ``length`` (the last one overlapping)."""
+    if length <= tile:
+        return [0]
+    n = -(-length // tile)
+    return sorted({int(round(v)) for v in np.linspace(0, length - tile, n)})
+
+
+def _pad(img: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pad an image (zeros) and mask (-1, ignored) at the bottom/right to at least ``size``."""
+    H, W = img.shape[:2]
+    ph, pw = max(0, size[0] - H), max(0, size[1] - W)
+    if ph == 0 and pw == 0:
+        return img, mask
+    img = np.pad(img, ((0, ph), (0, pw), (0, 0)))
+    mask = np.pad(mask, ((0, ph), (0, pw), (0, 0)), constant_values=-1)
+    return img, mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Parts and splits
+
+
+class Part:
+    """One side of a split: images and masks ready for a model, kept in memory or read on demand.
+
+    ``x`` / ``y`` are float32 arrays (N, H, W, C) in [0, 1] and (N, H, W, 1) class ids (-1 ignored)
+    at the configured size. In crop mode a sample is one ``image_size`` tile of an image, so
+    ``len(part)`` (samples) can exceed ``len(part.names)`` (files), and training batches take random
+    windows of the whole images instead (see ``segsearch.data.batches``).
+
+    Args:
+        names: the file (or array item) names, one per item.
+        size: (height, width) of every sample.
+        channels: number of image channels.
+        load_item: returns item i's (image (H, W, C), mask (H, W, 1)) float32 arrays, at ``size``
+            (resize mode) or at full resolution (crop mode).
+        arrays: the items already in memory: one (N, H, W, C) + (N, H, W, 1) pair of arrays, or two
+            lists; None reads through ``load_item`` every time.
+        crop: crop mode (items are full images, samples are tiles).
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        size: tuple[int, int],
+        channels: int,
+        load_item: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+        arrays: tuple[Any, Any] | None = None,
+        crop: bool = False,
+    ) -> None:
+        self.names = tuple(names)
+        self.size = (int(size[0]), int(size[1]))
+        self.channels = int(channels)
+        self.crop = bool(crop)
+        self._load_item = load_item
+        self._arrays = arrays
+        self._lock = threading.Lock()
+        self._xy: tuple[np.ndarray, np.ndarray] | None = None
+        if arrays is None and load_item is None:
+            raise ValueError("Part needs arrays or load_item")
+        if crop:
+            owner, offsets = [], []
+            for i in range(len(self.names)):
+                H, W = self._item_hw(i)
+                for oy in _tiles(H, self.size[0]):
+                    for ox in _tiles(W, self.size[1]):
+                        owner.append(i)
+                        offsets.append((oy, ox))
+            self.owner = np.asarray(owner, dtype=np.int64)
+            self.offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+        else:
+            self.owner = np.arange(len(self.names), dtype=np.int64)
+            self.offsets = np.zeros((len(self.names), 2), dtype=np.int64)
+
+    def _item_hw(self, i: int) -> tuple[int, int]:
+        if self._arrays is not None:
+            return tuple(self._arrays[0][i].shape[:2])  # type: ignore[return-value]
+        return tuple(self._load_item(i)[0].shape[:2])  # type: ignore[misc, return-value]
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __repr__(self) -> str:
+        where = "in memory" if self.cached else "read from disk"
+        mode = ", crop tiles" if self.crop else ""
+        return f"Part({len(self)} samples of {self.size[0]}x{self.size[1]}x{self.channels} from {len(self.names)} files, {where}{mode})"
+
+    @property
+    def cached(self) -> bool:
+        """True when the decoded arrays are held in memory."""
+        return self._arrays is not None
+
+    @property
+    def stacked(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The items as one (N, H, W, C) and one (N, H, W, 1) array when in memory and of one size."""
+        if self._arrays is not None and isinstance(self._arrays[0], np.ndarray):
+            return self._arrays
+        return None
+
+    def item(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item i's image and mask (at ``size``, or full resolution in crop mode)."""
+        if self._arrays is not None:
+            return self._arrays[0][i], self._arrays[1][i]
+        return self._load_item(i)  # type: ignore[misc]
+
+    def _materialise(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._xy is None:
+                h, w = self.size
+                n = len(self)
+                x = np.empty((n, h, w, self.channels), np.float32)
+                y = np.empty((n, h, w, 1), np.float32)
+                if self.stacked is not None and not self.crop:
+                    x, y = self.stacked
+                else:
+                    last, img, msk = -1, None, None
+                    for j, (i, (oy, ox)) in enumerate(zip(self.owner, self.offsets)):
+                        if i != last:
+                            img, msk = self.item(int(i))
+                            last = i
+                        x[j] = img[oy:oy + h, ox:ox + w]
+                        y[j] = msk[oy:oy + h, ox:ox + w]
+                self._xy = (x, y)
+            return self._xy
+
+    @property
+    def x(self) -> np.ndarray:
+        """Images, float32 (N, H, W, C) in [0, 1] (reads every file when the part is not cached)."""
+        return self._materialise()[0]
+
+    @property
+    def y(self) -> np.ndarray:
+        """Masks, float32 (N, H, W, 1) class ids, -1 for ignored pixels."""
+        return self._materialise()[1]
+
+
+@dataclass(frozen=True, eq=False)
+class Splits:
+    """What ``load`` returns.
+
+    Args:
+        train: the training part.
+        val: the validation part.
+        info: JSON-able facts: source, synthetic, description, counts, num_classes, channels,
+            image_size, mask_kind, class_frequencies, split (file names), cached ...
+        split: the JSON-able split record; pass it to ``load(config, split=...)`` to reuse the split.
+    """
+
+    train: Part
+    val: Part
+    info: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading
+
+
+@dataclass
+class _Item:
+    """One pair while loading."""
+
+    name: str
+    image: Any = None  # raw decoded image until prepared, then float32 (H, W, C)
+    mask: Any = None  # raw decoded mask until converted, then int16 (H, W)
+    mask_name: str = ""
+    stats: Any = None
+    bit_depth: int = 8
+    native_channels: int = 1
+
+
+def _raise_grouped(problems: list[tuple[str, str, str]]) -> None:
+    """Raise one DataError for the first kind of problem, listing other files with the same one."""
+    if not problems:
+        return
+    kind, _, message = problems[0]
+    others = [name for k, name, _ in problems[1:] if k == kind]
+    if others:
+        message += f" (the same problem in {len(others)} more: {first_names(others)})"
+    raise DataError(message)
+
+
+def _read_pair(pair: Pair, palette: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair through ``sources.read_array`` (so tests can count reads)."""
+    return sources.read_array(pair.image), sources.read_array(pair.mask, palette=palette)
+
+
+def _short(path: Path) -> str:
+    """'masks/12.png': a mask's folder and name, for messages that list several files."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def _source_label(path: str) -> str:
+    return str(path)
+
+
+def _open(path: str, config: DataConfig) -> list[Pair] | ArraySource:
+    if sources.is_array_source(path):
+        return sources.load_arrays(path, mask_suffix=config.mask_suffix)
+    return sources.find_pairs(path, mask_suffix=config.mask_suffix, images_dir=config.images_dir, masks_dir=config.masks_dir)
+
+
+def _names(src: list[Pair] | ArraySource) -> list[str]:
+    return src.names if isinstance(src, ArraySource) else [p.name for p in src]
+
+
+def _available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _read_all(
+    entries: list[tuple[str, Any]], palette: str, keep: bool, where: str,
+) -> list[_Item]:
+    """Decode every pair once: readability, sizes, mask statistics. Raises grouped DataErrors."""
+    problems: list[tuple[str, str, str]] = []
+
+    def one(entry: tuple[str, Any]) -> _Item | None:
+        name, ref = entry
+        try:
+            if isinstance(ref, Pair):
+                image, mask = _read_pair(ref, palette)
+                item = _Item(name, mask_name=_short(ref.mask))
+                image_label, mask_label = str(ref.image), _short(ref.mask)
+            else:
+                arrays, i = ref
+                image, mask = np.asarray(arrays.images[i]), np.asarray(arrays.masks[i])
+                if image.ndim == 3 and image.shape[-1] == 1:
+                    image = image[..., 0]
+                if image.ndim == 3 and image.shape[-1] == 4:
+                    image = image[..., :3]
+                item = _Item(name, mask_name=name)
+                image_label = mask_label = name
+            if image.shape[:2] != mask.shape[:2]:
+                problems.append((
+                    "size", name,
+                    f"{image_label} is {image.shape[1]}x{image.shape[0]} but its mask {mask_label} is "
+                    f"{mask.shape[1]}x{mask.shape[0]} (width x height); fix: save the mask at the image's size",
+                ))
+                return None
+            item.stats = masks_mod.mask_stats(mask, mask_label)
+            item.bit_depth = 32 if image.dtype.kind == "f" else (16 if image.dtype.itemsize > 1 else 8)
+            item.native_channels = 1 if image.ndim == 2 else 3
+            image = to_float(image, image_label)
+            if keep:
+                item.image, item.mask = image, mask
+            else:
+                item.image = image.shape[:2]
+            return item
+        except DataError as exc:
+            problems.append(("read", name, str(exc)))
+            return None
+
+    with ThreadPoolExecutor(_workers()) as pool:
+        items = list(pool.map(one, entries))
+    order = {name: i for i, (name, _) in enumerate(entries)}
+    problems.sort(key=lambda p: (p[0] != "read", order.get(p[1], 0)))
+    _raise_grouped(problems)
+    return items  # type: ignore[return-value]
+
+
+def _entries(src: list[Pair] | ArraySource) -> list[tuple[str, Any]]:
+    if isinstance(src, ArraySource):
+        return [(n, (src, i)) for i, n in enumerate(src.names)]
+    return [(p.name, p) for p in src]
+
+
+def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> Splits:
+    """Read, check, split and prepare the data a config describes.
+
+    Args:
+        config: the DataConfig.
+        split: a split record from an earlier ``load`` (``Splits.split``, or a JSON file of it) to
+            reuse instead of drawing a new one, e.g. when a study resumes.
+
+    Returns:
+        Splits(train, val, info, split).
+
+    Raises:
+        DataError: anything wrong with the data, as one message naming the file(s) and the fix.
+        ConfigError: a config that does not fit the data (e.g. a colour table's ids vs num_classes).
+
+    Example:
+        >>> splits = load(DataConfig(source="sample", image_size=64, num_classes=3))
+        >>> splits.info["synthetic"], splits.info["description"]
+        (True, 'SYNTHETIC sample data (not real images): 64 3-class images ...')
+    """
+    if not isinstance(config, DataConfig):
+        raise TypeError(f"load() expects a DataConfig, got {type(config).__name__}")
+    record = split_mod.read_record(split) if split is not None else None
+    if config.is_sample:
+        return _load_sample(config, record)
+
+    where = _source_label(config.source)
+    train_src = _open(config.source, config)
+    val_src = _open(config.val_source, config) if config.val_source is not None else None
+    train_names = _names(train_src)
+    val_names = _names(val_src) if val_src is not None else None
+    if record is not None:
+        train_idx, val_idx = split_mod.resolve(record, train_names, val_names, where=where)
+        rec = dict(record)
+    elif val_src is not None:
+        train_idx, val_idx = list(range(len(train_names))), list(range(len(val_names or [])))
+        if not train_idx or not val_idx:
+            raise DataError(f"{where}: no training pairs; fix: add pairs")  # unreachable: sources raise on empty
+        rec = split_mod.folder_split(train_names, val_names or [], val_source=str(config.val_source))
+    else:
+        rec = split_mod.make_split(train_names, val_fraction=config.val_fraction, seed=config.seed, where=where)
+        index = {n: i for i, n in enumerate(train_names)}
+        train_idx = [index[n] for n in rec["train"]]
+        val_idx = [index[n] for n in rec["val"]]
+
+    entries_train = _entries(train_src)
+    entries_val = _entries(val_src) if val_src is not None else []
+    palette = "rgb" if config.colors is not None else "index"
+
+    # Decide on caching from the first pair's size before reading everything.
+    first = _read_all(entries_train[:1], palette, keep=True, where=where)[0]
+    h0, w0 = first.image.shape[:2]
+    n_total = len(entries_train) + len(entries_val)
+    per_item = (config.image_size[0] * config.image_size[1] if config.image_size and config.resize == "resize" else h0 * w0)
+    estimate = n_total * per_item * (3 + 1) * 4 * (2 if config.resize == "crop" else 1)
+    keep = config.cache if config.cache is not None else estimate < 0.5 * _available_memory()
+
+    items_train = _read_all(entries_train, palette, keep=keep, where=where)
+    items_val = _read_all(entries_val, palette, keep=keep, where=str(config.val_source)) if entries_val else []
+    all_items = items_train + items_val
+    rule = masks_mod.decide(
+        [it.stats for it in all_items], mask_kind=config.mask_kind, num_classes=config.num_classes,
+        colors=config.colors, ignore_value=config.ignore_value,
+        where=where if not items_val else f"{where} and {config.val_source}",
+    )
+    channels = config.channels or (3 if any(it.native_channels == 3 for it in all_items) else 1)
+
+    shapes = {(it.image.shape[:2] if keep else it.image) for it in all_items}
+    size = config.image_size
+    if size is None:
+        if len(shapes) > 1:
+            by_shape: dict[tuple[int, int], str] = {}
+            for it in all_items:
+                by_shape.setdefault(tuple(it.image.shape[:2] if keep else it.image), it.name)
+            shown = ", ".join(f"{s[0]}x{s[1]} ({n})" for s, n in list(by_shape.items())[:4])
+            raise DataError(
+                f"{where}: images have {len(shapes)} different sizes (height x width: {shown}) and data.image_size "
+                "is not set; fix: set data.image_size, e.g. [256, 256], to resize (or crop) them all to one size"
+            )
+        size = next(iter(shapes))
+    crop = config.resize == "crop"
+
+    def prepare(image: np.ndarray, raw_mask: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+        img = fit_channels(image, channels)
+        ids = masks_mod.to_ids(raw_mask, rule, name)
+        if crop:
+            img, ids3 = _pad(img, ids[..., None], size)
+            return np.ascontiguousarray(img, np.float32), ids3.astype(np.float32)
+        img = resize_image(img, size)
+        return img, resize_mask(ids, size)[..., None].astype(np.float32)
+
+    def build_part(idx: list[int], items: list[_Item], refs: list[tuple[str, Any]]) -> Part:
+        names = [items[i].name for i in idx]
+        if keep:
+            prepared = [prepare(items[i].image, items[i].mask, items[i].mask_name) for i in idx]
+            xs, ys = [p[0] for p in prepared], [p[1] for p in prepared]
+            if len({a.shape for a in xs}) == 1:
+                arrays: tuple[Any, Any] = (np.stack(xs), np.stack(ys))
+            else:
+                arrays = (xs, ys)
+            return Part(names, size, channels, arrays=arrays, crop=crop)
+        chosen = [refs[i] for i in idx]
+
+        def load_item(j: int) -> tuple[np.ndarray, np.ndarray]:
+            name, ref = chosen[j]
+            if isinstance(ref, Pair):
+                image, mask = _read_pair(ref, palette)
+                label = _short(ref.mask)
+            else:
+                arrays_, i = ref
+                image, mask = np.asarray(arrays_.images[i]), np.asarray(arrays_.masks[i])
+                label = name
+            if image.ndim == 3 and image.shape[-1] == 1:
+                image = image[..., 0]
+            return prepare(to_float(image[..., :3] if image.ndim == 3 else image, name), mask, label)
+
+        return Part(names, size, channels, load_item=load_item, crop=crop)
+
+    if val_src is not None:
+        train = build_part(train_idx, items_train, entries_train)
+        val = build_part(val_idx, items_val, entries_val)
+    else:
+        train = build_part(train_idx, items_train, entries_train)
+        val = build_part(val_idx, items_train, entries_train)
+    for it in all_items:  # free the raw arrays
+        it.image = it.mask = None
+
+    info = _info(config, rule, train, val, rec, all_items, size, channels, keep, synthetic=False)
+    return Splits(train, val, info, rec)
+
+
+def _frequencies(parts: Sequence[Part], num_classes: int) -> tuple[list[float], float]:
+    """Share of each class among labelled pixels, and the ignored share, over the cached parts."""
+    counts = np.zeros(max(2, num_classes), np.int64)
+    ignored = total = 0
+    for part in parts:
+        if not part.cached:
+            continue
+        arrays = part.stacked
+        ys = [arrays[1]] if arrays is not None else part._arrays[1]  # noqa: SLF001
+        for y in ys:
+            ids = y.astype(np.int64).ravel()
+            ignored += int(np.count_nonzero(ids < 0))
+            total += ids.size
+            counts += np.bincount(ids[ids >= 0], minlength=len(counts))[: len(counts)]
+    labelled = max(1, int(counts.sum()))
+    return [round(float(c) / labelled, 6) for c in counts], (round(ignored / total, 6) if total else 0.0)
+
+
+def _info(
+    config: DataConfig, rule: masks_mod.MaskRule, train: Part, val: Part, rec: Mapping[str, Any],
+    items: Sequence[_Item], size: tuple[int, int], channels: int, cached: bool, synthetic: bool,
+) -> dict[str, Any]:
+    freq, ignored = _frequencies([train, val], rule.num_classes)
+    source = "sample" if synthetic else str(config.source)
+    if synthetic:
+        description = sample_mod.describe(len(train.names) + len(val.names), size, rule.num_classes, channels)
+    else:
+        description = (
+            f"{len(train.names) + len(val.names)} image/mask pairs from {source}"
+            + (f" (validation from {config.val_source})" if config.val_source else "")
+            + f", masks: {rule.description}"
+        )
+    info: dict[str, Any] = {
+        "source": source,
+        "val_source": None if config.val_source is None else str(config.val_source),
+        "synthetic": synthetic,
+        "description": description,
+        "counts": {"train": len(train.names), "val": len(val.names), "total": len(train.names) + len(val.names),
+                   "train_samples": len(train), "val_samples": len(val)},
+        "num_classes": rule.num_classes,
+        "channels": channels,
+        "image_size": [int(size[0]), int(size[1])],
+        "resize": config.resize,
+        "mask_kind": rule.description,
+        "class_frequencies": freq,
+        "ignored_fraction": ignored,
+        "bit_depths": sorted({it.bit_depth for it in items}),
+        "cached": cached,
+        "split": {"method": rec.get("method", "fraction"), "train": list(rec["train"]), "val": list(rec["val"])},
+    }
+    if rule.num_classes == 1:
+        info["foreground_fraction"] = freq[1]
+    return info
+
+
+def _load_sample(config: DataConfig, record: Mapping[str, Any] | None) -> Splits:
+    """The synthetic sample, split like real data."""
+    size = config.image_size or (128, 128)
+    num_classes = config.num_classes or 1
+    channels = config.channels or 1
+    x, y, names = sample_mod.make_sample(config.sample_count, size, num_classes, channels=channels, seed=config.seed)
+    where = "sample (synthetic)"
+    if record is not None:
+        train_idx, val_idx = split_mod.resolve(record, names, None, where=where)
+        rec = dict(record)
+    else:
+        rec = split_mod.make_split(names, val_fraction=config.val_fraction, seed=config.seed, where=where)
+        index = {n: i for i, n in enumerate(names)}
+        train_idx, val_idx = [index[n] for n in rec["train"]], [index[n] for n in rec["val"]]
+    rec["synthetic"] = True
+    train = Part([names[i] for i in train_idx], size, channels, arrays=(x[train_idx], y[train_idx]))
+    val = Part([names[i] for i in val_idx], size, channels, arrays=(x[val_idx], y[val_idx]))
+    rule = masks_mod.MaskRule("ids", num_classes, description="synthetic class ids" if num_classes > 1 else "synthetic binary 0/1")
+    fake = [_Item(n, bit_depth=32) for n in names]
+    info = _info(config, rule, train, val, rec, fake, size, channels, True, synthetic=True)
+    return Splits(train, val, info, rec)

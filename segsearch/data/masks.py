@@ -1,0 +1,303 @@
+"""Turn masks of every common kind into class ids: binary 0/255 or 0/1, ids, colours, void pixels.
+
+The kind is decided once for the whole data set (not file by file), from the values all masks hold:
+
+- values within {0, 1}: class ids of a binary mask;
+- exactly two values {0, m} with m > 1 (0/255 for 8-bit, 0/65535 for 16-bit): binary, m -> 1;
+- values mostly 0 and a maximum, with many (>= 8) rare values between: a binary mask damaged by
+  JPEG compression: an error in auto mode (``mask_kind="binary"`` thresholds them);
+- consecutive-looking small values (largest < 64, or below ``num_classes`` when it is given):
+  class ids 0..C-1;
+- with a colour table (``colors``): every pixel's colour (grey level g = (g, g, g)) looked up;
+- palette masks (indexed PNG/GIF with a colour palette, as in Pascal VOC) give their indices as ids.
+
+``ignore_value`` (e.g. 255) and colours mapped to -1 become -1: ignored in loss and metrics.
+What does not fit (values above the classes, intermediate values as JPEG leaves, grey levels that are
+not ids, unknown colours, colour masks without a table) raises one DataError naming files and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from segsearch.data.sources import first_names
+from segsearch.errors import ConfigError, DataError
+
+__all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "GREY"]
+
+GREY = 0x010101  # a grey level g as a colour code: g * GREY == (g << 16) | (g << 8) | g
+MAX_AUTO_ID = 63
+JPEG_MIN_MIDDLE = 8  # a binary mask saved as JPEG gains many rare values between 0 and its maximum
+
+
+def _hex(code: int) -> str:
+    return "#%06x" % int(code)
+
+
+@dataclass(frozen=True, eq=False)
+class MaskStats:
+    """The values one mask holds, with their pixel counts.
+
+    Args:
+        name: the mask's name for messages.
+        colour: True when the values are colour codes (r << 16 | g << 8 | b), False for grey levels.
+        dtype_max: 255 for 8-bit masks, 65535 for 16-bit.
+        values: sorted distinct values (or colour codes).
+        counts: pixels per value.
+    """
+
+    name: str
+    colour: bool
+    dtype_max: int
+    values: np.ndarray
+    counts: np.ndarray
+
+
+def _codes(raw: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Grey values, or colour codes when the mask has colour channels that differ."""
+    if raw.ndim == 3:
+        rgb = raw[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            return rgb[..., 0], False
+        rgb = rgb.astype(np.int64)
+        if raw.dtype != np.uint8:
+            rgb = rgb >> 8 if raw.dtype == np.uint16 else rgb
+        return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2], True
+    return raw, False
+
+
+def mask_stats(raw: np.ndarray, name: str) -> MaskStats:
+    """Count the values of one decoded mask.
+
+    Args:
+        raw: the mask as read, (H, W) or (H, W, C).
+        name: its name, for messages.
+
+    Raises:
+        DataError: a floating-point mask with non-integer values.
+    """
+    values, colour = _codes(raw)
+    if values.dtype.kind == "f":
+        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or values.min() < 0:
+            raise DataError(
+                f"{name}: the mask holds non-integer or negative values (e.g. {values.ravel()[0]!r}); "
+                "fix: save masks as 8- or 16-bit integer images of class ids"
+            )
+        values = values.astype(np.int64)
+    elif values.dtype.kind == "i" and values.size and values.min() < 0:
+        raise DataError(f"{name}: the mask holds negative values; fix: use 0..C-1 class ids (and data.ignore_value for void)")
+    dtype_max = 65535 if (raw.dtype.itemsize > 1 or (values.size and values.max() > 255)) else 255
+    if values.dtype == np.uint8:
+        counts = np.bincount(values.ravel(), minlength=256)
+        nz = np.nonzero(counts)[0]
+        return MaskStats(name, colour, dtype_max, nz.astype(np.int64), counts[nz].astype(np.int64))
+    v, c = np.unique(values, return_counts=True)
+    return MaskStats(name, colour, dtype_max, v.astype(np.int64), c.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """How every mask of a data set becomes class ids.
+
+    Args:
+        kind: "binary" (values >= threshold -> 1), "ids" (values are ids) or "colors" (table lookup).
+        num_classes: 1 for binary, else the number of classes.
+        threshold: for "binary", the smallest foreground value.
+        table: for "colors", ((colour code, class id), ...).
+        ignore_value: the raw value marking ignored pixels (grey masks), or None.
+        description: what was detected, in words ("binary 0/255").
+    """
+
+    kind: str
+    num_classes: int
+    threshold: int = 1
+    table: tuple[tuple[int, int], ...] = ()
+    ignore_value: int | None = None
+    description: str = ""
+
+    def map_values(self, values: np.ndarray, colour: bool = False) -> np.ndarray:
+        """Class ids (-1 ignored, -2 unknown colour) of raw values or colour codes."""
+        values = np.asarray(values, dtype=np.int64)
+        if self.kind == "colors":
+            codes = values if colour else values * GREY
+            keys = np.array([k for k, _ in self.table], dtype=np.int64)
+            ids = np.array([v for _, v in self.table], dtype=np.int64)
+            order = np.argsort(keys)
+            keys, ids = keys[order], ids[order]
+            pos = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)
+            out = np.where(keys[pos] == codes, ids[pos], -2)
+            if self.ignore_value is not None and not colour:
+                out = np.where(values == self.ignore_value, -1, out)
+            return out
+        if self.kind == "binary":
+            out = (values >= self.threshold).astype(np.int64)
+        else:
+            out = values.copy()
+        if self.ignore_value is not None:
+            out = np.where(values == self.ignore_value, -1, out)
+        return out
+
+
+def _table(colors: Sequence[tuple[tuple[int, int, int], int]], ignore_value: int | None) -> tuple[tuple[int, int], ...]:
+    table = {(r << 16) | (g << 8) | b: cls for (r, g, b), cls in colors}
+    if ignore_value is not None and ignore_value <= 255:
+        table.setdefault(ignore_value * GREY, -1)
+    return tuple(sorted(table.items()))
+
+
+def decide(
+    stats: Sequence[MaskStats],
+    *,
+    mask_kind: str = "auto",
+    num_classes: int | None = None,
+    colors: Sequence[tuple[tuple[int, int, int], int]] | None = None,
+    ignore_value: int | None = None,
+    where: str = "masks",
+) -> MaskRule:
+    """Decide, for a whole data set, how its masks become class ids.
+
+    Args:
+        stats: one MaskStats per mask (``mask_stats``).
+        mask_kind: "auto", "binary", "ids" or "rgb" (see DataConfig).
+        num_classes: the configured number of classes, or None to infer it.
+        colors: the colour table ((rgb, id), ...), or None.
+        ignore_value: the raw value of ignored pixels, or None.
+        where: the folder or file, for messages.
+
+    Raises:
+        DataError: colour masks without a table, unknown colours, values that do not fit the
+            classes, intermediate (JPEG) values, grey levels that are not class ids.
+    """
+    colour_masks = [s.name for s in stats if s.colour]
+    if colors is not None or mask_kind == "rgb":
+        if colors is None:  # DataConfig prevents this; kept for direct callers
+            raise ConfigError("data.colors: mask_kind 'rgb' needs a colour table")
+        table = _table(colors, ignore_value)
+        top = max(cls for _, cls in table)
+        rule_classes = num_classes if num_classes is not None else (1 if top <= 1 else top + 1)
+        limit = 2 if rule_classes == 1 else rule_classes
+        if top >= limit:
+            raise ConfigError(
+                f"data.colors: class id {top} does not fit num_classes {num_classes}; "
+                f"fix: set data.num_classes to {top + 1} or renumber the table"
+            )
+        rule = MaskRule("colors", rule_classes, table=table, ignore_value=ignore_value,
+                        description=f"colours mapped through a {len(table)}-entry table")
+        unknown: dict[int, list[str]] = {}
+        for s in stats:
+            ids = rule.map_values(s.values, s.colour)
+            for code in (s.values[ids == -2] if s.colour else s.values[ids == -2] * GREY):
+                unknown.setdefault(int(code), []).append(s.name)
+        if unknown:
+            shown = "; ".join(f"{_hex(c)} in {first_names(n, 3)}" for c, n in list(unknown.items())[:5])
+            more = f" and {len(unknown) - 5} more colours" if len(unknown) > 5 else ""
+            raise DataError(
+                f"{where}: {len(unknown)} mask colour(s) are not in data.colors: {shown}{more}; "
+                f"fix: add them to data.colors with their class id (or -1 to ignore them)"
+            )
+        return rule
+    if colour_masks:
+        example = next(s for s in stats if s.colour)
+        shown = ", ".join(_hex(v) for v in example.values[:4])
+        raise DataError(
+            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. {first_names(colour_masks, 3)} "
+            f"(colours {shown}); fix: give data.colors, a colour -> class id table such as "
+            f"{{'{_hex(example.values[0])}': 0, '{_hex(example.values[-1])}': 1}}, or save masks as grey class ids"
+        )
+
+    totals: dict[int, int] = {}
+    for s in stats:
+        for v, c in zip(s.values.tolist(), s.counts.tolist()):
+            if ignore_value is not None and v == ignore_value:
+                continue
+            totals[v] = totals.get(v, 0) + c
+    if not totals:
+        raise DataError(
+            f"{where}: every mask pixel equals ignore_value {ignore_value}; fix: check data.ignore_value"
+        )
+    values = sorted(totals)
+    top = values[-1]
+
+    def files_with(pred) -> list[str]:
+        return [s.name for s in stats if any(pred(v) for v in s.values.tolist() if v != ignore_value)]
+
+    if mask_kind == "binary":
+        threshold = 1 if top <= 1 else (top + 1) // 2
+        nc = num_classes if num_classes is not None else 1
+        return MaskRule("binary", nc, threshold=threshold, ignore_value=ignore_value,
+                        description=f"binary, values >= {threshold} are foreground")
+
+    if mask_kind == "auto":
+        if top <= 1:
+            return MaskRule("ids", num_classes or 1, ignore_value=ignore_value, description="binary 0/1")
+        limit = (2 if num_classes == 1 else num_classes) if num_classes is not None else None
+        if len(values) == 2 and values[0] == 0 and (limit is None or top >= limit):
+            return MaskRule("binary", num_classes or 1, threshold=(top + 1) // 2, ignore_value=ignore_value,
+                            description=f"binary 0/{top}")
+        extremes = totals.get(0, 0) + totals.get(top, 0)
+        middle_values = len(values) - 2 if values[0] == 0 else len(values) - 1
+        if (top >= 128 and middle_values >= JPEG_MIN_MIDDLE and extremes >= 0.8 * sum(totals.values())
+                and (limit is None or top >= limit)):
+            damaged = files_with(lambda v: 0 < v < top)
+            middle = [v for v in values if 0 < v < top][:4]
+            raise DataError(
+                f"{where}: {len(damaged)} mask(s) hold intermediate values ({', '.join(map(str, middle))}, ...) "
+                f"between 0 and {top}, as JPEG compression leaves: {first_names(damaged)}; fix: save the masks "
+                f"losslessly (PNG or TIFF), or set data.mask_kind: binary to count values >= {(top + 1) // 2} as foreground"
+            )
+        if limit is None and top > MAX_AUTO_ID:
+            hint = ""
+            if ignore_value is None and top == 255 and values[-2] <= MAX_AUTO_ID:
+                hint = " If 255 marks void pixels, set data.ignore_value: 255."
+            example = {v: i for i, v in enumerate(values[:6])}
+            raise DataError(
+                f"{where}: mask values {', '.join(map(str, values[:6]))}{' ...' if len(values) > 6 else ''} look like "
+                f"grey levels, not class ids 0..C-1 (in {first_names(files_with(lambda v: v > MAX_AUTO_ID), 3)}); fix: map "
+                f"them with data.colors, e.g. {example}, or, if they are ids, set data.num_classes.{hint}"
+            )
+        # fall through: class ids
+
+    nc = num_classes if num_classes is not None else (1 if top <= 1 else top + 1)
+    limit = 2 if nc == 1 else nc
+    if top >= limit:
+        bad = files_with(lambda v: v >= limit)
+        what = "binary (num_classes 1) allows ids 0 and 1" if nc == 1 else f"num_classes {nc} allows ids 0..{nc - 1}"
+        raise DataError(
+            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; fix: set "
+            f"data.num_classes to {top + 1}, or data.ignore_value for a void value"
+            + (", or data.mask_kind: binary for 0/255 masks" if nc <= 2 else "")
+        )
+    return MaskRule("ids", nc, ignore_value=ignore_value,
+                    description=f"class ids {values[0]}..{top}" if nc > 1 else "binary 0/1")
+
+
+def to_ids(raw: np.ndarray, rule: MaskRule, name: str) -> np.ndarray:
+    """Convert one decoded mask to int16 class ids (H, W), -1 for ignored pixels.
+
+    Args:
+        raw: the mask as read.
+        rule: the data set's rule (``decide``).
+        name: the mask's name, for messages.
+
+    Raises:
+        DataError: a colour the rule does not know, or an id that does not fit.
+    """
+    values, colour = _codes(raw)
+    if values.dtype.kind == "f":
+        values = values.astype(np.int64)
+    if values.dtype == np.uint8 and not colour:
+        lut = rule.map_values(np.arange(256))
+        out = lut[values]
+    else:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        out = rule.map_values(uniq, colour)[inverse.reshape(values.shape)]
+    if np.any(out == -2):
+        bad = values[out == -2].ravel()[0]
+        raise DataError(f"{name}: colour {_hex(bad if colour else bad * GREY)} is not in data.colors; fix: add it with its class id")
+    limit = 2 if rule.num_classes == 1 else rule.num_classes
+    if out.size and out.max() >= limit:
+        raise DataError(f"{name}: mask value {int(out.max())} does not fit {rule.num_classes} class(es); fix: set data.num_classes")
+    return out.astype(np.int16)

@@ -1,0 +1,244 @@
+"""batches(): feed a model fast: in-memory arrays, augmentation in parallel threads, prefetching.
+
+Every batch is a pure function of (seed, epoch, batch index): its items come from the epoch's
+seeded permutation and its augmentation from a generator seeded with all three. So the batches are
+the same whichever path delivers them and however many threads build them:
+
+- under the TensorFlow backend, a ``tf.data.Dataset`` (built on the NumPy producer, prefetched);
+- under JAX or PyTorch (no TensorFlow needed), a ``keras.utils.PyDataset`` whose worker threads
+  build batches ahead of the model;
+- ``iterate`` gives the NumPy batches directly (no Keras at all).
+
+Augmentation is vectorised over a batch in NumPy, which releases the GIL in its inner loops, so
+threads run in parallel. Decoded arrays stay in memory (the Part's cache): after ``load`` no epoch
+touches the disk, unless the data did not fit (``DataConfig.cache``).
+
+Example:
+    >>> splits = load(DataConfig(source="data/membrane", image_size=128))
+    >>> model.fit(batches(splits.train, 8, augment=1.0), validation_data=batches(splits.val, 8, shuffle=False))
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import math
+import os
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from segsearch.data.augment import Augment, transform
+from segsearch.data.dataset import Part
+
+__all__ = ["BatchPlan", "batches", "iterate", "sequence", "default_workers"]
+
+
+def default_workers() -> int:
+    """Threads that build batches: the CPU count, at most 16."""
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+class BatchPlan:
+    """Which items, and which random augmentation, make batch ``index`` of epoch ``epoch``.
+
+    Args:
+        part: the data (a Part from ``load``).
+        batch_size: items per batch; the last batch of an epoch may be smaller.
+        augment: an Augment, a strength, a mapping of Augment fields, or None for none.
+        shuffle: a new seeded order each epoch (and, in crop mode, random windows); False keeps the
+            files' order and the fixed tiles (for validation).
+        seed: seed of the order and of the augmentation.
+    """
+
+    def __init__(self, part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if len(part) == 0:
+            raise ValueError("the part holds no samples")
+        self.part = part
+        self.batch_size = batch_size
+        self.augment = Augment.from_config(augment)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.num_batches = math.ceil(len(part) / batch_size)
+        self._orders: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The samples' order in ``epoch``."""
+        if not self.shuffle:
+            return np.arange(len(self.part))
+        if epoch not in self._orders:
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.part))
+            while len(self._orders) > 4:
+                self._orders.popitem(last=False)
+        return self._orders[epoch]
+
+    def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Build batch ``index`` of ``epoch``: (x (B, H, W, C), y (B, H, W, 1)) float32."""
+        samples = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        rng = np.random.default_rng([self.seed, epoch, index, 2])
+        part = self.part
+        items = part.owner[samples]
+        offsets = part.offsets[samples]
+        random_crop = part.crop and self.shuffle
+        aug = self.augment if self.augment.enabled else None
+        stacked = part.stacked
+        if stacked is not None:
+            images, masks = stacked
+        else:
+            loaded = {int(i): part.item(int(i)) for i in np.unique(items)}
+            images = {i: v[0] for i, v in loaded.items()}
+            masks = {i: v[1] for i, v in loaded.items()}
+        return transform(images, masks, items, part.size, aug, rng, offsets=offsets, random_crop=random_crop)
+
+
+def iterate(
+    plan: BatchPlan, *, epochs: int | None = 1, start_epoch: int = 0, workers: int | None = None, prefetch: int | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield the plan's batches in order, built ahead by a thread pool.
+
+    Args:
+        plan: the BatchPlan.
+        epochs: how many epochs (None: forever).
+        start_epoch: the first epoch number (its order and augmentation).
+        workers: threads building batches (default ``default_workers()``).
+        prefetch: batches built ahead (default 2 x workers).
+    """
+    workers = workers or default_workers()
+    prefetch = prefetch or 2 * workers
+    keys = ((e, i) for e in (itertools.count(start_epoch) if epochs is None else range(start_epoch, start_epoch + epochs))
+            for i in range(plan.num_batches))
+    if workers <= 1:
+        for e, i in keys:
+            yield plan.batch(e, i)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="segsearch-batches")
+    pending: collections.deque = collections.deque()
+    try:
+        for key in itertools.islice(keys, prefetch):
+            pending.append(pool.submit(plan.batch, *key))
+        while pending:
+            result = pending.popleft().result()
+            for key in itertools.islice(keys, 1):
+                pending.append(pool.submit(plan.batch, *key))
+            yield result
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def sequence(
+    part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0, repeat: bool = False,
+    workers: int | None = None,
+):
+    """The batches as a ``keras.utils.PyDataset`` (works with every Keras backend, no TensorFlow needed).
+
+    Args:
+        part: the data.
+        batch_size: items per batch.
+        augment: an Augment, a strength, a mapping of Augment fields, or None.
+        shuffle: new order (and random crop windows) each epoch.
+        seed: seed of order and augmentation.
+        repeat: an endless dataset (use ``steps_per_epoch``); else one epoch per pass.
+        workers: threads Keras uses to build batches ahead (default ``default_workers()``).
+    """
+    import keras
+
+    plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed)
+
+    class SegmentationBatches(keras.utils.PyDataset):
+        """Batches of (images, class-id masks) for ``model.fit``; a new epoch after each pass."""
+
+        def __init__(self) -> None:
+            super().__init__(workers=workers or default_workers(), use_multiprocessing=False, max_queue_size=2 * (workers or default_workers()))
+            self.plan = plan
+            self.epoch = 0
+
+        @property
+        def num_batches(self) -> int | None:
+            return None if repeat else plan.num_batches
+
+        def __len__(self) -> int:
+            if repeat:
+                raise TypeError("an endless (repeat=True) dataset has no length")
+            return plan.num_batches
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            if repeat:
+                return plan.batch(index // plan.num_batches, index % plan.num_batches)
+            if not 0 <= index < plan.num_batches:
+                raise IndexError(index)
+            return plan.batch(self.epoch, index)
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+
+    return SegmentationBatches()
+
+
+def _tf_dataset(plan: BatchPlan, repeat: bool, workers: int | None):
+    """A tf.data.Dataset over the NumPy producer; each pass over it is the next epoch."""
+    import tensorflow as tf
+
+    h, w = plan.part.size
+    c = plan.part.channels
+    epochs = itertools.count()
+
+    def generator():
+        if repeat:
+            yield from iterate(plan, epochs=None, workers=workers)
+        else:
+            yield from iterate(plan, epochs=1, start_epoch=next(epochs), workers=workers)
+
+    ds = tf.data.Dataset.from_generator(
+        generator,
+        output_signature=(
+            tf.TensorSpec((None, h, w, c), tf.float32),
+            tf.TensorSpec((None, h, w, 1), tf.float32),
+        ),
+    )
+    if not repeat:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(plan.num_batches))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def batches(
+    part: Part,
+    batch_size: int,
+    *,
+    augment: Augment | float | Mapping[str, Any] | bool | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    repeat: bool = False,
+):
+    """Batches of (x, y) for ``model.fit``: tf.data under TensorFlow, a PyDataset otherwise.
+
+    Both give the same batches for the same arguments. One pass is one epoch (the next pass draws
+    a new order and new augmentation), or, with ``repeat=True``, an endless stream to use with
+    ``steps_per_epoch``.
+
+    Args:
+        part: ``splits.train`` or ``splits.val`` from ``load``.
+        batch_size: items per batch (the last batch of an epoch may be smaller).
+        augment: None (none; for validation), an Augment, a strength (1.0 = default), or a mapping
+            of Augment fields, e.g. ``config.augment``.
+        shuffle: a new seeded order each epoch (and random windows in crop mode); False for
+            validation.
+        seed: seed of the order and the augmentation.
+        repeat: loop forever instead of one epoch per pass.
+
+    Example:
+        >>> train = batches(splits.train, 8, augment=config.augment, seed=trial_seed)
+        >>> val = batches(splits.val, 8, shuffle=False)
+        >>> model.fit(train, validation_data=val, epochs=20)
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed)
+        return _tf_dataset(plan, repeat, None)
+    return sequence(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, repeat=repeat)

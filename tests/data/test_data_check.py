@@ -1,0 +1,112 @@
+"""check(): the data set fingerprint, suggestions, warnings and errors a user sees before a search."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from datahelpers import blobs, write_image
+
+from segsearch.data import check
+from segsearch.data.check import suggest_size
+from segsearch.errors import DataError
+
+
+def test_isbi_report(isbi_dir):
+    report = check(isbi_dir)
+    d = report.to_dict()
+    json.dumps(d)
+    assert report.ok and d["counts"]["pairs"] == 30
+    assert d["images"]["sizes"] == {"512x512": 30} and d["images"]["channels"] == {"1 (grey)": 30}
+    assert d["images"]["bit_depths"] == {"8-bit": 30}
+    assert d["masks"]["kind"] == "binary 0/255" and d["masks"]["num_classes"] == 1
+    assert d["classes"]["frequencies"][1] == pytest.approx(0.78, abs=0.02)
+    assert d["classes"]["images_with"] == [30, 30]
+    assert d["suggested"] == {"image_size": [512, 512], "depth": [3, 5], "resize": "resize"}
+    text = report.format()
+    for needle in ("pairs            30", "512x512 x30", "8-bit x30", "binary 0/255 -> num_classes 1", "1: 78.",
+                   "encoder depth 3..5", "warnings (0)", "errors (0)"):
+        assert needle in text, needle
+    assert str(report) == text
+
+
+def test_warnings_for_jpeg_masks_tiny_foreground_and_few_pairs(folder):
+    images, masks = blobs(6, size=(64, 64))
+    for m in masks:
+        m[:] = 0
+        m[30:33, 30:32] = 1  # 6 of 4096 pixels
+    masks[5][:] = 0
+    report = check(folder(images, [m * 255 for m in masks], mask_ext=".jpg"), mask_kind="binary")
+    text = "\n".join(report.warnings)
+    assert report.ok, report.errors
+    assert "masks are saved as JPEG" in text
+    assert "tiny foreground: class 1 covers only" in text
+    assert "1 of 6 masks have no foreground at all: 5.png" in text
+    assert "only 6 readable pairs" in text
+
+
+def test_jpeg_intermediate_values_in_auto_mode(folder):
+    images, masks = blobs(12, size=(64, 64))
+    report = check(folder(images, [m * 255 for m in masks], mask_ext=".jpg"))
+    assert not report.ok
+    assert any("as JPEG compression leaves" in e and "mask_kind: binary" in e for e in report.errors)
+    assert "JPEG" in report.format()
+
+
+def test_errors_are_collected_not_raised(folder):
+    images, masks = blobs(12)
+    root = folder(images, masks)
+    (root / "masks" / "3.png").unlink()
+    write_image(root / "masks" / "orphan.png", masks[0])
+    (root / "images" / "5.png").write_bytes(b"broken")
+    write_image(root / "masks" / "7.png", np.zeros((10, 10), np.uint8))
+    report = check(root)
+    text = report.format()
+    assert not report.ok and len(report.errors) == 4, report.errors
+    assert "3.png" in report.errors[0] and "no mask" in report.errors[0]
+    assert "orphan.png" in report.errors[1]
+    assert any("5.png: cannot read the file" in e for e in report.errors)
+    assert any("7.png: image is 32x32 but its mask masks/7.png is 10x10" in e for e in report.errors)
+    assert "errors (4): load would stop at these" in text
+    assert report.to_dict()["counts"] == {"lone_images": 1, "lone_masks": 1, "pairs": 11, "unreadable": 1}
+
+
+def test_sizes_channels_and_16bit_warnings(folder):
+    images, masks = blobs(12, size=(40, 80), num_classes=3)
+    images = [(im.astype(np.uint16) * 8) for im in images[:6]] + [np.stack([im] * 3, -1) for im in images[6:]]
+    report = check(folder(images, masks, image_ext=".tif"))
+    d = report.to_dict()
+    assert d["images"]["bit_depths"] == {"16-bit": 6, "8-bit": 6}
+    assert d["images"]["channels"] == {"1 (grey)": 6, "3 (colour)": 6}
+    assert d["masks"]["num_classes"] == 3 and len(d["classes"]["frequencies"]) == 3
+    text = "\n".join(report.warnings)
+    assert "16-bit image(s) use values below 4096" in text
+    assert "some images are grey and some in colour" in text
+
+
+def test_colour_masks_and_missing_folder(folder, tmp_path):
+    images, masks = blobs(10, num_classes=3)
+    palette = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
+    root = folder(images, [palette[m] for m in masks])
+    assert not check(root).ok
+    report = check(root, colors={"#000000": 0, "#ff0000": 1, "#00ff00": 2})
+    assert report.ok and report.to_dict()["masks"]["num_classes"] == 3
+    with pytest.raises(DataError, match="no such folder"):
+        check(tmp_path / "nothing")
+
+
+def test_npz_and_sample(tmp_path):
+    images, masks = blobs(4, num_classes=3)
+    np.savez(tmp_path / "d.npz", images=np.stack(images), masks=np.stack(masks))
+    d = check(tmp_path / "d.npz").to_dict()
+    assert d["counts"]["pairs"] == 4 and d["masks"]["num_classes"] == 3 and d["layout"].startswith("arrays")
+    report = check("sample", image_size=32, num_classes=3, sample_count=8)
+    assert report.to_dict()["synthetic"] is True
+    assert "SYNTHETIC" in report.format()
+
+
+def test_suggest_size():
+    assert suggest_size([512] * 3, [512] * 3) == ((512, 512), (3, 5), "resize")
+    assert suggest_size([100], [150]) == ((96, 128), (1, 3), "resize")
+    assert suggest_size([2048], [2048]) == ((512, 512), (3, 5), "crop")

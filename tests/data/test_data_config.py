@@ -1,0 +1,60 @@
+"""DataConfig: defaults, normalisation, validation with messages that name the key, round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from segsearch.data import Augment, DataConfig
+from segsearch.errors import ConfigError
+
+
+def test_defaults_and_normalisation():
+    c = DataConfig()
+    assert c.source == "sample" and c.is_sample and c.image_size == (128, 128) and c.augment == Augment()
+    c = DataConfig(source="d", image_size=64, augment=0.5, colors=[[0, 0, 0], [255, 0, 0]])
+    assert c.image_size == (64, 64)
+    assert c.augment.strength == 0.5
+    assert c.colors == (((0, 0, 0), 0), ((255, 0, 0), 1))
+    assert DataConfig(augment=None).augment.enabled is False
+    assert DataConfig(augment={"elastic": 0}).augment.elastic == 0
+
+
+def test_round_trip_through_dict():
+    c = DataConfig(source="d", image_size=(64, 96), colors={"#ff0000": 1, "#000000": 0}, ignore_value=255, augment=2)
+    again = DataConfig.from_dict(c.to_dict())
+    assert again == c
+    import json
+
+    json.dumps(c.to_dict())
+
+
+@pytest.mark.parametrize("kwargs, pattern", [
+    ({"image_size": (4, 4)}, r"data.image_size: each side must be >= 8"),
+    ({"image_size": "big"}, r"data.image_size: expected \[height, width\]"),
+    ({"num_classes": 0}, r"data.num_classes: expected 1 \(binary\) or >= 2"),
+    ({"channels": 2}, r"data.channels: expected 1, 3"),
+    ({"val_fraction": 1.0}, r"data.val_fraction: must be between 0 and 1 .*data.val_source"),
+    ({"mask_kind": "rgba"}, r"data.mask_kind: unknown mask kind 'rgba'; did you mean 'rgb'\?"),
+    ({"mask_kind": "rgb"}, r"data.colors: mask_kind 'rgb' needs a colour table"),
+    ({"colors": {"red": 1}}, r"data.colors\['red'\]: cannot read colour 'red'"),
+    ({"colors": {"#ff0000": 1, "255,0,0": 2}}, r"colour \(255, 0, 0\) is given twice"),
+    ({"resize": "pad"}, r"data.resize: unknown resize mode 'pad'"),
+    ({"resize": "crop", "image_size": None}, r"resize 'crop' needs an image_size"),
+    ({"augment": {"strenght": 1}}, r"data.augment: unknown augmentation option 'strenght'; did you mean 'strength'\?"),
+    ({"augment": -1}, r"data.augment.strength: must be >= 0"),
+    ({"augment": {"contrast": 1.5}}, r"contrast x strength must stay below 1"),
+    ({"ignore_value": -1}, r"data.ignore_value: expected a mask value"),
+    ({"seed": 1.5}, r"data.seed: expected an integer"),
+    ({"images_dir": "a/b"}, r"data.images_dir: expected a subfolder name"),
+])
+def test_validation_messages(kwargs, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        DataConfig(**kwargs)
+
+
+def test_from_dict_unknown_key_and_where():
+    with pytest.raises(ConfigError, match=r"spaces/unet.yaml: data: unknown data option 'image_sise'; did you mean 'image_size'\?"):
+        DataConfig.from_dict({"image_sise": 64}, where="spaces/unet.yaml: data")
+    with pytest.raises(ConfigError, match=r"^spaces/unet.yaml: data.val_fraction"):
+        DataConfig.from_dict({"val_fraction": 2}, where="spaces/unet.yaml: data")
+    assert DataConfig.from_dict({"image_size": [32, 48]}).image_size == (32, 48)
