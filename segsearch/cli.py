@@ -1,0 +1,626 @@
+"""The ``segsearch`` command: run a search, look at a study, export and use its best model.
+
+    segsearch run spaces/resunet.yaml            # or a shipped space by name: segsearch run resunet
+    segsearch status studies/resunet             # the trials, best first
+    segsearch export studies/resunet             # (re)write studies/resunet/best/
+    segsearch predict studies/resunet/best images/ --out masks/
+    segsearch data check path/to/data            # are the images and masks usable?
+    segsearch spaces                             # the space files that ship with segsearch
+
+Nothing heavy is imported at module level: ``segsearch --help`` and every subcommand's help answer
+without TensorFlow, Keras, Optuna or keras-tuner. A user error (any SegsearchError, a missing file,
+bad YAML) prints one line, ``segsearch: error: <message>``, and exits with status 2; Ctrl-C exits
+with status 130 and says how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO
+
+from segsearch import __version__
+
+__all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials"]
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+# ----------------------------------------------------------------------------------- formatting
+def _duration(seconds: float | None) -> str:
+    """Format seconds as 42s, 3m10s or 1h02m."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _number(value: Any) -> str:
+    """Format a metric or hyperparameter value compactly."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.2e}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
+    return str(value)
+
+
+def _plural(count: Any, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _params(params: Mapping[str, Any] | None) -> str:
+    """key=value pairs; with an "architecture" choice, its "arch/" prefix is left off the names."""
+    if not params:
+        return ""
+    prefix = f"{params['architecture']}/" if "architecture" in params else None
+    return " ".join(f"{k[len(prefix):] if prefix and k.startswith(prefix) else k}={_number(v)}"
+                    for k, v in params.items())
+
+
+def _json_default(value: Any) -> Any:
+    import dataclasses
+    from pathlib import Path
+
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "infeasible": 3, "failed": 4}
+
+
+def _sort_best(trials: Sequence[Any], direction: str) -> list[Any]:
+    from segsearch.engines.results import sort_best
+
+    return sort_best(trials, direction)
+
+
+def format_trials(trials: Sequence[Any], objective: str = "objective",
+                  direction: str = "maximize", limit: int | None = None) -> str:
+    """A text table of trials, best first: number, state, objective, epochs, time, hyperparameters.
+
+    Args:
+        trials: TrialRecord objects (segsearch.engines.results).
+        objective: the objective's name, for the column header.
+        direction: "maximize" or "minimize".
+        limit: show at most this many rows.
+    """
+    rows = _sort_best(trials, direction)[:limit]
+    header = ["#", "state", objective, "epochs", "time", "hyperparameters"]
+    table = [header]
+    for t in rows:
+        params = dict(t.params or {})
+        if t.architecture and "architecture" not in params:
+            params = {"architecture": t.architecture, **params}
+        text = _params(params)
+        if t.state in ("infeasible", "failed") and t.reason:
+            text = f"({str(t.reason).splitlines()[0][:80]}) {text}"
+        table.append([str(t.number), t.state, _number(t.value),
+                      "-" if t.epochs is None else str(t.epochs), _duration(t.duration_s), text])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    lines = []
+    for r in table:
+        cells = [c.rjust(w) if i in (0, 2, 3, 4) else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r[:-1], widths))]
+        lines.append("  ".join(cells + [r[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- progress
+class TextProgress:
+    """Readable progress for a person: trial i of N, epoch, validation metric, best, time left.
+
+    Args:
+        objective: the metric to show (e.g. "val_dice").
+        stream: where to write (stdout).
+        live: rewrite the epoch line in place (default: when ``stream`` is a terminal).
+    """
+
+    def __init__(self, objective: str = "val_dice", stream: TextIO | None = None,
+                 live: bool | None = None) -> None:
+        self.objective = objective
+        self.stream = stream if stream is not None else sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self._pending = False  # a live line is on screen without its newline
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        """Show one progress event (study_start, trial_start, epoch, trial_end, final_start,
+        final_epoch, export, study_end); other events are ignored."""
+        handler = getattr(self, f"_on_{event.get('event')}", None)
+        if handler is not None:
+            handler(event)
+
+    def _write(self, text: str, *, transient: bool = False) -> None:
+        if self.live and self._pending:
+            self.stream.write("\r\033[K")
+        if transient and self.live:
+            self.stream.write(text)
+            self._pending = True
+        else:
+            self.stream.write(text + "\n")
+            self._pending = False
+        self.stream.flush()
+
+    def _value(self, e: Mapping[str, Any]) -> str:
+        metrics = e.get("metrics") or {}
+        if self.objective in metrics:
+            return f"{self.objective} {_number(metrics[self.objective])}"
+        shown = [(k, v) for k, v in metrics.items() if k.startswith("val_")][:2]
+        return "  ".join(f"{k} {_number(v)}" for k, v in shown)
+
+    def _trial(self, e: Mapping[str, Any]) -> str:
+        index = e.get("index")
+        count = f"{index}/{e.get('trials_total', '?')}" if index is not None else "?"
+        number = f" (#{e['trial']})" if e.get("trial") is not None else ""
+        return f"trial {count}{number}"
+
+    def _tail(self, e: Mapping[str, Any]) -> list[str]:
+        parts = []
+        if e.get("best_value") is not None:
+            parts.append(f"best {_number(e['best_value'])}")
+        if e.get("elapsed_s") is not None:
+            parts.append(f"elapsed {_duration(e['elapsed_s'])}")
+        if e.get("eta_s") is not None:
+            parts.append(f"left ~{_duration(e['eta_s'])}")
+        return parts
+
+    def _on_study_start(self, e: Mapping[str, Any]) -> None:
+        if e.get("moved_aside"):
+            self._write(f"Moved the old study aside to {e['moved_aside']}")
+        if e.get("data"):
+            self._write(f"Data: {e['data']}")
+        done = e.get("trials_done") or 0
+        if e.get("resumed"):
+            self._write(f"Resuming {e.get('path', 'the study')}: {done} of "
+                        f"{e.get('trials_total', '?')} trials done")
+
+    def _on_trial_start(self, e: Mapping[str, Any]) -> None:
+        params = dict(e.get("params") or {})
+        self._write(f"{self._trial(e)}  {_params(params)}".rstrip())
+
+    def _on_epoch(self, e: Mapping[str, Any]) -> None:
+        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
+        value = self._value(e)
+        if value:
+            parts.append(value)
+        self._write("  ".join(parts + self._tail(e)), transient=True)
+
+    def _on_trial_end(self, e: Mapping[str, Any]) -> None:
+        state = str(e.get("state", "done"))
+        parts = [f"  {state}"]
+        value = e.get("value")
+        if value is not None:
+            parts.append(f"{self.objective} {_number(value)}")
+        if e.get("epochs") is not None:
+            took = f", {_duration(e['duration_s'])}" if e.get("duration_s") is not None else ""
+            parts.append(f"({_plural(e['epochs'], 'epoch')}{took})")
+        if e.get("reason") and state != "complete":
+            parts.append(f"- {str(e['reason']).splitlines()[0]}")
+        self._write("  ".join(parts + self._tail(e)))
+
+    def _on_final_start(self, e: Mapping[str, Any]) -> None:
+        trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""
+        epochs = f" for {_plural(e['epochs'], 'more epoch')}" if e.get("epochs") else ""
+        self._write(f"Training the best configuration{trial}{epochs}")
+
+    def _on_final_epoch(self, e: Mapping[str, Any]) -> None:
+        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
+        value = self._value(e)
+        if value:
+            parts.append(value)
+        self._write("  ".join(parts + self._tail(e)), transient=True)
+
+    def _on_export(self, e: Mapping[str, Any]) -> None:
+        self._write(f"Exported the best model to {e.get('path', '?')}")
+
+    def _on_study_end(self, e: Mapping[str, Any]) -> None:
+        if self._pending:
+            self._write("")
+
+
+class JsonProgress:
+    """One JSON object per line per event, for scripts (``segsearch run --json``).
+
+    Args:
+        stream: where to write (stdout).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        """Write ``event`` as one line of JSON."""
+        self.stream.write(json.dumps(dict(event), default=_json_default) + "\n")
+        self.stream.flush()
+
+
+# ----------------------------------------------------------------------------------- commands
+def _cmd_run(args: argparse.Namespace) -> int:
+    from segsearch.config import load_config
+
+    options = dict(sets=args.set or (), data=args.data, trials=args.trials, epochs=args.epochs,
+                   image_size=args.image_size, engine=args.engine, study_dir=args.study_dir,
+                   storage=args.storage)
+    load_config(args.space, check_space=False, **options)  # the quick checks, before TensorFlow
+    _import_tensorflow_quietly()
+    config = load_config(args.space, **options)
+    args._study_dir = config.study_dir
+    objective = config.search.objectives[0]
+    out = sys.stdout
+    if args.json:
+        progress: Callable[[Mapping[str, Any]], None] = JsonProgress(out)
+    elif args.quiet:
+        progress = _ignore
+    else:
+        progress = TextProgress(objective, out)
+        search = config.search
+        algo = search.algorithm + (f" + {search.pruner} pruning" if search.pruner != "none" else "")
+        arch = config.architecture or "any of " + ", ".join(config.architectures)
+        budget = f"{_plural(search.trials, 'trial')} x up to {_plural(config.train.epochs, 'epoch')}"
+        print(f"segsearch {__version__}: study {config.study!r} ({arch}) in {config.study_dir}\n"
+              f"  {budget}, {search.engine} {algo}, objective {', '.join(search.objectives)} "
+              f"({', '.join(search.directions)})", flush=True)
+
+    from segsearch.driver import Study
+
+    study = Study(config, fresh=args.fresh)
+    results = study.run(progress=progress)
+
+    objective_text = f"{objective} {_number(results.best_value)}"
+    if args.json:
+        progress({"event": "result", "best_value": results.best_value,
+                  "best_params": results.best_params, "best_model_path": results.best_model_path,
+                  "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials]})
+    elif args.quiet:
+        print(f"{objective_text}  {results.best_model_path}")
+    else:
+        if results.trials:
+            print("\nBest trials:")
+            print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
+        print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
+              f"Study: {results.study_dir} (segsearch status {results.study_dir})")
+    return 0
+
+
+def _ignore(event: Mapping[str, Any]) -> None:
+    """Progress callback that shows nothing (--quiet)."""
+
+
+def _open_study(path: str, *, needs_tensorflow: bool) -> Any:
+    from pathlib import Path
+
+    if not Path(path).is_dir():
+        from segsearch.errors import StudyError
+
+        raise StudyError(f"{path}: no such study folder; give the folder a `segsearch run` wrote, "
+                         "e.g. studies/resunet")
+    if needs_tensorflow:
+        _import_tensorflow_quietly()
+    from segsearch.driver import Study
+
+    return Study.open(path)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    study = _open_study(args.study_dir, needs_tensorflow=False)
+    trials = list(study.trials())
+    objective = study.config.search.objectives[0]
+    direction = study.config.search.directions[0]
+    if args.json:
+        ordered = _sort_best(trials, direction)
+        print(json.dumps({"study_dir": str(args.study_dir), "objective": objective,
+                          "direction": direction, "trials": [t.to_dict() for t in ordered]},
+                         default=_json_default))
+        return 0
+    if not trials:
+        print(f"{args.study_dir}: no trials yet")
+        return 0
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv:
+                                                       _STATE_ORDER.get(kv[0], 9)))
+    print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
+          f"({direction})")
+    print(format_trials(trials, objective, direction))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    study = _open_study(args.study_dir, needs_tensorflow=True)
+    path = study.export()
+    print(f"Exported the best model to {path}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from segsearch.predict import find_model, predict
+
+    find_model(args.model)  # a wrong path fails before TensorFlow loads
+    _import_tensorflow_quietly()
+    written = predict(args.model, args.images, args.out, overlay=args.overlay,
+                      threshold=args.threshold, image_size=args.image_size)
+    if not args.quiet:
+        masks = [p for p in written if not p.name.endswith("_overlay.png")]
+        overlays = len(written) - len(masks)
+        extra = f" and {_plural(overlays, 'overlay')}" if overlays else ""
+        print(f"Wrote {_plural(len(masks), 'mask')}{extra} to {args.out}")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from segsearch.data.check import check
+
+    report = check(args.path)
+    if args.json:
+        print(json.dumps(report.to_dict(), default=_json_default))
+    else:
+        print(report.format())
+    return 0 if report.ok else 1
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from segsearch.config import shipped_spaces, spaces_dir
+
+    folder = spaces_dir()
+    names = shipped_spaces()
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        text = (folder / f"{name}.yaml").read_text(encoding="utf-8")
+        summary = next((line.lstrip("# ").strip() for line in text.splitlines()
+                        if line.startswith("#") and line.lstrip("# ").strip()), "")
+        print(f"{name.ljust(width)}  {summary}")
+    print(f"\nRun one with `segsearch run NAME`; copy {folder}/NAME.yaml to change it.")
+    return 0
+
+
+# ----------------------------------------------------------------------------------- parser
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") \
+            from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in the same one-line form as every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"segsearch: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``segsearch`` command (cheap: imports nothing heavy)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(
+        prog="segsearch",
+        description="Find the best semantic-segmentation network for your images and masks.",
+        epilog="examples:\n"
+               "  segsearch run spaces/resunet.yaml\n"
+               "  segsearch run resunet --data my_data --trials 30 --epochs 40\n"
+               "  segsearch status studies/resunet\n"
+               "  segsearch predict studies/resunet/best new_images --out masks --overlay\n"
+               "\nrun `segsearch COMMAND --help` for each command's options.",
+        formatter_class=fmt,
+    )
+    parser.add_argument("--version", action="version", version=f"segsearch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run", help="search a space file (resumes the study when run again)",
+        description="Search the networks a space file describes; the best model is exported to\n"
+                    "STUDY/best/. Running the same command again resumes the study.",
+        epilog="examples:\n"
+               "  segsearch run spaces/resunet.yaml\n"
+               "  segsearch run resunet --data my_data --image-size 256 --trials 40 --epochs 30\n"
+               "  segsearch run unet --engine keras-tuner --set search.algorithm=bayesian\n"
+               "  segsearch run unet --set data.val_fraction=0.25 --set 'space.filters=[16,32]'\n"
+               "  segsearch run unet --json > events.jsonl",
+        formatter_class=fmt,
+    )
+    run.add_argument("space", metavar="SPACE",
+                     help="a space file (.yaml), or the name of a shipped space (see "
+                          "`segsearch spaces`)")
+    run.add_argument("--data", metavar="DIR",
+                     help="the data: a folder with images/ and masks/, an .npz file, or 'sample' "
+                          "(sets data.source)")
+    run.add_argument("--trials", type=_positive_int, metavar="N",
+                     help="number of trials in the study (sets search.trials)")
+    run.add_argument("--epochs", type=_positive_int, metavar="N",
+                     help="most epochs per trial (sets train.epochs)")
+    run.add_argument("--image-size", metavar="N",
+                     help="train on NxN images, or HxW (sets data.image_size)")
+    run.add_argument("--engine", choices=("optuna", "keras-tuner"),
+                     help="search engine (sets search.engine)")
+    run.add_argument("--study-dir", metavar="DIR",
+                     help="the study's folder (default: studies/<study> in the current folder)")
+    run.add_argument("--storage", metavar="URL",
+                     help="Optuna storage URL, e.g. postgresql://... (default: SQLite in the study "
+                          "folder)")
+    run.add_argument("--fresh", action="store_true",
+                     help="start a new study even if one exists; the old folder is moved aside, "
+                          "never deleted")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override any key of the space file, e.g. train.batch_size=4 or "
+                          "'space.depth=[2,3]' (repeatable; values are YAML)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--quiet", "-q", action="store_true",
+                      help="print only the result: best objective value and model path")
+    mode.add_argument("--json", action="store_true",
+                      help="print one JSON object per progress event, one per line")
+    run.set_defaults(func=_cmd_run)
+
+    status = sub.add_parser(
+        "status", help="show a study's trials, best first",
+        description="Show a study's trials as a table, best first: number, state, objective,\n"
+                    "epochs run, time, hyperparameters.",
+        epilog="example:\n  segsearch status studies/resunet", formatter_class=fmt)
+    status.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder")
+    status.add_argument("--json", action="store_true", help="print the trials as one JSON object")
+    status.set_defaults(func=_cmd_status)
+
+    export = sub.add_parser(
+        "export", help="(re)write the best model's files into STUDY_DIR/best/",
+        description="Write the best model of a study into STUDY_DIR/best/: model.keras, a\n"
+                    "SavedModel, hyperparameters, validation metrics, trials.csv and overlays.",
+        epilog="example:\n  segsearch export studies/resunet", formatter_class=fmt)
+    export.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder")
+    export.set_defaults(func=_cmd_export)
+
+    predict = sub.add_parser(
+        "predict", help="write masks for a folder of images with an exported model",
+        description="Segment images with an exported model. Masks are PNGs at each image's\n"
+                    "original size (binary: 0/255; several classes: class ids). Existing files\n"
+                    "in --out are never overwritten.",
+        epilog="examples:\n"
+               "  segsearch predict studies/resunet/best new_images --out masks\n"
+               "  segsearch predict model.keras scan.png --out masks --overlay --threshold 0.4",
+        formatter_class=fmt)
+    predict.add_argument("model", metavar="MODEL",
+                         help="model.keras, the best/ folder that holds it, or a study folder")
+    predict.add_argument("images", metavar="IMAGES", help="a folder of images, or one image file")
+    predict.add_argument("--out", required=True, metavar="DIR",
+                         help="folder for the masks (created; existing files are kept)")
+    predict.add_argument("--overlay", action="store_true",
+                         help="also write NAME_overlay.png: the mask drawn over the image")
+    predict.add_argument("--threshold", type=_threshold, default=0.5, metavar="T",
+                         help="foreground probability threshold for one-class models (default "
+                              "0.5)")
+    predict.add_argument("--image-size", type=_positive_int, metavar="N",
+                         help="resize images to NxN for the model (default: the size it was "
+                              "trained at)")
+    predict.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
+    predict.set_defaults(func=_cmd_predict)
+
+    data = sub.add_parser("data", help="check a data folder",
+                          description="Tools for the data a search trains on.")
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", parser_class=_Parser)
+    check = data_sub.add_parser(
+        "check", help="report whether images and masks are usable, and how to fix them",
+        description="Check a data folder (images/ + masks/) or an .npz file: pairs, sizes,\n"
+                    "channels, mask values, class balance. Exits 1 when the data cannot be\n"
+                    "loaded as it is.",
+        epilog="example:\n  segsearch data check path/to/data", formatter_class=fmt)
+    check.add_argument("path", metavar="DIR",
+                       help="the data folder (images/ + masks/), an .npz file, or 'sample'")
+    check.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    check.set_defaults(func=_cmd_data_check)
+    data.set_defaults(func=lambda a: _missing_command(data))
+
+    spaces = sub.add_parser("spaces", help="list the space files that ship with segsearch",
+                            description="List the shipped space files (`segsearch run NAME`).")
+    spaces.set_defaults(func=_cmd_spaces)
+    return parser
+
+
+def _missing_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr silenced: its C++ start-up lines ("Could not find cuda
+    drivers", absl's "WARNING: All log messages before absl::InitializeLog()") ignore
+    TF_CPP_MIN_LOG_LEVEL. A failed import is left for the real import to report."""
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    except Exception:  # noqa: BLE001 - reported by the import that needs it
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``segsearch`` command and return its exit status.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    from segsearch.errors import SegsearchError
+
+    started = time.monotonic()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        study_dir = getattr(args, "_study_dir", None)
+        sys.stdout.flush()
+        if args.command == "run":
+            where = f" in {study_dir}" if study_dir else ""
+            took = _duration(time.monotonic() - started)
+            sys.stderr.write(f"\nsegsearch: interrupted after {took}; the study{where} is saved: "
+                             "run the same command again to resume it\n")
+        else:
+            sys.stderr.write("\nsegsearch: interrupted\n")
+        return EXIT_INTERRUPTED
+    except (SegsearchError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as e:
+        sys.stdout.flush()
+        message = str(e)
+        if isinstance(e, OSError) and e.filename is not None and e.strerror:
+            message = f"{e.filename}: {e.strerror}"
+        sys.stderr.write(f"segsearch: error: {_one_line(message)}\n")
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,782 @@
+"""The driver: one study, from a configuration to trials to the best model exported.
+
+:class:`Study` owns a study folder::
+
+    studies/<name>/
+        study.json          what the stored study fixes (architectures, data, engine, space,
+                            objective)
+        config.yaml         the resolved configuration of the latest run
+        split.json          the data split, reused on every resume
+        study.db            Optuna's storage (engine optuna, unless --storage names another)
+        keras_tuner/        keras-tuner's project (engine keras-tuner)
+        trials/<nnnn>/      trial.json (its record), history.csv (metrics per epoch), model.keras
+                            (weights + optimizer state; kept for the best few trials only)
+        trials.csv          every trial, one row each
+        final/              the best configuration trained further: model.keras, history.csv,
+                            final.json
+        best/               the export (see segsearch.export)
+
+Running the same configuration again resumes: finished trials are kept, a trial that was cut off is
+run again, and the search stops when ``search.trials`` trials are finished (complete or pruned). A
+configuration the stored study cannot absorb (other architectures, data, image size, classes,
+engine, hyperparameter distributions, objective) is refused with a :class:`StudyError` naming
+``--fresh`` and ``--study-dir``; ``fresh=True`` moves the old folder aside to
+``<name>.old-<timestamp>`` (nothing is deleted).
+
+After the search the best configuration is trained further, from its checkpoint (optimizer state
+included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
+``train.final_epochs``, keeping the best weights by the objective; that model is exported.
+
+Example:
+    >>> from segsearch.config import load_config
+    >>> from segsearch.driver import Study
+    >>> results = Study(load_config("unet", trials=4, epochs=3)).run(progress=print)
+    >>> results.best_value, results.best_model_path
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segsearch.engines.results import (
+    Objective,
+    TrialRecord,
+    atomic_write_text,
+    read_trial_records,
+    sort_best,
+)
+from segsearch.errors import StudyError
+
+__all__ = ["Study", "Results", "run", "STUDY_FILE", "CONFIG_FILE", "SPLIT_FILE", "FINAL_DIR"]
+
+STUDY_FILE = "study.json"
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.json"
+FINAL_DIR = "final"
+FINAL_FILE = "final.json"
+_FORMAT = 1
+#: files a run writes before study.json: a folder holding only these is still a new study.
+_BEFORE_STUDY_FILE = (SPLIT_FILE,)
+#: DataConfig fields that define the data a study was searched on (augment and cache may change).
+_DATA_KEYS = ("source", "image_size", "num_classes", "channels", "val_fraction", "val_source",
+              "seed", "mask_suffix", "mask_kind", "colors", "ignore_value", "resize", "images_dir",
+              "masks_dir", "sample_count")
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Results:
+    """What a study run returns.
+
+    Args:
+        best_value: the objective of the exported model on the validation images.
+        best_params: its hyperparameters.
+        best_model_path: the exported ``best/model.keras`` (or the best checkpoint when export is
+            off).
+        trials: every trial's record, by number.
+        study_dir: the study folder.
+        best_trial: the number of the best trial.
+        architecture: the best model's architecture.
+        metrics: the best model's validation metrics.
+        final_epochs: epochs the best configuration was trained after the search.
+        moved_aside: where ``fresh=True`` moved an old study, if it did.
+    """
+
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_model_path: Path | None
+    trials: list[TrialRecord]
+    study_dir: Path
+    best_trial: int | None = None
+    architecture: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    final_epochs: int = 0
+    moved_aside: Path | None = None
+
+
+class _Emitter:
+    """Adds the study-wide fields (trials_total, best_value, elapsed_s, eta_s) to the events."""
+
+    def __init__(self, progress: Progress | None, study: Study) -> None:
+        self.progress = progress
+        self.study = study
+        self.config = study.config
+        self.t0 = time.monotonic()
+        self.best_value: float | None = None
+        self.done = 0
+        self.epochs_done = 0
+        self.epoch_seconds: list[float] = []
+        self.planned_epochs = study.budget_epochs()
+
+    def seed_records(self, records: list[TrialRecord]) -> None:
+        finished = [r for r in records if r.finished_ok]
+        self.done = len(finished)
+        self.epochs_done = sum(r.epochs for r in records)
+        best = sort_best(finished, self.config.search.directions[0])
+        self.best_value = best[0].value if best else None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind in ("epoch", "final_epoch"):
+            self.epochs_done += 1
+            seconds = (event.get("metrics") or {}).get("time_s")
+            if seconds is not None:
+                self.epoch_seconds.append(float(seconds))
+        elif kind == "trial_end":
+            if event.get("state") in ("complete", "pruned"):
+                self.done += 1
+                value = event.get("value")
+                objective = self.study.objective
+                if value is not None and event.get("state") == "complete" and objective.better(
+                    value, self.best_value
+                ):
+                    self.best_value = value
+        out = {
+            "trials_total": self.config.search.trials,
+            "trials_done": self.done,
+            **event,
+            "best_value": self.best_value,
+            "elapsed_s": round(time.monotonic() - self.t0, 3),
+            "eta_s": self.eta(),
+        }
+        if kind in ("trial_start", "epoch", "trial_end") and isinstance(event.get("trial"), int):
+            out["index"] = self.done + (0 if kind == "trial_end" else 1)
+        if self.progress is not None:
+            self.progress(out)
+
+    def eta(self) -> float | None:
+        """Seconds left: epochs left of the budget times the mean epoch time (time limit capped)."""
+        if not self.epoch_seconds:
+            return None
+        recent = self.epoch_seconds[-20:]
+        left = max(0, self.planned_epochs - self.epochs_done) * (sum(recent) / len(recent))
+        deadline = self.study.deadline
+        if deadline is not None:
+            left = min(left, max(0.0, deadline - time.monotonic()))
+        return round(left, 1)
+
+
+class Study:
+    """One study: its folder, its engine, its trials, its best model.
+
+    Args:
+        config: the :class:`segsearch.config.Config` (``config.study_dir`` is the folder).
+        fresh: move an existing study folder aside (to ``<name>.old-<timestamp>``) and start anew.
+
+    Example:
+        >>> study = Study(load_config("spaces/unet.yaml", trials=8))
+        >>> results = study.run(progress=lambda e: print(e["event"]))
+        >>> Study.open("studies/unet").trials()[0].state
+        'complete'
+    """
+
+    def __init__(self, config: Any, *, fresh: bool = False) -> None:
+        self.config = config
+        self.dir = Path(config.study_dir)
+        self.fresh = fresh
+        self.moved_aside: Path | None = None
+        self.deadline: float | None = None
+        self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
+        self._splits: Any = None
+        self._hypermodel: Any = None
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, study_dir: str | os.PathLike[str]) -> Study:
+        """Open an existing study folder (for status and export).
+
+        Args:
+            study_dir: the folder holding ``config.yaml`` and ``study.json``.
+
+        Raises:
+            StudyError: the folder is not a segsearch study.
+        """
+        from segsearch.config import load_config
+
+        folder = Path(study_dir)
+        _recover_export(folder)
+        meta = _read_meta(folder)
+        config_path = folder / CONFIG_FILE
+        if meta is None or not config_path.is_file():
+            raise StudyError(
+                f"{folder}: not a segsearch study folder (no {STUDY_FILE} / {CONFIG_FILE}); give "
+                "the folder `segsearch run` made, e.g. studies/<name>"
+            )
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        config = load_config(raw, study_dir=folder, storage=meta.get("storage"), check_space=False)
+        return cls(config)
+
+    # ------------------------------------------------------------------ public API
+    def run(self, progress: Progress | None = None) -> Results:
+        """Run (or resume) the search, train the best configuration further, export it.
+
+        Args:
+            progress: called with one dict per event: "study_start", "trial_start", "epoch",
+                "trial_end", "final_start", "final_epoch", "export", "study_end".
+
+        Raises:
+            StudyError: the stored study cannot absorb this configuration, or too many trials in a
+                row failed or were infeasible.
+            ConfigError, DataError: a problem with the configuration or the data.
+            KeyboardInterrupt: interrupted; run again to resume.
+        """
+        config = self.config
+        emit = _Emitter(progress, self)
+        new = self._prepare_folder()
+        from segsearch.engines import engine_class
+
+        engine_cls = engine_class(config.search.engine)
+        self._check_or_store(engine_cls.fingerprint(config, self.hypermodel()), new)
+        engine = self._make_engine(engine_cls, emit)
+        if config.search.time_limit:  # the clock starts with the search, once all is set up
+            self.deadline = engine.session.start_clock(float(config.search.time_limit))
+        records = engine.records()
+        emit.seed_records(records)
+        emit({
+            "event": "study_start",
+            "study": config.study,
+            "path": str(self.dir),
+            "engine": config.search.engine,
+            "algorithm": config.search.algorithm,
+            "resumed": not new,
+            "moved_aside": None if self.moved_aside is None else str(self.moved_aside),
+            "data": self._splits.info.get("description"),
+        })
+        engine.run()
+        records = engine.records()
+        # fewer finished trials than asked: the time limit, or a space with nothing left to try
+        # (a small keras-tuner grid); the study goes on with what it has
+        short = sum(r.finished_ok for r in records) < config.search.trials
+        best = self.best(records)
+        final = self._final_training(best, records, emit)
+        export_dir = None
+        if config.export.enabled:
+            export_dir = self._current_export(final, best, records)
+            if export_dir is not None:
+                emit({"event": "export", "path": str(export_dir), "unchanged": True})
+            else:
+                export_dir = self.export(progress=emit, final=final, best=best, records=records)
+        value = final.get("value", best.value)
+        model_path = (export_dir / "model.keras") if export_dir else self.dir / final["model"]
+        emit({"event": "study_end", "path": str(self.dir), "best_value": value,
+              "best_trial": best.number, "model": str(model_path),
+              "stopped_early": short and not self._deadline_passed(),
+              "time_limit_reached": short and self._deadline_passed()})
+        return Results(
+            best_value=value,
+            best_params=dict(best.params),
+            best_model_path=model_path,
+            trials=records,
+            study_dir=self.dir,
+            best_trial=best.number,
+            architecture=best.architecture,
+            metrics=dict(final.get("values") or best.values),
+            final_epochs=int(final.get("epochs", 0)),
+            moved_aside=self.moved_aside,
+        )
+
+    def trials(self) -> list[TrialRecord]:
+        """Every trial of the stored study, by number (reads the storage; trains nothing)."""
+        meta = _read_meta(self.dir) or {}
+        engine = meta.get("engine", self.config.search.engine)
+        archs = tuple(self.config.architectures)
+        if engine == "optuna":
+            if not self.config.storage and not (self.dir / "study.db").exists():
+                return read_trial_records(self.dir)
+            import optuna
+
+            from segsearch.engines.results import optuna_records
+
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            try:
+                study = optuna.load_study(study_name=self.config.study, storage=self._storage_url())
+            except KeyError:
+                return read_trial_records(self.dir)
+            return optuna_records(study, self.dir, archs)
+        from segsearch.engines.results import keras_tuner_records
+
+        return keras_tuner_records(self.dir, archs)
+
+    def best(self, records: list[TrialRecord] | None = None) -> TrialRecord:
+        """The best complete trial (by the first objective).
+
+        Args:
+            records: the trials; read from the study when None.
+
+        Raises:
+            StudyError: no trial completed.
+        """
+        records = self.trials() if records is None else records
+        complete = [r for r in records if r.state == "complete" and r.value is not None]
+        ranked = sort_best(complete, self.objective.direction)
+        if not ranked:
+            reasons = "; ".join(dict.fromkeys(r.reason for r in records if r.reason)) or "none ran"
+            raise StudyError(f"{self.dir}: no trial completed ({reasons}); run the search first, "
+                             "or widen the space / raise train.epochs")
+        return ranked[0]
+
+    def export(
+        self,
+        progress: Progress | None = None,
+        *,
+        final: Mapping[str, Any] | None = None,
+        best: TrialRecord | None = None,
+        records: list[TrialRecord] | None = None,
+    ) -> Path:
+        """(Re)write ``best/``: model.keras, SavedModel, hyperparameters, metrics, trials, overlays.
+
+        Args:
+            progress: called with the "export" event.
+            final: the final training's summary (read from ``final/final.json`` when None).
+            best: the best trial (read from the study when None).
+            records: every trial (read from the study when None).
+
+        Returns:
+            The ``best/`` folder.
+        """
+        from segsearch.export import export_study
+
+        records = self.trials() if records is None else records
+        best = self.best(records) if best is None else best
+        if final is None:
+            final = self._final_summary(best) or self._trial_as_final(best)
+        model_path = self.dir / final["model"]
+        if not model_path.exists():
+            raise StudyError(f"{model_path}: the best model's checkpoint is missing; run the same "
+                             "command again to train it")
+        splits = self._load_data()
+        path = export_study(
+            self.dir,
+            config=self.config,
+            model_path=model_path,
+            best=best,
+            final=dict(final),
+            records=records,
+            val=splits.val,
+        )
+        if progress is not None:
+            progress({"event": "export", "path": str(path)})
+        return path
+
+    def _current_export(self, final: Mapping[str, Any], best: TrialRecord,
+                        records: list[TrialRecord]) -> Path | None:
+        """best/ when it already exports this model, these trials and these export settings."""
+        from segsearch.export import BEST_DIR, MANIFEST, manifest_key
+
+        manifest = self.dir / BEST_DIR / MANIFEST
+        try:
+            stored = json.loads(manifest.read_text(encoding="utf-8")).get("key")
+        except (OSError, ValueError):
+            return None
+        key = manifest_key(self.config, best, final, records)
+        return manifest.parent if stored == key else None
+
+    # ------------------------------------------------------------------ folder
+    def budget_epochs(self) -> int:
+        """Total epochs of search + final training: ``train.budget_epochs`` or trials * epochs."""
+        train = self.config.train
+        if train.budget_epochs is not None:
+            return int(train.budget_epochs)
+        return int(self.config.search.trials) * int(train.epochs)
+
+    def _storage_url(self) -> str:
+        if self.config.storage:
+            return str(self.config.storage)
+        return f"sqlite:///{(self.dir / 'study.db').resolve()}"
+
+    def _deadline_passed(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _prepare_folder(self) -> bool:
+        """Move an old study aside (fresh), check a stored one, or create the folder; True: new."""
+        folder = self.dir
+        _recover_export(folder)
+        exists = folder.exists() and any(p.name not in _BEFORE_STUDY_FILE for p in folder.iterdir())
+        if exists and self.fresh:
+            self._check_fresh_storage()
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            target = folder.with_name(f"{folder.name}.old-{stamp}")
+            n = 2
+            while target.exists():
+                target = folder.with_name(f"{folder.name}.old-{stamp}-{n}")
+                n += 1
+            os.replace(folder, target)
+            self.moved_aside = target
+            exists = False
+        meta = _read_meta(folder) if exists else None
+        if exists and meta is None:
+            raise StudyError(
+                f"{folder}: the folder exists but holds no segsearch study ({STUDY_FILE} is "
+                "missing); run again with --fresh to move it aside, or use --study-dir DIR to put "
+                "this study elsewhere"
+            )
+        if meta is not None:
+            self._check_compatible(meta.get("fingerprint", {}), self._config_fingerprint())
+        folder.mkdir(parents=True, exist_ok=True)
+        return meta is None
+
+    def _check_fresh_storage(self) -> None:
+        """fresh=True cannot move a study that lives in an external Optuna storage."""
+        if not self.config.storage or self.config.search.engine != "optuna":
+            return
+        import optuna
+
+        if self.config.study in optuna.get_all_study_names(self.config.storage):
+            raise StudyError(
+                f"--fresh: study {self.config.study!r} lives in the storage {self.config.storage}, "
+                "which segsearch does not delete from; give the new study another name "
+                "(study: in the space file, or --set study=NAME)"
+            )
+
+    def _config_fingerprint(self) -> dict[str, Any]:
+        config = self.config
+        data = config.data.to_dict() if hasattr(config.data, "to_dict") else {}
+        return {
+            "architectures": list(config.architectures),
+            "data": {k: _jsonable(data.get(k)) for k in _DATA_KEYS if k in data},
+            "engine": config.search.engine,
+            "weights": config.train.weights,
+        }
+
+    def _check_compatible(self, stored: Mapping[str, Any], current: Mapping[str, Any]) -> None:
+        """Raise StudyError listing what differs between the stored study and this configuration."""
+        diffs = []
+        for key in sorted(set(stored) | set(current)):
+            if key not in stored or key not in current:
+                continue
+            a, b = _jsonable(stored[key]), _jsonable(current[key])
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):
+                for sub in sorted(set(a) | set(b)):
+                    if a.get(sub) != b.get(sub):
+                        diffs.append(f"{key}.{sub}: stored {_short(a.get(sub))}, now "
+                                     f"{_short(b.get(sub))}")
+            elif key == "space":
+                diffs.append("space: the hyperparameters or their ranges changed ("
+                             + _space_diff(a, b) + ")")
+            else:
+                diffs.append(f"{key}: stored {_short(a)}, now {_short(b)}")
+        if diffs:
+            raise StudyError(
+                f"{self.dir}: this configuration does not match the stored study: "
+                + "; ".join(diffs)
+                + ". Run again with --fresh to move the old study aside and start a new one, or "
+                "use --study-dir DIR (or another study: name) to keep both"
+            )
+
+    def _check_or_store(self, engine_fingerprint: Mapping[str, Any], new: bool) -> None:
+        """Compare the engine's fingerprint with the stored one, or store both for a new study."""
+        fingerprint = {**self._config_fingerprint(), **engine_fingerprint}
+        if not new:
+            meta = _read_meta(self.dir) or {}
+            self._check_compatible(meta.get("fingerprint", {}), fingerprint)
+        else:
+            meta = {
+                "format": _FORMAT,
+                "study": self.config.study,
+                "engine": self.config.search.engine,
+                "storage": self.config.storage,
+                "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+                "fingerprint": _jsonable(fingerprint),
+            }
+            atomic_write_text(self.dir / STUDY_FILE, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(self.dir / CONFIG_FILE,
+                          yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+
+    # ------------------------------------------------------------------ data, model, engine
+    def _load_data(self) -> Any:
+        """The data with the stored split (the split is drawn once and kept in split.json)."""
+        if self._splits is not None:
+            return self._splits
+        from segsearch.data import load
+
+        split_path = self.dir / SPLIT_FILE
+        splits = load(self.config.data, split=split_path if split_path.exists() else None)
+        if not split_path.exists() and self.dir.exists():
+            atomic_write_text(split_path, json.dumps(_jsonable(splits.split), indent=2) + "\n")
+        self._splits = splits
+        return splits
+
+    def hypermodel(self) -> Any:
+        """The study's hypermodel (one architecture, or several with "architecture" searched)."""
+        if self._hypermodel is not None:
+            return self._hypermodel
+        from segsearch import hypermodels
+
+        config = self.config
+        splits = self._load_data()
+        input_shape = (*splits.train.size, splits.train.channels)
+        num_classes = int(splits.info.get("num_classes") or config.data.num_classes or 1)
+        where = f"{config.source}: space"
+        if len(config.architectures) == 1:
+            arch = config.architectures[0]
+            self._hypermodel = hypermodels.get(
+                arch, input_shape, num_classes, weights=config.train.weights,
+                space=config.space_for(arch), where=where, jit_compile=self.jit_compile(),
+            )
+        else:
+            self._hypermodel = hypermodels.get_multi(
+                list(config.architectures), input_shape, num_classes, weights=config.train.weights,
+                spaces={a: config.space_for(a) for a in config.architectures}, where=where,
+                jit_compile=self.jit_compile(),
+            )
+        return self._hypermodel
+
+    def jit_compile(self) -> bool:
+        """XLA for this study: ``train.jit_compile``, where "auto" means on a GPU only.
+
+        XLA compiles each new network once; on a CPU that costs far more than it saves in a
+        search of short trials (measured: 50 s against 6 s for the first epoch of a small U-Net).
+        """
+        value = self.config.train.jit_compile
+        if value != "auto":
+            return bool(value)
+        return _has_gpu()
+
+    def training_context(self, progress: Progress | None = None) -> Any:
+        """The :class:`TrainingContext` every trial of this study shares.
+
+        Args:
+            progress: where epoch events go.
+        """
+        from segsearch.data import batches
+        from segsearch.engines.trial import TrainingContext
+
+        config, train = self.config, self.config.train
+        splits = self._load_data()
+        augment = getattr(config.data, "augment", None)
+        seed = int(config.search.seed)
+        return TrainingContext(
+            train_data=lambda trial_seed: batches(
+                splits.train, train.batch_size, augment=augment, shuffle=True, seed=trial_seed,
+                repeat=train.steps_per_epoch is not None,
+            ),
+            val_data=lambda trial_seed: batches(splits.val, train.batch_size, shuffle=False),
+            study_dir=self.dir,
+            objective=self.objective,
+            steps_per_epoch=train.steps_per_epoch,
+            mixed_precision=train.mixed_precision,
+            jit_compile=self.jit_compile(),
+            verbose=train.verbose,
+            seed=seed,
+            progress=progress,
+            deadline=self.deadline,
+        )
+
+    def _make_engine(self, engine_cls: type, emit: Progress) -> Any:
+        from segsearch.engines.base import SearchSession
+
+        config = self.config
+        hypermodel = self.hypermodel()
+        session = SearchSession(
+            config=config,
+            study_dir=self.dir,
+            hypermodel=hypermodel,
+            context=self.training_context(emit),
+            emit=emit,
+            storage=self._storage_url(),
+        )
+        return engine_cls(session)
+
+    # ------------------------------------------------------------------ final training
+    def final_epochs(self, records: list[TrialRecord]) -> int:
+        """Epochs of the final training: ``train.final_epochs`` or what is left of the budget.
+
+        Args:
+            records: every trial (their epochs are what the search used).
+        """
+        if self.config.train.final_epochs is not None:
+            return int(self.config.train.final_epochs)
+        used = sum(int(r.epochs or 0) for r in records)
+        return max(0, self.budget_epochs() - used)
+
+    def _trial_as_final(self, best: TrialRecord) -> dict[str, Any]:
+        if not best.checkpoint:
+            raise StudyError(f"{self.dir}: the best trial ({best.number}) has no checkpoint; run "
+                             "the same command again to train it")
+        return {"trial": best.number, "epochs": 0, "model": best.checkpoint, "value": best.value,
+                "values": dict(best.values), "state": "complete"}
+
+    def _final_summary(self, best: TrialRecord,
+                       planned: int | None = None) -> dict[str, Any] | None:
+        path = self.dir / FINAL_DIR / FINAL_FILE
+        if not path.exists():
+            return None
+        try:
+            final = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if final.get("trial") != best.number or not (self.dir / final.get("model", "")).exists():
+            return None
+        if planned is not None and final.get("planned_epochs") != planned:
+            return None
+        return final
+
+    def _final_training(self, best: TrialRecord, records: list[TrialRecord],
+                        emit: Progress) -> dict[str, Any]:
+        """Train the best configuration further from its checkpoint; return the summary."""
+        from segsearch.engines.trial import TrialTask, run_trial
+
+        planned = self.final_epochs(records)
+        done = self._final_summary(best, planned)
+        if done is not None:
+            return done
+        base = self._trial_as_final(best)
+        if planned <= 0 or self._deadline_passed():
+            return base
+        start = int(best.best_epoch or (best.initial_epoch + best.epochs))
+        emit({"event": "final_start", "trial": best.number, "epochs": planned,
+              "from_epoch": start, "value": best.value})
+        context = self.training_context(emit)
+        folder = self.dir / FINAL_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        task = TrialTask(number=-1, out_dir=folder, epochs=start + planned, initial_epoch=start,
+                         resume_from=self.dir / best.checkpoint, baseline=best.value,
+                         phase="final")
+        outcome = run_trial(context, lambda: None, task)
+        if outcome.state != "complete" or outcome.checkpoint is None:
+            summary = {**base, "planned_epochs": planned, "final_state": outcome.state,
+                       "reason": outcome.reason}
+        else:
+            improved = outcome.values and outcome.best_epoch != start
+            summary = {
+                "trial": best.number,
+                "model": str(Path(FINAL_DIR) / outcome.checkpoint.name),
+                "from_epoch": start,
+                "epochs": outcome.epochs,
+                "planned_epochs": planned,
+                "best_epoch": outcome.best_epoch,
+                "value": outcome.value,
+                "values": dict(outcome.values) if improved else dict(best.values),
+                "state": "complete",
+                "duration_s": outcome.duration_s,
+                "started": outcome.started,
+                "finished": outcome.finished,
+            }
+        atomic_write_text(folder / FINAL_FILE, json.dumps(_jsonable(summary), indent=2) + "\n")
+        return summary
+
+
+def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | None = None,
+        **overrides: Any) -> Results:
+    """Run (or resume) a study from Python: a Config, a space file path, a shipped name or a dict.
+
+    Args:
+        config_or_path: a :class:`segsearch.config.Config`, a path to a space file, a bare shipped
+            space name ("unet"), or a mapping of the space file's sections.
+        fresh: move an existing study folder aside and start anew.
+        progress: called with each progress event (a dict).
+        **overrides: what ``segsearch.config.load_config`` accepts: sets=["train.epochs=3"],
+            trials, epochs, image_size, engine, data, study_dir, storage.
+
+    Returns:
+        Results(best_value, best_params, best_model_path, trials, study_dir, ...).
+
+    Example:
+        >>> import segsearch
+        >>> results = segsearch.run("unet", trials=3, epochs=2, image_size=64,
+        ...                         study_dir="studies/unet-small")
+        >>> results.best_model_path
+        PosixPath('studies/unet-small/best/model.keras')
+    """
+    from segsearch.config import Config, load_config
+
+    if isinstance(config_or_path, Config):
+        config = config_or_path.with_overrides(**overrides) if overrides else config_or_path
+    else:
+        config = load_config(config_or_path, **overrides)
+    return Study(config, fresh=fresh).run(progress=progress)
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _has_gpu() -> bool:
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    path = folder / STUDY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise StudyError(f"{path}: unreadable ({e}); run again with --fresh to move the study "
+                         "aside") from None
+
+
+def _recover_export(folder: Path) -> None:
+    """Finish or roll back an export that was interrupted (see segsearch.export.recover)."""
+    if folder.is_dir():
+        from segsearch.export import recover
+
+        recover(folder)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _space_diff(stored: Any, current: Any) -> str:
+    """Names of hyperparameters added, removed or changed between two space signatures."""
+    def by_name(items: Any) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for item in items or []:
+            out.setdefault(str(item.get("name")), []).append(item)
+        return out
+
+    a, b = by_name(stored), by_name(current)
+    parts = []
+    added = sorted(set(b) - set(a))
+    removed = sorted(set(a) - set(b))
+    changed = sorted(n for n in set(a) & set(b) if a[n] != b[n])
+    if changed:
+        parts.append("changed: " + ", ".join(changed))
+    if added:
+        parts.append("added: " + ", ".join(added))
+    if removed:
+        parts.append("removed: " + ", ".join(removed))
+    return "; ".join(parts) or "conditions changed"
+

@@ -1,0 +1,275 @@
+"""What both engines share: the search session they get and the bookkeeping of a finished trial.
+
+An engine (``segsearch.engines.optuna_engine.Engine``,
+``segsearch.engines.keras_tuner_engine.Engine``) is made from a :class:`SearchSession` and offers:
+
+- ``run()``: run trials (each through :func:`segsearch.engines.trial.run_trial`) until
+  ``search.trials`` trials are finished (complete or pruned), the time limit passes, or too many
+  trials in a row fail;
+- ``records()``: every trial as a :class:`~segsearch.engines.results.TrialRecord`;
+- ``fingerprint(config, hypermodel)`` (a class method): what the stored study fixes and a later
+  run must not change.
+
+:class:`BaseEngine` writes ``trials/<nnnn>/trial.json``, refreshes ``trials.csv``, keeps only the
+best few checkpoints, stops a search whose trials keep failing, and sends the "trial_start" /
+"trial_end" progress events.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from segsearch.engines.results import (
+    CHECKPOINT_FILE,
+    TRIAL_FILE,
+    TrialRecord,
+    architecture_of,
+    sort_best,
+    trial_dir,
+    write_trials_csv,
+)
+from segsearch.engines.trial import TrainingContext, TrialOutcome
+from segsearch.errors import StudyError
+
+__all__ = ["SearchSession", "BaseEngine", "KEEP_CHECKPOINTS"]
+
+#: checkpoints (trials/<nnnn>/model.keras) kept: the best few complete trials (and any an engine
+#: still needs, such as keras-tuner Hyperband trials that may be promoted).
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass
+class SearchSession:
+    """What the driver hands an engine.
+
+    Args:
+        config: the study's :class:`segsearch.config.Config`.
+        study_dir: the study folder.
+        hypermodel: the keras-tuner HyperModel of the study (one architecture or several).
+        context: the training context every trial shares.
+        emit: the driver's progress callback (it adds the study-wide fields).
+        storage: the Optuna storage URL.
+        deadline: ``time.monotonic()`` after which no trial starts.
+    """
+
+    config: Any
+    study_dir: Path
+    hypermodel: Any
+    context: TrainingContext
+    emit: Callable[[dict[str, Any]], None] = lambda event: None
+    storage: str | None = None
+    deadline: float | None = None
+
+    def start_clock(self, seconds: float) -> float:
+        """Set the deadline ``seconds`` from now, for the engine and the trials; return it.
+
+        Args:
+            seconds: ``search.time_limit``.
+        """
+        self.deadline = time.monotonic() + float(seconds)
+        self.context.deadline = self.deadline
+        return self.deadline
+
+
+class BaseEngine:
+    """Bookkeeping both engines share; subclasses implement ``run``, ``records``, ``fingerprint``.
+
+    Args:
+        session: the search session.
+    """
+
+    #: name of the engine (``search.engine``).
+    name = "base"
+    #: infeasible trials in a row that stop the search (they cost nothing, so the cap is high).
+    max_infeasible_in_a_row = 20
+    #: failed trials in a row that stop the search.
+    max_failed_in_a_row = 5
+
+    def __init__(self, session: SearchSession) -> None:
+        self.session = session
+        self.config = session.config
+        self.study_dir = Path(session.study_dir)
+        self.objective = session.context.objective
+        self._recent: list[TrialRecord] = []
+
+    # ------------------------------------------------------------------ to implement
+    def run(self) -> None:
+        """Run trials until the study holds ``search.trials`` finished ones (or must stop)."""
+        raise NotImplementedError
+
+    def records(self) -> list[TrialRecord]:
+        """Every trial of the study, by number."""
+        raise NotImplementedError
+
+    @classmethod
+    def fingerprint(cls, config: Any, hypermodel: Any) -> dict[str, Any]:
+        """What a stored study of this engine fixes (compared on resume, before any trial runs).
+
+        Args:
+            config: the study's Config.
+            hypermodel: the study's hypermodel.
+        """
+        return {}
+
+    def protected_checkpoints(self) -> set[int]:
+        """Trial numbers whose checkpoints the engine still needs (never pruned)."""
+        return set()
+
+    # ------------------------------------------------------------------ shared
+    @property
+    def target(self) -> int:
+        """The number of finished (complete + pruned) trials the study should hold."""
+        return int(self.config.search.trials)
+
+    def deadline_passed(self) -> bool:
+        """Whether ``search.time_limit`` has run out."""
+        deadline = self.session.deadline
+        return deadline is not None and time.monotonic() >= deadline
+
+    def architecture_of(self, params: Mapping[str, Any]) -> str | None:
+        """The architecture a trial's values select."""
+        return architecture_of(params, self.config.architectures)
+
+    def trial_started(self, number: int, params: Mapping[str, Any]) -> None:
+        """Send the "trial_start" event.
+
+        Args:
+            number: the trial number.
+            params: the values known when it starts.
+        """
+        self.session.emit({
+            "event": "trial_start",
+            "trial": number,
+            "params": dict(params),
+            "architecture": self.architecture_of(params),
+        })
+
+    def make_record(
+        self,
+        number: int,
+        outcome: TrialOutcome,
+        params: Mapping[str, Any],
+        *,
+        initial_epoch: int = 0,
+    ) -> TrialRecord:
+        """Turn an outcome into the trial's record.
+
+        Args:
+            number: the trial number.
+            outcome: what :func:`run_trial` returned.
+            params: the trial's hyperparameter values.
+            initial_epoch: the epoch training started from.
+        """
+        checkpoint = None
+        if outcome.checkpoint is not None:
+            checkpoint = str(Path(outcome.checkpoint).relative_to(self.study_dir))
+        return TrialRecord(
+            number=number,
+            state=outcome.state,  # type: ignore[arg-type]
+            architecture=self.architecture_of(params),
+            params=dict(params),
+            value=outcome.value if outcome.state in ("complete", "pruned") else None,
+            values=dict(outcome.values),
+            epochs=outcome.epochs,
+            duration_s=outcome.duration_s,
+            reason=outcome.reason,
+            started=outcome.started,
+            finished=outcome.finished,
+            initial_epoch=initial_epoch,
+            best_epoch=outcome.best_epoch,
+            objectives=outcome.objectives,
+            checkpoint=checkpoint,
+        )
+
+    def trial_finished(self, record: TrialRecord) -> None:
+        """Save the record, refresh trials.csv, prune checkpoints, send "trial_end", check failures.
+
+        Args:
+            record: the finished trial.
+
+        Raises:
+            StudyError: too many trials in a row were infeasible or failed.
+        """
+        record.save(trial_dir(self.study_dir, record.number) / TRIAL_FILE)
+        records = self.records()
+        self.prune_checkpoints(records)
+        write_trials_csv(records, self.study_dir / "trials.csv")
+        self.session.emit({
+            "event": "trial_end",
+            "trial": record.number,
+            "state": record.state,
+            "value": record.value,
+            "metrics": dict(record.values),
+            "params": dict(record.params),
+            "reason": record.reason,
+            "epochs": record.epochs,
+            "duration_s": record.duration_s,
+        })
+        self._recent.append(record)
+        self.check_failures()
+
+    def check_failures(self) -> None:
+        """Stop the search when the last trials were all infeasible (or all failed).
+
+        Raises:
+            StudyError: with the last reasons and what to change.
+        """
+        infeasible = failed = 0
+        for record in reversed(self._recent):
+            if record.state == "infeasible" and failed == 0:
+                infeasible += 1
+            elif record.state == "failed" and infeasible == 0:
+                failed += 1
+            else:
+                break
+        reasons = "; ".join(
+            dict.fromkeys(r.reason or "no reason recorded" for r in self._recent[-3:])
+        )
+        source = getattr(self.config, "source", "the space file")
+        if infeasible >= self.max_infeasible_in_a_row:
+            raise StudyError(
+                f"{infeasible} configurations in a row cannot work at image size "
+                f"{tuple(self.config.data.image_size or ())}: {reasons}. Narrow the space in "
+                f"{source} (e.g. a smaller depth) or use a larger data.image_size"
+            )
+        if failed >= self.max_failed_in_a_row:
+            raise StudyError(
+                f"{failed} trials in a row failed: {reasons}. Fix the cause (see "
+                f"{self.study_dir / 'trials'}), then run the same command again to resume"
+            )
+
+    def prune_checkpoints(self, records: Iterable[TrialRecord]) -> None:
+        """Delete the checkpoints of all but the best few complete trials (and protected ones).
+
+        Args:
+            records: every trial of the study.
+        """
+        records = list(records)
+        complete = [r for r in records if r.state == "complete"]
+        keep = {r.number for r in sort_best(complete, self.objective.direction)[:KEEP_CHECKPOINTS]}
+        keep |= self.protected_checkpoints()
+        for record in records:
+            path = trial_dir(self.study_dir, record.number) / CHECKPOINT_FILE
+            if record.number not in keep and path.exists():
+                path.unlink()
+                record.checkpoint = None
+                saved = trial_dir(self.study_dir, record.number) / TRIAL_FILE
+                if saved.exists():
+                    stored = TrialRecord.load(saved)
+                    stored.checkpoint = None
+                    stored.save(saved)
+
+    def clear_trial_dir(self, number: int) -> None:
+        """Empty a trial's folder before it (re-)runs, so no file of a cut-off run is mistaken.
+
+        Args:
+            number: the trial number.
+        """
+        folder = trial_dir(self.study_dir, number)
+        if folder.exists():
+            shutil.rmtree(folder)

@@ -1,0 +1,212 @@
+"""The hp bridge: keras-tuner's ``HyperParameters`` API on top of an ``optuna.Trial``.
+
+A segsearch hypermodel declares its hyperparameters with keras-tuner calls (``hp.Int``,
+``hp.Float``, ``hp.Choice``, ``hp.Boolean``, ``hp.Fixed``, ``hp.conditional_scope``,
+``hp.name_scope``). Keras Tuner fills the values from its oracle; :class:`OptunaHyperParameters`
+fills them from an Optuna trial instead (define-by-run), so one ``hypermodel.build(hp)`` serves
+both engines:
+
+=========================  =====================================================================
+keras-tuner declaration    Optuna call
+=========================  =====================================================================
+``Int`` linear [step]      ``trial.suggest_int(name, low, high, step=step)``
+``Int`` log                ``trial.suggest_int(name, low, high, log=True)``
+``Float`` linear [step]    ``trial.suggest_float(name, low, high, step=step)``
+``Float`` log              ``trial.suggest_float(name, low, high, log=True)``
+log with a step (factor)   ``trial.suggest_categorical(name, [low, low*step, low*step**2, ...])``
+``Choice``                 ``trial.suggest_categorical(name, values)``
+``Boolean``                ``trial.suggest_categorical(name, [False, True])``
+``Fixed``                  the fixed value, nothing suggested
+inactive (conditional)     ``None``, nothing suggested (Optuna's define-by-run conditional space)
+=========================  =====================================================================
+
+Names keep keras-tuner's scoping: ``hp.name_scope("unet")`` makes ``"unet/depth"``, the name Optuna
+stores. ``reverse_log`` sampling, which Optuna lacks, is sampled linearly.
+
+Example (a hypermodel inside a hand-written Optuna objective)::
+
+    import optuna
+    from segsearch.engines.hp import OptunaHyperParameters, seed_values
+    from segsearch.hypermodels import get
+
+    hypermodel = get("unet", (64, 64, 1), num_classes=1, space={"filters": [8, 16]})
+
+    def objective(trial):
+        model = hypermodel.build(OptunaHyperParameters(trial))
+        history = model.fit(x, y, validation_data=(xv, yv), epochs=3, verbose=0)
+        return max(history.history["val_dice"])
+
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial(seed_values(hypermodel))   # the seed network first
+    study.optimize(objective, n_trials=10)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import keras_tuner
+from keras_tuner.engine import hyperparameters as kt_hp
+
+__all__ = ["OptunaHyperParameters", "declare", "seed_values", "space_signature", "suggest"]
+
+_KT_DECLARE = keras_tuner.HyperModel.declare_hyperparameters
+
+
+class OptunaHyperParameters(keras_tuner.HyperParameters):
+    """keras-tuner ``HyperParameters`` whose active values are suggested by an Optuna trial.
+
+    Every hyperparameter is registered in :attr:`space` as keras-tuner would; an active one gets its
+    value from ``trial.suggest_*`` (see the module table), an inactive one (a conditional scope
+    whose parent has another value) is ``None`` and is not suggested. A name already holding a
+    value (the same name declared twice) keeps it, as in keras-tuner.
+
+    Args:
+        trial: an ``optuna.Trial`` (or ``optuna.trial.FixedTrial`` to build a given configuration).
+
+    Example:
+        >>> import optuna
+        >>> hp = OptunaHyperParameters(optuna.trial.FixedTrial({"depth": 3}))
+        >>> hp.Int("depth", 2, 5, default=4)
+        3
+    """
+
+    def __init__(self, trial: Any) -> None:
+        super().__init__()
+        self.trial = trial
+
+    def _register(self, hyperparameter: Any, overwrite: bool = False) -> Any:
+        """Register ``hyperparameter`` in the space; return its value from the trial (or None)."""
+        hp = hyperparameter
+        self._validate_name(hp.name)
+        hp = hp.__class__.from_config(hp.get_config())  # a copy, as keras-tuner does
+        self._hps[hp.name].append(hp)
+        self._space.append(hp)
+        if not self.is_active(hp):
+            return None
+        if hp.name in self.values and not overwrite:
+            return self.values[hp.name]
+        self.values[hp.name] = suggest(self.trial, hp)
+        return self.values[hp.name]
+
+    def copy(self) -> keras_tuner.HyperParameters:
+        """A plain keras-tuner copy of the space and values (no trial attached)."""
+        return keras_tuner.HyperParameters.from_config(self.get_config())
+
+
+def suggest(trial: Any, hp: Any) -> Any:
+    """Ask ``trial`` for the value of one keras-tuner hyperparameter.
+
+    Args:
+        trial: an ``optuna.Trial`` or ``FixedTrial``.
+        hp: a keras-tuner ``Int``, ``Float``, ``Choice``, ``Boolean`` or ``Fixed``.
+
+    Raises:
+        TypeError: an unknown hyperparameter class.
+    """
+    name = hp.name
+    if isinstance(hp, kt_hp.Fixed):
+        return hp.value
+    if isinstance(hp, kt_hp.Boolean):
+        return trial.suggest_categorical(name, [False, True])
+    if isinstance(hp, kt_hp.Choice):
+        return trial.suggest_categorical(name, list(hp.values))
+    if isinstance(hp, (kt_hp.Int, kt_hp.Float)):
+        is_int = isinstance(hp, kt_hp.Int)
+        low, high, step = hp.min_value, hp.max_value, hp.step
+        if hp.sampling == "log":
+            if step is None or (is_int and step == 1):
+                if is_int:
+                    return trial.suggest_int(name, low, high, log=True)
+                return trial.suggest_float(name, low, high, log=True)
+            return trial.suggest_categorical(name, _log_grid(low, high, step, is_int))
+        # linear (and reverse_log, which Optuna has no distribution for)
+        if is_int:
+            step = int(step or 1)
+            return trial.suggest_int(name, low, low + (high - low) // step * step, step=step)
+        if step is None:
+            return trial.suggest_float(name, low, high)
+        count = math.floor((high - low) / step + 1e-9)
+        return trial.suggest_float(name, low, low + count * step, step=step)
+    raise TypeError(f"unknown keras-tuner hyperparameter type {type(hp).__name__} for {name!r}")
+
+
+def _log_grid(low: float, high: float, factor: float, is_int: bool) -> list[Any]:
+    """keras-tuner's values of a log range with a step: low, low*factor, ... <= high."""
+    count = int(math.log(high / low, factor) + 1e-8) + 1
+    values = [low * factor**k for k in range(count)]
+    return [int(round(v)) for v in values] if is_int else [float(v) for v in values]
+
+
+def declare(
+    hypermodel: Any,
+    hp: keras_tuner.HyperParameters | None = None,
+    *,
+    build: bool = True,
+) -> Any:
+    """Declare every hyperparameter of ``hypermodel`` on ``hp`` and return ``hp``.
+
+    Uses the hypermodel's ``declare(hp)`` (segsearch hypermodels) or keras-tuner's
+    ``declare_hyperparameters(hp)`` when it has one, so no network is built; otherwise builds the
+    network once (the seed network, on a fresh ``hp``).
+
+    Args:
+        hypermodel: a keras-tuner ``HyperModel`` (a segsearch hypermodel).
+        hp: where to declare; a fresh ``keras_tuner.HyperParameters`` by default.
+        build: build the network when the hypermodel cannot declare without it (False: do
+            nothing then).
+    """
+    hp = keras_tuner.HyperParameters() if hp is None else hp
+    if callable(getattr(hypermodel, "declare", None)):
+        hypermodel.declare(hp)
+    elif type(hypermodel).declare_hyperparameters is not _KT_DECLARE:
+        hypermodel.declare_hyperparameters(hp)
+    elif build:
+        hypermodel.build(hp)
+    return hp
+
+
+def seed_values(hypermodel: Any) -> dict[str, Any]:
+    """The seed network's values of the tunable, active hyperparameters (for ``enqueue_trial``).
+
+    Args:
+        hypermodel: a keras-tuner ``HyperModel`` whose defaults are the seed network.
+
+    Example:
+        >>> study.enqueue_trial(seed_values(hypermodel))  # the first trial is the seed network
+    """
+    hp = declare(hypermodel)
+    return {
+        p.name: hp.values[p.name]
+        for p in hp.space
+        if p.name in hp.values and not isinstance(p, kt_hp.Fixed)
+    }
+
+
+def space_signature(hp: keras_tuner.HyperParameters) -> list[dict[str, Any]]:
+    """A JSON-able description of a declared space (type, range, choices, conditions; no defaults).
+
+    Two spaces with the same signature give Optuna the same distributions, so a stored study can go
+    on with the new one.
+
+    Args:
+        hp: a ``HyperParameters`` after :func:`declare`.
+    """
+    out = []
+    for p in hp.space:
+        config = dict(p.get_config())
+        config.pop("default", None)
+        if isinstance(p, kt_hp.Fixed):
+            config["value"] = _plain(config.get("value"))
+        out.append({"type": type(p).__name__, **_plain(config)})
+    return sorted(out, key=lambda d: (d.get("name", ""), str(d.get("conditions"))))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,273 @@
+"""The Keras Tuner engine: hyperband (default), random, bayesian and grid, resumable.
+
+- The tuner's project folder is ``keras_tuner/`` inside the study folder, opened with
+  ``overwrite=False`` so the same command resumes: keras-tuner reloads its oracle and puts a trial
+  that was cut off back in its retry queue.
+- Every trial runs through :func:`segsearch.engines.trial.run_trial` (the same training, history,
+  checkpoint and records as the Optuna engine); the objective is ``keras_tuner.Objective(name,
+  direction)``.
+- The seed network (every hyperparameter at its default) is the first trial: the oracles'
+  ``_random_values`` returns the defaults while no trial has started (grid search starts there
+  anyway).
+- Hyperband promotes a trial by running its configuration again for more epochs; the promoted trial
+  continues the earlier trial's checkpoint (``trials/<nnnn>/model.keras``: weights *and* optimizer
+  state) from ``tuner/initial_epoch``, as keras-tuner's own Hyperband does with its weights file.
+  Checkpoints of trials in unfinished brackets are kept for that.
+- An infeasible or failed trial raises ``keras_tuner.errors.FailedTrialError``: recorded, not
+  retried; keras-tuner's own cap on consecutive failures is lifted (segsearch's applies).
+- ``search.trials`` counts completed keras-tuner trials (a Hyperband promotion is a trial): before
+  each trial the oracle's ``max_trials`` is set so that only the missing ones are created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import keras_tuner
+from keras_tuner.engine import trial as kt_trial
+
+from segsearch.engines.base import BaseEngine, SearchSession
+from segsearch.engines.hp import declare, space_signature
+from segsearch.engines.results import (
+    CHECKPOINT_FILE,
+    TRIAL_FILE,
+    TrialRecord,
+    keras_tuner_records,
+    trial_dir,
+)
+from segsearch.engines.trial import TrialTask, run_trial
+from segsearch.errors import ConfigError, SegsearchError
+
+__all__ = ["Engine", "PROJECT_DIR"]
+
+#: the keras-tuner project folder inside the study folder.
+PROJECT_DIR = "keras_tuner"
+_NO_CAP = 10**9
+
+
+class _Fatal(keras_tuner.errors.FatalError):
+    """Carries a segsearch error through keras-tuner's trial loop (which swallows other errors)."""
+
+    def __init__(self, error: SegsearchError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _SeedFirst:
+    """Oracle mixin: the first proposal is every hyperparameter at its default (the seed)."""
+
+    def _random_values(self) -> dict[str, Any] | None:
+        if not self.start_order:  # type: ignore[attr-defined]
+            hps = keras_tuner.HyperParameters()
+            hps.merge(self.hyperparameters.space)  # type: ignore[attr-defined]
+            if not self._duplicate(hps.values):  # type: ignore[attr-defined]
+                return dict(hps.values)
+        return super()._random_values()  # type: ignore[misc]
+
+
+class _HyperbandOracle(_SeedFirst, keras_tuner.oracles.HyperbandOracle):
+    """Hyperband whose smallest fidelity is ``train.min_epochs``."""
+
+    def __init__(self, *args: Any, min_epochs: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if min_epochs != self.min_epochs:
+            self.min_epochs = min_epochs
+            self._current_bracket = self._get_num_brackets() - 1
+            self._brackets = []
+            self._start_new_bracket()
+
+
+class _RandomOracle(_SeedFirst, keras_tuner.oracles.RandomSearchOracle):
+    pass
+
+
+class _BayesianOracle(_SeedFirst, keras_tuner.oracles.BayesianOptimizationOracle):
+    pass
+
+
+class _GridOracle(keras_tuner.oracles.GridSearchOracle):
+    pass  # grid search starts from the defaults by itself
+
+
+class _Tuner(keras_tuner.Tuner):
+    """A keras-tuner Tuner whose trials run through segsearch's run_trial."""
+
+    def __init__(self, engine: Engine, **kwargs: Any) -> None:
+        self.engine = engine
+        super().__init__(**kwargs)
+
+    def _populate_initial_space(self) -> None:
+        """Declare the space once (no repeated model builds to discover conditions)."""
+        hp = self.oracle.get_space()
+        declare(self.hypermodel, hp)
+        self.oracle.update_space(hp)
+
+    def pre_create_trial(self) -> None:
+        """Let the oracle create one more trial while some are missing (none once time is up)."""
+        oracle = self.oracle
+        more = self.engine.wants_more_trials()
+        oracle.max_trials = max(1, len(oracle.trials) + (1 if more else 0))
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        return self.engine.run_kt_trial(trial)
+
+    def on_trial_end(self, trial: Any) -> None:
+        super().on_trial_end(trial)
+        self.engine.after_kt_trial(trial)
+
+    def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
+        """Checkpoints are written by segsearch's run_trial (trials/<nnnn>/model.keras)."""
+
+
+class Engine(BaseEngine):
+    """Runs a segsearch study with Keras Tuner.
+
+    Args:
+        session: the search session.
+    """
+
+    name = "keras-tuner"
+
+    def __init__(self, session: SearchSession) -> None:
+        super().__init__(session)
+        self._pending: TrialRecord | None = None
+        self.tuner = self._make_tuner()
+
+    # ------------------------------------------------------------------ engine API
+    @classmethod
+    def fingerprint(cls, config: Any, hypermodel: Any) -> dict[str, Any]:
+        """The algorithm, its epochs, the space and the objective, which the project fixes.
+
+        Args:
+            config: the study's Config.
+            hypermodel: the study's hypermodel.
+        """
+        search, train = config.search, config.train
+        out: dict[str, Any] = {
+            "algorithm": search.algorithm,
+            "space": space_signature(declare(hypermodel)),
+            "objective": list(search.objectives),
+            "direction": list(search.directions),
+        }
+        if search.algorithm == "hyperband":
+            out["epochs"] = [train.min_epochs, train.epochs]
+        return out
+
+    def run(self) -> None:
+        """Run trials until ``search.trials`` keras-tuner trials are complete."""
+        if not self.wants_more_trials() and not self.tuner.oracle._retry_queue:
+            return
+        try:
+            self.tuner.search(verbose=0)  # verbose=0: keras-tuner's own display stays quiet
+        except _Fatal as e:
+            raise e.error from None
+
+    def wants_more_trials(self) -> bool:
+        """Whether fewer than ``search.trials`` trials are complete and time is left."""
+        done = sum(1 for t in self.tuner.oracle.trials.values()
+                   if t.status == kt_trial.TrialStatus.COMPLETED)
+        return done < self.target and not self.deadline_passed()
+
+    def records(self) -> list[TrialRecord]:
+        """Every keras-tuner trial as a record."""
+        return keras_tuner_records(self.study_dir, self.config.architectures)
+
+    def protected_checkpoints(self) -> set[int]:
+        """Trials of Hyperband brackets still open (their checkpoints may be promoted)."""
+        oracle = self.tuner.oracle
+        keep: set[int] = set()
+        for bracket in getattr(oracle, "_brackets", []) or []:
+            for round_info in bracket.get("rounds", []):
+                for info in round_info:
+                    keep.add(int(info["id"]))
+        return keep
+
+    # ------------------------------------------------------------------ trials
+    def run_kt_trial(self, trial: Any) -> dict[str, float]:
+        """Run one keras-tuner trial through run_trial; raise FailedTrialError when it fails.
+
+        Args:
+            trial: the keras-tuner Trial.
+        """
+        session = self.session
+        number = int(trial.trial_id)
+        hp = trial.hyperparameters
+        values = dict(hp.values)
+        params = self._params(values)
+        epochs = int(values.get("tuner/epochs", self.config.train.epochs))
+        initial_epoch = int(values.get("tuner/initial_epoch", 0))
+        resume_from = None
+        if "tuner/trial_id" in values:
+            past = trial_dir(self.study_dir, int(values["tuner/trial_id"])) / CHECKPOINT_FILE
+            if past.exists():
+                resume_from = past
+            else:
+                initial_epoch = 0  # the checkpoint is gone: train this configuration from scratch
+        self.clear_trial_dir(number)
+        self.trial_started(number, params)
+        task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number), epochs=epochs,
+                         initial_epoch=initial_epoch, resume_from=resume_from)
+        try:
+            outcome = run_trial(session.context, lambda: session.hypermodel.build(hp), task)
+        except SegsearchError as e:
+            raise _Fatal(e) from e
+        self._pending = self.make_record(number, outcome, params, initial_epoch=initial_epoch)
+        # saved before keras-tuner ends the trial, so a kill in between cannot lose the record
+        self._pending.save(trial_dir(self.study_dir, number) / TRIAL_FILE)
+        if outcome.state != "complete":
+            raise keras_tuner.errors.FailedTrialError(
+                f"{outcome.state}: {outcome.reason or 'no reason recorded'}"
+            )
+        metrics = {k: float(v) for k, v in outcome.values.items() if v is not None}
+        metrics[self.objective.name] = float(outcome.value)
+        return metrics
+
+    def after_kt_trial(self, trial: Any) -> None:
+        """Write the record of the trial keras-tuner just ended (and check the failure caps).
+
+        Args:
+            trial: the keras-tuner Trial.
+        """
+        record, self._pending = self._pending, None
+        if record is None or record.number != int(trial.trial_id):
+            return
+        if record.state in ("complete",) and str(trial.status) != "COMPLETED":
+            record.state = "failed"  # type: ignore[assignment]
+            record.reason = (trial.message or "keras-tuner rejected the result").strip()[-300:]
+        self.trial_finished(record)
+
+    # ------------------------------------------------------------------ internals
+    def _params(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if not k.startswith("tuner/")}
+
+    def _make_tuner(self) -> _Tuner:
+        search, train = self.config.search, self.config.train
+        direction = "max" if search.directions[0] == "maximize" else "min"
+        objective = keras_tuner.Objective(search.objectives[0], direction=direction)
+        common = dict(objective=objective, seed=search.seed, max_retries_per_trial=0,
+                      max_consecutive_failed_trials=_NO_CAP)
+        algorithm = search.algorithm
+        if algorithm == "hyperband":
+            oracle = _HyperbandOracle(max_epochs=train.epochs, factor=3,
+                                      hyperband_iterations=_NO_CAP, min_epochs=train.min_epochs,
+                                      **common)
+        elif algorithm == "random":
+            oracle = _RandomOracle(max_trials=search.trials, **common)
+        elif algorithm == "bayesian":
+            oracle = _BayesianOracle(max_trials=search.trials, **common)
+        elif algorithm == "grid":
+            oracle = _GridOracle(max_trials=search.trials, **common)
+        else:
+            raise ConfigError(f"search.algorithm: unknown keras-tuner algorithm {algorithm!r}; "
+                              "valid: hyperband, random, bayesian, grid")
+        with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
+            return _Tuner(
+                self,
+                oracle=oracle,
+                hypermodel=self.session.hypermodel,
+                directory=str(self.study_dir),
+                project_name=PROJECT_DIR,
+                overwrite=False,
+            )

@@ -1,0 +1,453 @@
+"""One results format for both engines: :class:`TrialRecord`, ``trials.csv`` and per-trial files.
+
+Every trial, whichever engine ran it, ends as a :class:`TrialRecord` written to
+``trials/<nnnn>/trial.json`` in the study folder (beside ``history.csv``, its metrics per epoch),
+and the study's ``trials.csv`` holds one row per trial::
+
+    number,state,architecture,value,epochs,initial_epoch,duration_s,started,finished,reason,
+    params_<name>...,metrics_<name>...
+
+This module imports neither TensorFlow, Optuna nor keras-tuner (``segsearch status`` stays fast).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "TrialRecord",
+    "Objective",
+    "State",
+    "STATES",
+    "sort_best",
+    "write_trials_csv",
+    "read_trials_csv",
+    "read_history",
+    "read_trial_records",
+    "optuna_records",
+    "keras_tuner_records",
+    "architecture_of",
+    "atomic_write_text",
+    "trial_dir",
+    "TRIAL_FILE",
+    "HISTORY_FILE",
+    "CHECKPOINT_FILE",
+]
+
+State = Literal["complete", "pruned", "failed", "infeasible", "running"]
+STATES: tuple[str, ...] = ("complete", "pruned", "failed", "infeasible", "running")
+#: states a requested trial count counts (``search.trials``).
+FINISHED_STATES: tuple[str, ...] = ("complete", "pruned")
+
+TRIAL_FILE = "trial.json"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_FILE = "model.keras"
+
+_FIXED_COLUMNS = ("number", "state", "architecture", "value", "epochs", "initial_epoch",
+                  "duration_s", "started", "finished", "reason")
+
+
+@dataclass
+class TrialRecord:
+    """One trial as both engines report it.
+
+    Args:
+        number: the trial's number in the study, from 0.
+        state: "complete", "pruned" (stopped early by the pruner or the algorithm), "failed"
+            (an error, a NaN loss, an interrupted run), "infeasible" (the configuration cannot
+            work at this input size; not counted, not retried) or "running".
+        architecture: the architecture's registry key.
+        params: the hyperparameter values (active ones, fixed ones included).
+        value: the objective at the best epoch (the first objective when there are several).
+        values: all validation metrics at the best epoch, e.g. {"val_dice": 0.81, "val_loss": 0.3}.
+        epochs: the epochs this trial trained (an epoch inherited from a promoted trial excluded).
+        duration_s: wall time of the trial in seconds.
+        reason: why a trial was pruned, failed or infeasible.
+        started: ISO time the trial started.
+        finished: ISO time the trial ended.
+        initial_epoch: the epoch training started from (> 0 for a trial continuing a checkpoint).
+        best_epoch: the epoch (1-based, counted from 0 of the network) of ``value``.
+        objectives: every objective's value at the best epoch (several-objective studies).
+        checkpoint: the trial's checkpoint file, relative to the study folder, while it is kept.
+    """
+
+    number: int
+    state: State
+    architecture: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+    duration_s: float | None = None
+    reason: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    initial_epoch: int = 0
+    best_epoch: int | None = None
+    objectives: list[float] | None = None
+    checkpoint: str | None = None
+
+    @property
+    def finished_ok(self) -> bool:
+        """Whether the trial counts towards ``search.trials`` (complete or pruned)."""
+        return self.state in FINISHED_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (NaN and infinities become None)."""
+        return _clean(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        """Rebuild a record from :meth:`to_dict` output (unknown keys are ignored).
+
+        Args:
+            data: the dict.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the record as JSON, atomically.
+
+        Args:
+            path: the file, usually ``trials/<nnnn>/trial.json``.
+        """
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TrialRecord:
+        """Read a record written by :meth:`save`.
+
+        Args:
+            path: the JSON file.
+        """
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def to_row(self) -> dict[str, Any]:
+        """A flat dict for ``trials.csv``: fixed columns, ``params_<name>``, ``metrics_<name>``."""
+        row: dict[str, Any] = {name: getattr(self, name) for name in _FIXED_COLUMNS}
+        for name, value in self.params.items():
+            row[f"params_{name}"] = value
+        for name, value in self.values.items():
+            row[f"metrics_{name}"] = value
+        return _clean(row)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The metric(s) a search optimises.
+
+    Args:
+        names: the metrics, e.g. ("val_dice",); the first decides the best epoch and trial.
+        directions: "maximize" or "minimize", one per name.
+    """
+
+    names: tuple[str, ...] = ("val_dice",)
+    directions: tuple[str, ...] = ("maximize",)
+
+    @property
+    def name(self) -> str:
+        """The first (deciding) objective."""
+        return self.names[0]
+
+    @property
+    def direction(self) -> str:
+        """The direction of the first objective."""
+        return self.directions[0]
+
+    def better(self, value: float | None, than: float | None) -> bool:
+        """Whether ``value`` improves on ``than`` for the first objective (None/NaN never does).
+
+        Args:
+            value: the candidate.
+            than: the value so far (None: anything finite is better).
+        """
+        if value is None or not math.isfinite(value):
+            return False
+        if than is None or not math.isfinite(than):
+            return True
+        return value > than if self.direction == "maximize" else value < than
+
+    def worst(self) -> float:
+        """The worst possible value of the first objective."""
+        return -math.inf if self.direction == "maximize" else math.inf
+
+
+def trial_dir(study_dir: str | os.PathLike[str], number: int) -> Path:
+    """The folder of trial ``number`` in a study: ``trials/<nnnn>``.
+
+    Args:
+        study_dir: the study folder.
+        number: the trial number.
+    """
+    return Path(study_dir) / "trials" / f"{int(number):04d}"
+
+
+def sort_best(
+    records: Iterable[TrialRecord], direction: str = "maximize"
+) -> list[TrialRecord]:
+    """Records best first: those with a value by value, then the rest by number.
+
+    Args:
+        records: the trials.
+        direction: "maximize" or "minimize" (of the first objective).
+    """
+    sign = -1.0 if direction == "maximize" else 1.0
+    scored = [r for r in records if r.value is not None and r.finished_ok]
+    others = [r for r in records if r not in scored]
+    scored.sort(key=lambda r: (sign * r.value, r.number))
+    others.sort(key=lambda r: r.number)
+    return scored + others
+
+
+def write_trials_csv(records: Sequence[TrialRecord], path: str | os.PathLike[str]) -> Path:
+    """Write ``trials.csv`` (one row per trial, by number), atomically.
+
+    Args:
+        records: the trials.
+        path: the CSV file.
+    """
+    rows = [r.to_row() for r in sorted(records, key=lambda r: r.number)]
+    params = sorted({k for row in rows for k in row if k.startswith("params_")})
+    metrics = sorted({k for row in rows for k in row if k.startswith("metrics_")})
+    columns = list(_FIXED_COLUMNS) + params + metrics
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    atomic_write_text(path, buffer.getvalue())
+    return Path(path)
+
+
+def read_trials_csv(path: str | os.PathLike[str]) -> list[TrialRecord]:
+    """Read the records back from ``trials.csv`` (values parsed to numbers, booleans, None).
+
+    Args:
+        path: the CSV file.
+    """
+    records = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            data: dict[str, Any] = {"params": {}, "values": {}}
+            for key, text in row.items():
+                value = _parse_cell(text)
+                if key.startswith("params_"):
+                    if text != "":
+                        data["params"][key[len("params_"):]] = value
+                elif key.startswith("metrics_"):
+                    if text != "":
+                        data["values"][key[len("metrics_"):]] = value
+                else:
+                    data[key] = value
+            data["number"] = int(data["number"])
+            data["state"] = str(data["state"])
+            for key in ("epochs", "initial_epoch"):
+                data[key] = int(data.get(key) or 0)
+            if data.get("architecture") is not None:
+                data["architecture"] = str(data["architecture"])
+            for key in ("reason", "started", "finished"):
+                if data.get(key) is not None:
+                    data[key] = str(data[key])
+            records.append(TrialRecord.from_dict(data))
+    return records
+
+
+def read_history(path: str | os.PathLike[str]) -> list[dict[str, float]]:
+    """Read a trial's ``history.csv`` (one row per epoch: epoch, loss, val_loss, val_dice, ...).
+
+    Args:
+        path: the CSV file.
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def architecture_of(params: Mapping[str, Any], architectures: Sequence[str]) -> str | None:
+    """The architecture a trial's values select (the only one, or the "architecture" value).
+
+    Args:
+        params: the trial's hyperparameter values.
+        architectures: the study's architectures.
+    """
+    if len(architectures) == 1:
+        return str(architectures[0])
+    value = params.get("architecture")
+    return None if value is None else str(value)
+
+
+def read_trial_records(study_dir: str | os.PathLike[str]) -> list[TrialRecord]:
+    """The records the trials wrote (``trials/<nnnn>/trial.json``), by number.
+
+    Args:
+        study_dir: the study folder.
+    """
+    out = []
+    for path in sorted(Path(study_dir).glob(f"trials/*/{TRIAL_FILE}")):
+        try:
+            out.append(TrialRecord.load(path))
+        except (OSError, ValueError, TypeError):
+            continue
+    return sorted(out, key=lambda r: r.number)
+
+
+#: Optuna user attribute holding a trial's record (a dict).
+OPTUNA_RECORD_ATTR = "segsearch"
+#: Optuna user attribute holding a trial's values (fixed ones too) as soon as it starts.
+PARAMS_ATTR = "segsearch_params"
+
+
+def optuna_records(study: Any, study_dir: str | os.PathLike[str],
+                   architectures: Sequence[str]) -> list[TrialRecord]:
+    """Every trial of an Optuna study as a record (the storage decides the state).
+
+    A trial's full record lives in its user attribute ``segsearch``; a trial without one (running,
+    or cut off by a killed run) gets a record from its parameters.
+
+    Args:
+        study: the ``optuna.Study``.
+        study_dir: the study folder (to check that checkpoints still exist).
+        architectures: the study's architectures.
+    """
+    from optuna.trial import TrialState
+
+    states = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
+              TrialState.FAIL: "failed", TrialState.RUNNING: "running",
+              TrialState.WAITING: "running"}
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            continue  # enqueued, not started
+        stored = t.user_attrs.get(OPTUNA_RECORD_ATTR)
+        if stored:
+            record = TrialRecord.from_dict(stored)
+        else:
+            params = dict(t.user_attrs.get(PARAMS_ATTR) or t.params)
+            record = TrialRecord(number=t.number, state="running", params=params,
+                                 architecture=architecture_of(params, architectures),
+                                 started=t.datetime_start.isoformat(timespec="seconds")
+                                 if t.datetime_start else None)
+        record.number = t.number
+        state = states.get(t.state, "failed")
+        if state == "failed" and t.user_attrs.get("infeasible"):
+            state = "infeasible"
+        record.state = state  # type: ignore[assignment]
+        if state in ("failed", "infeasible") and t.user_attrs.get("reason"):
+            record.reason = str(t.user_attrs["reason"])
+        _check_checkpoint(record, study_dir)
+        out.append(record)
+    return out
+
+
+_KT_STATES = {"COMPLETED": "complete", "FAILED": "failed", "INVALID": "failed",
+              "RUNNING": "running", "IDLE": "running", "STOPPED": "failed"}
+_KT_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
+
+
+def keras_tuner_records(study_dir: str | os.PathLike[str],
+                        architectures: Sequence[str]) -> list[TrialRecord]:
+    """Every trial of a keras-tuner project (``keras_tuner/trial_*/trial.json``) as a record.
+
+    segsearch's own ``trials/<nnnn>/trial.json`` gives the record; keras-tuner's file gives the
+    state of a trial that has none yet (running, or cut off and waiting to be retried).
+
+    Args:
+        study_dir: the study folder.
+        architectures: the study's architectures.
+    """
+    study_dir = Path(study_dir)
+    ours = {r.number: r for r in read_trial_records(study_dir)}
+    out = []
+    for path in study_dir.glob("keras_tuner/trial_*/trial.json"):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        number = int(data["trial_id"])
+        status = _KT_STATES.get(str(data.get("status")), "failed")
+        record = ours.get(number)
+        if record is None or (status == "running" and record.state != "running"):
+            values = (data.get("hyperparameters") or {}).get("values") or {}
+            params = {k: v for k, v in values.items() if k not in _KT_KEYS}
+            record = TrialRecord(number=number, state="running", params=params,
+                                 architecture=architecture_of(params, architectures))
+        if status != "running" and record.state == "running":
+            record.state = "failed"
+            message = (data.get("message") or "").strip()
+            record.reason = record.reason or (message.splitlines()[-1][:300] if message else None)
+        _check_checkpoint(record, study_dir)
+        out.append(record)
+    return sorted(out, key=lambda r: r.number)
+
+
+def _check_checkpoint(record: TrialRecord, study_dir: str | os.PathLike[str]) -> None:
+    if record.checkpoint and not (Path(study_dir) / record.checkpoint).exists():
+        record.checkpoint = None
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename (never half a file).
+
+    Args:
+        path: the destination.
+        text: the content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _parse_cell(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None, tuples -> lists, numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

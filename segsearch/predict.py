@@ -1,0 +1,283 @@
+"""Segment a folder of images with an exported model: one mask PNG per image, at its own size.
+
+The model is loaded with ``keras.saving.load_model`` in safe mode. Images are read and prepared the
+way the training data was (the data package's readers, the ``data:`` settings the study stored in
+``config.yaml`` beside the model): same scaling, channels and size. The model's output is resized
+back to each image's original size before the mask is taken, so masks line up with their images.
+
+Masks: one-class (sigmoid) models give 0/255 PNGs (foreground where probability >= threshold);
+several classes (softmax) give the class id of each pixel (8-bit PNG, 16-bit above 255 classes).
+Overlays (``overlay=True``) draw the mask in colour over the image, as ``NAME_overlay.png``.
+Nothing in the output folder is ever overwritten: when a file to be written exists already, the
+call refuses before writing anything and says how to proceed.
+
+Example:
+    >>> from segsearch.predict import predict
+    >>> written = predict("studies/resunet/best", "new_images", "masks", overlay=True)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segsearch.errors import ConfigError, DataError, SegsearchError
+
+__all__ = ["predict", "find_model"]
+
+MODEL_FILE = "model.keras"
+CONFIG_FILES = ("config.yaml", "hyperparameters.yaml")
+
+
+def find_model(path: str | os.PathLike[str]) -> Path:
+    """The model file a MODEL argument names: a .keras file, a best/ folder, or a study folder.
+
+    Args:
+        path: ``model.keras``; a folder holding it (``studies/NAME/best``); or a study folder
+            (``studies/NAME``, whose ``best/model.keras`` is used).
+
+    Raises:
+        ConfigError: nothing loadable there; the message says what to give instead.
+    """
+    path = Path(path)
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise ConfigError(f"{path}: not a .keras model file; give the model.keras a search "
+                              "exported (studies/NAME/best/model.keras) or its folder")
+        return path
+    if path.is_dir():
+        for candidate in (path / MODEL_FILE, path / "best" / MODEL_FILE):
+            if candidate.is_file():
+                return candidate
+        raise ConfigError(f"{path}: holds no {MODEL_FILE} (nor best/{MODEL_FILE}); give an "
+                          "exported model, or run `segsearch export STUDY_DIR` first")
+    raise ConfigError(f"{path}: no such model file or folder; give studies/NAME/best or its "
+                      f"{MODEL_FILE}")
+
+
+def _stored_settings(model_file: Path) -> dict[str, Any]:
+    """The ``data:`` settings stored beside the model (config.yaml of the export or the study)."""
+    import yaml
+
+    for folder in (model_file.parent, model_file.parent.parent):
+        for name in CONFIG_FILES:
+            candidate = folder / name
+            if not candidate.is_file():
+                continue
+            try:
+                stored = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(stored, Mapping) and isinstance(stored.get("data"), Mapping):
+                return dict(stored["data"])
+    return {}
+
+
+def _image_files(images: Path) -> list[Path]:
+    from segsearch.data.sources import IMAGE_EXTENSIONS
+
+    if images.is_file():
+        if images.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(f"{images}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
+        return [images]
+    if not images.is_dir():
+        raise DataError(f"{images}: no such image file or folder")
+    files = sorted(p for p in images.iterdir()
+                   if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"{images}: holds no images ({', '.join(IMAGE_EXTENSIONS)}); give a folder "
+                        "of images or one image file")
+    return files
+
+
+def _targets(files: Sequence[Path], out_dir: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
+    """Output paths per image: NAME.png (+ NAME_overlay.png); unique even when stems repeat."""
+    stems = [f.stem for f in files]
+    targets = []
+    for f in files:
+        stem = f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+        mask = out_dir / f"{stem}.png"
+        targets.append((mask, out_dir / f"{stem}_overlay.png" if overlay else None))
+    return targets
+
+
+def _tiles(height: int, width: int, size: tuple[int, int]) -> list[tuple[int, int]]:
+    """Top-left corners of windows of ``size`` that cover an image (the last ones flush with the
+    border)."""
+    def starts(total: int, step: int) -> list[int]:
+        if total <= step:
+            return [0]
+        out = list(range(0, total - step, step))
+        return out + [total - step]
+
+    return [(y, x) for y in starts(height, size[0]) for x in starts(width, size[1])]
+
+
+def _predict_probabilities(model: Any, x: np.ndarray, size: tuple[int, int] | None,
+                           mode: str) -> np.ndarray:
+    """Class probabilities (H, W, K) at the image's own size, for one prepared image (H, W, C)."""
+    height, width = x.shape[:2]
+    if size is None:
+        return np.asarray(model.predict(x[None], verbose=0)[0], dtype=np.float32)
+    if mode == "crop":
+        pad_h, pad_w = max(0, size[0] - height), max(0, size[1] - width)
+        padded = np.pad(x, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect") \
+            if pad_h or pad_w else x
+        corners = _tiles(padded.shape[0], padded.shape[1], size)
+        batch = np.stack([padded[y:y + size[0], c:c + size[1]] for y, c in corners])
+        preds = np.asarray(model.predict(batch, verbose=0), dtype=np.float32)
+        total = np.zeros(padded.shape[:2] + (preds.shape[-1],), np.float32)
+        count = np.zeros(padded.shape[:2] + (1,), np.float32)
+        for (y, c), p in zip(corners, preds):
+            total[y:y + size[0], c:c + size[1]] += p
+            count[y:y + size[0], c:c + size[1]] += 1.0
+        return (total / count)[:height, :width]
+    from segsearch.data.dataset import resize_image
+
+    pred = np.asarray(model.predict(resize_image(x, size)[None], verbose=0)[0], dtype=np.float32)
+    return resize_image(pred, (height, width))
+
+
+def _mask(probabilities: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask to save, class ids) from probabilities (H, W, K)."""
+    if probabilities.shape[-1] == 1:
+        ids = (probabilities[..., 0] >= threshold).astype(np.uint8)
+        return ids * np.uint8(255), ids
+    ids = np.argmax(probabilities, axis=-1)
+    dtype = np.uint8 if probabilities.shape[-1] <= 256 else np.uint16
+    return ids.astype(dtype), ids
+
+
+def _overlay(image: np.ndarray, ids: np.ndarray, num_classes: int) -> np.ndarray:
+    """The image in RGB with the predicted classes tinted (the export's overlay colours)."""
+    from segsearch.data.dataset import fit_channels, to_float
+    from segsearch.export import _overlay as tint
+    from segsearch.export import _palette
+
+    rgb = fit_channels(to_float(np.asarray(image), "image"), 3)
+    rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return tint(rgb, np.asarray(ids), _palette(max(num_classes, 2)))
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """Write a PNG without ever replacing an existing file (exclusive create)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    try:
+        with open(path, "xb") as f:
+            f.write(buffer.getvalue())
+    except FileExistsError:
+        raise SegsearchError(f"{path}: exists already and is kept; give an empty --out folder or "
+                             "remove that file") from None
+
+
+def _model_settings(model: Any, stored: Mapping[str, Any],
+                    image_size: int | Sequence[int] | None) -> tuple[tuple[int, int] | None, int,
+                                                                     str]:
+    """(size to feed, channels, resize mode) from the argument, the stored config and the model."""
+    shape = tuple(model.input_shape)
+    if len(shape) != 4:
+        raise ConfigError(f"the model takes inputs of shape {shape}; predict handles 2-D images "
+                          "(batch, height, width, channels)")
+    channels = int(shape[-1])
+    mode = str(stored.get("resize", "resize"))
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    elif shape[1] is not None and shape[2] is not None:
+        size = (int(shape[1]), int(shape[2]))
+    elif stored.get("image_size"):
+        stored_size = stored["image_size"]
+        size = ((stored_size, stored_size) if isinstance(stored_size, int)
+                else tuple(int(v) for v in stored_size))
+    else:
+        size = None
+    if size is not None and shape[1] is not None and (shape[1], shape[2]) != tuple(size):
+        raise ConfigError(f"image size {size[0]}x{size[1]} does not fit this model, which takes "
+                          f"{shape[1]}x{shape[2]} inputs; leave out --image-size")
+    return size, channels, mode
+
+
+def predict(
+    model_path: str | os.PathLike[str],
+    images_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    overlay: bool = False,
+    threshold: float = 0.5,
+    image_size: int | Sequence[int] | None = None,
+) -> list[Path]:
+    """Write a mask PNG (and optionally an overlay) for every image, at the image's own size.
+
+    Args:
+        model_path: ``model.keras``, the export folder holding it, or a study folder.
+        images_dir: a folder of images (PNG, JPEG, TIFF, BMP, GIF), or one image file.
+        out_dir: folder for the results; created if needed. Existing files are never replaced.
+        overlay: also write ``NAME_overlay.png``, the mask drawn over the image.
+        threshold: probability at or above which a pixel is foreground (one-class models).
+        image_size: size the model is fed (N or (H, W)); default: the model's input size, else the
+            size in the stored config.
+
+    Returns:
+        The paths written, masks and overlays, in image order.
+
+    Raises:
+        ConfigError: no model there, or an image size the model cannot take.
+        DataError: no images, or an unreadable one.
+        SegsearchError: a file to be written exists already (nothing is written then).
+    """
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
+    model_file = find_model(model_path)
+    files = _image_files(Path(images_dir))
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file; give a folder for --out")
+    targets = _targets(files, out, overlay)
+    existing = [p for pair in targets for p in pair if p is not None and p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise SegsearchError(f"{existing[0]}{more} exists already and is kept; give an empty or "
+                             "new --out folder, or move those files away")
+
+    from segsearch.data.dataset import fit_channels, to_float
+    from segsearch.data.sources import read_array
+
+    model = _load(model_file)
+    size, channels, mode = _model_settings(model, _stored_settings(model_file), image_size)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for file, (mask_path, overlay_path) in zip(files, targets):
+        raw = read_array(file)
+        x = fit_channels(to_float(raw, str(file)), channels)
+        probabilities = _predict_probabilities(model, x, size, mode)
+        mask, ids = _mask(probabilities, float(threshold))
+        _write_png(mask_path, mask)
+        written.append(mask_path)
+        if overlay_path is not None:
+            _write_png(overlay_path, _overlay(raw, ids, probabilities.shape[-1]))
+            written.append(overlay_path)
+    return written
+
+
+def _load(model_file: Path) -> Any:
+    """Load a .keras model in safe mode (segsearch's losses and metrics registered first)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    import segsearch.losses  # noqa: F401  (registers the serializable losses)
+    import segsearch.metrics  # noqa: F401  (registers the serializable metrics)
+
+    try:
+        return keras.saving.load_model(model_file, compile=False, safe_mode=True)
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"{model_file}: cannot load the model ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); export it again with "
+                          "`segsearch export STUDY_DIR`") from None

@@ -1,0 +1,45 @@
+"""After the search the best configuration trains on from its checkpoint with the rest of the budget."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+
+from segsearch.driver import Study
+from segsearch.engines.results import read_history
+
+
+def test_best_trial_continues_from_its_checkpoint_with_the_rest_of_the_budget(make_config, standin):
+    config = make_config(trials=2, epochs=2, train={"budget_epochs": 7})
+    events = []
+    results = Study(config).run(progress=events.append)
+    used = sum(r.epochs for r in results.trials)
+    best = next(r for r in results.trials if r.number == results.best_trial)
+    final = json.loads((config.study_dir / "final" / "final.json").read_text())
+    assert final["trial"] == best.number and final["planned_epochs"] == 7 - used
+    assert final["from_epoch"] == best.best_epoch and results.final_epochs == 7 - used
+    history = read_history(config.study_dir / "final" / "history.csv")
+    assert [row["epoch"] for row in history] == list(
+        range(best.best_epoch + 1, best.best_epoch + 1 + 7 - used))
+    assert results.best_value >= best.value  # the checkpoint is kept unless an epoch beats it
+    assert results.best_model_path == config.study_dir / "final" / "model.keras"
+    model = keras.saving.load_model(results.best_model_path)
+    steps = 2  # 8 training images, batch 4: the optimizer went on counting from the checkpoint
+    assert int(model.optimizer.iterations.numpy()) == steps * final["best_epoch"]
+    kinds = [e["event"] for e in events]
+    assert kinds.index("final_start") < kinds.index("final_epoch") < kinds.index("study_end")
+
+    stamp = (config.study_dir / "final" / "final.json").stat().st_mtime_ns
+    again = Study(config).run()  # nothing missing: neither the search nor the final training reruns
+    assert (config.study_dir / "final" / "final.json").stat().st_mtime_ns == stamp
+    assert again.best_value == results.best_value
+
+
+def test_final_epochs_setting_and_zero(make_config, standin):
+    results = Study(make_config(trials=1, epochs=1, train={"final_epochs": 2})).run()
+    assert results.final_epochs == 2
+    none = Study(make_config(trials=1, epochs=1, study="nofinal",
+                             train={"final_epochs": 0})).run()
+    assert none.final_epochs == 0
+    assert none.best_model_path.name == "model.keras" and "trials" in none.best_model_path.parts

@@ -1,0 +1,125 @@
+"""The Optuna engine through the driver, on a stand-in hypermodel: resume, cut-off trials, pruning,
+infeasible and NaN trials, the time limit."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from segsearch.driver import Study
+from segsearch.engines import optuna_engine
+from segsearch.engines.results import read_history, read_trials_csv, trial_dir
+from segsearch.errors import StudyError
+
+#: the stand-in hypermodel's defaults (its "seed network").
+DEFAULTS = {"width": 4, "learning_rate": 1e-2, "optimizer": "adam", "bias": True}
+
+
+def _study(config):
+    return optuna.load_study(study_name=config.study,
+                             storage=f"sqlite:///{(config.study_dir / 'study.db').resolve()}")
+
+
+def test_run_then_same_command_with_more_trials_adds_only_the_missing(make_config, standin):
+    config = make_config(trials=2)
+    results = Study(config).run()
+    assert [r.state for r in results.trials] == ["complete", "complete"]
+    seed = results.trials[0]
+    assert {k: seed.params[k] for k in DEFAULTS} == DEFAULTS  # the seed network is trial 0
+    assert seed.params["activation"] == "relu"  # fixed values are recorded too
+    folder = trial_dir(config.study_dir, 0)
+    assert (folder / "trial.json").exists() and (folder / "model.keras").exists()
+    assert [row["epoch"] for row in read_history(folder / "history.csv")] == [1]
+    assert len(read_trials_csv(config.study_dir / "trials.csv")) == 2
+    assert json.loads((config.study_dir / "split.json").read_text())["val"]
+
+    again = Study(make_config(trials=3)).run()
+    assert [r.state for r in again.trials] == ["complete"] * 3
+    for before, after in zip(results.trials, again.trials):
+        assert (before.number, before.params, before.value) == (after.number, after.params,
+                                                               after.value)
+    stored = _study(config)
+    assert len(stored.trials) == 3
+
+
+def test_trial_cut_off_by_an_interrupt_is_run_again(make_config, standin, interrupt):
+    config = make_config(trials=2, epochs=2)
+    stop = interrupt(trial=1, epoch=1)
+    with pytest.raises(KeyboardInterrupt):
+        Study(config).run(progress=stop)
+    assert _study(config).trials[1].state == optuna.trial.TrialState.RUNNING
+    cut_params = dict(_study(config).trials[1].params)
+
+    results = Study(config).run()
+    states = [(r.number, r.state) for r in results.trials]
+    assert states == [(0, "complete"), (1, "failed"), (2, "complete")]
+    assert "cut off" in results.trials[1].reason
+    assert {k: results.trials[2].params[k] for k in cut_params} == cut_params
+    assert sum(r.finished_ok for r in results.trials) == 2
+
+
+def test_pruner_stops_a_trial_and_pruned_trials_count(make_config, standin, monkeypatch):
+    class PruneAfterFirst(optuna.pruners.BasePruner):
+        def prune(self, study, trial):  # every trial but the seed stops after epoch 1
+            return trial.number > 0 and trial.last_step is not None and trial.last_step >= 1
+
+    monkeypatch.setattr(optuna_engine, "make_pruner", lambda *a, **k: PruneAfterFirst())
+    config = make_config(trials=2, epochs=3)
+    results = Study(config).run()
+    seed, pruned = results.trials
+    assert (seed.state, seed.epochs) == ("complete", 3)
+    assert (pruned.state, pruned.epochs) == ("pruned", 1)
+    assert pruned.reason.startswith("pruned after epoch 1")
+    assert not (trial_dir(results.study_dir, 1) / "model.keras").exists()
+    assert _study(config).trials[1].state == optuna.trial.TrialState.PRUNED
+
+
+def test_infeasible_and_nan_trials_are_recorded_not_counted_not_retried(make_config, standin):
+    standin(infeasible_builds=(2,), nan_builds=(3,))
+    config = make_config(trials=2, epochs=2)
+    results = Study(config).run()
+    assert [r.state for r in results.trials] == ["complete", "infeasible", "failed", "complete"]
+    infeasible, nan = results.trials[1], results.trials[2]
+    assert "cannot work" in infeasible.reason and infeasible.epochs == 0
+    assert "loss became nan" in nan.reason and nan.epochs == 1  # stopped in its first epoch
+    frozen = _study(config).trials
+    assert frozen[1].state == optuna.trial.TrialState.FAIL and frozen[1].user_attrs["infeasible"]
+    assert frozen[2].state == optuna.trial.TrialState.FAIL
+    assert "infeasible" not in frozen[2].user_attrs
+    again = Study(config).run()  # the same command: nothing is missing, nothing is retried
+    assert [(r.number, r.state) for r in again.trials] == [(r.number, r.state)
+                                                           for r in results.trials]
+
+
+def test_space_where_nothing_is_feasible_stops_with_a_clear_message(make_config, standin,
+                                                                     monkeypatch):
+    from segsearch.engines.base import BaseEngine
+
+    standin(infeasible_builds=tuple(range(1, 50)))
+    monkeypatch.setattr(BaseEngine, "max_infeasible_in_a_row", 3)
+    with pytest.raises(StudyError, match="3 configurations in a row cannot work.*Narrow the space"):
+        Study(make_config(trials=2)).run()
+
+
+def test_time_limit_stops_starting_trials(make_config, standin):
+    results = Study(make_config(trials=5, search={"time_limit": 0.5})).run()
+    assert [r.state for r in results.trials] == ["complete"]
+    assert results.best_trial == 0
+
+
+def test_fresh_moves_the_old_study_aside(make_config, standin):
+    config = make_config(trials=1)
+    Study(config).run()
+    changed = make_config(trials=1, search={"objective": "val_loss"})
+    with pytest.raises(StudyError, match="objective.*--fresh"):
+        Study(changed).run()
+    study = Study(changed, fresh=True)
+    results = study.run()
+    old = study.moved_aside
+    assert old is not None and old.name.startswith("tiny.old-") and results.moved_aside == old
+    assert (old / "study.db").exists() and (old / "trials" / "0000" / "trial.json").exists()
+    assert [r.state for r in results.trials] == ["complete"]
+    assert json.loads((config.study_dir / "study.json").read_text())["fingerprint"]["objective"] \
+        == ["val_loss"]

@@ -1,0 +1,336 @@
+"""The ``segsearch`` command: fast help, one-line errors, progress display, and end-to-end runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segsearch.cli import JsonProgress, TextProgress, format_trials, main
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("tensorflow", "keras", "optuna", "keras_tuner", "jax", "torch")
+#: A search small enough for a test: 32x32 images, 2 trials, 1 epoch, 4 filters, no final training.
+TINY = ["--trials", "2", "--epochs", "1", "--image-size", "32",
+        "--set", "space.filters=4", "--set", "space.depth=2", "--set", "train.final_epochs=0",
+        "--set", "export.saved_model=false", "--set", "export.overlays=1",
+        "--set", "data.sample_count=24"]
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    """Run main(argv) in this process; return (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as e:  # argparse (--help, usage errors)
+            code = int(e.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _python(code: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------------- help
+def test_help_is_fast_and_imports_nothing_heavy() -> None:
+    script = """
+import contextlib, io, json, sys, time
+start = time.perf_counter()
+from segsearch.cli import main
+codes = []
+for argv in (["--help"], ["run", "--help"], ["status", "--help"], ["export", "--help"],
+             ["predict", "--help"], ["data", "--help"], ["data", "check", "--help"],
+             ["spaces", "--help"], ["--version"], ["spaces"]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            codes.append(main(argv))
+        except SystemExit as e:
+            codes.append(e.code)
+heavy = sorted(m for m in %r if m in sys.modules)
+print(json.dumps({"codes": codes, "heavy": heavy, "seconds": time.perf_counter() - start}))
+""" % (HEAVY,)
+    result = _python(script)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["heavy"] == [], f"--help imported {report['heavy']}"
+    assert set(report["codes"]) == {0}
+    assert report["seconds"] < 0.5, f"help took {report['seconds']:.2f}s"
+    start = time.perf_counter()
+    process = subprocess.run([sys.executable, "-m", "segsearch", "--help"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    assert process.returncode == 0 and "segsearch run" in process.stdout
+    assert time.perf_counter() - start < 2.0
+
+
+def test_help_lists_every_command_and_option() -> None:
+    code, out, _ = _run(["--help"])
+    assert code == 0
+    for word in ("run", "status", "export", "predict", "data", "spaces"):
+        assert word in out
+    code, out, _ = _run(["run", "--help"])
+    for option in ("--data", "--trials", "--epochs", "--image-size", "--engine", "--study-dir",
+                   "--storage", "--fresh", "--set", "--quiet", "--json"):
+        assert option in out
+
+
+def test_spaces_lists_the_shipped_files() -> None:
+    code, out, _ = _run(["spaces"])
+    assert code == 0
+    for name in ("auto", "deeplabv3plus", "resblock_unet", "resnet50_unet", "resunet", "unet"):
+        assert f"\n{name} " in "\n" + out
+
+
+# ----------------------------------------------------------------------------------- errors
+def _space(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "space.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+CLI_ERRORS = [
+    ("architecture: unet\ntrain: {epoch: 3}\n", [], "did you mean 'epochs'?"),
+    ("architecture: unet\ntrain: {epochs: many}\n", [], "train.epochs: must be an integer"),
+    ("architecture: unet\ntrain: {epochs: 2, min_epochs: 5}\n", [], "must be <= train.epochs"),
+    ("architecture: unet\nspace: {depth: {min: 4, max: 2}}\n", [], "min must be <= max"),
+    ("architecture: unet\nsearch: {engine: optuan}\n", [], "did you mean 'optuna'?"),
+    ("architecture: unet\nsearch: {algorithm: bayesian}\n", [], "belongs to engine 'keras-tuner'"),
+    ("study: ../up\narchitecture: unet\n", [], "study: must be a plain folder name"),
+    ("architecture: unet\narchitecture: resunet\n", [], "duplicate key 'architecture'"),
+    ("architecture: [unet\n", [], "not valid YAML"),
+    ("architecture: unet\n", ["--set", "train.epoch=2"], "--set train.epoch=2"),
+    ("architecture: unet\n", ["--set", "space.deep=2"], "did you mean 'depth'?"),
+    ("architecture: unet\n", ["--engine", "keras-tuner", "--storage", "sqlite:///s.db"],
+     "a storage URL is for engine optuna"),
+    ("architecture: unet\n", ["--engine", "ray"], "invalid choice: 'ray'"),
+    ("architecture: unet\n", ["--trials", "0"], "must be >= 1"),
+]
+
+
+@pytest.mark.parametrize(("text", "extra", "expected"), CLI_ERRORS,
+                         ids=[e[2][:32] for e in CLI_ERRORS])
+def test_user_errors_print_one_line_and_exit_2(tmp_path: Path, text: str, extra: list[str],
+                                               expected: str) -> None:
+    code, out, err = _run(["run", _space(tmp_path, text), "--study-dir", str(tmp_path / "s"),
+                           *extra])
+    assert code == 2
+    assert err.startswith("segsearch: error: ") and err.count("\n") == 1, err
+    assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()  # nothing was started
+
+
+def test_missing_files_are_user_errors(tmp_path: Path) -> None:
+    for argv in (["run", str(tmp_path / "nope.yaml")], ["status", str(tmp_path / "nope")],
+                 ["export", str(tmp_path / "nope")], ["data", "check", str(tmp_path / "nope")],
+                 ["predict", str(tmp_path / "nope"), str(tmp_path), "--out", str(tmp_path / "o")]):
+        code, _, err = _run(argv)
+        assert code == 2 and err.startswith("segsearch: error: ") and err.count("\n") == 1, argv
+
+
+def test_a_real_process_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = _space(tmp_path, "architecture: unet\nsearch: {trials: -1}\n")
+    for argv in (["run", bad], ["run", str(tmp_path / "missing.yaml")], ["run"]):
+        process = subprocess.run([sys.executable, "-m", "segsearch", *argv], cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60,
+                                 env={**_env(), "PYTHONPATH": str(REPO)})
+        assert process.returncode == 2, process.stderr
+        assert process.stderr.startswith("segsearch") and "Traceback" not in process.stderr
+        assert process.stderr.strip().count("\n") == 0, process.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+# ----------------------------------------------------------------------------------- progress
+EVENTS: list[dict[str, Any]] = [
+    {"event": "study_start", "trials_total": 2, "trials_done": 0, "resumed": False,
+     "data": "SYNTHETIC sample", "path": "studies/x"},
+    {"event": "trial_start", "trial": 0, "index": 1, "trials_total": 2,
+     "params": {"depth": 2, "learning_rate": 0.0001}},
+    {"event": "epoch", "trial": 0, "index": 1, "trials_total": 2, "epoch": 1, "epochs": 2,
+     "metrics": {"val_dice": 0.5, "val_loss": 0.4, "time_s": 1.0}, "best_value": None,
+     "elapsed_s": 3.0, "eta_s": 70.0},
+    {"event": "trial_end", "trial": 0, "index": 1, "trials_total": 2, "state": "complete",
+     "value": 0.5, "epochs": 2, "duration_s": 2.0, "best_value": 0.5, "reason": None},
+    {"event": "trial_start", "trial": 1, "index": 2, "trials_total": 2, "params": {"depth": 3}},
+    {"event": "trial_end", "trial": 1, "index": 2, "trials_total": 2, "state": "infeasible",
+     "value": None, "epochs": 0, "duration_s": 0.1, "best_value": 0.5,
+     "reason": "input size 30x30 is not divisible by 8"},
+    {"event": "final_start", "trial": 0, "epochs": 3},
+    {"event": "final_epoch", "epoch": 3, "epochs": 5, "metrics": {"val_dice": 0.6},
+     "eta_s": 4},
+    {"event": "export", "path": "studies/x/best"},
+    {"event": "study_end", "best_value": 0.6, "path": "studies/x"},
+    {"event": "something_new", "anything": np.float32(1.5)},
+]
+
+
+def test_text_progress_shows_trial_epoch_metric_best_and_time_left() -> None:
+    stream = io.StringIO()
+    show = TextProgress("val_dice", stream, live=False)
+    for event in EVENTS:
+        show(event)
+    text = stream.getvalue()
+    assert "trial 1/2 (#0)  depth=2 learning_rate=1.00e-04" in text
+    assert "epoch 1/2  val_dice 0.5  elapsed 3s  left ~1m10s" in text
+    assert "complete  val_dice 0.5  (2 epochs, 2s)  best 0.5" in text
+    assert "infeasible  (0 epochs, 0s)  - input size 30x30 is not divisible by 8" in text
+    assert "Training the best configuration (trial #0) for 3 more epochs" in text
+    assert "Exported the best model to studies/x/best" in text
+
+
+def test_multi_architecture_params_are_shown_without_their_prefix() -> None:
+    stream = io.StringIO()
+    TextProgress("val_dice", stream, live=False)(
+        {"event": "trial_start", "trial": 3, "index": 4, "trials_total": 8,
+         "params": {"architecture": "unet", "unet/depth": 3, "unet/loss": "dice"}})
+    assert "trial 4/8 (#3)  architecture=unet depth=3 loss=dice" in stream.getvalue()
+
+
+def test_live_progress_rewrites_the_epoch_line() -> None:
+    stream = io.StringIO()
+    show = TextProgress("val_dice", stream, live=True)
+    for event in EVENTS[1:4]:
+        show(event)
+    assert "\r\033[K  complete" in stream.getvalue()
+
+
+def test_json_progress_writes_one_object_per_line() -> None:
+    stream = io.StringIO()
+    show = JsonProgress(stream)
+    for event in EVENTS:
+        show(event)
+    lines = stream.getvalue().splitlines()
+    assert [json.loads(line)["event"] for line in lines] == [e["event"] for e in EVENTS]
+    assert json.loads(lines[-1])["anything"] == 1.5
+
+
+def test_format_trials_is_best_first() -> None:
+    from segsearch.engines.results import TrialRecord
+
+    records = [TrialRecord(number=0, state="complete", architecture="unet", params={"depth": 2},
+                           value=0.4, epochs=2, duration_s=65.0),
+               TrialRecord(number=1, state="complete", architecture="unet", params={"depth": 3},
+                           value=0.7, epochs=2, duration_s=5.0),
+               TrialRecord(number=2, state="failed", architecture="unet", params={"depth": 4},
+                           value=None, epochs=0, duration_s=1.0, reason="NaN loss")]
+    lines = format_trials(records, "val_dice", "maximize").splitlines()
+    assert lines[0].split()[:5] == ["#", "state", "val_dice", "epochs", "time"]
+    assert [line.split()[0] for line in lines[1:]] == ["1", "0", "2"]
+    assert "1m05s" in lines[2] and "(NaN loss)" in lines[3]
+    lowest = format_trials(records, "val_loss", "minimize").splitlines()[1:]
+    assert [line.split()[0] for line in lowest] == ["0", "1", "2"]
+
+
+def test_interrupt_says_how_to_resume_and_exits_130(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import segsearch.driver
+
+    class Interrupted:
+        def __init__(self, config: Any, fresh: bool = False) -> None:
+            pass
+
+        def run(self, progress: Any = None) -> Any:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(segsearch.driver, "Study", Interrupted)
+    code, _, err = _run(["run", "unet", "--study-dir", str(tmp_path / "s"), "--quiet"])
+    assert code == 130
+    assert "run the same command again to resume" in err and str(tmp_path / "s") in err
+    assert "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def optuna_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """One real search through the CLI in JSON mode (optuna, 2 trials)."""
+    folder = tmp_path_factory.mktemp("cli") / "study"
+    code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY])
+    assert code == 0, err
+    return folder, [json.loads(line) for line in out.splitlines()]
+
+
+def test_run_json_mode_reports_every_event(optuna_study: tuple[Path, list[dict]]) -> None:
+    folder, events = optuna_study
+    kinds = [e["event"] for e in events]
+    for kind in ("study_start", "trial_start", "epoch", "trial_end", "export", "study_end"):
+        assert kind in kinds
+    assert kinds[-1] == "result"
+    assert kinds.count("trial_start") == 2
+    result = events[-1]
+    assert Path(result["best_model_path"]) == folder / "best" / "model.keras"
+    assert Path(result["best_model_path"]).is_file() and len(result["trials"]) == 2
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert "val_dice" in epoch["metrics"] and epoch["trials_total"] == 2
+
+
+def test_status_lists_trials_best_first(optuna_study: tuple[Path, list[dict]]) -> None:
+    folder, _ = optuna_study
+    code, out, err = _run(["status", str(folder)])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "2 trials" in lines[0] and "val_dice" in lines[0]
+    assert lines[1].split()[:5] == ["#", "state", "val_dice", "epochs", "time"]
+    assert len(lines) == 4
+    code, out, _ = _run(["status", str(folder), "--json"])
+    report = json.loads(out)
+    values = [t["value"] for t in report["trials"] if t["state"] == "complete"]
+    assert values == sorted(values, reverse=True) and report["objective"] == "val_dice"
+
+
+def test_export_then_predict(optuna_study: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    folder, _ = optuna_study
+    code, out, err = _run(["export", str(folder)])
+    assert code == 0, err
+    assert "Exported the best model to" in out and (folder / "best" / "model.keras").is_file()
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (45, 37), np.uint8)).save(
+        images / "new.png")
+    code, out, err = _run(["predict", str(folder), str(images), "--out", str(tmp_path / "o"),
+                           "--overlay"])
+    assert code == 0, err
+    assert "Wrote 1 mask and 1 overlay to" in out
+    mask = np.array(Image.open(tmp_path / "o" / "new.png"))
+    assert mask.shape == (45, 37) and set(np.unique(mask)) <= {0, 255}
+    code, _, err = _run(["predict", str(folder), str(images), "--out", str(tmp_path / "o")])
+    assert code == 2 and "exists already and is kept" in err
+
+
+@pytest.mark.slow  # resuming is the driver's (tests/test_driver.py); this checks the CLI path
+def test_same_command_resumes_and_adds_missing_trials(
+        optuna_study: tuple[Path, list[dict]]) -> None:
+    folder, _ = optuna_study
+    argv = ["run", "unet", "--study-dir", str(folder), *TINY, "--quiet"]
+    argv[argv.index("--trials") + 1] = "3"
+    code, out, err = _run(argv)
+    assert code == 0, err
+    assert len(out.splitlines()) == 1 and out.startswith("val_dice ")  # --quiet: the result only
+    assert out.strip().endswith("model.keras")
+    code, out, _ = _run(["status", str(folder), "--json"])
+    assert sorted(t["number"] for t in json.loads(out)["trials"]) == [0, 1, 2]
+
+
+def test_keras_tuner_engine_end_to_end(tmp_path: Path) -> None:
+    folder = tmp_path / "kt"
+    code, out, err = _run(["run", "resunet", "--engine", "keras-tuner", "--study-dir",
+                           str(folder), *TINY])
+    assert code == 0, err
+    assert "keras-tuner hyperband" in out and "trial 1/2" in out
+    assert "Best trials:" in out and f"Best model: {folder / 'best' / 'model.keras'}" in out
+    assert (folder / "best" / "model.keras").is_file()
+    code, out, _ = _run(["status", str(folder)])
+    assert code == 0 and "complete" in out

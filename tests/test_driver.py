@@ -1,0 +1,134 @@
+"""The driver end to end on the real U-Net hypermodel (32x32, 4 filters, 1 epoch per trial):
+both engines run, export, resume after an interrupt and add missing trials; a changed space is
+refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from segsearch.driver import Study, run
+from segsearch.errors import StudyError
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    x = rng.random((12, 32, 32, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    path = tmp_path_factory.mktemp("data") / "tiny32.npz"
+    np.savez(path, images=x, masks=y)
+    return path
+
+
+def _raw(npz, engine, trials, **export):
+    return {
+        "study": f"e2e-{engine}",
+        "architecture": "unet",
+        "data": {"source": str(npz), "image_size": 32, "val_fraction": 0.25, "augment": 0},
+        "train": {"epochs": 1, "batch_size": 4},
+        "search": {"engine": engine, "trials": trials},
+        "space": {"filters": 4, "depth": {"min": 1, "max": 2, "default": 2}},
+        "export": {"overlays": 2, **export},
+    }
+
+
+class _StopAt:
+    def __init__(self, trial):
+        self.trial = trial
+
+    def __call__(self, event):
+        if event["event"] == "epoch" and event["trial"] == self.trial:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def optuna_study(npz, tmp_path_factory):
+    """An Optuna study interrupted during trial 1, then resumed by the same command."""
+    from segsearch.config import load_config
+
+    config = load_config(_raw(npz, "optuna", 2), study_dir=tmp_path_factory.mktemp("s") / "u",
+                         check_space=False)
+    with pytest.raises(KeyboardInterrupt):
+        Study(config).run(progress=_StopAt(trial=1))
+    split = (config.study_dir / "split.json").read_text()
+    events = []
+    results = Study(config).run(progress=events.append)
+    return config, results, events, split
+
+
+def test_optuna_resumes_a_cut_off_trial_and_exports(optuna_study):
+    config, results, events, split = optuna_study
+    folder = config.study_dir
+    assert [(r.number, r.state) for r in results.trials] == [(0, "complete"), (1, "failed"),
+                                                            (2, "complete")]
+    assert "cut off" in results.trials[1].reason
+    assert results.trials[2].params == results.trials[1].params
+    assert (folder / "split.json").read_text() == split  # the split is reused on resume
+    assert results.best_model_path == folder / "best" / "model.keras"
+    best = folder / "best"
+    for name in ("model.keras", "saved_model", "hyperparameters.yaml", "metrics.yaml",
+                 "trials.csv", "config.yaml", "overlays"):
+        assert (best / name).exists(), name
+    hyper = yaml.safe_load((best / "hyperparameters.yaml").read_text())
+    assert hyper["trial"] == results.best_trial and hyper["architecture"] == "unet"
+    metrics = yaml.safe_load((best / "metrics.yaml").read_text())
+    assert metrics["objective"]["value"] == pytest.approx(results.best_value, abs=1e-4)
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "study_start" and kinds[-1] == "study_end" and "export" in kinds
+    assert events[0]["resumed"] is True and events[0]["trials_done"] == 1
+    start = next(e for e in events if e["event"] == "trial_start")
+    assert start["trial"] == 2 and start["trials_total"] == 2 and start["params"]["filters"] == 4
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert "val_dice" in epoch["metrics"] and epoch["elapsed_s"] >= 0
+    json.dumps(events)  # the CLI's --json mode writes them as they are
+
+    reopened = Study.open(folder)
+    assert [r.state for r in reopened.trials()] == ["complete", "failed", "complete"]
+    before = json.loads((best / "export.json").read_text())["created"]
+    assert reopened.export() == best
+    assert (best / "export.json").exists() and json.loads((best / "export.json").read_text())[
+        "trial"] == results.best_trial
+    assert before is not None
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"space": {"filters": 8, "depth": {"min": 1, "max": 2, "default": 2}}}, "space"),
+    ({"data_image_size": 16}, "data.image_size"),
+    ({"architecture": "resunet"}, "architectures"),
+])
+def test_changed_configuration_is_refused(optuna_study, tmp_path, npz, change, words):
+    from segsearch.config import load_config
+
+    config, *_ = optuna_study
+    copy = tmp_path / "copy"
+    shutil.copytree(config.study_dir, copy)
+    raw = _raw(npz, "optuna", 2)
+    if "data_image_size" in change:
+        raw["data"]["image_size"] = change.pop("data_image_size")
+    if change.get("architecture") == "resunet":
+        raw["space"] = {"filters": 4}
+    raw.update(change)
+    changed = load_config(raw, study_dir=copy, check_space=False)
+    with pytest.raises(StudyError) as info:
+        Study(changed).run()
+    message = str(info.value)
+    assert words in message and "--fresh" in message and "--study-dir" in message
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        p.name for p in config.study_dir.iterdir())
+
+
+def test_keras_tuner_end_to_end(npz, tmp_path):
+    folder = tmp_path / "kt"
+    results = run(_raw(npz, "keras-tuner", 2, saved_model=False), study_dir=folder,
+                  check_space=False)
+    assert [r.state for r in results.trials] == ["complete", "complete"]
+    assert (folder / "keras_tuner" / "oracle.json").exists()
+    assert results.best_model_path == folder / "best" / "model.keras"
+    assert results.best_model_path.exists()
+    assert yaml.safe_load((folder / "best" / "hyperparameters.yaml").read_text())["params"][
+        "filters"] == 4

@@ -1,0 +1,185 @@
+"""Export: the files of best/, a model that reloads without segsearch, and an atomic swap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from segsearch import export as export_mod
+from segsearch.engines.results import TrialRecord
+from segsearch.export import MANIFEST, export_study, recover
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small real U-Net from the hypermodel (compiled with segsearch's losses, metrics), saved."""
+    import keras
+    import keras_tuner
+
+    from segsearch import hypermodels
+
+    folder = tmp_path_factory.mktemp("trained")
+    hm = hypermodels.get("unet", (32, 32, 1), 1, space={"filters": 4, "depth": 2},
+                         jit_compile=False)
+    model = hm.build(keras_tuner.HyperParameters())
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 32, 32, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    y[0, :2, :2] = -1  # ignored pixels
+    model.fit(x, y, epochs=1, batch_size=3, verbose=0)
+    path = folder / "model.keras"
+    model.save(path)
+    keras.backend.clear_session()
+    return path, x, y
+
+
+@pytest.fixture
+def parts(trained):
+    from segsearch.data.dataset import Part
+
+    _, x, y = trained
+    return Part([f"img{i}.png" for i in range(len(x))], (32, 32), 1, arrays=(x, y))
+
+
+@pytest.fixture
+def config(tmp_path):
+    from segsearch.config import load_config
+
+    return load_config({"study": "exp", "architecture": "unet", "data": {"image_size": 32},
+                        "export": {"overlays": 2, "saved_model": False}},
+                       study_dir=tmp_path / "exp", check_space=False)
+
+
+def _export(config, trained, parts, **kw):
+    path, _, _ = trained
+    best = TrialRecord(3, "complete", "unet", {"depth": 2, "filters": 4}, 0.5, {"val_dice": 0.5},
+                       epochs=1, best_epoch=1)
+    config.study_dir.mkdir(parents=True, exist_ok=True)
+    return export_study(config.study_dir, config=config, model_path=path, best=best,
+                        final={"trial": 3, "epochs": 0}, records=[best], val=parts, **kw)
+
+
+def test_export_writes_every_file(config, trained, parts):
+    best = _export(config, trained, parts)
+    assert best == config.study_dir / "best"
+    names = sorted(p.name for p in best.iterdir())
+    assert names == sorted(["config.yaml", MANIFEST, "hyperparameters.yaml", "metrics.yaml",
+                            "model.keras", "overlays", "trials.csv"])
+    hyper = yaml.safe_load((best / "hyperparameters.yaml").read_text())
+    assert hyper["architecture"] == "unet" and hyper["params"] == {"depth": 2, "filters": 4}
+    assert hyper["input_shape"] == [32, 32, 1] and hyper["num_classes"] == 1
+    metrics = yaml.safe_load((best / "metrics.yaml").read_text())
+    assert set(metrics["validation"]) >= {"val_dice", "val_mean_iou", "val_loss"}
+    assert metrics["objective"]["name"] == "val_dice"
+    assert metrics["objective"]["value"] == metrics["validation"]["val_dice"]
+    overlays = sorted((best / "overlays").iterdir())
+    assert [p.name for p in overlays] == ["00_img0.png", "01_img1.png"]
+    from PIL import Image
+
+    image = Image.open(overlays[0])
+    assert image.size == (3 * 32 + 2 * 4, 32) and image.mode == "RGB"
+    assert not list(config.study_dir.glob(".best.*"))
+
+
+def test_exported_model_reloads_in_safe_mode_without_segsearch(config, trained, parts, tmp_path):
+    import keras
+
+    best = _export(config, trained, parts)
+    x = trained[1][:2]
+    np.save(tmp_path / "x.npy", x)
+    expected = keras.saving.load_model(best / "model.keras").predict(x, verbose=0)
+    np.save(tmp_path / "expected.npy", expected)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, keras
+        model = keras.saving.load_model({str(best / 'model.keras')!r}, safe_mode=True)
+        assert not model.compiled, "the export is an inference copy"
+        out = model.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)
+        np.testing.assert_allclose(out, np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-5)
+        assert not any(m.startswith("segsearch") for m in sys.modules), "segsearch was imported"
+        print("reloaded", out.shape)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reloaded (2, 32, 32, 1)" in done.stdout
+
+
+def test_saved_model_for_serving(trained, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(trained[0])
+    files = export_mod.export_model(model, tmp_path / "out", saved_model=True)
+    assert files == {"model": "model.keras", "saved_model": "saved_model"}
+    served = tf.saved_model.load(str(tmp_path / "out" / "saved_model"))
+    out = served.serve(tf.constant(trained[1][:1]))
+    np.testing.assert_allclose(out.numpy(), model.predict(trained[1][:1], verbose=0), atol=1e-5)
+
+
+def test_failed_export_leaves_the_previous_one(config, trained, parts, monkeypatch):
+    first = _export(config, trained, parts)
+    before = json.loads((first / MANIFEST).read_text())
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_mod, "write_overlays", broken)
+    with pytest.raises(OSError, match="disk full"):
+        _export(config, trained, parts)
+    assert json.loads((first / MANIFEST).read_text()) == before
+    assert (first / "model.keras").exists()
+    assert not list(config.study_dir.glob(".best.*"))
+
+
+def _fake_export(folder: Path, label: str, complete: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_text(label)
+    if complete:
+        (folder / MANIFEST).write_text(json.dumps({"label": label}))
+    return folder
+
+
+def test_recover_finishes_an_interrupted_swap(tmp_path):
+    # killed between "old export aside" and "new export into place": the new one is complete
+    _fake_export(tmp_path / ".best.old-1", "old")
+    _fake_export(tmp_path / ".best.tmp-2", "new")
+    recover(tmp_path)
+    assert (tmp_path / "best" / "model.keras").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_recover_rolls_back_when_the_new_export_is_incomplete(tmp_path):
+    _fake_export(tmp_path / ".best.old-1", "old")
+    _fake_export(tmp_path / ".best.tmp-2", "half", complete=False)
+    recover(tmp_path)
+    assert (tmp_path / "best" / "model.keras").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_recover_removes_leftovers_next_to_a_complete_best(tmp_path):
+    _fake_export(tmp_path / "best", "current")
+    _fake_export(tmp_path / ".best.tmp-3", "half", complete=False)
+    _fake_export(tmp_path / ".best.old-2", "older")
+    recover(tmp_path)
+    assert (tmp_path / "best" / "model.keras").read_text() == "current"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
+def test_a_best_folder_segsearch_did_not_write_is_kept(config, trained, parts):
+    mine = config.study_dir / "best"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("my notes")
+    _export(config, trained, parts)
+    kept = list(config.study_dir.glob("best.user-*"))
+    assert len(kept) == 1 and (kept[0] / "notes.txt").read_text() == "my notes"
+    assert (config.study_dir / "best" / MANIFEST).exists()

@@ -1,0 +1,155 @@
+"""segsearch.predict: masks at the original size, overlays, crop tiling, never overwriting."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from segsearch.errors import ConfigError, DataError, SegsearchError
+from segsearch.predict import find_model, predict
+
+
+def _save_model(folder: Path, *, classes: int = 1, probability: float = 0.6, size: int = 16,
+                channels: int = 1, data: dict | None = None) -> Path:
+    """A tiny model: a constant probability (sigmoid), or bright -> class 1, dark -> 2 (softmax)."""
+    import keras
+
+    inputs = keras.Input((size, size, channels))
+    if classes == 1:
+        bias = math.log(probability / (1 - probability))
+        out = keras.layers.Conv2D(1, 1, activation="sigmoid", kernel_initializer="zeros",
+                                  bias_initializer=keras.initializers.Constant(bias))(inputs)
+    else:
+        # logits: class 1 where the image is bright, class 2 where it is dark, class 0 never
+        kernel = np.tile(np.array([-100.0, 100.0, -100.0])[:classes], (1, 1, channels, 1))
+        bias = np.array([-100.0, -50.0, 0.0])[:classes]
+        out = keras.layers.Conv2D(classes, 1, activation="softmax",
+                                  kernel_initializer=keras.initializers.Constant(kernel),
+                                  bias_initializer=keras.initializers.Constant(bias))(inputs)
+    model = keras.Model(inputs, out)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.keras"
+    model.save(path)
+    if data is not None:
+        (folder / "config.yaml").write_text(yaml.safe_dump({"architecture": "unet", "data": data}))
+    return path
+
+
+def _write_image(path: Path, shape: tuple[int, ...], value: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=shape, dtype=np.uint8) if value is None else \
+        np.full(shape, value, np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix in (".tif", ".tiff"):
+        import tifffile
+
+        tifffile.imwrite(path, arr)
+    else:
+        Image.fromarray(arr).save(path)
+    return arr
+
+
+@pytest.fixture(scope="module")
+def binary_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _save_model(tmp_path_factory.mktemp("binary") / "best", probability=0.6)
+
+
+def test_binary_masks_have_original_size_and_0_255(binary_model: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    _write_image(images / "grey.png", (20, 30))
+    _write_image(images / "colour.jpg", (40, 12, 3))
+    written = predict(binary_model, images, tmp_path / "out")
+    assert [p.name for p in written] == ["colour.png", "grey.png"]
+    grey = np.array(Image.open(tmp_path / "out" / "grey.png"))
+    colour = np.array(Image.open(tmp_path / "out" / "colour.png"))
+    assert grey.shape == (20, 30) and colour.shape == (40, 12)
+    assert grey.dtype == np.uint8 and set(np.unique(grey)) == {255}  # p = 0.6 >= 0.5
+
+
+def test_threshold_decides_foreground(binary_model: Path, tmp_path: Path) -> None:
+    _write_image(tmp_path / "a.png", (16, 16))
+    predict(binary_model, tmp_path / "a.png", tmp_path / "out", threshold=0.7)
+    assert set(np.unique(np.array(Image.open(tmp_path / "out" / "a.png")))) == {0}
+
+
+def test_model_argument_may_be_file_best_folder_or_study(binary_model: Path,
+                                                         tmp_path: Path) -> None:
+    study = binary_model.parent.parent
+    assert find_model(binary_model) == binary_model
+    assert find_model(binary_model.parent) == binary_model
+    assert find_model(study) == binary_model
+    with pytest.raises(ConfigError, match="no such model"):
+        find_model(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="holds no model.keras"):
+        find_model(tmp_path)
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(ConfigError, match="not a .keras model"):
+        find_model(tmp_path / "weights.h5")
+
+
+def test_never_overwrites_and_writes_nothing_when_refusing(binary_model: Path,
+                                                           tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    _write_image(images / "a.png", (16, 16))
+    _write_image(images / "b.png", (16, 16))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "b.png").write_bytes(b"mine")
+    with pytest.raises(SegsearchError, match="b.png exists already and is kept"):
+        predict(binary_model, images, out)
+    assert (out / "b.png").read_bytes() == b"mine"
+    assert sorted(p.name for p in out.iterdir()) == ["b.png"]
+
+
+def test_overlays_and_repeated_stems(binary_model: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    _write_image(images / "a.png", (16, 24, 3))
+    _write_image(images / "a.tif", (10, 10))
+    written = predict(binary_model, images, tmp_path / "out", overlay=True)
+    names = sorted(p.name for p in written)
+    assert names == ["a_png.png", "a_png_overlay.png", "a_tif.png", "a_tif_overlay.png"]
+    overlay = np.array(Image.open(tmp_path / "out" / "a_png_overlay.png"))
+    assert overlay.shape == (16, 24, 3) and overlay.dtype == np.uint8
+    image = np.array(Image.open(images / "a.png"))
+    assert np.abs(overlay.astype(int) - image).max() > 20  # every pixel is foreground: tinted
+
+
+def test_multiclass_masks_hold_class_ids(tmp_path: Path) -> None:
+    model = _save_model(tmp_path / "best", classes=3)
+    image = np.zeros((12, 20), np.uint8)
+    image[:, 10:] = 255  # right half bright -> class 1; left half dark -> class 2
+    Image.fromarray(image).save(tmp_path / "x.png")
+    predict(model, tmp_path / "x.png", tmp_path / "out")
+    mask = np.array(Image.open(tmp_path / "out" / "x.png"))
+    assert mask.shape == (12, 20)
+    assert set(np.unique(mask[:, :9])) == {2} and set(np.unique(mask[:, 11:])) == {1}
+
+
+def test_crop_mode_tiles_at_full_resolution(tmp_path: Path) -> None:
+    model = _save_model(tmp_path / "best", classes=3, data={"resize": "crop",
+                                                             "image_size": [16, 16]})
+    image = np.zeros((40, 24), np.uint8)
+    image[20:] = 255
+    Image.fromarray(image).save(tmp_path / "big.png")
+    predict(model, tmp_path / "big.png", tmp_path / "out")
+    mask = np.array(Image.open(tmp_path / "out" / "big.png"))
+    assert mask.shape == (40, 24)
+    assert set(np.unique(mask[:20])) == {2} and set(np.unique(mask[20:])) == {1}
+
+
+def test_input_errors(binary_model: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no images"):
+        predict(binary_model, tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(DataError, match="no such image"):
+        predict(binary_model, tmp_path / "nowhere", tmp_path / "out")
+    _write_image(tmp_path / "a.png", (16, 16))
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        predict(binary_model, tmp_path / "a.png", tmp_path / "out", image_size=32)
+    with pytest.raises(ConfigError, match="threshold"):
+        predict(binary_model, tmp_path / "a.png", tmp_path / "out", threshold=1.5)
