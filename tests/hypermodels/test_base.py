@@ -104,46 +104,6 @@ def test_mixed_precision_head_float32():
         keras.mixed_precision.set_dtype_policy(policy)
 
 
-def test_random_search_two_trials(tmp_path):
-    """The README example: a hypermodel inside a plain keras_tuner.RandomSearch."""
-    import keras_tuner
-
-    from segsearch import hypermodels
-
-    rng = np.random.default_rng(0)
-    x = rng.random((8, 32, 32, 1)).astype("float32")
-    y = (x > 0.5).astype("float32")  # class ids; -1 would mark ignored pixels
-
-    hypermodel = hypermodels.get("unet", (32, 32, 1), num_classes=1,
-                                 space={"depth": [2, 3], "filters": [4, 8]})
-    tuner = keras_tuner.RandomSearch(
-        hypermodel,
-        objective=keras_tuner.Objective("val_dice", direction="max"),
-        max_trials=2,
-        seed=0,
-        directory=str(tmp_path),
-        project_name="unet_demo",
-    )
-    tuner.search(x[:6], y[:6], validation_data=(x[6:], y[6:]), epochs=1, batch_size=3, verbose=0)
-    best = tuner.get_best_hyperparameters(1)[0]
-    print(best.values)
-
-    trials = tuner.oracle.trials.values()
-    assert len(trials) == 2
-    assert all(t.status == "COMPLETED" for t in trials)
-    for t in trials:
-        assert {"val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy"} <= set(
-            t.metrics.metrics)
-        assert 0.0 <= t.score <= 1.0
-    assert best.values["depth"] in (2, 3) and best.values["filters"] in (4, 8)
-    assert set(best.values) == {"depth", "filters", "upsampling", "dropout", "batch_norm",
-                                "learning_rate", "optimizer", "loss"} | (
-        {"weight_decay"} if best.values["optimizer"] == "adamw" else set()) | (
-        {"momentum"} if best.values["optimizer"] == "sgd" else set()) | (
-        {"focal_gamma"} if best.values["loss"] == "focal" else set()) | (
-        {"tversky_alpha"} if best.values["loss"] == "tversky" else set())
-
-
 # ------------------------------------------------------------------ multi-architecture
 @pytest.fixture(scope="module")
 def multi():
