@@ -1,0 +1,147 @@
+"""Does the search beat simply training the seed network for the whole budget?
+
+On the ISBI slices (via ``segsearch.data``), in one run:
+
+- **segsearch**: a study of ``--trials`` trials of at most ``--budget / --trials`` epochs each
+  (Optuna TPE with Hyperband pruning by default; the seed network is the first trial), then the best
+  configuration trained further from its checkpoint with what is left of the budget. Its validation
+  mean IoU is the exported model's.
+- **seed**: the U-Net seed network (the hypermodel's defaults) trained for all ``--budget`` epochs
+  through the same training function, data, split, batches and augmentation.
+
+Both report the best epoch's validation mean IoU (the objective both keep weights by) and the seed's
+last epoch too. The defaults are what the issue measured: 128x128, 24 train / 6 validation
+slices, 120 epochs of budget, 8 trials, the seed's 64 filters. On a CPU that takes hours;
+parametrize it down to look in minutes::
+
+    python3 benchmarks/bench_search_vs_seed.py                     # the issue's setting
+    python3 benchmarks/bench_search_vs_seed.py --size 64 --budget 48 --filters 16   # minutes
+
+The filters override fixes the U-Net's first-level width for both sides (the search then tunes the
+rest: depth, upsampling, dropout, batch norm, learning rate, optimizer, loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
+OBJECTIVE = "val_mean_iou"
+
+
+def _printer(event: dict) -> None:
+    kind = event["event"]
+    if kind == "trial_end":
+        value = event.get("value")
+        print(f"  trial {event['trial']}: {event['state']:<10} {OBJECTIVE} "
+              f"{'-' if value is None else f'{value:.4f}'} after {event.get('epochs')} epochs "
+              f"({event.get('duration_s', 0):.0f} s)  {event.get('params')}", flush=True)
+    elif kind == "final_start":
+        print(f"  final: trial {event['trial']} trained {event['epochs']} more epochs from epoch "
+              f"{event['from_epoch']}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=128, help="image size (default 128)")
+    parser.add_argument("--budget", type=int, default=120, help="epochs in all (default 120)")
+    parser.add_argument("--trials", type=int, default=8, help="search trials (default 8)")
+    parser.add_argument("--filters", type=int, default=None,
+                        help="fix the U-Net's first-level filters (default: the seed's 64)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--engine", default="optuna", choices=["optuna", "keras-tuner"])
+    parser.add_argument("--algorithm", default=None,
+                        help="the engine's algorithm (default: the engine's own)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=ISBI, help="the ISBI slices folder")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="where the study goes (default: a temporary folder, removed)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    args = parser.parse_args(argv)
+    if not (args.data / "images").is_dir():
+        print(f"no ISBI slices at {args.data}", file=sys.stderr)
+        return 2
+
+    import keras
+    import keras_tuner
+
+    from segsearch.config import load_config
+    from segsearch.driver import Study
+    from segsearch.engines.trial import TrialTask, run_trial
+
+    per_trial = max(1, args.budget // args.trials)
+    work = args.work or Path(tempfile.mkdtemp(prefix="segsearch-vs-seed-"))
+    search = {"engine": args.engine, "trials": args.trials, "objective": OBJECTIVE,
+              "seed": args.seed}
+    if args.algorithm:
+        search["algorithm"] = args.algorithm
+    config = load_config({
+        "study": "search-vs-seed",
+        "architecture": "unet",
+        "data": {"source": str(args.data), "image_size": args.size, "val_fraction": 0.2,
+                 "seed": args.seed},
+        "train": {"epochs": per_trial, "batch_size": args.batch_size,
+                  "budget_epochs": args.budget},
+        "search": search,
+        "space": {"filters": args.filters} if args.filters else {},
+        "export": {"enabled": False},
+    }, study_dir=work / "study")
+    print(f"backend {keras.backend.backend()}, {os.cpu_count()} CPUs; unet "
+          f"{args.filters or 'seed'} filters, {args.size}x{args.size}, budget {args.budget} "
+          f"epochs: {args.trials} trials x <= {per_trial} epochs + final; {config.search.engine} "
+          f"{config.search.algorithm} / {config.search.pruner} pruning", flush=True)
+    try:
+        t0 = time.perf_counter()
+        study = Study(config, fresh=True)
+        results = study.run(progress=_printer)
+        search_s = time.perf_counter() - t0
+        counts = {s: sum(r.state == s for r in results.trials)
+                  for s in ("complete", "pruned", "failed", "infeasible")}
+        used = sum(r.epochs for r in results.trials) + results.final_epochs
+        print(f"segsearch: {OBJECTIVE} {results.best_value:.4f} (trial {results.best_trial}, "
+              f"{counts}, {used} epochs trained in all) in {search_s:.0f} s", flush=True)
+
+        # the seed network, the same data, split, batches and training function, all the budget
+        t0 = time.perf_counter()
+        seed_study = Study(config)  # reuses the study's split.json
+        hm = seed_study.hypermodel()
+        context = seed_study.training_context(progress=None)
+        outcome = run_trial(context, lambda: hm.build(keras_tuner.HyperParameters()),
+                            TrialTask(number=0, out_dir=work / "seed", epochs=args.budget,
+                                      save_checkpoint=False))
+        seed_s = time.perf_counter() - t0
+        seed_best = outcome.value
+        seed_last = outcome.history[-1].get(OBJECTIVE) if outcome.history else None
+        print(f"seed network, {args.budget} epochs: {OBJECTIVE} best epoch {seed_best:.4f} "
+              f"(epoch {outcome.best_epoch}), last epoch {seed_last:.4f} in {seed_s:.0f} s")
+        margin = results.best_value - seed_best
+        verdict = "segsearch ahead" if margin > 0 else "seed ahead"
+        print(f"segsearch - seed (best epochs): {margin:+.4f} -> {verdict}")
+        if args.out:
+            args.out.write_text(json.dumps({
+                "size": args.size, "budget": args.budget, "trials": args.trials,
+                "filters": args.filters, "engine": config.search.engine,
+                "algorithm": config.search.algorithm, "pruner": config.search.pruner,
+                "segsearch": results.best_value, "segsearch_trial": results.best_trial,
+                "segsearch_params": results.best_params, "segsearch_seconds": search_s,
+                "trial_states": counts, "seed_best": seed_best, "seed_last": seed_last,
+                "seed_seconds": seed_s, "margin": margin,
+            }, indent=2) + "\n")
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
