@@ -262,7 +262,12 @@ class JsonProgress:
 def _cmd_run(args: argparse.Namespace) -> int:
     from segsearch.config import load_config
 
-    options = dict(sets=args.set or (), data=args.data, trials=args.trials, epochs=args.epochs,
+    sets = list(args.set or ())
+    if getattr(args, "workers", None):
+        sets.append(f"search.workers={args.workers}")
+    if getattr(args, "gpus", None):
+        sets.append(f"search.gpus={json.dumps(str(args.gpus))}")
+    options = dict(sets=sets, data=args.data, trials=args.trials, epochs=args.epochs,
                    image_size=args.image_size, engine=args.engine, study_dir=args.study_dir,
                    storage=args.storage)
     load_config(args.space, check_space=False, **options)  # the quick checks, before TensorFlow
@@ -476,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", metavar="URL",
                      help="Optuna storage URL, e.g. postgresql://... (default: SQLite in the study "
                           "folder)")
+    run.add_argument("--workers", type=_positive_int, metavar="N",
+                     help="train N trials at once on this machine, each in its own process, "
+                          "against the one study (sets search.workers)")
+    run.add_argument("--gpus", metavar="IDS",
+                     help="GPU ids handed to the workers in turn, e.g. 0,1: each worker sees only "
+                          "its own (CUDA_VISIBLE_DEVICES; sets search.gpus)")
     run.add_argument("--fresh", action="store_true",
                      help="start a new study even if one exists; the old folder is moved aside, "
                           "never deleted")

@@ -218,6 +218,11 @@ class TrainConfig:
             shows its own progress either way.
         weights: backbone weights of resnet50_unet / deeplabv3plus: null (random), "imagenet", or
             the path of a .weights.h5 / .h5 file.
+        isolation: "process" (default) trains each trial in a worker process, so a trial that
+            crashes its process (segfault, the OOM killer) fails alone and the driver's memory stays
+            flat; "none" trains in the calling process (for embedding segsearch).
+        oom_retry: a trial that runs out of accelerator memory is tried once more at half the
+            batch size.
     """
 
     epochs: int = 20
@@ -230,9 +235,13 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     verbose: int = 0
     weights: str | None = None
+    isolation: Literal["process", "none"] = "process"
+    oom_retry: bool = False
 
     def __post_init__(self) -> None:
         p = "train."
+        _choice(self.isolation, p + "isolation", ("process", "none"), "isolation")
+        _bool(self.oom_retry, p + "oom_retry")
         _int(self.epochs, p + "epochs", minimum=1)
         _int(self.batch_size, p + "batch_size", minimum=1)
         _int(self.budget_epochs, p + "budget_epochs", minimum=1, none=True)
@@ -279,6 +288,10 @@ class SearchConfig:
             hyperband (none for several objectives, and always none for keras-tuner, whose
             hyperband algorithm does the early stopping). Resolved when built.
         seed: random seed of the search algorithm and of the trials' training.
+        max_failures: failed trials in a row that stop the study (a StudyError listing the last
+            reasons).
+        workers: trials trained at once on this machine (each in its own worker process).
+        gpus: GPU ids handed out to the workers in turn (CUDA_VISIBLE_DEVICES); None: all.
     """
 
     engine: Engine = "optuna"
@@ -289,11 +302,27 @@ class SearchConfig:
     direction: Direction | tuple[Direction, ...] | None = None
     pruner: Pruner | None = None
     seed: int = 0
+    max_failures: int = 5
+    workers: int = 1
+    gpus: str | None = None
 
     def __post_init__(self) -> None:
         p = "search."
+        _int(self.max_failures, p + "max_failures", minimum=1)
+        if self.gpus is not None:
+            gpus = self.gpus
+            if isinstance(gpus, (list, tuple)):
+                gpus = ",".join(str(g) for g in gpus)
+            gpus = str(gpus).strip()
+            if not all(part.strip().isdigit() for part in gpus.split(",")):
+                raise _KeyError(p + "gpus", f"must be GPU ids such as '0,1', got {_fmt(self.gpus)}")
+            _set(self, "gpus", gpus)
         engine = _choice(self.engine, p + "engine", ENGINES, "engine")
         algos = ALGORITHMS[engine]
+        if _int(self.workers, p + "workers", minimum=1) > 1 and engine != "optuna":
+            raise _KeyError(p + "workers", f"parallel workers need engine optuna (keras-tuner runs "
+                                           f"one trial at a time), got workers={self.workers}; "
+                                           "use --engine optuna or drop --workers")
         algorithm = DEFAULT_ALGORITHM[engine] if self.algorithm is None else self.algorithm
         if algorithm not in algos:
             other = [e for e in ENGINES if e != engine and algorithm in ALGORITHMS[e]]

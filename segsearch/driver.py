@@ -36,9 +36,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,11 +51,13 @@ from typing import Any
 import yaml
 
 from segsearch.engines.results import (
+    CHECKPOINT_FILE,
     Objective,
     TrialRecord,
     atomic_write_text,
     read_trial_records,
     sort_best,
+    trial_dir,
 )
 from segsearch.errors import StudyError
 
@@ -190,6 +194,7 @@ class Study:
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
         self._splits: Any = None
         self._hypermodel: Any = None
+        self._engine: Any = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -253,7 +258,20 @@ class Study:
             "moved_aside": None if self.moved_aside is None else str(self.moved_aside),
             "data": self._splits.info.get("description"),
         })
-        engine.run()
+        self._engine = engine
+        try:
+            engine.run()
+            # several drivers on one study: one at a time trains the best further and exports;
+            # the next finds both done
+            with _exclusive(self.dir / ".final.lock"):
+                return self._after_search(engine, emit)
+        finally:
+            getattr(engine, "close_workers", lambda: None)()
+            self._engine = None
+
+    def _after_search(self, engine: Any, emit: Any) -> Results:
+        """Train the best trial further, export it, send study_end; the Results."""
+        config = self.config
         records = engine.records()
         # fewer finished trials than asked: the time limit, or a space with nothing left to try
         # (a small keras-tuner grid); the study goes on with what it has
@@ -558,12 +576,15 @@ class Study:
         splits = self._load_data()
         augment = getattr(config.data, "augment", None)
         seed = int(config.search.seed)
+        epoch_steps = train.steps_per_epoch or math.ceil(len(splits.train) / train.batch_size)
         return TrainingContext(
-            train_data=lambda trial_seed: batches(
-                splits.train, train.batch_size, augment=augment, shuffle=True, seed=trial_seed,
+            train_data=lambda trial_seed, batch_size=None: batches(
+                splits.train, batch_size or train.batch_size, augment=augment, shuffle=True,
+                seed=trial_seed,
                 repeat=train.steps_per_epoch is not None,
             ),
-            val_data=lambda trial_seed: batches(splits.val, train.batch_size, shuffle=False),
+            val_data=lambda trial_seed, batch_size=None: batches(
+                splits.val, batch_size or train.batch_size, shuffle=False),
             study_dir=self.dir,
             objective=self.objective,
             steps_per_epoch=train.steps_per_epoch,
@@ -573,6 +594,7 @@ class Study:
             seed=seed,
             progress=progress,
             deadline=self.deadline,
+            epoch_steps=epoch_steps,
         )
 
     def _make_engine(self, engine_cls: type, emit: Progress) -> Any:
@@ -627,7 +649,7 @@ class Study:
     def _final_training(self, best: TrialRecord, records: list[TrialRecord],
                         emit: Progress) -> dict[str, Any]:
         """Train the best configuration further from its checkpoint; return the summary."""
-        from segsearch.engines.trial import TrialTask, run_trial
+        from segsearch.engines.trial import TrialTask, continuation, run_trial
 
         planned = self.final_epochs(records)
         done = self._final_summary(best, planned)
@@ -636,35 +658,42 @@ class Study:
         base = self._trial_as_final(best)
         if planned <= 0 or self._deadline_passed():
             return base
-        start = int(best.best_epoch or (best.initial_epoch + best.epochs))
+        # continue from where the trial stopped (its last epoch), not from its best epoch: no
+        # epoch of training is thrown away; the trial's best stays the one to beat
+        resume = continuation(trial_dir(self.dir, best.number))
+        start = int(best.initial_epoch + best.epochs)
+        if resume is not None and resume.name == CHECKPOINT_FILE:
+            start = int(best.best_epoch or start)
         emit({"event": "final_start", "trial": best.number, "epochs": planned,
               "from_epoch": start, "value": best.value})
         context = self.training_context(emit)
         folder = self.dir / FINAL_DIR
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder.exists():
+            shutil.rmtree(folder)  # a final training that was cut off
         task = TrialTask(number=-1, out_dir=folder, epochs=start + planned, initial_epoch=start,
-                         resume_from=self.dir / best.checkpoint, baseline=best.value,
-                         phase="final")
-        outcome = run_trial(context, lambda: None, task)
-        if outcome.state != "complete" or outcome.checkpoint is None:
-            summary = {**base, "planned_epochs": planned, "final_state": outcome.state,
-                       "reason": outcome.reason}
+                         resume_from=resume, baseline=best.value, phase="final")
+        engine = getattr(self, "_engine", None)
+        if engine is not None and getattr(engine, "isolated", False):
+            # in the search's worker process, like the trials (a crash there fails only this)
+            outcome = engine.worker(0).run(task, None, deadline=self.deadline)
         else:
-            improved = outcome.values and outcome.best_epoch != start
-            summary = {
-                "trial": best.number,
-                "model": str(Path(FINAL_DIR) / outcome.checkpoint.name),
-                "from_epoch": start,
-                "epochs": outcome.epochs,
-                "planned_epochs": planned,
-                "best_epoch": outcome.best_epoch,
-                "value": outcome.value,
-                "values": dict(outcome.values) if improved else dict(best.values),
-                "state": "complete",
-                "duration_s": outcome.duration_s,
-                "started": outcome.started,
-                "finished": outcome.finished,
-            }
+            outcome = run_trial(context, lambda: None, task)
+        summary: dict[str, Any] = {
+            **base,
+            "from_epoch": start,
+            "epochs": outcome.epochs,
+            "planned_epochs": planned,
+            "final_state": outcome.state,
+            "duration_s": outcome.duration_s,
+            "started": outcome.started,
+            "finished": outcome.finished,
+        }
+        if outcome.state == "complete" and outcome.checkpoint is not None:
+            summary.update(model=str(Path(FINAL_DIR) / outcome.checkpoint.name),
+                           best_epoch=outcome.best_epoch, value=outcome.value,
+                           values=dict(outcome.values))
+        else:  # no epoch beat the trial's best (or it failed): the trial's checkpoint stays best
+            summary.update(best_epoch=best.best_epoch, reason=outcome.reason)
         atomic_write_text(folder / FINAL_FILE, json.dumps(_jsonable(summary), indent=2) + "\n")
         return summary
 
@@ -717,6 +746,22 @@ def _has_gpu() -> bool:
 
         return bool(torch.cuda.is_available())
     return False
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Any:
+    """Hold an exclusive lock on ``path`` (fcntl.flock; released when the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:

@@ -17,7 +17,9 @@ best few checkpoints, stops a search whose trials keep failing, and sends the "t
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from typing import Any
 
 from segsearch.engines.results import (
     CHECKPOINT_FILE,
+    LAST_CHECKPOINT_FILE,
     TRIAL_FILE,
     TrialRecord,
     architecture_of,
@@ -33,7 +36,7 @@ from segsearch.engines.results import (
     trial_dir,
     write_trials_csv,
 )
-from segsearch.engines.trial import TrainingContext, TrialOutcome
+from segsearch.engines.trial import TrainingContext, TrialOutcome, TrialTask, run_trial
 from segsearch.errors import StudyError
 
 __all__ = ["SearchSession", "BaseEngine", "KEEP_CHECKPOINTS"]
@@ -87,8 +90,10 @@ class BaseEngine:
     name = "base"
     #: infeasible trials in a row that stop the search (they cost nothing, so the cap is high).
     max_infeasible_in_a_row = 20
-    #: failed trials in a row that stop the search.
+    #: failed trials in a row that stop the search (``search.max_failures`` when set).
     max_failed_in_a_row = 5
+    #: whether the engine's trials can train in a worker process (``train.isolation: process``).
+    supports_isolation = False
 
     def __init__(self, session: SearchSession) -> None:
         self.session = session
@@ -96,6 +101,90 @@ class BaseEngine:
         self.study_dir = Path(session.study_dir)
         self.objective = session.context.objective
         self._recent: list[TrialRecord] = []
+        self.max_failed_in_a_row = int(getattr(self.config.search, "max_failures",
+                                               type(self).max_failed_in_a_row))
+        self._lock = threading.RLock()
+        self._workers: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ running one trial
+    @property
+    def isolated(self) -> bool:
+        """Whether trials train in worker processes (``train.isolation: process``)."""
+        return self.supports_isolation and \
+            getattr(self.config.train, "isolation", "none") == "process"
+
+    def worker(self, slot: int = 0) -> Any:
+        """The worker process of a slot (one per parallel worker), made on first use."""
+        with self._lock:
+            if slot not in self._workers:
+                from segsearch.engines.worker import TrialWorker
+
+                gpus = [g.strip() for g in str(getattr(self.config.search, "gpus", None) or "")
+                        .split(",") if g.strip()]
+                gpu = gpus[slot % len(gpus)] if gpus else None
+                self._workers[slot] = TrialWorker(self.config, gpu=gpu, on_event=self.emit)
+            return self._workers[slot]
+
+    def close_workers(self) -> None:
+        """Stop every worker process."""
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for worker in workers:
+            worker.close()
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Send a progress event (one at a time, from whichever thread)."""
+        with self._lock:
+            self.session.emit(event)
+
+    def execute(
+        self,
+        task: TrialTask,
+        build: Callable[[], Any],
+        params: Mapping[str, Any] | None = None,
+        reporter: Callable[[int, float], bool] | None = None,
+        *,
+        tick: Callable[[], None] | None = None,
+        slot: int = 0,
+    ) -> TrialOutcome:
+        """Train one trial, in a worker process or here; after running out of memory, retry once
+        at half the batch size when ``train.oom_retry`` is on.
+
+        Args:
+            task: what to train.
+            build: builds the model (used when training here).
+            params: the engine's parameters of the trial (the worker rebuilds the model from them).
+            reporter: the pruning question asked after each epoch.
+            tick: called about once a second while a worker trains (heartbeats).
+            slot: which worker (parallel workers).
+        """
+        outcome = self._execute_once(task, build, params, reporter, tick, slot)
+        if not outcome.oom:
+            return outcome
+        batch = int(task.batch_size or self.config.train.batch_size)
+        first = outcome.reason or "out of memory"
+        if getattr(self.config.train, "oom_retry", False) and batch > 1:
+            half = max(1, batch // 2)
+            self.clear_trial_dir(task.number)
+            retry = dataclasses.replace(task, batch_size=half)
+            outcome = self._execute_once(retry, build, params, reporter, tick, slot)
+            note = (f"out of memory at batch size {batch} ({first}); retried once at batch size "
+                    f"{half}")
+            outcome.reason = note if outcome.state == "complete" else f"{note}: {outcome.reason}"
+            outcome.oom = outcome.oom or outcome.state != "complete"
+        else:
+            outcome.reason = (f"out of memory at batch size {batch}: {first}; lower "
+                              "train.batch_size, narrow the space, or set train.oom_retry: true")
+        return outcome
+
+    def _execute_once(self, task: TrialTask, build: Callable[[], Any],
+                      params: Mapping[str, Any] | None,
+                      reporter: Callable[[int, float], bool] | None,
+                      tick: Callable[[], None] | None, slot: int) -> TrialOutcome:
+        if self.isolated:
+            return self.worker(slot).run(task, None if params is None else dict(params), reporter,
+                                         deadline=self.session.context.deadline, tick=tick)
+        return run_trial(self.session.context, build, task, reporter)
 
     # ------------------------------------------------------------------ to implement
     def run(self) -> None:
@@ -142,7 +231,7 @@ class BaseEngine:
             number: the trial number.
             params: the values known when it starts.
         """
-        self.session.emit({
+        self.emit({
             "event": "trial_start",
             "trial": number,
             "params": dict(params),
@@ -199,7 +288,7 @@ class BaseEngine:
         records = self.records()
         self.prune_checkpoints(records)
         write_trials_csv(records, self.study_dir / "trials.csv")
-        self.session.emit({
+        self.emit({
             "event": "trial_end",
             "trial": record.number,
             "state": record.state,
@@ -254,9 +343,13 @@ class BaseEngine:
         keep = {r.number for r in sort_best(complete, self.objective.direction)[:KEEP_CHECKPOINTS]}
         keep |= self.protected_checkpoints()
         for record in records:
-            path = trial_dir(self.study_dir, record.number) / CHECKPOINT_FILE
+            if record.state == "running":  # another worker's trial, its checkpoint on the way
+                continue
+            folder = trial_dir(self.study_dir, record.number)
+            path = folder / CHECKPOINT_FILE
             if record.number not in keep and path.exists():
                 path.unlink()
+                (folder / LAST_CHECKPOINT_FILE).unlink(missing_ok=True)
                 record.checkpoint = None
                 saved = trial_dir(self.study_dir, record.number) / TRIAL_FILE
                 if saved.exists():

@@ -10,8 +10,9 @@
   ``_random_values`` returns the defaults while no trial has started (grid search starts there
   anyway).
 - Hyperband promotes a trial by running its configuration again for more epochs; the promoted trial
-  continues the earlier trial's checkpoint (``trials/<nnnn>/model.keras``: weights *and* optimizer
-  state) from ``tuner/initial_epoch``, as keras-tuner's own Hyperband does with its weights file.
+  continues the earlier trial from where it stopped (``trials/<nnnn>/last.keras``, or
+  ``model.keras`` when its last epoch was its best: weights *and* optimizer state) from
+  ``tuner/initial_epoch``. (keras-tuner's own Hyperband reloads the best epoch's weights only.)
   Checkpoints of trials in unfinished brackets are kept for that.
 - An infeasible or failed trial raises ``keras_tuner.errors.FailedTrialError``: recorded, not
   retried; keras-tuner's own cap on consecutive failures is lifted (segsearch's applies).
@@ -31,13 +32,12 @@ from keras_tuner.engine import trial as kt_trial
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import declare, space_signature
 from segsearch.engines.results import (
-    CHECKPOINT_FILE,
     TRIAL_FILE,
     TrialRecord,
     keras_tuner_records,
     trial_dir,
 )
-from segsearch.engines.trial import TrialTask, run_trial
+from segsearch.engines.trial import TrialTask, continuation
 from segsearch.errors import ConfigError, SegsearchError
 
 __all__ = ["Engine", "PROJECT_DIR"]
@@ -200,17 +200,17 @@ class Engine(BaseEngine):
         initial_epoch = int(values.get("tuner/initial_epoch", 0))
         resume_from = None
         if "tuner/trial_id" in values:
-            past = trial_dir(self.study_dir, int(values["tuner/trial_id"])) / CHECKPOINT_FILE
-            if past.exists():
-                resume_from = past
-            else:
+            resume_from = continuation(trial_dir(self.study_dir, int(values["tuner/trial_id"])))
+            if resume_from is None:
                 initial_epoch = 0  # the checkpoint is gone: train this configuration from scratch
         self.clear_trial_dir(number)
         self.trial_started(number, params)
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number), epochs=epochs,
                          initial_epoch=initial_epoch, resume_from=resume_from)
         try:
-            outcome = run_trial(session.context, lambda: session.hypermodel.build(hp), task)
+            # in this process (keras-tuner's oracle and tuner live here), with the same failure
+            # recording and out-of-memory retry as the Optuna engine's workers
+            outcome = self.execute(task, lambda: session.hypermodel.build(hp))
         except SegsearchError as e:
             raise _Fatal(e) from e
         self._pending = self.make_record(number, outcome, params, initial_epoch=initial_epoch)

@@ -14,11 +14,27 @@
 - Infeasible configurations are FAIL with the user attribute ``infeasible`` (and ``reason``); they
   are not counted and not retried. The search stops when ``search.trials`` trials are COMPLETE or
   PRUNED.
+- Robustness (issue 5): each trial trains in a worker process (``train.isolation: process``, see
+  :mod:`segsearch.engines.worker`); a configuration that ran out of memory is FAIL with the user
+  attribute ``oom`` and, proposed again, is skipped at once (recorded infeasible) instead of
+  trained; ``search.workers`` trials run at once (one thread and one worker process each); RDB
+  storages record a heartbeat per running trial (``HEARTBEAT_INTERVAL``), and a RUNNING trial
+  whose heartbeat is older than ``GRACE_PERIOD`` (its process was killed) is failed and enqueued
+  again (Optuna's ``fail_stale_trials`` with a retry callback, as ``RetryFailedTrialCallback``).
+  A trial of a dead driver on this machine (its pid is gone) is recovered at once. SQLite waits
+  for its lock (``timeout``) rather than failing with "database is locked". Several drivers on
+  one study stop at exactly ``search.trials``: a trial asked for when the study already has
+  enough finished or running trials of lower numbers is given back (FAIL, "not needed").
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
+import time
+import uuid
 import warnings
 from typing import Any
 
@@ -34,12 +50,75 @@ from segsearch.engines.results import (
     optuna_records,
     trial_dir,
 )
-from segsearch.engines.trial import TrialTask, run_trial
+from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
+
+try:
+    from optuna.storages._heartbeat import get_heartbeat_thread
+except ImportError:  # pragma: no cover - Optuna moved it
+    import contextlib
+
+    def get_heartbeat_thread(trial_id: int, storage: Any) -> Any:
+        return contextlib.nullcontext()
 from segsearch.errors import ConfigError
 
 __all__ = ["Engine", "make_sampler", "make_pruner", "storage_url"]
 
 CUT_OFF_REASON = "cut off: the run stopped during this trial; it is run again"
+SURPLUS_REASON = "not needed: the study already had its trials when this one was asked for"
+#: seconds between heartbeats of a running trial (RDB storages).
+HEARTBEAT_INTERVAL = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
+#: seconds without a heartbeat after which another worker fails a RUNNING trial and re-runs it.
+GRACE_PERIOD = int(os.environ.get("SEGSEARCH_GRACE_PERIOD", str(max(30, 3 * HEARTBEAT_INTERVAL))))
+#: seconds SQLite waits for a lock held by another worker before giving up.
+SQLITE_TIMEOUT = 120
+_HOST = socket.gethostname()
+
+
+def make_storage(url: str) -> Any:
+    """An Optuna storage for ``url``: RDB storages with heartbeats (SQLite waiting for its lock).
+
+    Args:
+        url: an SQLAlchemy URL (sqlite:///..., postgresql://..., mysql://...).
+    """
+    if url.startswith("sqlite"):
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
+            grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=_retry_cut_off,
+        )
+
+
+def _retry_cut_off(study: optuna.Study, trial: Any) -> None:
+    """A trial left RUNNING by a dead process (now FAIL): enqueue its values again.
+
+    (Its reason is set before it is failed where segsearch fails it; a trial failed by Optuna's
+    heartbeat check shows the cut-off reason through ``optuna_records``.)
+    """
+    attrs: dict[str, Any] = {"retry_of": trial.number}
+    if trial.user_attrs.get("seed_network"):
+        attrs["seed_network"] = True
+    study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's fail_stale_trials (experimental) without its warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 
@@ -116,6 +195,7 @@ class Engine(BaseEngine):
     """
 
     name = "optuna"
+    supports_isolation = True
 
     def __init__(self, session: SearchSession, *, pruner: optuna.pruners.BasePruner | None = None):
         super().__init__(session)
@@ -128,12 +208,15 @@ class Engine(BaseEngine):
         )
         self.study = optuna.create_study(
             study_name=self.config.study,
-            storage=self.url,
+            storage=make_storage(self.url),
             pruner=self.pruner,
             directions=list(search.directions),
             load_if_exists=True,
         )
         stored = len(self.study.get_trials(deepcopy=False))
+        self._stop = threading.Event()
+        self._active: dict[int, Any] = {}
+        self._run_id = uuid.uuid4().hex
         self.study.sampler = make_sampler(search.algorithm, search.seed + stored, search.trials)
 
     # ------------------------------------------------------------------ engine API
@@ -157,8 +240,70 @@ class Engine(BaseEngine):
         if not self.study.get_trials(deepcopy=False):
             self.study.enqueue_trial(seed_values(self.session.hypermodel),
                                      user_attrs={"seed_network": True})
-        while self._finished_count() < self.target and not self.deadline_passed():
-            self._run_one()
+        workers = max(1, int(getattr(self.config.search, "workers", 1) or 1))
+        done = False
+        try:
+            if workers == 1:
+                self._loop(0)
+                done = True
+                return
+            errors: list[BaseException] = []
+
+            def loop(slot: int) -> None:
+                try:
+                    self._loop(slot)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    errors.append(e)
+                    self._stop.set()
+
+            threads = [threading.Thread(target=loop, args=(i,), name=f"segsearch-worker-{i}",
+                                        daemon=True) for i in range(workers)]
+            for thread in threads:
+                thread.start()
+            try:
+                for thread in threads:
+                    while thread.is_alive():
+                        thread.join(0.5)
+            except BaseException:
+                self._stop.set()
+                raise
+            if errors:
+                raise errors[0]
+            done = True
+        finally:
+            self._stop.set()
+            if not done:  # otherwise the driver closes them after the final training
+                self.close_workers()
+                self._cut_off_own()
+
+    def _cut_off_own(self) -> None:
+        """The run stops (Ctrl-C, an error): fail the trials it was running and enqueue them."""
+        storage = self.study._storage
+        for trial in list(self._active.values()):
+            try:
+                frozen = storage.get_trial(trial._trial_id)
+                if frozen.state != TrialState.RUNNING:
+                    continue
+                storage.set_trial_user_attr(trial._trial_id, "reason", CUT_OFF_REASON)
+                if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                    _retry_cut_off(self.study, frozen)
+            except Exception:  # noqa: BLE001 - the next run recovers it anyway
+                continue
+        self._active.clear()
+
+    def _loop(self, slot: int) -> None:
+        """One worker's trials: until the study holds ``search.trials`` finished ones."""
+        while not self._stop.is_set() and not self.deadline_passed():
+            finished, running = self._counts()
+            if finished >= self.target:
+                return
+            if finished + running >= self.target:  # others are on the last ones; they may fail
+                _fail_stale_trials(self.study)
+                time.sleep(1.0)
+                continue
+            if self.isolated:
+                self.worker(slot).start()  # before asking: a trial's heartbeat starts at once
+            self._run_one(slot)
 
     def records(self) -> list[TrialRecord]:
         """Every trial in the storage as a record (a RUNNING one as "running")."""
@@ -169,28 +314,92 @@ class Engine(BaseEngine):
         return len(self.study.get_trials(deepcopy=False,
                                          states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
+    def _counts(self) -> tuple[int, int]:
+        """(finished, running) trials of the study, whoever runs them."""
+        trials = self.study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        return len(trials) - running, running
+
+    def _surplus(self, trial: optuna.Trial) -> bool:
+        """Whether trials of lower numbers, finished or running, already make ``search.trials``."""
+        ahead = [t for t in self.study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)) if t.number < trial.number]
+        return len(ahead) >= self.target
+
+    def _give_back(self, trial: optuna.Trial) -> None:
+        """Fail a surplus trial (not counted) and enqueue its values again if they were queued."""
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        trial.set_user_attr("reason", SURPLUS_REASON)
+        trial.set_user_attr("surplus", True)
+        self.study.tell(trial, state=TrialState.FAIL)
+        if "fixed_params" in frozen.system_attrs:
+            attrs = {k: v for k, v in frozen.user_attrs.items()
+                     if k in ("seed_network", "retry_of")}
+            self.study.enqueue_trial(dict(frozen.system_attrs["fixed_params"]), user_attrs=attrs)
+
+    def _ran_out_of_memory_before(self, params: dict[str, Any], number: int) -> int | None:
+        """The number of an earlier trial with these values that ran out of memory, if any."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            if t.number != number and t.user_attrs.get("oom") and t.params == params:
+                return t.number
+        return None
+
     def _recover_cut_off(self) -> None:
-        """Mark trials a killed run left RUNNING as FAIL ("cut off") and enqueue them again."""
+        """Fail and enqueue again the trials a killed run left RUNNING.
+
+        At once for a trial of a driver on this machine whose process is gone (or of a run that
+        recorded no owner); other RUNNING trials belong to live workers, or are failed by the
+        heartbeat check once their heartbeat is older than ``GRACE_PERIOD``.
+        """
         storage = self.study._storage
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            storage.set_trial_user_attr(t._trial_id, "reason", CUT_OFF_REASON)
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            attrs = {"retry_of": t.number}
-            if t.user_attrs.get("seed_network"):
-                attrs["seed_network"] = True
-            self.study.enqueue_trial(dict(t.params), user_attrs=attrs)
+            host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
+            earlier_run_here = pid == os.getpid() and t.user_attrs.get("run") != self._run_id
+            if host is not None and not (host == _HOST and earlier_run_here) and (
+                    host != _HOST or (pid is not None and _pid_alive(int(pid)))):
+                continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, "reason", CUT_OFF_REASON)
+                if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker recovered it
+            _retry_cut_off(self.study, t)
+        _fail_stale_trials(self.study)
 
-    def _run_one(self) -> None:
+    def _run_one(self, slot: int = 0) -> None:
         session = self.session
-        trial = self.study.ask()
+        with self._lock, warnings.catch_warnings():  # one proposal at a time in this process
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = self.study.ask()
+            storage = self.study._storage
+            if hasattr(storage, "record_heartbeat"):
+                storage.record_heartbeat(trial._trial_id)
+            trial.set_user_attr("host", _HOST)
+            trial.set_user_attr("pid", os.getpid())
+            trial.set_user_attr("run", self._run_id)
+            self._active[trial.number] = trial
+            if self._surplus(trial):
+                self._active.pop(trial.number, None)
+                self._give_back(trial)
+                return
+            hp = OptunaHyperParameters(trial)
+            hypermodel = session.hypermodel
+            declare(hypermodel, hp, build=False)  # the values are known before the build
         number = trial.number
-        hp = OptunaHyperParameters(trial)
-        hypermodel = session.hypermodel
-        declare(hypermodel, hp, build=False)  # the values are known before the build
         if hp.values:  # fixed values included, so a cut-off trial's record shows them all
             trial.set_user_attr(PARAMS_ATTR, dict(hp.values))
         self.clear_trial_dir(number)
         self.trial_started(number, dict(hp.values))
+        params = dict(hp.values)
+        earlier = self._ran_out_of_memory_before(dict(trial.params), number)
+        if earlier is not None:
+            outcome = TrialOutcome(state="infeasible", started=now_iso(), finished=now_iso(),
+                                   reason=f"skipped: the same configuration ran out of memory in "
+                                          f"trial {earlier}")
+            self._tell(trial, outcome, self.make_record(number, outcome, params))
+            return
 
         reporter = None
         if not self.multi:
@@ -200,10 +409,23 @@ class Engine(BaseEngine):
 
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number),
                          epochs=self.config.train.epochs)
-        outcome = run_trial(session.context, lambda: hypermodel.build(hp), task, reporter)
-        params = dict(hp.values)
-        record = self.make_record(number, outcome, params)
+        with get_heartbeat_thread(trial._trial_id, self.study._storage):
+            outcome = self.execute(task, lambda: hypermodel.build(hp), dict(trial.params),
+                                   reporter, slot=slot)
+        if self._stop.is_set() and outcome.crashed:
+            return  # the run is stopping (Ctrl-C): the trial stays RUNNING and is re-run later
+        self._tell(trial, outcome, self.make_record(number, outcome, params))
+
+    def _tell(self, trial: optuna.Trial, outcome: TrialOutcome, record: TrialRecord) -> None:
+        with self._lock:
+            self._tell_locked(trial, outcome, record)
+            self._active.pop(trial.number, None)
+
+    def _tell_locked(self, trial: optuna.Trial, outcome: TrialOutcome,
+                     record: TrialRecord) -> None:
         trial.set_user_attr(OPTUNA_RECORD_ATTR, record.to_dict())
+        if outcome.oom:
+            trial.set_user_attr("oom", True)
         if outcome.state == "complete":
             values = outcome.objectives if self.multi else outcome.value
             self.study.tell(trial, values)

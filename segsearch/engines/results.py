@@ -41,6 +41,7 @@ __all__ = [
     "TRIAL_FILE",
     "HISTORY_FILE",
     "CHECKPOINT_FILE",
+    "LAST_CHECKPOINT_FILE",
 ]
 
 State = Literal["complete", "pruned", "failed", "infeasible", "running"]
@@ -51,6 +52,8 @@ FINISHED_STATES: tuple[str, ...] = ("complete", "pruned")
 TRIAL_FILE = "trial.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "model.keras"
+#: the state after a trial's last epoch, when its best epoch came earlier (training continues from it).
+LAST_CHECKPOINT_FILE = "last.keras"
 
 _FIXED_COLUMNS = ("number", "state", "architecture", "value", "epochs", "initial_epoch",
                   "duration_s", "started", "finished", "reason")
@@ -343,6 +346,8 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
         record.state = state  # type: ignore[assignment]
         if state in ("failed", "infeasible") and t.user_attrs.get("reason"):
             record.reason = str(t.user_attrs["reason"])
+        elif state == "failed" and not stored:  # failed by Optuna's heartbeat check: its process died
+            record.reason = "cut off: its process stopped sending heartbeats; it is run again"
         _check_checkpoint(record, study_dir)
         out.append(record)
     return out

@@ -49,7 +49,9 @@ def test_trial_cut_off_by_an_interrupt_is_run_again(make_config, standin, interr
     stop = interrupt(trial=1, epoch=1)
     with pytest.raises(KeyboardInterrupt):
         Study(config).run(progress=stop)
-    assert _study(config).trials[1].state == optuna.trial.TrialState.RUNNING
+    # the interrupted run fails its own running trial ("cut off") and enqueues its values again
+    assert _study(config).trials[1].state == optuna.trial.TrialState.FAIL
+    assert "cut off" in _study(config).trials[1].user_attrs["reason"]
     cut_params = dict(_study(config).trials[1].params)
 
     results = Study(config).run()

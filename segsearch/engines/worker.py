@@ -1,0 +1,281 @@
+"""Trials trained apart from the driver: a recycled worker process (``train.isolation: process``).
+
+:class:`TrialWorker` starts one child process (``multiprocessing`` "spawn": a fresh interpreter,
+nothing inherited from the driver's TensorFlow state) that loads the study's data and hypermodel
+once and then trains one trial after another through :func:`segsearch.engines.trial.run_trial`.
+The driver and the worker talk over a pipe:
+
+- driver -> worker: ``("trial", task, params, prune, deadline)``; ``("prune", bool)`` answers a
+  report; ``("stop",)``.
+- worker -> driver: ``("ready", pid)``; ``("event", dict)`` (the progress events, forwarded as
+  they happen); ``("report", epoch, value)`` (the driver asks the engine whether to prune and
+  answers); ``("outcome", TrialOutcome)``; ``("error", exception)`` for a configuration error
+  that no trial would escape.
+
+A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
+as "failed" with the exit code or signal as the reason; the next trial starts a new worker. The
+worker dies with the driver (``PR_SET_PDEATHSIG`` on Linux, and it stops at its next message when
+the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), sets
+``CUDA_VISIBLE_DEVICES`` to its GPU (``--gpus``) and turns on TensorFlow's memory growth, so that a
+trial holds the GPU memory it needs rather than all of it.
+
+The driver process never builds a network for a trial, so its memory stays flat across trials
+(``benchmarks/bench_memory.py``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
+
+__all__ = ["TrialWorker", "describe_exit"]
+
+#: seconds a new worker may take to import TensorFlow and load the data.
+START_TIMEOUT = 600.0
+
+
+def describe_exit(code: int | None) -> str:
+    """Words for a worker's exit code (negative: killed by a signal)."""
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {
+            "SIGKILL": " (the kernel's out-of-memory killer, or kill -9)",
+            "SIGSEGV": " (a segmentation fault)",
+            "SIGABRT": " (an abort, e.g. a failed check in TensorFlow or the GPU driver)",
+            "SIGBUS": " (a bus error)",
+        }.get(name, "")
+        return f"killed by {name}{hint}, exit code {code}"
+    return f"exit code {code}"
+
+
+class TrialWorker:
+    """One worker process that trains the trials it is given, restarted when it dies.
+
+    Args:
+        config: the study's Config (pickled to the worker, which rebuilds the study from it).
+        gpu: the value of ``CUDA_VISIBLE_DEVICES`` for the worker (None: inherit).
+        on_event: where the worker's progress events go (the driver's emitter).
+    """
+
+    def __init__(self, config: Any, *, gpu: str | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.gpu = gpu
+        self.on_event = on_event
+        self.process: Any = None
+        self.conn: Any = None
+        self.starts = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start the worker (if it is not running) and wait until it has loaded the study."""
+        if self.process is not None and self.process.is_alive():
+            return
+        self.close()
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=_worker_main, args=(child, self.config, self.gpu),
+                              name="segsearch-trial-worker", daemon=True)
+        process.start()
+        child.close()
+        self.process, self.conn = process, parent
+        self.starts += 1
+        t0 = time.monotonic()
+        while True:
+            if parent.poll(0.5):
+                try:
+                    message = parent.recv()
+                except (EOFError, OSError):
+                    message = None
+                if message is None:
+                    break
+                if message[0] == "ready":
+                    return
+                if message[0] == "error":
+                    self.close()
+                    raise message[1]
+            if not process.is_alive() or time.monotonic() - t0 > START_TIMEOUT:
+                break
+        process.join(5)
+        code = process.exitcode
+        self.close()
+        from segsearch.errors import StudyError
+
+        raise StudyError(f"the trial worker process could not start ({describe_exit(code)}); "
+                         "run with --set train.isolation=none to see the error in this process")
+
+    def close(self) -> None:
+        """Stop the worker (politely, then by force)."""
+        process, conn = self.process, self.conn
+        self.process = self.conn = None
+        if conn is not None:
+            try:
+                conn.send(("stop",))
+            except (OSError, ValueError):
+                pass
+        if process is not None:
+            process.join(2)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        if conn is not None:
+            conn.close()
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (None when not running)."""
+        return None if self.process is None else self.process.pid
+
+    # ------------------------------------------------------------------ one trial
+    def run(
+        self,
+        task: TrialTask,
+        params: dict[str, Any] | None,
+        reporter: Callable[[int, float], bool] | None = None,
+        *,
+        deadline: float | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> TrialOutcome:
+        """Train one trial in the worker; a worker that dies makes a "failed" outcome.
+
+        Args:
+            task: what to train.
+            params: the trial's Optuna parameters (the worker builds with a FixedTrial of them).
+            reporter: the engine's pruning question, asked after every epoch.
+            deadline: ``time.monotonic()`` after which training stops at the next epoch end.
+            tick: called about once a second while the trial runs (Optuna's heartbeat).
+
+        Raises:
+            SegsearchError: a configuration error in the worker (raised again here).
+            KeyboardInterrupt: the worker is stopped and the interrupt goes on.
+        """
+        started = now_iso()
+        t0 = time.monotonic()
+        self.start()
+        conn = self.conn
+        try:
+            conn.send(("trial", task, params, reporter is not None, deadline))
+            while True:
+                if tick is not None:
+                    tick()
+                if not conn.poll(1.0):
+                    if not self.process.is_alive():
+                        return self._died(started, t0)
+                    continue
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    return self._died(started, t0)
+                kind = message[0]
+                if kind == "event":
+                    if self.on_event is not None:
+                        self.on_event(message[1])
+                elif kind == "report":
+                    stop = bool(reporter(message[1], message[2])) if reporter else False
+                    conn.send(("prune", stop))
+                elif kind == "outcome":
+                    return message[1]
+                elif kind == "error":
+                    raise message[1]
+        except BaseException:
+            self.close()  # interrupted (or an error): the trial is left to the engine's recovery
+            raise
+
+    def _died(self, started: str, t0: float) -> TrialOutcome:
+        process = self.process
+        process.join(10)
+        code = process.exitcode
+        self.close()
+        return TrialOutcome(
+            state="failed",
+            reason=f"the trial's worker process died ({describe_exit(code)}); the study goes on "
+                   "with a new worker",
+            started=started,
+            finished=now_iso(),
+            duration_s=round(time.monotonic() - t0, 3),
+            crashed=True,
+        )
+
+
+# ---------------------------------------------------------------------------------- the worker
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (kill -9 of the driver)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _memory_growth() -> None:
+    """TensorFlow allocates GPU memory as a trial needs it rather than all at once."""
+    try:
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except Exception:  # noqa: BLE001 - another backend, or already initialised
+        pass
+
+
+def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    from segsearch.errors import SegsearchError
+
+    try:
+        _memory_growth()
+        import optuna
+
+        from segsearch.driver import Study
+        from segsearch.engines.hp import OptunaHyperParameters
+        from segsearch.engines.trial import run_trial
+
+        study = Study(config)
+        hypermodel = study.hypermodel()
+        context = study.training_context(progress=lambda event: conn.send(("event", event)))
+    except SegsearchError as e:
+        conn.send(("error", e))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] != "trial":
+            return
+        _, task, params, prune, deadline = message
+        context.deadline = deadline
+
+        def reporter(epoch: int, value: float) -> bool:
+            conn.send(("report", epoch, value))
+            answer = conn.recv()
+            return bool(answer[1])
+
+        def build(params: dict[str, Any] | None = params) -> Any:
+            hp = OptunaHyperParameters(optuna.trial.FixedTrial(dict(params or {})))
+            return hypermodel.build(hp)
+
+        try:
+            outcome = run_trial(context, build, task, reporter if prune else None)
+        except SegsearchError as e:
+            conn.send(("error", e))
+            continue
+        conn.send(("outcome", outcome))

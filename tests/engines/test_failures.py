@@ -1,0 +1,45 @@
+"""Failures inside a trial (in-process, the stand-in hypermodel): out of memory (recorded, retried
+at half the batch size, not trained again when proposed again) and failed trials in a row stopping
+the study with their reasons. Faults are injected with SEGSEARCH_FAULT (segsearch.engines.trial)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from segsearch.driver import Study
+from segsearch.errors import StudyError
+
+
+def test_out_of_memory_is_recorded_and_the_configuration_is_not_trained_again(
+        make_config, standin, monkeypatch):
+    monkeypatch.setenv("SEGSEARCH_FAULT", "0:oom")
+    config = make_config(trials=1)
+    first = Study(config).run()
+    assert [r.state for r in first.trials] == ["failed", "complete"]
+    assert "out of memory at batch size 4" in first.trials[0].reason
+    assert "train.oom_retry" in first.trials[0].reason
+    study = optuna.load_study(study_name=config.study,
+                              storage=f"sqlite:///{config.study_dir / 'study.db'}")
+    oom = study.trials[0]
+    assert oom.user_attrs["oom"] is True and oom.state == optuna.trial.TrialState.FAIL
+    study.enqueue_trial(dict(oom.params))  # the sampler proposes the same configuration again
+    again = Study(make_config(trials=2)).run()
+    assert again.trials[2].state == "infeasible" and again.trials[2].epochs == 0
+    assert "ran out of memory in trial 0" in again.trials[2].reason
+    assert sum(r.finished_ok for r in again.trials) == 2
+
+
+def test_out_of_memory_retry_at_half_the_batch_size(make_config, standin, monkeypatch):
+    monkeypatch.setenv("SEGSEARCH_FAULT", "0:oom")
+    results = Study(make_config(trials=1, train={"oom_retry": True})).run()
+    assert [r.state for r in results.trials] == ["complete"]
+    assert "retried once at batch size 2" in results.trials[0].reason
+
+
+def test_failed_trials_in_a_row_stop_the_study_with_the_last_reasons(make_config, standin,
+                                                                     monkeypatch):
+    monkeypatch.setenv("SEGSEARCH_FAULT", "0:raise,1:raise")
+    config = make_config(trials=3, search={"max_failures": 2})
+    with pytest.raises(StudyError, match="2 trials in a row failed.*injected by SEGSEARCH_FAULT"):
+        Study(config).run()
