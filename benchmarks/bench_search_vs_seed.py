@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="where the study goes (default: a temporary folder, removed)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--seed-first", action="store_true",
+                        help="train the seed network before the search (same figures)")
     args = parser.parse_args(argv)
     if not (args.data / "images").is_dir():
         print(f"no ISBI slices at {args.data}", file=sys.stderr)
@@ -81,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
     per_trial = max(1, args.budget // args.trials)
     work = args.work or Path(tempfile.mkdtemp(prefix="segsearch-vs-seed-"))
-    search = {"engine": args.engine, "trials": args.trials, "objective": OBJECTIVE,
-              "seed": args.seed}
+    section = {"engine": args.engine, "trials": args.trials, "objective": OBJECTIVE,
+               "seed": args.seed}
     if args.algorithm:
-        search["algorithm"] = args.algorithm
+        section["algorithm"] = args.algorithm
     config = load_config({
         "study": "search-vs-seed",
         "architecture": "unet",
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                  "seed": args.seed},
         "train": {"epochs": per_trial, "batch_size": args.batch_size,
                   "budget_epochs": args.budget},
-        "search": search,
+        "search": section,
         "space": {"filters": args.filters} if args.filters else {},
         "export": {"enabled": False},
     }, study_dir=work / "study")
@@ -100,43 +102,52 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.filters or 'seed'} filters, {args.size}x{args.size}, budget {args.budget} "
           f"epochs: {args.trials} trials x <= {per_trial} epochs + final; {config.search.engine} "
           f"{config.search.algorithm} / {config.search.pruner} pruning", flush=True)
-    try:
+    def run_search() -> dict:
         t0 = time.perf_counter()
-        study = Study(config, fresh=True)
-        results = study.run(progress=_printer)
-        search_s = time.perf_counter() - t0
+        results = Study(config, fresh=True).run(progress=_printer)
+        seconds = time.perf_counter() - t0
         counts = {s: sum(r.state == s for r in results.trials)
                   for s in ("complete", "pruned", "failed", "infeasible")}
         used = sum(r.epochs for r in results.trials) + results.final_epochs
         print(f"segsearch: {OBJECTIVE} {results.best_value:.4f} (trial {results.best_trial}, "
-              f"{counts}, {used} epochs trained in all) in {search_s:.0f} s", flush=True)
+              f"{counts}, {used} epochs trained in all) in {seconds:.0f} s", flush=True)
+        return {"segsearch": results.best_value, "segsearch_trial": results.best_trial,
+                "segsearch_params": results.best_params, "segsearch_seconds": seconds,
+                "trial_states": counts}
 
-        # the seed network, the same data, split, batches and training function, all the budget
+    def run_seed() -> dict:
+        # the seed network: the same data, split, batches and training function, all the budget
         t0 = time.perf_counter()
-        seed_study = Study(config)  # reuses the study's split.json
+        seed_study = Study(config)
         hm = seed_study.hypermodel()
         context = seed_study.training_context(progress=None)
         outcome = run_trial(context, lambda: hm.build(keras_tuner.HyperParameters()),
                             TrialTask(number=0, out_dir=work / "seed", epochs=args.budget,
                                       save_checkpoint=False))
-        seed_s = time.perf_counter() - t0
-        seed_best = outcome.value
-        seed_last = outcome.history[-1].get(OBJECTIVE) if outcome.history else None
-        print(f"seed network, {args.budget} epochs: {OBJECTIVE} best epoch {seed_best:.4f} "
-              f"(epoch {outcome.best_epoch}), last epoch {seed_last:.4f} in {seed_s:.0f} s")
-        margin = results.best_value - seed_best
+        seconds = time.perf_counter() - t0
+        last = outcome.history[-1].get(OBJECTIVE) if outcome.history else None
+        print(f"seed network, {args.budget} epochs: {OBJECTIVE} best epoch {outcome.value:.4f} "
+              f"(epoch {outcome.best_epoch}), last epoch {last:.4f} in {seconds:.0f} s",
+              flush=True)
+        return {"seed_best": outcome.value, "seed_last": last, "seed_seconds": seconds}
+
+    try:
+        figures = {"size": args.size, "budget": args.budget, "trials": args.trials,
+                   "filters": args.filters, "engine": config.search.engine,
+                   "algorithm": config.search.algorithm, "pruner": config.search.pruner}
+        if args.seed_first:  # the split is drawn by whichever runs first and kept in split.json
+            work.joinpath("study").mkdir(parents=True, exist_ok=True)
+            figures.update(run_seed())
+            figures.update(run_search())
+        else:
+            figures.update(run_search())
+            figures.update(run_seed())
+        margin = figures["segsearch"] - figures["seed_best"]
+        figures["margin"] = margin
         verdict = "segsearch ahead" if margin > 0 else "seed ahead"
         print(f"segsearch - seed (best epochs): {margin:+.4f} -> {verdict}")
         if args.out:
-            args.out.write_text(json.dumps({
-                "size": args.size, "budget": args.budget, "trials": args.trials,
-                "filters": args.filters, "engine": config.search.engine,
-                "algorithm": config.search.algorithm, "pruner": config.search.pruner,
-                "segsearch": results.best_value, "segsearch_trial": results.best_trial,
-                "segsearch_params": results.best_params, "segsearch_seconds": search_s,
-                "trial_states": counts, "seed_best": seed_best, "seed_last": seed_last,
-                "seed_seconds": seed_s, "margin": margin,
-            }, indent=2) + "\n")
+            args.out.write_text(json.dumps(figures, indent=2) + "\n")
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
