@@ -83,7 +83,10 @@ def segsearch_trial(args: argparse.Namespace, folder: Path) -> float:
         "study": "overhead",
         "architecture": "unet",
         "data": _data(args),
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "final_epochs": 0},
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "final_epochs": 0,
+                  # CPU time is read in this process: train here, so nothing runs uncounted in a
+                  # worker; bench_memory.py measures what the worker process adds per trial
+                  "isolation": "none"},
         "search": {"engine": args.engine, "trials": 1},
         "space": {"filters": args.filters},
         "export": {"enabled": False},
