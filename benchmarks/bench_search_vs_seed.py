@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     parser.add_argument("--seed-first", action="store_true",
                         help="train the seed network before the search (same figures)")
+    parser.add_argument("--seed-from", type=Path, default=None,
+                        help="take the seed network's figures from an earlier --out JSON of the "
+                             "same settings instead of training it again")
     args = parser.parse_args(argv)
     if not (args.data / "images").is_dir():
         print(f"no ISBI slices at {args.data}", file=sys.stderr)
@@ -135,7 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         figures = {"size": args.size, "budget": args.budget, "trials": args.trials,
                    "filters": args.filters, "engine": config.search.engine,
                    "algorithm": config.search.algorithm, "pruner": config.search.pruner}
-        if args.seed_first:  # the split is drawn by whichever runs first and kept in split.json
+        if args.seed_from:
+            earlier = json.loads(args.seed_from.read_text())
+            same = ("size", "budget", "trials", "filters")
+            if any(earlier.get(k) != figures[k] for k in same):
+                print(f"{args.seed_from} was measured with other settings", file=sys.stderr)
+                return 2
+            figures.update({k: earlier[k] for k in ("seed_best", "seed_last", "seed_seconds")})
+            print(f"seed network, {args.budget} epochs (from {args.seed_from}): {OBJECTIVE} best "
+                  f"epoch {figures['seed_best']:.4f}, last epoch {figures['seed_last']:.4f}",
+                  flush=True)
+            figures.update(run_search())
+        elif args.seed_first:  # the split is drawn by whichever runs first, kept in split.json
             work.joinpath("study").mkdir(parents=True, exist_ok=True)
             figures.update(run_seed())
             figures.update(run_search())

@@ -50,7 +50,20 @@ from typing import Any
 import keras_tuner
 from keras_tuner.engine import hyperparameters as kt_hp
 
-__all__ = ["OptunaHyperParameters", "declare", "seed_values", "space_signature", "suggest"]
+__all__ = [
+    "OptunaHyperParameters",
+    "declare",
+    "seed_values",
+    "seed_neighbours",
+    "neighbour_values",
+    "space_signature",
+    "suggest",
+    "SEED_LR_FACTORS",
+]
+
+#: the seed network's learning rate times these are proposed right after the seed (see
+#: :func:`neighbour_values`).
+SEED_LR_FACTORS: tuple[float, ...] = (10**0.5, 10.0)
 
 _KT_DECLARE = keras_tuner.HyperModel.declare_hyperparameters
 
@@ -183,6 +196,52 @@ def seed_values(hypermodel: Any) -> dict[str, Any]:
         for p in hp.space
         if p.name in hp.values and not isinstance(p, kt_hp.Fixed)
     }
+
+
+def neighbour_values(
+    hp: keras_tuner.HyperParameters, factors: tuple[float, ...] = SEED_LR_FACTORS
+) -> list[dict[str, Any]]:
+    """The seed's values with its learning rate(s) scaled by each factor, within their ranges.
+
+    The learning rate is the hyperparameter a short budget is most sensitive to, and an article's
+    seed usually has one chosen for long training on much more data: on the ISBI slices (128x128,
+    the seed U-Net, 30 epochs) learning rate 1e-4 (the seed's) reached val mean IoU 0.51, 3e-4 0.65
+    and 1e-3 0.73. So these neighbours of the known-good point are tried first, before the
+    sampler's own proposals. Learning rates are the float hyperparameters named
+    ``learning_rate`` (or ``<scope>/learning_rate``); a factor that leaves the value unchanged
+    once clipped to the range, or repeats another, gives nothing.
+
+    Args:
+        hp: a space after :func:`declare` (every value at its default).
+        factors: what the learning rate is multiplied by.
+    """
+    defaults = keras_tuner.HyperParameters()
+    defaults.merge(hp.space)
+    seeds = dict(defaults.values)
+    rates = [p for p in hp.space if isinstance(p, kt_hp.Float) and p.name in seeds
+             and p.name.rsplit("/", 1)[-1] == "learning_rate"]
+    out: list[dict[str, Any]] = []
+    for factor in factors:
+        values = dict(seeds)
+        for p in rates:
+            values[p.name] = float(min(max(seeds[p.name] * factor, p.min_value), p.max_value))
+        if values != seeds and values not in out:
+            out.append(values)
+    return out
+
+
+def seed_neighbours(hypermodel: Any, factors: tuple[float, ...] = SEED_LR_FACTORS
+                    ) -> list[dict[str, Any]]:
+    """:func:`neighbour_values` of a hypermodel, tunable values only (for ``enqueue_trial``).
+
+    Args:
+        hypermodel: a keras-tuner ``HyperModel`` whose defaults are the seed network.
+        factors: what the learning rate is multiplied by.
+    """
+    hp = declare(hypermodel)
+    fixed = {p.name for p in hp.space if isinstance(p, kt_hp.Fixed)}
+    return [{k: v for k, v in values.items() if k not in fixed}
+            for values in neighbour_values(hp, factors)]
 
 
 def space_signature(hp: keras_tuner.HyperParameters) -> list[dict[str, Any]]:

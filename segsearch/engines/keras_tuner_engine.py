@@ -6,9 +6,9 @@
 - Every trial runs through :func:`segsearch.engines.trial.run_trial` (the same training, history,
   checkpoint and records as the Optuna engine); the objective is ``keras_tuner.Objective(name,
   direction)``.
-- The seed network (every hyperparameter at its default) is the first trial: the oracles'
-  ``_random_values`` returns the defaults while no trial has started (grid search starts there
-  anyway).
+- The seed network (every hyperparameter at its default) is the first trial, then the seed with its
+  learning rate times sqrt(10) and 10: the oracles' ``_random_values`` returns them first (grid
+  search starts from the defaults anyway).
 - Hyperband promotes a trial by running its configuration again for more epochs; the promoted trial
   continues the earlier trial from where it stopped (``trials/<nnnn>/last.keras``, or
   ``model.keras`` when its last epoch was its best: weights *and* optimizer state) from
@@ -30,7 +30,7 @@ import keras_tuner
 from keras_tuner.engine import trial as kt_trial
 
 from segsearch.engines.base import BaseEngine, SearchSession
-from segsearch.engines.hp import declare, space_signature
+from segsearch.engines.hp import declare, neighbour_values, space_signature
 from segsearch.engines.results import (
     TRIAL_FILE,
     TrialRecord,
@@ -56,14 +56,18 @@ class _Fatal(keras_tuner.errors.FatalError):
 
 
 class _SeedFirst:
-    """Oracle mixin: the first proposal is every hyperparameter at its default (the seed)."""
+    """Oracle mixin: the first proposals are the seed network (every hyperparameter at its default)
+    and its learning-rate neighbours (:func:`segsearch.engines.hp.neighbour_values`)."""
 
     def _random_values(self) -> dict[str, Any] | None:
-        if not self.start_order:  # type: ignore[attr-defined]
-            hps = keras_tuner.HyperParameters()
-            hps.merge(self.hyperparameters.space)  # type: ignore[attr-defined]
-            if not self._duplicate(hps.values):  # type: ignore[attr-defined]
-                return dict(hps.values)
+        space = self.hyperparameters  # type: ignore[attr-defined]
+        defaults = keras_tuner.HyperParameters()
+        defaults.merge(space.space)
+        firsts = [dict(defaults.values), *neighbour_values(space)]
+        if len(self.start_order) < len(firsts):  # type: ignore[attr-defined]
+            for values in firsts:
+                if not self._duplicate(values):  # type: ignore[attr-defined]
+                    return values
         return super()._random_values()  # type: ignore[misc]
 
 

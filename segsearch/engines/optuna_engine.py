@@ -8,7 +8,9 @@
   ``train.epochs``), median, successive_halving, none. The objective is reported after every epoch.
 - Storage: SQLite in the study folder (``study.db``) unless ``storage`` names another URL, opened
   with ``load_if_exists=True`` so the same command resumes.
-- The seed network (the hypermodel's defaults) is enqueued as the first trial of a new study.
+- The seed network (the hypermodel's defaults) is enqueued as the first trial of a new study, then
+  the seed with its learning rate times sqrt(10) and 10
+  (:func:`segsearch.engines.hp.seed_neighbours`).
 - A trial left RUNNING by a run that was killed is marked FAIL ("cut off") and its values are
   enqueued again, so it is re-run.
 - Infeasible configurations are FAIL with the user attribute ``infeasible`` (and ``reason``); they
@@ -42,7 +44,13 @@ import optuna
 from optuna.trial import TrialState
 
 from segsearch.engines.base import BaseEngine, SearchSession
-from segsearch.engines.hp import OptunaHyperParameters, declare, seed_values, space_signature
+from segsearch.engines.hp import (
+    OptunaHyperParameters,
+    declare,
+    seed_neighbours,
+    seed_values,
+    space_signature,
+)
 from segsearch.engines.results import (
     OPTUNA_RECORD_ATTR,
     PARAMS_ATTR,
@@ -240,6 +248,8 @@ class Engine(BaseEngine):
         if not self.study.get_trials(deepcopy=False):
             self.study.enqueue_trial(seed_values(self.session.hypermodel),
                                      user_attrs={"seed_network": True})
+            for values in seed_neighbours(self.session.hypermodel)[:max(0, self.target - 1)]:
+                self.study.enqueue_trial(values, user_attrs={"seed_neighbour": True})
         workers = max(1, int(getattr(self.config.search, "workers", 1) or 1))
         done = False
         try:

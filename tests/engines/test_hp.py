@@ -6,7 +6,14 @@ import keras_tuner
 import optuna
 import pytest
 
-from segsearch.engines.hp import OptunaHyperParameters, declare, seed_values, space_signature
+from segsearch.engines.hp import (
+    OptunaHyperParameters,
+    declare,
+    neighbour_values,
+    seed_neighbours,
+    seed_values,
+    space_signature,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -150,3 +157,21 @@ def test_multi_architecture_names_are_scoped_and_conditional():
         other = "resunet" if arch == "unet" else "unet"
         assert f"{arch}/depth" in trial.params and f"{other}/depth" not in trial.params
         study.tell(trial, 0.0)
+
+
+def test_learning_rate_neighbours_of_the_seed():
+    class WithRate(_Declaring):
+        def declare(self, hp):
+            values = _declare_all(hp)
+            values["learning_rate"] = hp.Float("learning_rate", 1e-5, 5e-4, sampling="log",
+                                               default=1e-4)
+            return values
+
+    seeds = seed_values(WithRate())
+    first, second = seed_neighbours(WithRate())
+    assert first == dict(seeds, learning_rate=pytest.approx(1e-4 * 10**0.5))
+    assert second == dict(seeds, learning_rate=5e-4)  # 1e-3 clipped to the range's top
+    assert "act" not in first  # fixed values are not enqueued
+    # a factor that lands where another did gives nothing more; no learning rate, no neighbours
+    assert len(neighbour_values(declare(WithRate()), (10.0, 20.0))) == 1
+    assert neighbour_values(declare(_Declaring())) == []
