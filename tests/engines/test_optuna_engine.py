@@ -4,12 +4,15 @@ infeasible and NaN trials, the time limit."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import optuna
 import pytest
 
 from segsearch.driver import Study
 from segsearch.engines import optuna_engine
+from segsearch.engines.hp import OptunaHyperParameters, declare
 from segsearch.engines.results import read_history, read_trials_csv, trial_dir
 from segsearch.errors import StudyError
 
@@ -29,6 +32,8 @@ def test_run_then_same_command_with_more_trials_adds_only_the_missing(make_confi
     seed = results.trials[0]
     assert {k: seed.params[k] for k in DEFAULTS} == DEFAULTS  # the seed network is trial 0
     assert seed.params["activation"] == "relu"  # fixed values are recorded too
+    # then the seed with a larger learning rate (x sqrt(10), here clipped to the range's 3e-2)
+    assert results.trials[1].params == dict(seed.params, learning_rate=3e-2)
     folder = trial_dir(config.study_dir, 0)
     assert (folder / "trial.json").exists() and (folder / "model.keras").exists()
     assert [row["epoch"] for row in read_history(folder / "history.csv")] == [1]
@@ -125,3 +130,48 @@ def test_fresh_moves_the_old_study_aside(make_config, standin):
     assert [r.state for r in results.trials] == ["complete"]
     assert json.loads((config.study_dir / "study.json").read_text())["fingerprint"]["objective"] \
         == ["val_loss"]
+
+
+def test_a_dead_workers_trial_is_failed_after_the_grace_period_and_run_again(
+        make_config, standin, monkeypatch):
+    # a worker on another machine holds a RUNNING trial and beats; while it beats nobody takes the
+    # trial, once it stops (the machine died) the others fail it after the grace period and re-run
+    monkeypatch.setattr(optuna_engine, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(optuna_engine, "GRACE_PERIOD", 2)
+    Study(make_config(trials=1)).run()
+    config = make_config(trials=3, search={"time_limit": 120})  # a broken check fails, not hangs
+    storage = optuna_engine.make_storage(f"sqlite:///{(config.study_dir / 'study.db').resolve()}")
+    with pytest.warns(UserWarning, match="Heartbeat"):  # Optuna's note that ask() is manual
+        theirs = optuna.load_study(study_name=config.study, storage=storage).ask()
+    declare(Study(config).hypermodel(), OptunaHyperParameters(theirs), build=False)
+    theirs.set_user_attr("host", "gpu-node-that-dies")
+    theirs.set_user_attr("pid", 4242)
+    dead = threading.Event()
+    died_at: list[float] = []
+
+    def beat() -> None:
+        while not dead.is_set():
+            storage.record_heartbeat(theirs._trial_id)
+            time.sleep(0.25)
+        died_at.append(time.time())
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+
+    def progress(event):
+        if event["event"] == "trial_end":  # our first trial is done: the other machine dies
+            dead.set()
+
+    try:
+        results = Study(config).run(progress=progress)
+    finally:
+        dead.set()
+        beating.join(5)
+    states = [(r.number, r.state) for r in results.trials]
+    assert states == [(0, "complete"), (1, "failed"), (2, "complete"), (3, "complete")]
+    assert "cut off" in results.trials[1].reason
+    stored = _study(config).trials
+    # failed only once its heartbeat had stopped, and its values trained again by this worker
+    assert stored[1].datetime_complete.timestamp() >= died_at[0] - 1.0
+    assert stored[3].user_attrs["retry_of"] == 1
+    assert stored[3].params == stored[1].params and stored[1].params
