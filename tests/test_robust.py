@@ -74,6 +74,20 @@ def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_pat
     assert ends[1]["state"] == "failed" and "SIGSEGV" in ends[1]["reason"]
 
 
+def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGSEARCH_FAULT", "1:segv")
+    config = _config(npz, tmp_path / "kt", trials=2,
+                     search={"engine": "keras-tuner", "algorithm": "random"})
+    events = []
+    results = Study(config).run(progress=events.append)
+    states = [(r.number, r.state) for r in results.trials]
+    assert states == [(0, "complete"), (1, "failed"), (2, "complete")]
+    assert "SIGSEGV" in results.trials[1].reason and "worker process died" in results.trials[1].reason
+    # built in the worker from the trial's keras-tuner values: the seed network first
+    assert results.trials[0].params["depth"] == 1
+    assert [e["trial"] for e in events if e["event"] == "epoch"] == [0, 2]
+
+
 # ------------------------------------------------------------------ kill -9 and resume
 def _cli(space: Path, folder: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(

@@ -18,6 +18,7 @@ best few checkpoints, stops a search whose trials keep failing, and sends the "t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import threading
 import time
@@ -146,6 +147,7 @@ class BaseEngine:
         *,
         tick: Callable[[], None] | None = None,
         slot: int = 0,
+        hp_config: dict[str, Any] | None = None,
     ) -> TrialOutcome:
         """Train one trial, in a worker process or here; after running out of memory, retry once
         at half the batch size when ``train.oom_retry`` is on.
@@ -157,8 +159,12 @@ class BaseEngine:
             reporter: the pruning question asked after each epoch.
             tick: called about once a second while a worker trains (heartbeats).
             slot: which worker (parallel workers).
+            hp_config: keras-tuner HyperParameters' ``get_config()``, which the worker builds from
+                instead of ``params`` (the Keras Tuner engine).
         """
-        outcome = self._execute_once(task, build, params, reporter, tick, slot)
+        once = functools.partial(self._execute_once, build=build, params=params,
+                                 reporter=reporter, tick=tick, slot=slot, hp_config=hp_config)
+        outcome = once(task)
         if not outcome.oom:
             return outcome
         batch = int(task.batch_size or self.config.train.batch_size)
@@ -167,7 +173,7 @@ class BaseEngine:
             half = max(1, batch // 2)
             self.clear_trial_dir(task.number)
             retry = dataclasses.replace(task, batch_size=half)
-            outcome = self._execute_once(retry, build, params, reporter, tick, slot)
+            outcome = once(retry)
             note = (f"out of memory at batch size {batch} ({first}); retried once at batch size "
                     f"{half}")
             outcome.reason = note if outcome.state == "complete" else f"{note}: {outcome.reason}"
@@ -177,13 +183,15 @@ class BaseEngine:
                               "train.batch_size, narrow the space, or set train.oom_retry: true")
         return outcome
 
-    def _execute_once(self, task: TrialTask, build: Callable[[], Any],
+    def _execute_once(self, task: TrialTask, *, build: Callable[[], Any],
                       params: Mapping[str, Any] | None,
                       reporter: Callable[[int, float], bool] | None,
-                      tick: Callable[[], None] | None, slot: int) -> TrialOutcome:
+                      tick: Callable[[], None] | None, slot: int,
+                      hp_config: dict[str, Any] | None) -> TrialOutcome:
         if self.isolated:
             return self.worker(slot).run(task, None if params is None else dict(params), reporter,
-                                         deadline=self.session.context.deadline, tick=tick)
+                                         deadline=self.session.context.deadline, tick=tick,
+                                         hp_config=hp_config)
         return run_trial(self.session.context, build, task, reporter)
 
     # ------------------------------------------------------------------ to implement

@@ -5,7 +5,10 @@
   that was cut off back in its retry queue.
 - Every trial runs through :func:`segsearch.engines.trial.run_trial` (the same training, history,
   checkpoint and records as the Optuna engine); the objective is ``keras_tuner.Objective(name,
-  direction)``.
+  direction)``. With ``train.isolation: process`` (the default) it trains in the same recycled
+  worker process as the Optuna engine's trials (:mod:`segsearch.engines.worker`), built there from
+  the trial's HyperParameters; the oracle and tuner stay in the driver. A trial that kills its
+  worker is failed with the reason and the search goes on.
 - The seed network (every hyperparameter at its default) is the first trial, then the seed with its
   learning rate times sqrt(10) and 10: the oracles' ``_random_values`` returns them first (grid
   search starts from the defaults anyway).
@@ -133,6 +136,7 @@ class Engine(BaseEngine):
     """
 
     name = "keras-tuner"
+    supports_isolation = True
 
     def __init__(self, session: SearchSession) -> None:
         super().__init__(session)
@@ -212,9 +216,10 @@ class Engine(BaseEngine):
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number), epochs=epochs,
                          initial_epoch=initial_epoch, resume_from=resume_from)
         try:
-            # in this process (keras-tuner's oracle and tuner live here), with the same failure
-            # recording and out-of-memory retry as the Optuna engine's workers
-            outcome = self.execute(task, lambda: session.hypermodel.build(hp))
+            # in the worker process (train.isolation: process; the oracle and tuner stay here), with
+            # the same failure recording and out-of-memory retry as the Optuna engine
+            outcome = self.execute(task, lambda: session.hypermodel.build(hp), params,
+                                   hp_config=hp.get_config())
         except SegsearchError as e:
             raise _Fatal(e) from e
         self._pending = self.make_record(number, outcome, params, initial_epoch=initial_epoch)

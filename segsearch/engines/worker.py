@@ -5,8 +5,10 @@ nothing inherited from the driver's TensorFlow state) that loads the study's dat
 once and then trains one trial after another through :func:`segsearch.engines.trial.run_trial`.
 The driver and the worker talk over a pipe:
 
-- driver -> worker: ``("trial", task, params, prune, deadline)``; ``("prune", bool)`` answers a
-  report; ``("stop",)``.
+- driver -> worker: ``("trial", task, params, prune, deadline, hp_config)``; ``("prune", bool)``
+  answers a report; ``("stop",)``. The worker builds the trial's model from ``params`` through an
+  Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``, a keras-tuner
+  ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine would.
 - worker -> driver: ``("ready", pid)``; ``("event", dict)`` (the progress events, forwarded as
   they happen); ``("report", epoch, value)`` (the driver asks the engine whether to prune and
   answers); ``("outcome", TrialOutcome)``; ``("error", exception)`` for a configuration error
@@ -146,12 +148,15 @@ class TrialWorker:
         *,
         deadline: float | None = None,
         tick: Callable[[], None] | None = None,
+        hp_config: dict[str, Any] | None = None,
     ) -> TrialOutcome:
         """Train one trial in the worker; a worker that dies makes a "failed" outcome.
 
         Args:
             task: what to train.
             params: the trial's Optuna parameters (the worker builds with a FixedTrial of them).
+            hp_config: instead of ``params``, the trial's keras-tuner HyperParameters (their
+                ``get_config()``; the worker builds with ``HyperParameters.from_config``).
             reporter: the engine's pruning question, asked after every epoch.
             deadline: ``time.monotonic()`` after which training stops at the next epoch end.
             tick: called about once a second while the trial runs (Optuna's heartbeat).
@@ -165,7 +170,7 @@ class TrialWorker:
         self.start()
         conn = self.conn
         try:
-            conn.send(("trial", task, params, reporter is not None, deadline))
+            conn.send(("trial", task, params, reporter is not None, deadline, hp_config))
             while True:
                 if tick is not None:
                     tick()
@@ -241,6 +246,7 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
 
     try:
         _memory_growth()
+        import keras_tuner
         import optuna
 
         from segsearch.driver import Study
@@ -261,7 +267,7 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
             return
         if message[0] != "trial":
             return
-        _, task, params, prune, deadline = message
+        _, task, params, prune, deadline, hp_config = message
         context.deadline = deadline
 
         def reporter(epoch: int, value: float) -> bool:
@@ -269,7 +275,10 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
             answer = conn.recv()
             return bool(answer[1])
 
-        def build(params: dict[str, Any] | None = params) -> Any:
+        def build(params: dict[str, Any] | None = params,
+                  hp_config: dict[str, Any] | None = hp_config) -> Any:
+            if hp_config is not None:
+                return hypermodel.build(keras_tuner.HyperParameters.from_config(hp_config))
             hp = OptunaHyperParameters(optuna.trial.FixedTrial(dict(params or {})))
             return hypermodel.build(hp)
 
