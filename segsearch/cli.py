@@ -148,8 +148,8 @@ class TextProgress:
         self._pending = False  # a live line is on screen without its newline
 
     def __call__(self, event: Mapping[str, Any]) -> None:
-        """Show one progress event (study_start, trial_start, epoch, trial_end, final_start,
-        final_epoch, export, study_end); other events are ignored."""
+        """Show one progress event (study_start, worker_start, trial_start, epoch, trial_end,
+        final_start, final_epoch, export, study_end); other events are ignored."""
         handler = getattr(self, f"_on_{event.get('event')}", None)
         if handler is not None:
             handler(event)
@@ -221,6 +221,15 @@ class TextProgress:
         if e.get("reason") and state != "complete":
             parts.append(f"- {str(e['reason']).splitlines()[0]}")
         self._write("  ".join(parts + self._tail(e)))
+
+    def _on_worker_start(self, e: Mapping[str, Any]) -> None:
+        if e.get("cuda_visible_devices") is None and not e.get("memory_growth"):
+            return  # the usual case: nothing to say
+        gpu = e.get("cuda_visible_devices")
+        where = f"on GPU {gpu}" if gpu is not None else "on every GPU"
+        growth = (f", memory growth on for {', '.join(e['memory_growth'])}"
+                  if e.get("memory_growth") else ", TensorFlow sees no GPU")
+        self._write(f"  worker process {e.get('pid')} {where}{growth}")
 
     def _on_final_start(self, e: Mapping[str, Any]) -> None:
         trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""

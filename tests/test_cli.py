@@ -200,6 +200,20 @@ def test_multi_architecture_params_are_shown_without_their_prefix() -> None:
     assert "trial 4/8 (#3)  architecture=unet depth=3 loss=dice" in stream.getvalue()
 
 
+def test_a_worker_on_a_gpu_is_shown_and_a_plain_one_is_not() -> None:
+    stream = io.StringIO()
+    show = TextProgress("val_dice", stream, live=False)
+    show({"event": "worker_start", "pid": 11, "cuda_visible_devices": None, "memory_growth": []})
+    assert stream.getvalue() == ""
+    show({"event": "worker_start", "pid": 12, "cuda_visible_devices": "1",
+          "memory_growth": ["/physical_device:GPU:0"]})
+    show({"event": "worker_start", "pid": 13, "cuda_visible_devices": "2", "memory_growth": []})
+    assert stream.getvalue().splitlines() == [
+        "  worker process 12 on GPU 1, memory growth on for /physical_device:GPU:0",
+        "  worker process 13 on GPU 2, TensorFlow sees no GPU",
+    ]
+
+
 def test_live_progress_rewrites_the_epoch_line() -> None:
     stream = io.StringIO()
     show = TextProgress("val_dice", stream, live=True)

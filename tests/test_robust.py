@@ -60,7 +60,8 @@ def _config(npz, folder, **kw):
 def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_path, monkeypatch):
     # trial 1 segfaults its worker; trial 2 runs out of memory at batch 4 and is retried at 2
     monkeypatch.setenv("SEGSEARCH_FAULT", "1:segv,2:oom")
-    config = _config(npz, tmp_path / "s", trials=2, train={"oom_retry": True})
+    config = _config(npz, tmp_path / "s", trials=2, train={"oom_retry": True},
+                     search={"gpus": "3"})  # no GPU here: the id only reaches the worker
     assert config.train.isolation == "process"
     events = []
     results = Study(config).run(progress=events.append)
@@ -72,6 +73,10 @@ def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_pat
     assert [e["trial"] for e in events if e["event"] == "epoch"] == [0, 2]
     ends = [e for e in events if e["event"] == "trial_end"]
     assert ends[1]["state"] == "failed" and "SIGSEGV" in ends[1]["reason"]
+    # a new worker after the crash, on the GPU it was given (TensorFlow sees none here)
+    starts = [e for e in events if e["event"] == "worker_start"]
+    assert len(starts) == 2 and starts[0]["pid"] != starts[1]["pid"]
+    assert all(e["cuda_visible_devices"] == "3" and e["memory_growth"] == [] for e in starts)
 
 
 def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeypatch):
@@ -177,10 +182,13 @@ def test_kill_9_at_other_points_then_resume(npz, tmp_path, point):
 @pytest.mark.slow
 def test_two_workers_on_one_study_give_the_exact_count(npz, tmp_path):
     space, folder = _space(npz, tmp_path, trials=4), tmp_path / "study"
-    run = _cli(space, folder, "--workers", "2")
+    run = _cli(space, folder, "--workers", "2", "--gpus", "0,1")
     out, _ = run.communicate(timeout=600)
     assert run.returncode == 0, out[-2000:]
     _check_finished(folder, 4)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    gpus = {e["cuda_visible_devices"] for e in events if e.get("event") == "worker_start"}
+    assert gpus == {"0", "1"}  # each worker its own GPU
     records = [r for r in Study.open(folder).trials() if r.state == "complete"]
     spans = sorted((r.started, r.finished) for r in records)
     assert any(b[0] <= a[1] for a, b in zip(spans, spans[1:]))  # two trials ran at once

@@ -9,7 +9,8 @@ The driver and the worker talk over a pipe:
   answers a report; ``("stop",)``. The worker builds the trial's model from ``params`` through an
   Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``, a keras-tuner
   ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine would.
-- worker -> driver: ``("ready", pid)``; ``("event", dict)`` (the progress events, forwarded as
+- worker -> driver: ``("ready", pid, devices)`` (its ``CUDA_VISIBLE_DEVICES`` and the GPUs
+  TensorFlow sees, sent on as a ``worker_start`` progress event); ``("event", dict)`` (the progress events, forwarded as
   they happen); ``("report", epoch, value)`` (the driver asks the engine whether to prune and
   answers); ``("outcome", TrialOutcome)``; ``("error", exception)`` for a configuration error
   that no trial would escape.
@@ -103,6 +104,9 @@ class TrialWorker:
                 if message is None:
                     break
                 if message[0] == "ready":
+                    if self.on_event is not None:
+                        self.on_event({"event": "worker_start", "pid": message[1],
+                                       "starts": self.starts, **message[2]})
                     return
                 if message[0] == "error":
                     self.close()
@@ -225,15 +229,25 @@ def _die_with_parent() -> None:
         pass
 
 
-def _memory_growth() -> None:
-    """TensorFlow allocates GPU memory as a trial needs it rather than all at once."""
+def _memory_growth() -> list[str]:
+    """TensorFlow allocates GPU memory as a trial needs it rather than all at once.
+
+    Returns the GPUs it was turned on for (none on a CPU, or under another backend).
+    """
+    grown: list[str] = []
     try:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":
+            return grown
         import tensorflow as tf
 
         for gpu in tf.config.list_physical_devices("GPU"):
             tf.config.experimental.set_memory_growth(gpu, True)
-    except Exception:  # noqa: BLE001 - another backend, or already initialised
+            grown.append(gpu.name)
+    except Exception:  # noqa: BLE001 - already initialised
         pass
+    return grown
 
 
 def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
@@ -245,7 +259,7 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
     from segsearch.errors import SegsearchError
 
     try:
-        _memory_growth()
+        grown = _memory_growth()
         import keras_tuner
         import optuna
 
@@ -259,7 +273,9 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
     except SegsearchError as e:
         conn.send(("error", e))
         return
-    conn.send(("ready", os.getpid()))
+    devices = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+               "memory_growth": grown}
+    conn.send(("ready", os.getpid(), devices))
     while True:
         try:
             message = conn.recv()
