@@ -1004,7 +1004,6 @@ def _make_data(values: dict[str, Any]) -> Any:
 
 def _check_space(config: Config, origins: Mapping[tuple[str, ...], str]) -> None:
     """Check the ``space:`` entries by making the hypermodel(s) (no network is built)."""
-    where = f"{config.source}: space"
     try:
         config.hypermodel()
     except ConfigError as e:

@@ -122,6 +122,7 @@ def test_changed_configuration_is_refused(optuna_study, tmp_path, npz, change, w
         p.name for p in config.study_dir.iterdir())
 
 
+@pytest.mark.slow  # the default run covers it: tests/test_cli.py's keras-tuner run, test_robust.py
 def test_keras_tuner_end_to_end(npz, tmp_path):
     folder = tmp_path / "kt"
     results = run(_raw(npz, "keras-tuner", 2, saved_model=False), study_dir=folder,

@@ -79,7 +79,7 @@ def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_pat
     assert all(e["cuda_visible_devices"] == "3" and e["memory_growth"] == [] for e in starts)
 
 
-def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeypatch):
+def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEGSEARCH_FAULT", "1:segv")
     config = _config(npz, tmp_path / "kt", trials=2,
                      search={"engine": "keras-tuner", "algorithm": "random"})
@@ -91,6 +91,8 @@ def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeyp
     # built in the worker from the trial's keras-tuner values: the seed network first
     assert results.trials[0].params["depth"] == 1
     assert [e["trial"] for e in events if e["event"] == "epoch"] == [0, 2]
+    # the reason is reported once, by segsearch; keras-tuner does not print the traceback
+    assert "Traceback" not in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ kill -9 and resume

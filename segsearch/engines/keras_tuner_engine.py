@@ -31,6 +31,7 @@ from typing import Any
 
 import keras_tuner
 from keras_tuner.engine import trial as kt_trial
+from keras_tuner.src import config as kt_config
 
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import declare, neighbour_values, space_signature
@@ -167,10 +168,15 @@ class Engine(BaseEngine):
         """Run trials until ``search.trials`` keras-tuner trials are complete."""
         if not self.wants_more_trials() and not self.tuner.oracle._retry_queue:
             return
+        # verbose=0 keeps keras-tuner's own display quiet, and DEBUG off stops it printing the
+        # traceback of every failed trial: segsearch reports the reason (progress, trial.json)
+        debug, kt_config.DEBUG = kt_config.DEBUG, False
         try:
-            self.tuner.search(verbose=0)  # verbose=0: keras-tuner's own display stays quiet
+            self.tuner.search(verbose=0)
         except _Fatal as e:
             raise e.error from None
+        finally:
+            kt_config.DEBUG = debug
 
     def wants_more_trials(self) -> bool:
         """Whether fewer than ``search.trials`` trials are complete and time is left."""
