@@ -128,7 +128,8 @@ class _Emitter:
         self.done = len(finished)
         self.epochs_done = sum(r.epochs for r in records)
         best = sort_best(finished, self.config.search.directions[0])
-        self.best_value = best[0].value if best else None
+        # as while the trials run: the best so far is a complete trial's
+        self.best_value = best[0].value if best and best[0].state == "complete" else None
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")

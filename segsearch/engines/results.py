@@ -198,7 +198,12 @@ def trial_dir(study_dir: str | os.PathLike[str], number: int) -> Path:
 def sort_best(
     records: Iterable[TrialRecord], direction: str = "maximize"
 ) -> list[TrialRecord]:
-    """Records best first: those with a value by value, then the rest by number.
+    """Records best first: complete trials by value, then pruned ones by value, then the rest by
+    number.
+
+    A pruned trial's value is its best epoch before it was stopped, often early and by luck (an
+    untrained network that marks every pixel can score well at epoch 1); the best configuration,
+    trained further and exported, is chosen among complete trials, so it heads the list.
 
     Args:
         records: the trials.
@@ -207,7 +212,7 @@ def sort_best(
     sign = -1.0 if direction == "maximize" else 1.0
     scored = [r for r in records if r.value is not None and r.finished_ok]
     others = [r for r in records if r not in scored]
-    scored.sort(key=lambda r: (sign * r.value, r.number))
+    scored.sort(key=lambda r: (r.state != "complete", sign * r.value, r.number))
     others.sort(key=lambda r: r.number)
     return scored + others
 

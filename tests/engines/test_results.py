@@ -40,10 +40,12 @@ def test_trials_csv_round_trip(tmp_path):
     assert back[3].values == {"val_dice": 0.9}  # NaN is written as empty
 
 
-def test_sort_best_puts_finished_trials_with_values_first():
+def test_sort_best_puts_complete_trials_first_then_pruned_then_the_rest():
     records = _records()
     assert [r.number for r in sort_best(records, "maximize")] == [3, 0, 1, 2]
-    assert [r.number for r in sort_best(records, "minimize")] == [1, 0, 3, 2]
+    assert [r.number for r in sort_best(records, "minimize")] == [0, 3, 1, 2]
+    records[1].value = 0.95  # a pruned trial that scored high early stays below the complete ones
+    assert [r.number for r in sort_best(records, "maximize")] == [3, 0, 1, 2]
 
 
 def test_record_json_round_trip(tmp_path):
