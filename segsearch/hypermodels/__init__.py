@@ -22,10 +22,7 @@ from typing import TYPE_CHECKING, Any
 from segsearch.errors import ConfigError, unknown_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from segsearch.hypermodels.base import (
-        MultiArchitectureHyperModel,
-        SegmentationHyperModel,
-    )
+    from segsearch.hypermodels.base import MultiArchitectureHyperModel, SegmentationHyperModel
 
 __all__ = ["names", "get", "get_class", "get_multi", "register", "HYPERMODELS"]
 
