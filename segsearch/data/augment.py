@@ -131,11 +131,37 @@ class Augment:
 
 @functools.lru_cache(maxsize=64)
 def _spline_matrix(n: int, grid: int) -> np.ndarray:
-    """(n, grid) matrix that interpolates ``grid`` evenly spaced values to ``n`` pixels (cubic)."""
-    from scipy.interpolate import CubicSpline
+    """(n, grid) matrix that interpolates ``grid`` evenly spaced values to ``n`` pixels.
 
-    knots = np.linspace(0.0, n - 1.0, grid)
-    basis = CubicSpline(knots, np.eye(grid), axis=0, bc_type="natural")(np.arange(n, dtype=np.float64))
+    The basis of a natural cubic spline (zero second derivative at both ends) through knots at
+    ``linspace(0, n - 1, grid)``, the same as ``scipy.interpolate.CubicSpline(..., bc_type="natural")``
+    applied to the identity, in NumPy: row ``i`` holds the weights of the grid values at pixel ``i``.
+    """
+    if grid < 2:
+        raise ValueError(f"a spline needs at least 2 knots, got {grid}")
+    x = np.arange(n, dtype=np.float64)
+    if n == 1 or grid == 2:  # a straight line (n == 1: the one pixel sits on the first knot)
+        t = x / max(n - 1.0, 1.0)
+        return np.ascontiguousarray(np.stack([1.0 - t, t], axis=1)[:, :grid], dtype=np.float32)
+    h = (n - 1.0) / (grid - 1)
+    # Second derivatives m at the inner knots solve m[i-1] + 4 m[i] + m[i+1] = 6/h^2 (second
+    # difference of the values); m = 0 at both ends. With the identity as values, M = A^-1 D.
+    inner = grid - 2
+    a = 4.0 * np.eye(inner) + np.eye(inner, k=1) + np.eye(inner, k=-1)
+    d = np.zeros((inner, grid))
+    for i in range(inner):
+        d[i, i:i + 3] = (1.0, -2.0, 1.0)
+    m = np.zeros((grid, grid))
+    m[1:-1] = np.linalg.solve(a, d) * (6.0 / (h * h))
+    seg = np.minimum((x / h).astype(int), grid - 2)
+    t = x / h - seg
+    rows = np.arange(n)
+    basis = np.zeros((n, grid))
+    basis[rows, seg] += 1.0 - t
+    basis[rows, seg + 1] += t
+    c0 = (h * h / 6.0) * ((1.0 - t) ** 3 - (1.0 - t))
+    c1 = (h * h / 6.0) * (t ** 3 - t)
+    basis += c0[:, None] * m[seg] + c1[:, None] * m[seg + 1]
     return np.ascontiguousarray(basis, dtype=np.float32)
 
 

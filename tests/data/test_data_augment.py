@@ -111,3 +111,17 @@ def test_augment_from_config():
     assert Augment.from_config(0.3).strength == 0.3
     assert Augment(strength=1, flip=False, rotate90=False, scale=0, brightness=0, contrast=0, elastic=0).enabled is False
     assert Augment().to_dict()["elastic_grid"] == 3
+
+
+@pytest.mark.parametrize("n,grid", [(2, 2), (5, 3), (32, 3), (64, 4), (300, 5), (565, 9)])
+def test_spline_matrix_is_scipys_natural_cubic_spline(n, grid):
+    """The NumPy spline basis (no scipy at run time) equals scipy's natural CubicSpline."""
+    interpolate = pytest.importorskip("scipy.interpolate")
+    from segsearch.data.augment import _spline_matrix
+
+    knots = np.linspace(0.0, n - 1.0, grid)
+    ref = interpolate.CubicSpline(knots, np.eye(grid), axis=0, bc_type="natural")(np.arange(n, dtype=float))
+    got = _spline_matrix(n, grid)
+    assert got.shape == (n, grid)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)  # a constant field stays constant
