@@ -9,16 +9,20 @@
 
 Nothing heavy is imported at module level: ``segsearch --help`` and every subcommand's help answer
 without TensorFlow, Keras, Optuna or keras-tuner. A user error (any SegsearchError, a missing file,
-bad YAML) prints one line, ``segsearch: error: <message>``, and exits with status 2; Ctrl-C exits
-with status 130 and says how to resume.
+bad YAML, a file that cannot be written, a storage that cannot be used, a full disk) prints one line,
+``segsearch: error: <message>``, and exits with status 2; Ctrl-C exits with status 130 and SIGTERM
+with 143, both saying how to resume. A closed output pipe (``segsearch status DIR | head -1``) ends
+quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,10 +30,17 @@ from typing import Any, TextIO
 
 from segsearch import __version__
 
-__all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials"]
+__all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials", "Terminated"]
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: 128 + SIGTERM, what a shell reports for a process SIGTERM ended.
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run stops the way Ctrl-C stops it (the trial is
+    recorded as cut off, the worker process ends, the study can be resumed)."""
 
 
 # ----------------------------------------------------------------------------------- formatting
@@ -269,6 +280,8 @@ class JsonProgress:
 
 # ----------------------------------------------------------------------------------- commands
 def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from segsearch.config import load_config
 
     sets = list(args.set or ())
@@ -283,6 +296,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _import_tensorflow_quietly()
     config = load_config(args.space, **options)
     args._study_dir = config.study_dir
+    args._storage = config.storage or f"sqlite:///{Path(config.study_dir) / 'study.db'}"
     objective = config.search.objectives[0]
     out = sys.stdout
     if args.json:
@@ -339,8 +353,16 @@ def _open_study(path: str, *, needs_tensorflow: bool) -> Any:
     return Study.open(path)
 
 
+def _storage_of(study: Any) -> str:
+    """The study's storage URL (a storage error names it)."""
+    from pathlib import Path
+
+    return study.config.storage or f"sqlite:///{Path(study.config.study_dir) / 'study.db'}"
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     study = _open_study(args.study_dir, needs_tensorflow=False)
+    args._storage = _storage_of(study)
     trials = list(study.trials())
     objective = study.config.search.objectives[0]
     direction = study.config.search.directions[0]
@@ -366,6 +388,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     study = _open_study(args.study_dir, needs_tensorflow=True)
+    args._storage = _storage_of(study)
     path = study.export()
     print(f"Exported the best model to {path}")
     return 0
@@ -607,6 +630,9 @@ def _one_line(message: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``segsearch`` command and return its exit status.
 
+    0: done; 1: ``data check`` found problems; 2: a user error (one line on stderr: what, where,
+    the fix); 130: Ctrl-C; 143: SIGTERM (both say how to resume).
+
     Args:
         argv: the arguments (default: sys.argv[1:]).
     """
@@ -619,27 +645,154 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segsearch.errors import SegsearchError
 
     started = time.monotonic()
+    with _sigterm_as_interrupt():
+        try:
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # here, so that a closed pipe is seen here, not at exit
+            return code
+        except KeyboardInterrupt as e:
+            _flush_stdout()
+            terminated = isinstance(e, Terminated)
+            how = "terminated (SIGTERM)" if terminated else "interrupted"
+            study_dir = getattr(args, "_study_dir", None)
+            if args.command == "run":
+                where = f" in {study_dir}" if study_dir else ""
+                took = _duration(time.monotonic() - started)
+                sys.stderr.write(f"\nsegsearch: {how} after {took}; the study{where} is saved: "
+                                 "run the same command again to resume it\n")
+            else:
+                sys.stderr.write(f"\nsegsearch: {how}\n")
+            return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        except BrokenPipeError:
+            # the reader went away (`segsearch status DIR | head -1`): stop quietly, as Python's
+            # documentation of SIGPIPE recommends (stdout to devnull, so the exit flush is quiet)
+            _silence_stdout()
+            if args.command == "run":
+                study_dir = getattr(args, "_study_dir", None)
+                where = f" in {study_dir}" if study_dir else ""
+                sys.stderr.write(f"segsearch: error: the output was closed (broken pipe); the "
+                                 f"study{where} is saved: run the same command again to resume "
+                                 "it\n")
+            return EXIT_USER_ERROR
+        except Exception as e:
+            message = str(e) if isinstance(e, SegsearchError) else _known_error(e, args)
+            if message is None:
+                raise  # a bug: the traceback is for it
+            _flush_stdout()
+            sys.stderr.write(f"segsearch: error: {_one_line(message)}\n")
+            return EXIT_USER_ERROR
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread (a second
+    SIGTERM ends the process at once)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        study_dir = getattr(args, "_study_dir", None)
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread): left as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _flush_stdout() -> None:
+    try:
         sys.stdout.flush()
-        if args.command == "run":
-            where = f" in {study_dir}" if study_dir else ""
-            took = _duration(time.monotonic() - started)
-            sys.stderr.write(f"\nsegsearch: interrupted after {took}; the study{where} is saved: "
-                             "run the same command again to resume it\n")
-        else:
-            sys.stderr.write("\nsegsearch: interrupted\n")
-        return EXIT_INTERRUPTED
-    except (SegsearchError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError) as e:
-        sys.stdout.flush()
-        message = str(e)
-        if isinstance(e, OSError) and e.filename is not None and e.strerror:
-            message = f"{e.filename}: {e.strerror}"
-        sys.stderr.write(f"segsearch: error: {_one_line(message)}\n")
-        return EXIT_USER_ERROR
+    except (OSError, ValueError):
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull (a closed pipe): nothing more is written, the exit flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _known_error(error: BaseException, args: argparse.Namespace) -> str | None:
+    """The one-line message for an error that is the environment's, not a bug (None: a bug).
+
+    A file that cannot be read or written (OSError: a full disk, no permission, a read-only file
+    system, a symbolic link loop), a storage that cannot be used, running out of memory.
+    """
+    from segsearch.errors import os_error_message
+
+    storage = _storage_error(error)
+    if storage is not None:
+        return _storage_message(storage, getattr(args, "_storage", None))
+    if isinstance(error, OSError):
+        return os_error_message(error)
+    if isinstance(error, MemoryError):
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "MemoryError"
+        return (f"out of memory: {detail}; use a smaller data.image_size (--image-size), "
+                "train.batch_size or data.sample_count")
+    return None
+
+
+def _storage_error(error: BaseException) -> BaseException | None:
+    """The database error (SQLAlchemy, sqlite3) behind ``error``, if it is one."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for module, name in (("sqlalchemy.exc", "SQLAlchemyError"), ("sqlite3", "Error")):
+            kind = getattr(sys.modules.get(module), name, None)
+            if kind is not None and isinstance(current, kind):
+                return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _storage_message(error: BaseException, url: str | None) -> str:
+    """'<file or URL, password masked>: the study's storage cannot be used: <why>; <the fix>'."""
+    where, password = "the study's storage", None
+    if url:
+        where, password = _mask_url(url)
+    original = getattr(error, "orig", None) or error
+    detail = next((line.strip() for line in str(original).splitlines() if line.strip()),
+                  type(original).__name__)
+    if password:
+        detail = detail.replace(password, "***")
+    low = detail.lower()
+    if "malformed" in low or "not a database" in low or "encrypted" in low:
+        fix = ("the SQLite file is damaged: put back a copy from a backup, or rebuild the records "
+               "from the trials/ folders with `segsearch run ... --rebuild-storage`")
+    elif "locked" in low or "busy" in low:
+        fix = ("another process held the database lock for too long: wait for it to finish (or "
+               "stop it) and run the same command again")
+    elif "unable to open" in low or "readonly" in low or "read-only" in low:
+        fix = "the file or its folder cannot be opened for writing: check the path and permissions"
+    elif url and not url.startswith("sqlite"):
+        fix = ("check that the database server runs and that the host, port, database and user "
+               "in the URL are right (the password comes from the URL, SEGSEARCH_STORAGE, "
+               "PGPASSWORD or ~/.pgpass)")
+    else:
+        fix = "check the storage URL and the database"
+    return f"{where}: the study's storage cannot be used: {detail}; {fix}"
+
+
+def _mask_url(url: str) -> tuple[str, str | None]:
+    """(the URL to show, its password): an SQLite file as its path, any password as ***."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):], None
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        return parsed.render_as_string(hide_password=True), parsed.password
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show nothing of it
+        return "the storage URL", None
 
 
 if __name__ == "__main__":  # pragma: no cover

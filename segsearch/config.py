@@ -662,6 +662,50 @@ def _yaml_error(source: str, error: yaml.YAMLError) -> ConfigError:
                        "around that line")
 
 
+#: the most values (after expanding YAML aliases) and the deepest nesting a configuration may hold.
+MAX_VALUES = 100_000
+MAX_DEPTH = 50
+
+
+def _check_tree(value: Any, where: str) -> None:
+    """Refuse a value that refers to itself (a YAML alias inside its own anchor: ``a: &a [*a]``),
+    nests deeper than MAX_DEPTH, or expands to more than MAX_VALUES values through aliases (an
+    alias bomb). Nothing else in segsearch then recurses without end or runs out of memory.
+
+    Args:
+        value: the parsed YAML (or a mapping given in Python).
+        where: the file or option, for the message.
+
+    Raises:
+        ConfigError: naming the key path and the fix.
+    """
+    count = 0
+    stack: list[tuple[Any, str, tuple[int, ...]]] = [(value, "", ())]
+    while stack:
+        node, path, parents = stack.pop()
+        count += 1
+        key = path or "the top level"
+        if count > MAX_VALUES:
+            key = key.split("[")[0] or "the top level"
+            raise ConfigError(f"{where}: {key}: more than {MAX_VALUES} values once its YAML "
+                              "aliases (*name) are expanded; write the values out instead of "
+                              "repeating aliases")
+        if not isinstance(node, (Mapping, list, tuple)):
+            continue
+        if id(node) in parents:
+            raise ConfigError(f"{where}: {key}: refers to itself (a YAML alias inside its own "
+                              "anchor, such as `&a [*a]`); write the value out")
+        if len(parents) >= MAX_DEPTH:
+            raise ConfigError(f"{where}: {key}: nested more than {MAX_DEPTH} levels deep; a "
+                              "space file needs a few")
+        inner = (*parents, id(node))
+        items = node.items() if isinstance(node, Mapping) else enumerate(node)
+        for k, v in items:
+            name = f"{path}[{k}]" if not isinstance(node, Mapping) else (
+                f"{path}.{k}" if path else str(k))
+            stack.append((v, name, inner))
+
+
 def _read_yaml(path: Path, source: str) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -673,9 +717,14 @@ def _read_yaml(path: Path, source: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{source}: cannot read the file: {e}") from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as e:
         raise _yaml_error(source, e) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to read (or a YAML alias refers to "
+                          "itself); a space file needs a few levels") from None
+    _check_tree(value, source)
+    return value
 
 
 # ----------------------------------------------------------------------------------- lookup
@@ -755,6 +804,7 @@ def load_config(
         >>> config = load_config("spaces/unet.yaml", sets=["search.engine=keras-tuner"])
     """
     if isinstance(space, Mapping):
+        _check_tree(space, "<config>")
         raw: Any = dict(space)
         source = "<config>"
     else:
@@ -872,6 +922,9 @@ def _parse_set(item: str) -> tuple[tuple[str, ...], Any]:
         problem = getattr(e, "problem", None) or e
         raise ConfigError(f"--set {item}: the value is not valid YAML ({problem}); quote strings "
                           "that hold ':' or '#'") from None
+    except RecursionError:
+        raise ConfigError(f"--set {item}: the value is nested too deeply") from None
+    _check_tree(value, f"--set {item}")
     return keys, value
 
 

@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -239,11 +240,17 @@ class Study:
         """
         config = self.config
         emit = _Emitter(progress, self)
-        new = self._prepare_folder()
-        from segsearch.engines import engine_class
+        made = not self.dir.exists()
+        try:
+            new = self._prepare_folder()
+            from segsearch.engines import engine_class
 
-        engine_cls = engine_class(config.search.engine)
-        self._check_or_store(engine_cls.fingerprint(config, self.hypermodel()), new)
+            engine_cls = engine_class(config.search.engine)
+            self._check_or_store(engine_cls.fingerprint(config, self.hypermodel()), new)
+        except BaseException:
+            if made:  # nothing of a study that never started is left (bad data, out of memory)
+                _remove_unstarted(self.dir)
+            raise
         engine = self._make_engine(engine_cls, emit)
         if config.search.time_limit:  # the clock starts with the search, once all is set up
             self.deadline = engine.session.start_clock(float(config.search.time_limit))
@@ -420,6 +427,7 @@ class Study:
     def _prepare_folder(self) -> bool:
         """Move an old study aside (fresh), check a stored one, or create the folder; True: new."""
         folder = self.dir
+        _check_folder_path(folder)
         _recover_export(folder)
         exists = folder.exists() and any(p.name not in _BEFORE_STUDY_FILE for p in folder.iterdir())
         if exists and self.fresh:
@@ -774,6 +782,32 @@ def _read_meta(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError) as e:
         raise StudyError(f"{path}: unreadable ({e}); run again with --fresh to move the study "
                          "aside") from None
+
+
+def _check_folder_path(folder: Path) -> None:
+    """A study folder path that is a dangling symbolic link or a link loop: a clear StudyError."""
+    if not folder.is_symlink() or folder.exists():
+        return
+    try:
+        folder.resolve(strict=True)
+    except RuntimeError:  # pathlib's "Symlink loop" before Python 3.13
+        problem = "is a symbolic link that points (through others) back to itself"
+    except OSError as e:
+        problem = ("is a symbolic link that points (through others) back to itself"
+                   if e.errno == errno.ELOOP else
+                   f"is a symbolic link to {os.readlink(folder)}, which does not exist")
+    else:  # pragma: no cover - exists() said otherwise
+        return
+    raise StudyError(f"{folder}: {problem}; fix or remove the link, or give another --study-dir")
+
+
+def _remove_unstarted(folder: Path) -> None:
+    """Remove a study folder this run made when it stopped before the study was stored."""
+    if not folder.is_dir() or (folder / STUDY_FILE).exists():
+        return
+    leftovers = [p.name for p in folder.iterdir()]
+    if all(name in _BEFORE_STUDY_FILE or name.startswith(".") for name in leftovers):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _recover_export(folder: Path) -> None:

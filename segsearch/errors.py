@@ -9,6 +9,8 @@ The CLI prints the message of a ``SegsearchError`` and exits with status 2; a tr
 from __future__ import annotations
 
 import difflib
+import errno
+import os
 from collections.abc import Iterable
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "StudyError",
     "closest",
     "unknown_name",
+    "os_error_message",
+    "DISK_ERRNOS",
 ]
 
 
@@ -75,3 +79,62 @@ def unknown_name(what: str, name: object, choices: Iterable[str], where: str = "
     hint = f"; did you mean {guess!r}?" if guess else ";"
     prefix = f"{where}: " if where else ""
     return f"{prefix}unknown {what} {name!r}{hint} Valid: {', '.join(choices)}"
+
+
+#: errno values that mean "the study folder cannot be written": no trial would escape them.
+DISK_ERRNOS = frozenset(
+    getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM",
+                                      "EIO")
+    if hasattr(errno, name)
+)
+
+_OS_FIXES = {
+    "ENOSPC": "the disk is full: free some space (or use --study-dir on another disk) and run the "
+              "same command again; finished trials are kept",
+    "EDQUOT": "the disk quota is used up: free some space (or use --study-dir on another disk) "
+              "and run the same command again; finished trials are kept",
+    "EFBIG": "the file is larger than this process may write (ulimit -f) or the file system "
+             "allows: raise the limit (or use --study-dir on another disk) and run the same "
+             "command again",
+    "EROFS": "the file system is read-only: use --study-dir on a writable disk, or remount it",
+    "EACCES": "check the owner and permissions of the file and its folder, or use --study-dir "
+              "on a folder you may write",
+    "EPERM": "check the owner and permissions of the file and its folder, or use --study-dir "
+             "on a folder you may write",
+    "ELOOP": "a symbolic link in the path points (through others) back to itself: fix or remove "
+             "the link, or give another path",
+    "ENOENT": "check the path",
+    "ENOTDIR": "a part of the path is a file, not a folder: check the path",
+    "EISDIR": "it is a folder, not a file: check the path",
+    "EEXIST": "something is in the way there: remove it or give another path",
+    "ENAMETOOLONG": "use a shorter path",
+    "EIO": "the disk or network file system failed to read or write: check it, then run the "
+           "same command again",
+    "EMFILE": "too many open files: raise the limit (ulimit -n) and run again",
+    "ENOMEM": "out of memory: use a smaller data.image_size or train.batch_size",
+}
+
+
+def os_error_message(error: OSError, path: str | os.PathLike[str] | None = None,
+                     doing: str = "") -> str:
+    """One line for an OSError: the file, what the system said, and the fix.
+
+    Args:
+        error: the error (ENOSPC, EACCES, EROFS, ELOOP, ...).
+        path: the file to name when the error carries none (a failed write names no file).
+        doing: what segsearch was doing, e.g. "writing the checkpoint of trial 3".
+
+    Example:
+        >>> os_error_message(OSError(errno.ENOSPC, "No space left on device"), "s/study.db")
+        's/study.db: No space left on device; the disk is full: free some space ...'
+    """
+    where = error.filename if error.filename is not None else path
+    if getattr(error, "filename2", None) is not None:
+        where = f"{where} -> {error.filename2}"
+    what = error.strerror or str(error) or type(error).__name__
+    name = errno.errorcode.get(error.errno or -1)
+    fix = _OS_FIXES.get(name or "")
+    text = f"{os.fspath(where)}: {what}" if where is not None else what
+    if doing:
+        text = f"{text} ({doing})"
+    return f"{text}; {fix}" if fix else text

@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 from segsearch.engines.results import TrialRecord, write_trials_csv
+from segsearch.errors import StudyError, os_error_message
 
 __all__ = ["export_study", "export_model", "recover", "write_overlays", "manifest_key", "BEST_DIR",
            "MANIFEST"]
@@ -220,6 +221,10 @@ def export_study(
 
     Returns:
         The ``best/`` folder.
+
+    Raises:
+        StudyError: the export could not be written (a full disk, ...); nothing of it is left and
+            the previous ``best/`` is kept.
     """
     import keras
 
@@ -299,10 +304,27 @@ def export_study(
         _fsync_tree(tmp)
         # export.json last: its presence marks the folder complete (see recover)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):  # a full disk, a read-only folder: one line, the old best/ kept
+            raise StudyError(_export_error(e, tmp, study_dir / BEST_DIR)) from None
         raise
-    return _swap_into_place(study_dir, tmp, token)
+    try:
+        return _swap_into_place(study_dir, tmp, token)
+    except OSError as e:
+        recover(study_dir)  # the old export back in place, or the new one
+        raise StudyError(_export_error(e, tmp, study_dir / BEST_DIR)) from None
+
+
+def _export_error(error: OSError, tmp: Path, best: Path) -> str:
+    """The one-line message for an export that could not be written; the file is named as in
+    ``best/`` (the hidden temporary folder it was written to is gone)."""
+    name = error.filename
+    if name is not None and str(name).startswith(str(tmp)):
+        error = OSError(error.errno, error.strerror, str(best) + str(name)[len(str(tmp)):])
+    elif name is None:
+        error = OSError(error.errno, error.strerror or str(error), str(best))
+    return os_error_message(error, best, "writing the export; the previous best/ is kept")
 
 
 def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],

@@ -19,10 +19,13 @@ from typing import Any, Literal
 from segsearch.data.augment import Augment
 from segsearch.errors import ConfigError, unknown_name
 
-__all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "parse_colors"]
+__all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "MAX_IMAGE_SIDE", "parse_colors"]
 
 MASK_KINDS = ("auto", "binary", "ids", "rgb")
 RESIZE_MODES = ("resize", "crop")
+#: the largest side of data.image_size: a network trains on whole inputs of that size, and one
+#: 8192x8192 input of a small U-Net already needs gigabytes of activations.
+MAX_IMAGE_SIDE = 8192
 Color = tuple[int, int, int]
 
 
@@ -169,6 +172,12 @@ class DataConfig:
                 raise ConfigError(f"{w}.image_size: expected [height, width] or one integer, got {self.image_size!r}")
             if min(size) < 8:
                 raise ConfigError(f"{w}.image_size: each side must be >= 8 pixels, got {list(size)}")
+            if max(size) > MAX_IMAGE_SIDE:
+                raise ConfigError(
+                    f"{w}.image_size: each side must be <= {MAX_IMAGE_SIDE} pixels, got {list(size)}; "
+                    "a network trains on whole images of this size, so train on a smaller size "
+                    "(larger images are resized, or cut into windows with data.resize: crop)"
+                )
             set_("image_size", (int(size[0]), int(size[1])))
 
         if self.num_classes is not None and (

@@ -410,15 +410,26 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     Args:
         path: the destination.
         text: the content.
+
+    Raises:
+        OSError: the write failed (the disk is full, ...); the error names ``path`` and no
+            temporary file is left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, str(tmp)):
+            # a failed write names no file (or the temporary one): name the file it was for
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def _cell(value: Any) -> Any:

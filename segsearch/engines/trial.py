@@ -36,7 +36,14 @@ from segsearch.engines.results import (
     LAST_CHECKPOINT_FILE,
     Objective,
 )
-from segsearch.errors import ConfigError, InfeasibleError, SegsearchError
+from segsearch.errors import (
+    DISK_ERRNOS,
+    ConfigError,
+    InfeasibleError,
+    SegsearchError,
+    StudyError,
+    os_error_message,
+)
 
 __all__ = [
     "Objective",
@@ -364,11 +371,18 @@ def save_checkpoint(model: Any, path: Path) -> Path:
     Args:
         model: the Keras model.
         path: the .keras file.
+
+    Raises:
+        OSError: the checkpoint could not be written (the temporary file is removed).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never a stray half-written checkpoint
+        raise
     return path
 
 
@@ -470,6 +484,7 @@ def _run_trial(
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - e.g. out of memory: this trial fails, the study goes on
+        _raise_if_disk(e, task)
         outcome = TrialOutcome(state="failed", reason=_error_reason("training", e),
                                history=monitor.history, epochs=len(monitor.history),
                                oom=is_out_of_memory(e))
@@ -498,12 +513,43 @@ def _run_trial(
         outcome.reason = f"{context.objective.name} was never finite"
 
     if outcome.state == "complete" and task.save_checkpoint and monitor.best_epoch is not None:
-        if not monitor.best_is_current:  # the best epoch came earlier: keep the last state too
-            save_checkpoint(model, task.out_dir / LAST_CHECKPOINT_FILE)
-        monitor.restore_best()
-        outcome.checkpoint = save_checkpoint(model, task.out_dir / CHECKPOINT_FILE)
+        target = task.out_dir / CHECKPOINT_FILE
+        try:
+            if not monitor.best_is_current:  # the best epoch came earlier: keep the last state
+                target = task.out_dir / LAST_CHECKPOINT_FILE
+                save_checkpoint(model, target)
+            monitor.restore_best()
+            target = task.out_dir / CHECKPOINT_FILE
+            outcome.checkpoint = save_checkpoint(model, target)
+        except OSError as e:
+            # the study folder cannot be written: no other trial would fare better
+            raise StudyError(os_error_message(
+                e, target, f"writing the checkpoint of {_which(task)}")) from None
     del model  # released when the next trial starts
     return finish(outcome)
+
+
+def _which(task: TrialTask) -> str:
+    return "the final training" if task.phase == "final" else f"trial {task.number}"
+
+
+def _raise_if_disk(error: BaseException, task: TrialTask) -> None:
+    """Raise a StudyError when ``error`` (or its cause) means the study folder cannot be written
+    (a full disk, a read-only or forbidden folder, a file size limit): no trial would escape it.
+
+    Args:
+        error: the error training raised.
+        task: the trial (its history.csv is named when the error names no file: it is what
+            training writes).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in DISK_ERRNOS:
+            raise StudyError(os_error_message(current, task.out_dir / HISTORY_FILE,
+                                              f"training {_which(task)}")) from None
+        current = current.__cause__ or current.__context__
 
 
 def _is_dataset(data: Any) -> bool:

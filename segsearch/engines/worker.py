@@ -18,7 +18,9 @@ The driver and the worker talk over a pipe:
 A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
 as "failed" with the exit code or signal as the reason; the next trial starts a new worker. The
 worker dies with the driver (``PR_SET_PDEATHSIG`` on Linux, and it stops at its next message when
-the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), sets
+the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), ends the trial it
+trains and exits on SIGTERM (the driver sends it when it stops; a batch scheduler may send it to
+every process of the job), sets
 ``CUDA_VISIBLE_DEVICES`` to its GPU (``--gpus``) and turns on TensorFlow's memory growth, so that a
 trial holds the GPU memory it needs rather than all of it.
 
@@ -121,8 +123,14 @@ class TrialWorker:
         raise StudyError(f"the trial worker process could not start ({describe_exit(code)}); "
                          "run with --set train.isolation=none to see the error in this process")
 
-    def close(self) -> None:
-        """Stop the worker (politely, then by force)."""
+    def close(self, *, busy: bool = False) -> None:
+        """Stop the worker: "stop" when it is idle, SIGTERM in a trial (it ends the trial cleanly,
+        its temporary files removed), SIGKILL when that does not work within 10 s.
+
+        Args:
+            busy: the worker is in a trial (it reads no "stop" until the trial ends): SIGTERM
+                at once.
+        """
         process, conn = self.process, self.conn
         self.process = self.conn = None
         if conn is not None:
@@ -131,7 +139,11 @@ class TrialWorker:
             except (OSError, ValueError):
                 pass
         if process is not None:
-            process.join(2)
+            if not busy:
+                process.join(2)
+            if process.is_alive():
+                process.terminate()
+                process.join(10)
             if process.is_alive():
                 process.kill()
                 process.join(5)
@@ -198,7 +210,8 @@ class TrialWorker:
                 elif kind == "error":
                     raise message[1]
         except BaseException:
-            self.close()  # interrupted (or an error): the trial is left to the engine's recovery
+            # interrupted (or an error): the trial is left to the engine's recovery
+            self.close(busy=True)
             raise
 
     def _died(self, started: str, t0: float) -> TrialOutcome:
@@ -255,8 +268,25 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     _die_with_parent()
-    from segsearch.errors import SegsearchError
+    try:
+        _serve(conn, config)
+    except _Stopped:
+        return  # SIGTERM (the driver stops, or a batch scheduler): the trial was cut off cleanly
+
+
+class _Stopped(BaseException):
+    """Raised in the worker by SIGTERM: unwinds the trial (removing its temporary files)."""
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
+    raise _Stopped
+
+
+def _serve(conn: Any, config: Any) -> None:
+    from segsearch.errors import SegsearchError, StudyError, os_error_message
 
     try:
         grown = _memory_growth()
@@ -302,5 +332,8 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
             outcome = run_trial(context, build, task, reporter if prune else None)
         except SegsearchError as e:
             conn.send(("error", e))
+            continue
+        except OSError as e:  # the study folder cannot be written: no trial would escape it
+            conn.send(("error", StudyError(os_error_message(e))))
             continue
         conn.send(("outcome", outcome))
