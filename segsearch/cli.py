@@ -101,7 +101,9 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "infeasible": 3, "failed": 4}
+_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "stale": 3, "infeasible": 4, "failed": 5}
+#: how the status summary names a state (a stale trial is one a kill cut off).
+_STATE_WORDS = {"stale": "stale (cut off)"}
 
 
 def _sort_best(trials: Sequence[Any], direction: str) -> list[Any]:
@@ -128,7 +130,7 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
         if t.architecture and "architecture" not in params:
             params = {"architecture": t.architecture, **params}
         text = _params(params)
-        if t.state in ("infeasible", "failed") and t.reason:
+        if t.state in ("infeasible", "failed", "stale") and t.reason:
             text = f"({str(t.reason).splitlines()[0][:80]}) {text}"
         table.append([str(t.number), t.state, _number(t.value),
                       "-" if t.epochs is None else str(t.epochs), _duration(t.duration_s), text])
@@ -378,8 +380,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv:
-                                                       _STATE_ORDER.get(kv[0], 9)))
+    summary = ", ".join(f"{n} {_STATE_WORDS.get(s, s)}" for s, n in sorted(
+        counts.items(), key=lambda kv: _STATE_ORDER.get(kv[0], 9)))
     print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
           f"({direction})")
     print(format_trials(trials, objective, direction))

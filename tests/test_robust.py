@@ -250,3 +250,335 @@ def test_out_of_memory_errors_are_recognised():
     assert not is_out_of_memory(ValueError("shapes (4, 3) and (2,) are incompatible"))
     assert "SIGKILL" in describe_exit(-9) and "out-of-memory killer" in describe_exit(-9)
     assert describe_exit(3) == "exit code 3"
+
+
+# ------------------------------------------------------------------ issue 12: one error path
+def _run_cli(args: list, *, env: dict | None = None, preexec=None, timeout: int = 600,
+             cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m segsearch ARGS`` in a subprocess with this checkout first on the path."""
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-m", "segsearch", *map(str, args)], capture_output=True, text=True,
+        timeout=timeout, preexec_fn=preexec, cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(repo), **(env or {})},
+    )
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """segsearch's own lines on stderr (TensorFlow's C++ start-up lines in a worker aside)."""
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr[-3000:]
+    return [line for line in stderr.splitlines() if line.startswith("segsearch")]
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    """Temporary files and folders a write leaves when it is cut short."""
+    return [p for p in folder.rglob("*") if ".tmp-" in p.name]
+
+
+@pytest.fixture(scope="module")
+def finished(npz, tmp_path_factory):
+    """A finished 2-trial study with its export (copy it before changing it)."""
+    root = tmp_path_factory.mktemp("finished")
+    space = _space(npz, root, export={"enabled": True, "overlays": 1, "saved_model": False})
+    result = _run_cli(["run", space, "--study-dir", root / "study", "--quiet"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    return space, root / "study"
+
+
+def _copy_study(finished, tmp_path) -> tuple[Path, Path]:
+    import shutil
+
+    space, folder = finished
+    copy = tmp_path / "study"
+    shutil.copytree(folder, copy)
+    return space, copy
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "study.db" and not p.name.startswith(".")}
+
+
+def test_a_malformed_sqlite_file_is_one_line_in_status_and_run(finished, tmp_path):
+    space, folder = _copy_study(finished, tmp_path)
+    before = _snapshot(folder)
+    os.truncate(folder / "study.db", 40000)
+    for args in (["status", folder], ["run", space, "--study-dir", folder, "--quiet"]):
+        result = _run_cli(args)
+        assert result.returncode == 2, result.stderr[-3000:]
+        lines = _error_lines(result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("segsearch: error: "), lines
+        assert str(folder / "study.db") in lines[0]
+        assert "malformed" in lines[0] or "not a database" in lines[0], lines[0]
+    assert _snapshot(folder) == before  # no trial, history or export touched
+    assert not _leftovers(folder)
+
+
+def test_a_locked_sqlite_file_is_one_line(finished, tmp_path, monkeypatch):
+    import sqlite3
+
+    import sqlalchemy.engine
+
+    from segsearch.cli import main
+
+    _, folder = _copy_study(finished, tmp_path)
+    create_engine = sqlalchemy.engine.create_engine
+
+    def quick(url, *args, **kwargs):  # the lock timeout (segsearch waits 120 s) shortened to 1 s
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "timeout": 1}
+        return create_engine(url, *args, **kwargs)
+
+    monkeypatch.setattr(sqlalchemy.engine, "create_engine", quick)
+    holder = sqlite3.connect(folder / "study.db", timeout=0.1)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holding the lock past the timeout
+    try:
+        code, text = _capture_main(main, ["status", str(folder)])
+    finally:
+        holder.rollback()
+        holder.close()
+    assert code == 2, text
+    assert text.startswith("segsearch: error: ") and text.count("\n") == 1, text
+    assert str(folder / "study.db") in text and "locked" in text
+
+
+def _capture_main(main, argv):
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, err.getvalue()
+
+
+def test_an_unreachable_database_server_is_one_line_with_the_password_masked(npz, tmp_path):
+    pytest.importorskip("psycopg2")
+    space = _space(npz, tmp_path)
+    url = "postgresql+psycopg2://someone:s3cret-pw@127.0.0.1:9/nowhere"  # port 9: nothing listens
+    result = _run_cli(["run", space, "--study-dir", tmp_path / "study", "--storage", url])
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = _error_lines(result.stderr)
+    assert len(lines) == 1 and "postgresql+psycopg2://someone:***@127.0.0.1:9/nowhere" in lines[0]
+    assert "s3cret-pw" not in result.stderr + result.stdout
+    assert "database server" in lines[0]
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit get EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def test_a_full_disk_during_a_checkpoint_stops_with_one_line_and_no_temporary_file(npz, tmp_path):
+    # a checkpoint of 16 filters x depth 2 is ~1.5 MB; the storage and the other files are small
+    space = _space(npz, tmp_path, space={"filters": 16, "depth": 2})
+    folder = tmp_path / "study"
+    result = _run_cli(["run", space, "--study-dir", folder, "--quiet"],
+                      preexec=_limit_file_size(600_000))
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = _error_lines(result.stderr)
+    assert len(lines) == 1, lines
+    assert str(folder / "trials" / "0000" / "model.keras") in lines[0]
+    assert "File too large" in lines[0] and "checkpoint of trial 0" in lines[0]
+    assert not _leftovers(folder), _leftovers(folder)
+    records = Study.open(folder).trials()  # the trial is cut off, to be run again
+    assert [(r.number, r.state) for r in records] == [(0, "failed")]
+    assert "cut off" in records[0].reason
+
+
+def _tmpfs(path: Path, size: str, *options: str) -> None:
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join((f"size={size}", *options)),
+                              "tmpfs", str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mounts: list[Path] = []
+
+    def mount(name: str, size: str, *options: str) -> Path:
+        path = tmp_path / name
+        _tmpfs(path, size, *options)
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounts):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_a_full_disk_during_the_export_keeps_the_old_export(finished, small_disk, tmp_path):
+    import shutil
+
+    disk = small_disk("disk", "16m")
+    _, folder = finished
+    copy = disk / "study"
+    shutil.copytree(folder, copy)
+    old = (copy / "best" / "export.json").read_bytes()
+    with open(disk / "filler", "wb", buffering=0) as f:  # then free ~20 KB: less than the export
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:
+            pass
+    os.truncate(disk / "filler", os.path.getsize(disk / "filler") - 20_000)
+    result = _run_cli(["export", copy])
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = _error_lines(result.stderr)
+    assert len(lines) == 1 and str(copy / "best") in lines[0], lines
+    assert "No space left on device" in lines[0] and "previous best/ is kept" in lines[0]
+    assert (copy / "best" / "export.json").read_bytes() == old
+    assert not _leftovers(copy) and not list(copy.glob(".best.*"))
+
+
+def test_a_read_only_file_system_is_one_line(npz, small_disk, tmp_path):
+    disk = small_disk("ro", "1m", "ro")
+    space = _space(npz, tmp_path)
+    result = _run_cli(["run", space, "--study-dir", disk / "study"])
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = _error_lines(result.stderr)
+    assert len(lines) == 1 and str(disk / "study") in lines[0], lines
+    assert "Read-only file system" in lines[0] and "--study-dir" in lines[0]
+
+
+def test_status_into_a_closed_pipe_ends_quietly(finished):
+    _, folder = finished
+    repo = Path(__file__).resolve().parents[1]
+    for extra in ([], ["--json"]):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "segsearch", "status", str(folder), *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(repo)})
+        process.stdout.close()  # `| head -1` that has gone before the first line
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 2 and err == "", err
+
+
+# ------------------------------------------------------------------ issue 12: SIGTERM, stale trials
+def _start(space: Path, folder: Path, fault: str) -> subprocess.Popen:
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.Popen(
+        [sys.executable, "-m", "segsearch", "run", str(space), "--study-dir", str(folder),
+         "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(repo),
+             "SEGSEARCH_FAULT": fault})
+
+
+def _wait_for_trial(process: subprocess.Popen, trial: int) -> int:
+    """Read --json events until ``trial`` starts; return the worker's pid."""
+    worker = None
+    for line in process.stdout:
+        event = json.loads(line)
+        if event["event"] == "worker_start":
+            worker = event["pid"]
+        if event["event"] == "trial_start" and event["trial"] == trial:
+            time.sleep(1.5)  # in its first batch (SEGSEARCH_FAULT makes it sleep there)
+            return worker
+    raise AssertionError(f"the run ended before trial {trial}: {process.stderr.read()[-2000:]}")
+
+
+def _gone(pid: int, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("target", ["group", pytest.param("driver", marks=pytest.mark.slow)])
+def test_sigterm_cuts_the_trial_off_and_exits_143(npz, tmp_path, target):
+    # "group": a batch scheduler signals every process of the job; "driver": `kill PID`
+    space, folder = _space(npz, tmp_path, trials=1), tmp_path / "study"
+    run = _start(space, folder, "0:sleep")
+    worker = _wait_for_trial(run, 0)
+    t0 = time.monotonic()
+    if target == "group":
+        os.killpg(run.pid, signal.SIGTERM)
+    else:
+        run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 143, err[-3000:]
+    assert time.monotonic() - t0 < 30
+    lines = _error_lines(err)
+    assert lines[-1].startswith("segsearch: terminated (SIGTERM) after ")
+    assert f"the study in {folder} is saved: run the same command again to resume it" in lines[-1]
+    assert _gone(worker), f"the worker {worker} outlived the driver"
+    records = Study.open(folder).trials()
+    assert [(r.number, r.state) for r in records] == [(0, "failed")]
+    assert "cut off" in records[0].reason
+    assert not _leftovers(folder)
+
+
+def test_status_marks_a_running_trial_of_a_killed_run_stale(npz, tmp_path):
+    from segsearch.cli import main
+
+    space, folder = _space(npz, tmp_path, trials=2), tmp_path / "study"
+    run = _start(space, folder, "0:sleep")
+    worker = _wait_for_trial(run, 0)
+    os.killpg(run.pid, signal.SIGKILL)  # SIGTERM's grace ran out: nothing could record it
+    run.communicate(timeout=60)
+    assert _gone(worker)
+    code, out = _capture_stdout(main, ["status", str(folder)])
+    assert code == 0
+    lines = out.splitlines()
+    assert "1 trials (1 stale (cut off))" in lines[0]
+    assert lines[2].split()[:2] == ["0", "stale"]
+    assert f"(cut off: process {run.pid} on " in lines[2] and "next run runs it again" in lines[2]
+    code, out = _capture_stdout(main, ["status", str(folder), "--json"])
+    assert [t["state"] for t in json.loads(out)["trials"]] == ["stale"]
+
+
+def _capture_stdout(main, argv):
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(argv)
+    return code, out.getvalue()
+
+
+def test_a_trial_without_heartbeats_on_another_machine_is_stale(tmp_path, monkeypatch):
+    import optuna
+
+    from segsearch.engines import optuna_engine
+    from segsearch.engines.results import grace_period, optuna_records
+
+    monkeypatch.setenv("SEGSEARCH_GRACE_PERIOD", "1")
+    assert grace_period() == 1
+    monkeypatch.delenv("SEGSEARCH_GRACE_PERIOD")
+    assert grace_period() == optuna_engine.GRACE_PERIOD  # the engine's own
+    monkeypatch.setenv("SEGSEARCH_GRACE_PERIOD", "1")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="s", storage=optuna_engine.make_storage(url))
+    alive = study.ask()
+    alive.set_user_attr("host", "another-machine")
+    alive.set_user_attr("pid", 1)
+    study._storage.record_heartbeat(alive._trial_id)
+    silent = study.ask()
+    silent.set_user_attr("host", "another-machine")
+    silent.set_user_attr("pid", 1)
+    study._storage.record_heartbeat(silent._trial_id)
+    time.sleep(2.2)
+    study._storage.record_heartbeat(alive._trial_id)
+    # opened the way `segsearch status` opens it: no heartbeat settings of its own
+    plain = optuna.load_study(study_name="s", storage=url)
+    states = {r.number: (r.state, r.reason) for r in optuna_records(plain, tmp_path, ["unet"])}
+    assert states[0] == ("running", None)
+    assert states[1][0] == "stale" and "no heartbeat for more than 1 s" in states[1][1]
+    assert [t.state for t in plain.get_trials()] == [optuna.trial.TrialState.RUNNING] * 2  # read only

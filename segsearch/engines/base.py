@@ -35,6 +35,7 @@ from segsearch.engines.results import (
     architecture_of,
     sort_best,
     trial_dir,
+    write_owner,
     write_trials_csv,
 )
 from segsearch.engines.trial import TrainingContext, TrialOutcome, TrialTask, run_trial
@@ -172,6 +173,7 @@ class BaseEngine:
         if getattr(self.config.train, "oom_retry", False) and batch > 1:
             half = max(1, batch // 2)
             self.clear_trial_dir(task.number)
+            write_owner(task.out_dir)
             retry = dataclasses.replace(task, batch_size=half)
             outcome = once(retry)
             note = (f"out of memory at batch size {batch} ({first}); retried once at batch size "
@@ -239,6 +241,7 @@ class BaseEngine:
             number: the trial number.
             params: the values known when it starts.
         """
+        write_owner(trial_dir(self.study_dir, number))  # status can tell when it is gone
         self.emit({
             "event": "trial_start",
             "trial": number,

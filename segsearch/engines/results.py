@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ __all__ = [
     "keras_tuner_records",
     "architecture_of",
     "atomic_write_text",
+    "write_owner",
+    "grace_period",
     "trial_dir",
     "TRIAL_FILE",
     "HISTORY_FILE",
@@ -44,8 +47,8 @@ __all__ = [
     "LAST_CHECKPOINT_FILE",
 ]
 
-State = Literal["complete", "pruned", "failed", "infeasible", "running"]
-STATES: tuple[str, ...] = ("complete", "pruned", "failed", "infeasible", "running")
+State = Literal["complete", "pruned", "failed", "infeasible", "running", "stale"]
+STATES: tuple[str, ...] = ("complete", "pruned", "failed", "infeasible", "running", "stale")
 #: states a requested trial count counts (``search.trials``).
 FINISHED_STATES: tuple[str, ...] = ("complete", "pruned")
 
@@ -67,7 +70,9 @@ class TrialRecord:
         number: the trial's number in the study, from 0.
         state: "complete", "pruned" (stopped early by the pruner or the algorithm), "failed"
             (an error, a NaN loss, an interrupted run), "infeasible" (the configuration cannot
-            work at this input size; not counted, not retried) or "running".
+            work at this input size; not counted, not retried), "running", or "stale" (running in
+            the records, but the process that ran it is gone: cut off by a kill; the next run
+            runs it again).
         architecture: the architecture's registry key.
         params: the hyperparameter values (active ones, fixed ones included).
         value: the objective at the best epoch (the first objective when there are several).
@@ -319,7 +324,9 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
     """Every trial of an Optuna study as a record (the storage decides the state).
 
     A trial's full record lives in its user attribute ``segsearch``; a trial without one (running,
-    or cut off by a killed run) gets a record from its parameters.
+    or cut off by a killed run) gets a record from its parameters. A RUNNING trial whose driver
+    process is gone (it ran on this machine) or whose heartbeat is older than
+    :func:`grace_period` is "stale".
 
     Args:
         study: the ``optuna.Study``.
@@ -331,6 +338,7 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
     states = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
               TrialState.FAIL: "failed", TrialState.RUNNING: "running",
               TrialState.WAITING: "running"}
+    silent = _silent_trials(study)
     out = []
     for t in study.get_trials(deepcopy=False):
         if t.state == TrialState.WAITING:
@@ -353,9 +361,75 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
             record.reason = str(t.user_attrs["reason"])
         elif state == "failed" and not stored:  # failed by Optuna's heartbeat check: its process died
             record.reason = "cut off: its process stopped sending heartbeats; it is run again"
+        if state == "running":
+            gone = _owner_gone(t.user_attrs.get("host"), t.user_attrs.get("pid"))
+            if gone is None and t._trial_id in silent:
+                gone = f"no heartbeat for more than {grace_period()} s"
+            if gone is not None:
+                record.state, record.reason = "stale", f"cut off: {gone}; {STALE_FIX}"
         _check_checkpoint(record, study_dir)
         out.append(record)
     return out
+
+
+#: what a stale trial's reason says to do.
+STALE_FIX = "the next run runs it again"
+#: the file in a trial's folder that names the process running it (host, pid).
+OWNER_FILE = "owner.json"
+
+
+def grace_period() -> int:
+    """Seconds without a heartbeat after which a running Optuna trial is stale: the Optuna
+    engine's ``GRACE_PERIOD`` (``SEGSEARCH_GRACE_PERIOD``, default 3 heartbeats, at least 30)."""
+    interval = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
+    return int(os.environ.get("SEGSEARCH_GRACE_PERIOD", str(max(30, 3 * interval))))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def _owner_gone(host: Any, pid: Any) -> str | None:
+    """Why a running trial's process is known to be gone (it ran on this machine and its pid is
+    not alive), or None."""
+    if host != socket.gethostname() or pid is None:
+        return None
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return None
+    return None if _pid_alive(pid) else f"process {pid} on {host} is gone"
+
+
+def _silent_trials(study: Any) -> set[int]:
+    """Trial ids of the RUNNING trials whose heartbeat is older than :func:`grace_period`.
+
+    Optuna compat: its heartbeat query is private (``RDBStorage._get_stale_trial_ids``, behind
+    ``_CachedStorage._backend``); it reads ``heartbeat_interval`` / ``grace_period``, which a
+    storage opened without heartbeats (``segsearch status``) lacks, so they are lent for the
+    query. Read only: nothing is failed. No heartbeats (another storage kind): an empty set.
+    """
+    storage = getattr(study, "_storage", None)
+    backend = getattr(storage, "_backend", storage)
+    query = getattr(backend, "_get_stale_trial_ids", None)
+    if query is None or not hasattr(backend, "heartbeat_interval"):
+        return set()
+    saved = (backend.heartbeat_interval, getattr(backend, "grace_period", None))
+    try:
+        if saved[0] is None:
+            backend.heartbeat_interval = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
+            backend.grace_period = grace_period()
+        return set(query(study._study_id))
+    except Exception:  # noqa: BLE001 - a storage without the heartbeat table: nothing to tell
+        return set()
+    finally:
+        backend.heartbeat_interval, backend.grace_period = saved
 
 
 _KT_STATES = {"COMPLETED": "complete", "FAILED": "failed", "INVALID": "failed",
@@ -394,9 +468,33 @@ def keras_tuner_records(study_dir: str | os.PathLike[str],
             record.state = "failed"
             message = (data.get("message") or "").strip()
             record.reason = record.reason or (message.splitlines()[-1][:300] if message else None)
+        if record.state == "running":
+            owner = _read_json(trial_dir(study_dir, number) / OWNER_FILE)
+            gone = _owner_gone(owner.get("host"), owner.get("pid"))
+            if gone is not None:
+                record.state, record.reason = "stale", f"cut off: {gone}; {STALE_FIX}"
         _check_checkpoint(record, study_dir)
         out.append(record)
     return sorted(out, key=lambda r: r.number)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_owner(folder: str | os.PathLike[str]) -> None:
+    """Name this process as the one running the trial of ``folder`` (``owner.json``: host, pid),
+    so that ``segsearch status`` can tell a trial whose process is gone (stale).
+
+    Args:
+        folder: the trial's folder.
+    """
+    atomic_write_text(Path(folder) / OWNER_FILE,
+                      json.dumps({"host": socket.gethostname(), "pid": os.getpid()}) + "\n")
 
 
 def _check_checkpoint(record: TrialRecord, study_dir: str | os.PathLike[str]) -> None:

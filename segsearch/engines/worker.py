@@ -33,6 +33,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -125,7 +126,7 @@ class TrialWorker:
 
     def close(self, *, busy: bool = False) -> None:
         """Stop the worker: "stop" when it is idle, SIGTERM in a trial (it ends the trial cleanly,
-        its temporary files removed), SIGKILL when that does not work within 10 s.
+        its temporary files removed), then a second SIGTERM and SIGKILL, 5 s apart.
 
         Args:
             busy: the worker is in a trial (it reads no "stop" until the trial ends): SIGTERM
@@ -141,9 +142,10 @@ class TrialWorker:
         if process is not None:
             if not busy:
                 process.join(2)
-            if process.is_alive():
-                process.terminate()
-                process.join(10)
+            for _ in range(2):  # the first SIGTERM unwinds its trial; a second ends it at once
+                if process.is_alive():
+                    process.terminate()
+                    process.join(5)
             if process.is_alive():
                 process.kill()
                 process.join(5)
@@ -209,9 +211,10 @@ class TrialWorker:
                     return message[1]
                 elif kind == "error":
                     raise message[1]
-        except BaseException:
-            # interrupted (or an error): the trial is left to the engine's recovery
-            self.close(busy=True)
+        except BaseException as e:
+            # interrupted (or an error): the trial is left to the engine's recovery; a worker that
+            # sent an error is idle, an interrupted one is in its trial
+            self.close(busy=not _sent_by_worker(e))
             raise
 
     def _died(self, started: str, t0: float) -> TrialOutcome:
@@ -269,6 +272,7 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    sys.unraisablehook = _reraise_stop(sys.unraisablehook)
     _die_with_parent()
     try:
         _serve(conn, config)
@@ -283,6 +287,27 @@ class _Stopped(BaseException):
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends it at once
     raise _Stopped
+
+
+def _reraise_stop(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable-exception hook: a SIGTERM that landed where Python ignores exceptions (a
+    weakref callback, a __del__) is raised again, so the worker still stops, quietly."""
+
+    def handle(info: Any) -> None:
+        if isinstance(info.exc_value, _Stopped):
+            signal.signal(signal.SIGTERM, _stop_on_sigterm)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        hook(info)
+
+    return handle
+
+
+def _sent_by_worker(error: BaseException) -> bool:
+    """Whether ``error`` is one the worker sent (it is then idle, waiting for the next trial)."""
+    from segsearch.errors import SegsearchError
+
+    return isinstance(error, SegsearchError)
 
 
 def _serve(conn: Any, config: Any) -> None:
