@@ -114,6 +114,16 @@ CLI_ERRORS = [
      "a storage URL is for engine optuna"),
     ("architecture: unet\n", ["--engine", "ray"], "invalid choice: 'ray'"),
     ("architecture: unet\n", ["--trials", "0"], "must be >= 1"),
+    # issue 12: YAML aliases that loop or explode, absurd sizes: caught before anything is made
+    ("architecture: &a [*a]\n", [], "architecture[0]: refers to itself"),
+    ("architecture: unet\nspace: &s {x: *s}\n", [], "not valid YAML"),
+    ("architecture: unet\nspace:\n  a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n"
+     + "".join(f"  {n}: &{n} [{', '.join(['*' + p] * 10)}]\n"
+               for p, n in zip("abcdef", "bcdefg")), [], "space.g: more than 100000 values"),
+    ("architecture: unet\nspace: {x: " + "[" * 60 + "]" * 60 + "}\n", [],
+     "nested more than 50 levels"),
+    ("architecture: unet\n", ["--set", "space.x=&a [*a]"], "refers to itself"),
+    ("architecture: unet\n", ["--image-size", "200000"], "each side must be <= 8192 pixels"),
 ]
 
 
@@ -146,6 +156,78 @@ def test_a_real_process_exits_2_without_traceback(tmp_path: Path) -> None:
         assert process.returncode == 2, process.stderr
         assert process.stderr.startswith("segsearch") and "Traceback" not in process.stderr
         assert process.stderr.strip().count("\n") == 0, process.stderr
+
+
+def test_a_study_folder_on_a_symbolic_link_loop_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    for folder, expected in ((tmp_path / "a", "points (through others) back to itself"),
+                             (tmp_path / "a" / "s", "Too many levels of symbolic links")):
+        code, _, err = _run(["run", "unet", "--study-dir", str(folder), *TINY])
+        assert code == 2 and err.startswith(f"segsearch: error: {folder}: "), err
+        assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_running_out_of_memory_is_one_line_and_leaves_no_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import segsearch.data
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        raise MemoryError("Unable to allocate 596. GiB for an array with shape (2, 200000, "
+                          "200000)")
+
+    monkeypatch.setattr(segsearch.data, "load", load)
+    code, _, err = _run(["run", "unet", "--study-dir", str(tmp_path / "s"), *TINY])
+    assert code == 2 and err.startswith("segsearch: error: out of memory: Unable to allocate")
+    assert "--image-size" in err and err.count("\n") == 1
+    assert not (tmp_path / "s").exists()  # the folder this run made is gone again
+
+
+def test_a_failed_write_names_its_file_and_leaves_no_temporary_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from segsearch.engines.results import atomic_write_text
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(tmp_path / "trials.csv", "number\n")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(
+        tmp_path / "trials.csv")
+    assert list(tmp_path.iterdir()) == []
+    from segsearch.errors import os_error_message
+
+    assert os_error_message(caught.value).startswith(
+        f"{tmp_path / 'trials.csv'}: No space left on device; the disk is full")
+
+
+def test_sigterm_is_an_interrupt_that_exits_143(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    import segsearch.driver
+
+    class Terminated:
+        def __init__(self, config: Any, fresh: bool = False) -> None:
+            pass
+
+        def run(self, progress: Any = None) -> Any:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(segsearch.driver, "Study", Terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = _run(["run", "unet", "--study-dir", str(tmp_path / "s"), "--quiet"])
+    assert code == 143
+    assert err.strip().startswith("segsearch: terminated (SIGTERM) after ")
+    assert "run the same command again to resume" in err and str(tmp_path / "s") in err
+    assert signal.getsignal(signal.SIGTERM) == before  # restored after the command
 
 
 def _env() -> dict[str, str]:
