@@ -134,7 +134,10 @@ def test_failed_export_leaves_the_previous_one(config, trained, parts, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(export_mod, "write_overlays", broken)
-    with pytest.raises(OSError, match="disk full"):
+    from segsearch.errors import StudyError
+
+    # one line for the CLI: best/ named, what failed, that the previous export is kept
+    with pytest.raises(StudyError, match=r"best: disk full \(writing the export; the previous "):
         _export(config, trained, parts)
     assert json.loads((first / MANIFEST).read_text()) == before
     assert (first / "model.keras").exists()
