@@ -174,7 +174,8 @@ class DataConfig:
                 raise ConfigError(f"{w}.image_size: each side must be >= 8 pixels, got {list(size)}")
             if max(size) > MAX_IMAGE_SIDE:
                 raise ConfigError(
-                    f"{w}.image_size: each side must be <= {MAX_IMAGE_SIDE} pixels, got {list(size)}; "
+                    f"{w}.image_size: each side must be <= {MAX_IMAGE_SIDE} pixels, "
+                    f"got {list(size)}; "
                     "a network trains on whole images of this size, so train on a smaller size "
                     "(larger images are resized, or cut into windows with data.resize: crop)"
                 )
