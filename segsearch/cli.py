@@ -11,8 +11,8 @@ Nothing heavy is imported at module level: ``segsearch --help`` and every subcom
 without TensorFlow, Keras, Optuna or keras-tuner. A user error (any SegsearchError, a missing file,
 bad YAML, a file that cannot be written, a storage that cannot be used, a full disk) prints one
 line, ``segsearch: error: <message>``, and exits with status 2; Ctrl-C exits with status 130 and
-SIGTERM with 143, both saying how to resume. A closed output pipe (``segsearch status DIR | head -1``) ends
-quietly.
+SIGTERM with 143, both saying how to resume. A closed output pipe (``segsearch status DIR |
+head -1``) ends quietly.
 """
 
 from __future__ import annotations
