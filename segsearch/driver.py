@@ -422,6 +422,11 @@ class Study:
         folder = self.dir
         _recover_export(folder)
         exists = folder.exists() and any(p.name not in _BEFORE_STUDY_FILE for p in folder.iterdir())
+        if not exists or self.fresh:
+            # Data and hypermodel first: a data error or a bad option leaves no study folder
+            # behind, and --fresh moves nothing aside for a configuration that cannot run.
+            self._load_data(stored_split=not exists)
+            self.hypermodel()
         if exists and self.fresh:
             self._check_fresh_storage()
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -443,6 +448,7 @@ class Study:
         if meta is not None:
             self._check_compatible(meta.get("fingerprint", {}), self._config_fingerprint())
         folder.mkdir(parents=True, exist_ok=True)
+        self._store_split()
         return meta is None
 
     def _check_fresh_storage(self) -> None:
@@ -515,18 +521,29 @@ class Study:
                           yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     # ------------------------------------------------------------------ data, model, engine
-    def _load_data(self) -> Any:
-        """The data with the stored split (the split is drawn once and kept in split.json)."""
+    def _load_data(self, *, stored_split: bool = True) -> Any:
+        """The data with the stored split (the split is drawn once and kept in split.json).
+
+        Args:
+            stored_split: read the split from the study folder's split.json when it is there
+                (False: draw it anew, for a new study or --fresh).
+        """
         if self._splits is not None:
             return self._splits
         from segsearch.data import load
 
         split_path = self.dir / SPLIT_FILE
-        splits = load(self.config.data, split=split_path if split_path.exists() else None)
-        if not split_path.exists() and self.dir.exists():
-            atomic_write_text(split_path, json.dumps(_jsonable(splits.split), indent=2) + "\n")
-        self._splits = splits
-        return splits
+        use = stored_split and split_path.exists()
+        self._splits = load(self.config.data, split=split_path if use else None)
+        if stored_split:
+            self._store_split()
+        return self._splits
+
+    def _store_split(self) -> None:
+        """Write split.json into an existing study folder that has none yet."""
+        split_path = self.dir / SPLIT_FILE
+        if self._splits is not None and self.dir.is_dir() and not split_path.exists():
+            atomic_write_text(split_path, json.dumps(_jsonable(self._splits.split), indent=2) + "\n")
 
     def hypermodel(self) -> Any:
         """The study's hypermodel (one architecture, or several with "architecture" searched)."""

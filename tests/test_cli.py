@@ -137,6 +137,41 @@ def test_missing_files_are_user_errors(tmp_path: Path) -> None:
         assert code == 2 and err.startswith("segsearch: error: ") and err.count("\n") == 1, argv
 
 
+def _one_pair_data(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("case", ["missing", "one_pair", "mismatch"])
+def test_a_data_error_leaves_no_study_folder(tmp_path: Path, case: str) -> None:
+    """A data error stops `run` before anything is written: no study folder, no split.json."""
+    data = tmp_path / "data"
+    if case == "one_pair":
+        _one_pair_data(data)
+    elif case == "mismatch":
+        _one_pair_data(data)
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(data / "images" / "b.png")
+    study = tmp_path / "studies" / "s"
+    code, _, err = _run(["run", "unet", "--data", str(data), "--study-dir", str(study), *TINY])
+    assert code == 2 and err.startswith("segsearch: error: ") and err.count("\n") == 1, err
+    assert not study.exists() and not study.parent.exists(), sorted(tmp_path.rglob("*"))
+
+
+def test_fresh_with_a_data_error_moves_nothing_aside(tmp_path: Path) -> None:
+    """--fresh on a configuration that cannot run keeps the old study where it is."""
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "keep.txt").write_text("the user's\n")
+    code, _, err = _run(["run", "unet", "--data", str(tmp_path / "nope"), "--study-dir",
+                         str(study), "--fresh", *TINY])
+    assert code == 2, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    assert (study / "keep.txt").read_text() == "the user's\n"
+
+
 def test_a_real_process_exits_2_without_traceback(tmp_path: Path) -> None:
     bad = _space(tmp_path, "architecture: unet\nsearch: {trials: -1}\n")
     for argv in (["run", bad], ["run", str(tmp_path / "missing.yaml")], ["run"]):
