@@ -149,7 +149,7 @@ class Report:
         lines += [f"  - {w}" for w in self.warnings]
         lines.append(f"errors ({len(self.errors)})" + (": load would stop at these" if self.errors else ""))
         lines += [f"  - {e}" for e in self.errors]
-        if self.stop is not None and self.stop not in self.errors:
+        if self.stop is not None and not any(e.startswith(self.stop) for e in self.errors):
             lines.append(f"  - {self.stop}")
         return "\n".join(lines)
 
@@ -260,7 +260,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
         results = list(pool.map(one, entries))
     good = [r for r in results if "error" not in r]
-    errors += [r["error"] for r in results if "error" in r]
+    errors += _grouped([r["error"] for r in results if "error" in r])
     counts["pairs"] = len(entries)
     counts["unreadable"] = sum(1 for r in results if "error" in r and "cannot r" in r["error"])
     warnings.extend(dataset_mod.group_notes(notes))
@@ -343,6 +343,12 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             "foreground_per_image": {"min": round(min(fg_share), 4), "median": round(float(np.median(fg_share)), 4),
                                      "max": round(max(fg_share), 4), "mean": round(float(np.mean(fg_share)), 4)},
         }
+        if freq[0] == 0 and rule.kind == "ids" and k > 2:
+            low = min(v for v in all_values if v != config.ignore_value)
+            warnings.append(
+                f"class 0 never occurs: the masks hold values {low}..{all_values[-1]}; if {low} is the background, "
+                f"map the values to class ids with --set 'data.values={{{low}: 0, {low + 1}: 1, ...}}'"
+            )
         for cls in range(1, k):
             if freq[cls] == 0:
                 warnings.append(f"class {cls} never occurs in the masks; check num_classes and the masks")
@@ -392,6 +398,22 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     if score is not None:
         warnings.append(masks_mod.repeated_warning(score, mask_dir))
     return Report(where, fingerprint, tuple(warnings), tuple(errors), _stop(config))
+
+
+def _grouped(messages: list[str]) -> list[str]:
+    """Per-file messages that differ only in the file ("PATH: problem") as one message each."""
+    groups: dict[str, list[str]] = {}
+    for message in messages:
+        path, _, problem = message.partition(": ")
+        groups.setdefault(problem or message, []).append(message if not problem else path)
+    out = []
+    for problem, paths in groups.items():
+        if len(paths) == 1 or paths[0] == problem:
+            out += paths if paths[0] == problem else [f"{paths[0]}: {problem}"]
+        else:
+            names = [Path(p).name for p in paths[1:]]
+            out.append(f"{paths[0]}: {problem} (the same problem in {len(names)} more: {first_names(names)})")
+    return out
 
 
 def _stop(config: DataConfig) -> str | None:

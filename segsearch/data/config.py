@@ -108,6 +108,9 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
     out: dict[int, int] = {}
     for key, cls in items:
         raw = key
+        if cls is None:
+            raise ConfigError(f"{where}: {raw!r} has no class id; write the map as {{1: 0, 2: 1}}, with a space "
+                              "after each colon (YAML reads 1:0 as one number)")
         if isinstance(key, str) and key.strip().isdigit():
             key = int(key.strip())
         if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key <= 2 ** 31:

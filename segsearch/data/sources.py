@@ -61,6 +61,7 @@ MASK_DIR_NAMES = (
     "masks", "labels", "label", "gt", "groundtruth", "ground_truth", "annotations", "annotation",
     "1st_manual", "manual", "segmentation", "segmentations", "mask",
 )
+CASE_LAYOUT = "one folder per case"
 #: stem endings that mark a mask (``data.mask_suffix`` is tried first)
 MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation")
 ARRAY_IMAGE_KEYS = ("images", "image", "x", "X", "imgs")
@@ -239,6 +240,8 @@ class Discovery:
     pair: str | None = None
 
     def _hint(self) -> str:
+        if self.layout.startswith(CASE_LAYOUT):
+            return "give each case folder a masks/ folder holding one mask per object"
         if self.pair is not None:
             return (f"data.pair {self.pair!r} must find the same key in an image's name and its mask's "
                     "(its first group)")
@@ -366,14 +369,23 @@ def _mask_folders(parent: Path, exclude: Path | None) -> list[Path]:
     return [present[n] for n in MASK_DIR_NAMES if n in present]
 
 
-def _case_folders(root: Path) -> list[Path]:
-    """Subfolders of ``root`` laid out as one case each: ``<case>/images/`` (and ``<case>/masks/``)."""
+def _nested(root: Path) -> list[Path]:
+    """Subfolders of ``root`` that hold an images folder (``<sub>/images/``), in natural order."""
     out = []
-    for case in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                       key=lambda p: _natural_key(p.name)):
-        if _subfolder(case, "images", IMAGE_DIR_NAMES) is not None:
-            out.append(case)
+    for sub in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: _natural_key(p.name)):
+        if _subfolder(sub, "images", IMAGE_DIR_NAMES) is not None:
+            out.append(sub)
     return out
+
+
+def _is_case_layout(subs: Sequence[Path]) -> bool:
+    """True when every ``<sub>/images/`` holds at most one image: one folder per case."""
+    for sub in subs:
+        image_dir = _subfolder(sub, "images", IMAGE_DIR_NAMES)
+        if image_dir is not None and len(_image_files(image_dir)) > 1:
+            return False
+    return True
 
 
 def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
@@ -397,7 +409,7 @@ def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
             lone.append(name)
             continue
         pairs.append(Pair(name, images[0], mask_dir, parts))  # type: ignore[arg-type]
-    layout = "one folder per case (<case>/images/ + <case>/masks/, object masks merged: any object = 1)"
+    layout = f"{CASE_LAYOUT} (<case>/images/ + <case>/masks/, object masks merged: any object = 1)"
     return Discovery(tuple(pairs), tuple(lone), (), root, root, "", layout)
 
 
@@ -465,13 +477,27 @@ def discover(
             listed = ", ".join(f"{_rel(d.mask_dir, root)}/ ({len(d.pairs)} pairs)" for d in found)
             others = [d for d in found if d is not best]
             note = (f"{len(candidates)} candidate mask folders: {listed}; used {_rel(best.mask_dir, root)}/; "
-                    f"to use another: --set data.masks_dir={_rel(others[0].mask_dir, root)}")
+                    f"to use another: --set data.masks_dir={_rel(others[0].mask_dir, root)}"
+                    + (r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')"
+                       if not others[0].pairs and pair is None else ""))
             best = dataclasses.replace(best, notes=(*best.notes, note))
         return best
     if image_dir is None and not candidates:
-        cases = _case_folders(root)
-        if cases:
-            return _discover_cases(root, cases)
+        subs = _nested(root)
+        if subs and _is_case_layout(subs):
+            return _discover_cases(root, subs)
+        if subs:  # e.g. DRIVE: training/images, training/mask, training/1st_manual, test/...
+            lines = []
+            for sub in subs[:4]:
+                masks = _mask_folders(sub, _subfolder(sub, "images", IMAGE_DIR_NAMES))
+                lines.append(f"--set data.images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
+                             + (f" --set data.masks_dir={_rel(masks[0], root)}" if masks else "")
+                             + (f" (other mask folders: {', '.join(_rel(m, root) + '/' for m in masks[1:])})"
+                                if len(masks) > 1 else ""))
+            raise DataError(
+                f"{root}: the images are one level down, in {', '.join(_rel(s_, root) + '/' for s_ in subs[:4])}; "
+                f"fix: say which folders to read: {'; or '.join(lines)}"
+            )
     files = _image_files(root)
     if files:
         masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
