@@ -270,14 +270,14 @@ class DataConfig:
             set_(name, Path(value.strip()).as_posix().rstrip("/"))
         if self.pair is not None:
             if not isinstance(self.pair, str) or not self.pair:
-                raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', got {self.pair!r}")
+                raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', got '{self.pair}'")
             try:
                 groups = re.compile(self.pair).groups
             except re.error as exc:
-                raise ConfigError(f"{w}.pair: {self.pair!r} is not a valid regular expression ({exc}); "
+                raise ConfigError(f"{w}.pair: '{self.pair}' is not a valid regular expression ({exc}); "
                                   "quote it in YAML, e.g. --set 'data.pair=^(\\d+)_'") from None
             if groups < 1:
-                raise ConfigError(f"{w}.pair: {self.pair!r} has no group; its first group (...) is the key an "
+                raise ConfigError(f"{w}.pair: '{self.pair}' has no group; its first group (...) is the key an "
                                   "image and its mask share, e.g. '^(\\d+)_'")
         set_("values", parse_values(self.values, f"{w}.values"))
         if self.values is not None:

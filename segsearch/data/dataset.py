@@ -351,7 +351,8 @@ def group_notes(notes: Sequence[str]) -> list[str]:
         what, _, item = note.partition(": ")
         if item not in groups.setdefault(what, []):
             groups[what].append(item)
-    return [f"{len(items)} {what}: {first_names(items)}" for what, items in groups.items()]
+    return [f"{len(items)} {what}: {first_names(sorted(items, key=sources.natural_key))}"
+            for what, items in groups.items()]
 
 
 def _names(src: list[Pair] | ArraySource) -> list[str]:

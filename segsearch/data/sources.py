@@ -50,6 +50,7 @@ __all__ = [
     "read_mat",
     "is_array_source",
     "first_names",
+    "natural_key",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -112,7 +113,7 @@ def first_names(names: Sequence[str], n: int = 5) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def _natural_key(text: str) -> list[object]:
+def natural_key(text: str) -> list[object]:
     """Sort '2.png' before '10.png'."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
@@ -123,7 +124,7 @@ def _image_files(folder: Path) -> list[Path]:
         p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     ]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _mask_files(folder: Path) -> list[Path]:
@@ -132,7 +133,7 @@ def _mask_files(folder: Path) -> list[Path]:
         p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in MASK_EXTENSIONS
     ]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _subfolder(root: Path, configured: str, aliases: Sequence[str]) -> Path | None:
@@ -157,7 +158,7 @@ def _rel(path: Path, root: Path) -> str:
 
 def _subfolders(folder: Path) -> str:
     names = sorted((p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                   key=_natural_key)
+                   key=natural_key)
     return first_names(names, 8) if names else "none"
 
 
@@ -206,7 +207,7 @@ def _by_pattern(files: Sequence[Path], folder: Path, what: str, rx: re.Pattern[s
             continue
         if key in out:
             raise DataError(
-                f"{folder}: data.pair {rx.pattern!r} gives two {what} the key {key!r} ({out[key].name} and "
+                f"{folder}: data.pair '{rx.pattern}' gives two {what} the key {key!r} ({out[key].name} and "
                 f"{p.name}); fix: make its first group capture what tells the {what} apart"
             )
         out[key] = p
@@ -243,7 +244,7 @@ class Discovery:
         if self.layout.startswith(CASE_LAYOUT):
             return "give each case folder a masks/ folder holding one mask per object"
         if self.pair is not None:
-            return (f"data.pair {self.pair!r} must find the same key in an image's name and its mask's "
+            return (f"data.pair '{self.pair}' must find the same key in an image's name and its mask's "
                     "(its first group)")
         stem = self.lone_images[0].rsplit(".", 1)[0] if self.lone_images else "NAME"
         return (f"name the masks like the images (e.g. {stem}.png or {stem}{self.suffix or '_mask'}.png), or "
@@ -299,7 +300,7 @@ def _match(
                 pairs.append(Pair(image.name, image, mask))
         order = {p.name: i for i, p in enumerate(images)}
         missing = sorted(missing + lone_images, key=lambda n: order[n])
-        orphans = sorted([p.name for p in by_mask.values()] + lone_masks, key=_natural_key)
+        orphans = sorted([p.name for p in by_mask.values()] + lone_masks, key=natural_key)
         return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix, layout,
                          tuple(notes), pair)
     by_image = _by_stem(images, image_dir, "images")
@@ -373,7 +374,7 @@ def _nested(root: Path) -> list[Path]:
     """Subfolders of ``root`` that hold an images folder (``<sub>/images/``), in natural order."""
     out = []
     for sub in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                      key=lambda p: _natural_key(p.name)):
+                      key=lambda p: natural_key(p.name)):
         if _subfolder(sub, "images", IMAGE_DIR_NAMES) is not None:
             out.append(sub)
     return out
@@ -458,7 +459,7 @@ def discover(
             )
         if not images:
             raise DataError(f"{image_dir}: no image files (looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the images there")
-        how = f"data.pair {pair!r}" if pair is not None else "file name"
+        how = f"data.pair '{pair}'" if pair is not None else "file name"
         found: list[Discovery] = []
         for mask_dir in candidates:
             masks = _mask_files(mask_dir)
