@@ -566,8 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="report whether images and masks are usable, and how to fix them",
         description="Check a data folder (images/ + masks/) or an .npz file the way `run` reads\n"
                     "it: pairs, sizes, channels, mask values, classes, ignored pixels. Takes the\n"
-                    "data: options of `run` (--set, --space). Exits 2, with the message `run` would\n"
-                    "stop with, when `run` could not use the data as it is.",
+                    "data: options of `run` (--set, --space). Exits 2, with the message `run`\n"
+                    "would stop with, when `run` could not use the data as it is.",
         epilog="examples:\n  segsearch data check path/to/data\n"
                "  segsearch data check DRIVE --set data.images_dir=training/images \\\n"
                "      --set data.masks_dir=training/1st_manual --set 'data.pair=^(\\d+)_'\n"

@@ -29,7 +29,8 @@ import numpy as np
 from segsearch.data.sources import first_names
 from segsearch.errors import ConfigError, DataError
 
-__all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "signature", "repeated_mask", "repeated_warning", "GREY"]
+__all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "signature", "repeated_mask",
+           "repeated_warning", "GREY"]
 
 GREY = 0x010101  # a grey level g as a colour code: g * GREY == (g << 16) | (g << 8) | g
 MAX_AUTO_ID = 63

@@ -195,7 +195,9 @@ def _by_stem(files: Sequence[Path], folder: Path, what: str) -> dict[str, Path]:
     return out
 
 
-def _by_pattern(files: Sequence[Path], folder: Path, what: str, rx: re.Pattern[str]) -> tuple[dict[str, Path], list[str]]:
+def _by_pattern(
+    files: Sequence[Path], folder: Path, what: str, rx: re.Pattern[str],
+) -> tuple[dict[str, Path], list[str]]:
     """Map pair key (the first group of ``data.pair``) -> file; files it does not match are returned apart."""
     out: dict[str, Path] = {}
     unmatched: list[str] = []
@@ -698,7 +700,8 @@ def _read_tiff(path: Path, palette: str, notes: list[str] | None) -> np.ndarray:
                 "fix: check the file (does it open in an image viewer?), or remove it and its partner"
             ) from None
     if pages > 1 and notes is not None:
-        notes.append(f"TIFF file(s) of several pages, of which only the first page is read: {path.name} ({pages} pages)")
+        notes.append("TIFF file(s) of several pages, of which only the first page is read: "
+                     f"{path.name} ({pages} pages)")
     return arr
 
 
