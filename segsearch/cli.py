@@ -387,14 +387,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
+    from segsearch.config import load_config
     from segsearch.data.check import check
 
-    report = check(args.path)
+    # the data: section exactly as `run` builds it (same keys, same checks, same messages)
+    space: Any = args.space if args.space else {"architecture": "unet"}
+    config = load_config(space, sets=list(args.set or ()), data=args.path, check_space=False)
+    report = check(config.data)
     if args.json:
         print(json.dumps(report.to_dict(), default=_json_default))
     else:
         print(report.format())
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.write(f"segsearch: error: {_one_line(report.stop or report.errors[0])}\n")
+    return EXIT_USER_ERROR
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:
@@ -556,12 +564,24 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", parser_class=_Parser)
     check = data_sub.add_parser(
         "check", help="report whether images and masks are usable, and how to fix them",
-        description="Check a data folder (images/ + masks/) or an .npz file: pairs, sizes,\n"
-                    "channels, mask values, class balance. Exits 1 when the data cannot be\n"
-                    "loaded as it is.",
-        epilog="example:\n  segsearch data check path/to/data", formatter_class=fmt)
+        description="Check a data folder (images/ + masks/) or an .npz file the way `run` reads\n"
+                    "it: pairs, sizes, channels, mask values, classes, ignored pixels. Takes the\n"
+                    "data: options of `run` (--set, --space). Exits 2, with the message `run`\n"
+                    "would stop with, when `run` could not use the data as it is.",
+        epilog="examples:\n  segsearch data check path/to/data\n"
+               "  segsearch data check DRIVE --set data.images_dir=training/images \\\n"
+               "      --set data.masks_dir=training/1st_manual --set 'data.pair=^(\\d+)_'\n"
+               "  segsearch data check my_data --space spaces/unet.yaml",
+        formatter_class=fmt)
     check.add_argument("path", metavar="DIR",
-                       help="the data folder (images/ + masks/), an .npz file, or 'sample'")
+                       help="the data folder (images/ + masks/), an .npz file, or 'sample' "
+                            "(sets data.source)")
+    check.add_argument("--space", metavar="FILE",
+                       help="read the data: section of this space file (or shipped space), as "
+                            "`segsearch run FILE --data DIR` would")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a key as `run` does, e.g. data.masks_dir=labels or "
+                            "'data.values={1: 0, 2: 1}' (repeatable; values are YAML)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.set_defaults(func=_cmd_data_check)
     data.set_defaults(func=lambda a: _missing_command(data))

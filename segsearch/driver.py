@@ -74,7 +74,7 @@ _BEFORE_STUDY_FILE = (SPLIT_FILE,)
 #: DataConfig fields that define the data a study was searched on (augment and cache may change).
 _DATA_KEYS = ("source", "image_size", "num_classes", "channels", "val_fraction", "val_source",
               "seed", "mask_suffix", "mask_kind", "colors", "ignore_value", "resize", "images_dir",
-              "masks_dir", "sample_count")
+              "masks_dir", "sample_count", "pair", "values", "mat_key")
 
 Progress = Callable[[dict[str, Any]], None]
 

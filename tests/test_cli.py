@@ -383,3 +383,76 @@ def test_keras_tuner_engine_end_to_end(tmp_path: Path) -> None:
     assert (folder / "best" / "model.keras").is_file()
     code, out, _ = _run(["status", str(folder)])
     assert code == 0 and "complete" in out
+
+
+# ----------------------------------------------------------------------------------- data check
+def _datahelpers() -> Any:
+    """tests/data/datahelpers.py (the writers of data sets laid out as downloaded)."""
+    import importlib.util
+
+    path = REPO / "tests" / "data" / "datahelpers.py"
+    spec = importlib.util.spec_from_file_location("datahelpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+DRIVE_SETS = ["--set", "data.images_dir=training/images",
+              "--set", "data.masks_dir=training/1st_manual", "--set", r"data.pair=^(\d+)_"]
+
+
+def test_data_check_takes_run_options_for_a_downloaded_layout(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
+    code, out, err = _run(["data", "check", str(root), *DRIVE_SETS,
+                           "--set", "data.class_names=[background, vessel]"])
+    assert code == 0, err
+    assert ("pairs            4 (training/images/ + training/1st_manual/, "
+            "paired by data.pair '^(\\d+)_')") in out
+    assert "40x48 x4 (height x width)" in out
+    assert "0 background: 91.7%  1 vessel: 8.3%" in out
+    # without the options: the images are one level down, and the message says what to set
+    code, out, err = _run(["data", "check", str(root)])
+    assert code == 2 and err.count("\n") == 1
+    assert "--set data.images_dir=training/images --set data.masks_dir=training/1st_manual" in err
+
+
+def test_data_check_reads_a_space_file_data_section(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_crack(tmp_path / "CRACK500")
+    space = _space(tmp_path, "architecture: unet\ndata:\n  mat_key: groundTruth.Segmentation\n"
+                             "  values: {1: 0, 2: 1}\n  class_names: [background, crack]\n")
+    code, out, err = _run(["data", "check", str(root), "--space", space, "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["stop"] is None and report["counts"]["lone_images"] == 1
+    assert report["classes"]["frequencies"] == pytest.approx([0.875, 0.125], abs=1e-6)
+    assert report["classes"]["names"] == ["background", "crack"]
+
+
+@pytest.mark.parametrize("sets", [["--set", "data.pairs=x"], ["--set", "data.pair=abc"],
+                                  ["--set", "data.values={1:0}"],
+                                  ["--set", "data.masks_dir=nowhere"]],
+                         ids=["unknown key", "no group", "yaml", "no folder"])
+def test_data_check_stops_with_the_message_run_gives(tmp_path: Path, sets: list[str]) -> None:
+    root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
+    sets = [*DRIVE_SETS, *sets]
+    check_code, _, check_err = _run(["data", "check", str(root), *sets])
+    run_code, _, run_err = _run(["run", "unet", "--data", str(root), "--study-dir",
+                                 str(tmp_path / "s"), *TINY, *sets])
+    assert check_code == run_code == 2
+    assert check_err == run_err and check_err.startswith("segsearch: error: ")
+    assert check_err.count("\n") == 1
+
+
+def test_data_check_exits_2_where_run_would_stop(tmp_path: Path) -> None:
+    """One pair reads fine but cannot be split: data check says so, with run's message."""
+    image = np.zeros((32, 32), np.uint8)
+    for sub in ("images", "masks"):
+        (tmp_path / "one" / sub).mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / "one" / sub / "a.png")
+    code, out, err = _run(["data", "check", str(tmp_path / "one")])
+    assert code == 2
+    assert "found 1 image/mask pair(s), but a train/validation split needs at least 2" in err
+    assert "pairs            1" in out and err.count("\n") == 1
+    run_code, _, run_err = _run(["run", "unet", "--data", str(tmp_path / "one"), "--study-dir",
+                                 str(tmp_path / "s"), *TINY])
+    assert run_code == 2 and run_err == err
