@@ -246,10 +246,14 @@ class Study:
         if self.rebuild_storage and _read_meta(self.dir) is None:
             raise StudyError(f"--rebuild-storage: {self.dir} holds no study ({STUDY_FILE} is "
                              "missing); give the study's folder with --study-dir")
+        if not self.fresh:
+            self._use_stored_storage()
+        # before anything is written: a database that cannot be reached, and a study whose
+        # records are gone (it is never started over)
+        if self.config.storage:
+            self._check_reachable()
         new = self._prepare_folder()
         if not new:
-            self._use_stored_storage()
-            # before anything is written: a study whose records are gone is never started over
             state = self._check_storage()
         config = self.config
         emit = _Emitter(progress, self)
@@ -457,6 +461,16 @@ class Study:
             import dataclasses
 
             self.config = dataclasses.replace(self.config, storage=str(stored))
+
+    def _check_reachable(self) -> None:
+        """Raise the one-line StudyError (password masked) when the --storage database cannot be
+        reached or its driver is missing."""
+        from segsearch.engines.storage import connect_error, probe_optuna
+
+        url = self._storage_url()
+        state = probe_optuna(url, self.config.study, study_dir=self.dir)
+        if state.status == "unreachable":
+            raise connect_error(url, RuntimeError(state.detail))
 
     def _storage_state(self, engine: str | None = None) -> Any:
         """What the study's storage holds (:class:`segsearch.engines.storage.StorageState`)."""

@@ -188,7 +188,11 @@ def connect_error(url: str, error: BaseException) -> StudyError:
         parsed = _url(url)
     except StudyError:
         pass
-    if isinstance(error, ImportError) or type(error).__name__ == "NoSuchModuleError":
+    if type(error).__name__ == "NoSuchModuleError":
+        return StudyError(f"storage {shown}: SQLAlchemy knows no database "
+                          f"{parsed.drivername if parsed is not None else ''!r}; give a URL "
+                          f"such as sqlite:///path/study.db or {PG_DRIVER}://user@host/database")
+    if isinstance(error, ImportError):
         driver = parsed.drivername if parsed is not None else "its"
         fix = ("pip install 'segsearch[postgres]' (psycopg2-binary), or write the URL as "
                f"{PG_DRIVER}://..." if driver.startswith("postgres") else
