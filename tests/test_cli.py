@@ -80,7 +80,7 @@ def test_help_lists_every_command_and_option() -> None:
         assert word in out
     code, out, _ = _run(["run", "--help"])
     for option in ("--data", "--trials", "--epochs", "--image-size", "--engine", "--study-dir",
-                   "--storage", "--fresh", "--set", "--quiet", "--json"):
+                   "--storage", "--fresh", "--rebuild-storage", "--set", "--quiet", "--json"):
         assert option in out
 
 

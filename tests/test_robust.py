@@ -6,6 +6,9 @@ real ``segsearch run`` killed with SIGKILL mid-trial resumes to the exact count.
 failures, out-of-memory skipping and max_failures: tests/engines/test_failures.py.)
 Slow (``-m slow``): kills before the first trial ends and during the export, two workers on one
 study (SQLite), two drivers started by hand, two workers on PostgreSQL.
+Issue 12 (default run, ~2 min): a missing, empty or damaged storage is refused by status, export
+and run and rebuilt from the trial folders with --rebuild-storage (Optuna and keras-tuner); a
+storage password never reaches a file or the screen (PostgreSQL; skipped without it).
 """
 
 from __future__ import annotations
