@@ -21,7 +21,10 @@ run again, and the search stops when ``search.trials`` trials are finished (comp
 configuration the stored study cannot absorb (other architectures, data, image size, classes,
 engine, hyperparameter distributions, objective) is refused with a :class:`StudyError` naming
 ``--fresh`` and ``--study-dir``; ``fresh=True`` moves the old folder aside to
-``<name>.old-<timestamp>`` (nothing is deleted).
+``<name>.old-<timestamp>`` (nothing is deleted). A storage (``study.db``, a ``--storage``
+database, ``keras_tuner/``) that is missing, empty, unreadable or behind ``trials/`` is never
+started over: ``run``, ``status`` and ``export`` refuse it (:class:`StudyError`), and
+``rebuild_storage=True`` rebuilds it from the trial folders (:mod:`segsearch.engines.storage`).
 
 After the search the best configuration is trained further, from its checkpoint (optimizer state
 included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
@@ -347,9 +350,9 @@ class Study:
                                         f"{self.dir / CONFIG_FILE})")
         if problem:
             raise StudyError(problem)
-        if not state.ok:
-            return []  # nothing ran yet
         if engine == "optuna":
+            if not state.ok:
+                return []  # nothing ran yet
             import optuna
 
             from segsearch.engines.results import optuna_records

@@ -254,7 +254,7 @@ def test_interrupt_says_how_to_resume_and_exits_130(tmp_path: Path,
     import segsearch.driver
 
     class Interrupted:
-        def __init__(self, config: Any, fresh: bool = False) -> None:
+        def __init__(self, config: Any, fresh: bool = False, **options: Any) -> None:
             pass
 
         def run(self, progress: Any = None) -> Any:
