@@ -255,7 +255,7 @@ def test_out_of_memory_errors_are_recognised():
     assert describe_exit(3) == "exit code 3"
 
 
-# ------------------------------------------------------------------ issue 12: storage lost or damaged
+# ------------------------------------------------------------------ issue 12: storage lost
 def _main(*argv: str) -> tuple[int, str, str]:
     """segsearch's main() in this process: (exit status, stdout, stderr)."""
     import contextlib
