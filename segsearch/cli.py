@@ -188,6 +188,10 @@ class TextProgress:
             parts.append(f"left ~{_duration(e['eta_s'])}")
         return parts
 
+    def _on_storage_rebuilt(self, e: Mapping[str, Any]) -> None:
+        self._write(f"Rebuilt the study's records ({_plural(e.get('trials', 0), 'trial')}) from "
+                    f"{e.get('path', 'the study')}/trials into {e.get('storage', 'its storage')}")
+
     def _on_study_start(self, e: Mapping[str, Any]) -> None:
         if e.get("moved_aside"):
             self._write(f"Moved the old study aside to {e['moved_aside']}")
@@ -301,7 +305,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from segsearch.driver import Study
 
-    study = Study(config, fresh=args.fresh)
+    study = Study(config, fresh=args.fresh, rebuild_storage=args.rebuild_storage)
     results = study.run(progress=progress)
 
     objective_text = f"{objective} {_number(results.best_value)}"
@@ -496,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study-dir", metavar="DIR",
                      help="the study's folder (default: studies/<study> in the current folder)")
     run.add_argument("--storage", metavar="URL",
-                     help="Optuna storage URL, e.g. postgresql://... (default: SQLite in the study "
-                          "folder)")
+                     help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in "
+                          "the study folder); the password is never stored: on resume it comes "
+                          "from SEGSEARCH_STORAGE, PGPASSWORD or ~/.pgpass")
     run.add_argument("--workers", type=_positive_int, metavar="N",
                      help="train N trials at once on this machine, each in its own process, "
                           "against the one study (sets search.workers)")
@@ -507,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start a new study even if one exists; the old folder is moved aside, "
                           "never deleted")
+    run.add_argument("--rebuild-storage", action="store_true",
+                     help="the study's storage (study.db, the --storage database or keras_tuner/) "
+                          "is missing, empty or unreadable: rebuild its records from the trial "
+                          "folders, then resume")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override any key of the space file, e.g. train.batch_size=4 or "
                           "'space.depth=[2,3]' (repeatable; values are YAML)")
@@ -620,6 +629,27 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
+def _without_passwords(message: str, args: argparse.Namespace) -> str:
+    """The message with every storage password in sight (--storage, SEGSEARCH_STORAGE) masked."""
+    urls = [getattr(args, "storage", None), os.environ.get("SEGSEARCH_STORAGE")]
+    if not any(urls):
+        return message
+    from segsearch.engines.storage import MASK, mask
+
+    for url in filter(None, urls):
+        masked = mask(url) or ""
+        message = message.replace(url, masked)
+        try:
+            from sqlalchemy.engine import make_url
+
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: masked above
+            password = None
+        if password and password != MASK:
+            message = message.replace(str(password), MASK)
+    return message
+
+
 def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
 
@@ -658,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e)
         if isinstance(e, OSError) and e.filename is not None and e.strerror:
             message = f"{e.filename}: {e.strerror}"
-        sys.stderr.write(f"segsearch: error: {_one_line(message)}\n")
+        sys.stderr.write(f"segsearch: error: {_one_line(_without_passwords(message, args))}\n")
         return EXIT_USER_ERROR
 
 

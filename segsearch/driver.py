@@ -21,7 +21,10 @@ run again, and the search stops when ``search.trials`` trials are finished (comp
 configuration the stored study cannot absorb (other architectures, data, image size, classes,
 engine, hyperparameter distributions, objective) is refused with a :class:`StudyError` naming
 ``--fresh`` and ``--study-dir``; ``fresh=True`` moves the old folder aside to
-``<name>.old-<timestamp>`` (nothing is deleted).
+``<name>.old-<timestamp>`` (nothing is deleted). A storage (``study.db``, a ``--storage``
+database, ``keras_tuner/``) that is missing, empty, unreadable or behind ``trials/`` is never
+started over: ``run``, ``status`` and ``export`` refuse it (:class:`StudyError`), and
+``rebuild_storage=True`` rebuilds it from the trial folders (:mod:`segsearch.engines.storage`).
 
 After the search the best configuration is trained further, from its checkpoint (optimizer state
 included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
@@ -178,6 +181,8 @@ class Study:
     Args:
         config: the :class:`segsearch.config.Config` (``config.study_dir`` is the folder).
         fresh: move an existing study folder aside (to ``<name>.old-<timestamp>``) and start anew.
+        rebuild_storage: rebuild the engine's records (Optuna storage, keras-tuner project) from
+            the trial folders, when they are missing, empty or unreadable, then resume.
 
     Example:
         >>> study = Study(load_config("spaces/unet.yaml", trials=8))
@@ -186,10 +191,14 @@ class Study:
         'complete'
     """
 
-    def __init__(self, config: Any, *, fresh: bool = False) -> None:
+    def __init__(self, config: Any, *, fresh: bool = False, rebuild_storage: bool = False) -> None:
+        if fresh and rebuild_storage:
+            raise StudyError("--fresh and --rebuild-storage: choose one (--fresh starts a new "
+                             "study; --rebuild-storage keeps this one and rebuilds its records)")
         self.config = config
         self.dir = Path(config.study_dir)
         self.fresh = fresh
+        self.rebuild_storage = rebuild_storage
         self.moved_aside: Path | None = None
         self.deadline: float | None = None
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
@@ -237,14 +246,31 @@ class Study:
             ConfigError, DataError: a problem with the configuration or the data.
             KeyboardInterrupt: interrupted; run again to resume.
         """
+        if self.rebuild_storage and _read_meta(self.dir) is None:
+            raise StudyError(f"--rebuild-storage: {self.dir} holds no study ({STUDY_FILE} is "
+                             "missing); give the study's folder with --study-dir")
+        if not self.fresh:
+            self._use_stored_storage()
+        # before anything is written: a database that cannot be reached, and a study whose
+        # records are gone (it is never started over)
+        if self.config.storage:
+            self._check_reachable()
+        new = self._prepare_folder()
+        if not new:
+            state = self._check_storage()
         config = self.config
         emit = _Emitter(progress, self)
-        new = self._prepare_folder()
         from segsearch.engines import engine_class
 
         engine_cls = engine_class(config.search.engine)
         self._check_or_store(engine_cls.fingerprint(config, self.hypermodel()), new)
+        if self.rebuild_storage:
+            self._set_storage_aside(state)
         engine = self._make_engine(engine_cls, emit)
+        if self.rebuild_storage:
+            rebuilt = engine.rebuild(read_trial_records(self.dir))
+            emit({"event": "storage_rebuilt", "path": str(self.dir), "trials": rebuilt,
+                  "storage": state.where})
         if config.search.time_limit:  # the clock starts with the search, once all is set up
             self.deadline = engine.session.start_clock(float(config.search.time_limit))
         records = engine.records()
@@ -306,22 +332,34 @@ class Study:
         )
 
     def trials(self) -> list[TrialRecord]:
-        """Every trial of the stored study, by number (reads the storage; trains nothing)."""
+        """Every trial of the stored study, by number (reads the storage; trains nothing).
+
+        The storage is opened read-only: nothing is created, migrated or written.
+
+        Raises:
+            StudyError: the storage is missing, empty or unreadable while the trial folders hold
+                records (rebuild it with ``--rebuild-storage``), or it cannot be reached.
+        """
         meta = _read_meta(self.dir) or {}
         engine = meta.get("engine", self.config.search.engine)
         archs = tuple(self.config.architectures)
+        state = self._storage_state(engine)
+        problem = self._storage_problem(state, read_trial_records(self.dir),
+                                        f"segsearch run SPACE --study-dir {self.dir} "
+                                        "--rebuild-storage (SPACE: the study's space file, or "
+                                        f"{self.dir / CONFIG_FILE})")
+        if problem:
+            raise StudyError(problem)
         if engine == "optuna":
-            if not self.config.storage and not (self.dir / "study.db").exists():
-                return read_trial_records(self.dir)
+            if not state.ok:
+                return []  # nothing ran yet
             import optuna
 
             from segsearch.engines.results import optuna_records
+            from segsearch.engines.storage import load_optuna_study
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            try:
-                study = optuna.load_study(study_name=self.config.study, storage=self._storage_url())
-            except KeyError:
-                return read_trial_records(self.dir)
+            study = load_optuna_study(self._storage_url(), self.config.study)
             return optuna_records(study, self.dir, archs)
         from segsearch.engines.results import keras_tuner_records
 
@@ -410,9 +448,128 @@ class Study:
         return int(self.config.search.trials) * int(train.epochs)
 
     def _storage_url(self) -> str:
+        """The Optuna storage URL to connect with (the password from the environment, see
+        :func:`segsearch.engines.storage.resolve`)."""
         if self.config.storage:
-            return str(self.config.storage)
+            from segsearch.engines.storage import resolve
+
+            return resolve(str(self.config.storage))
         return f"sqlite:///{(self.dir / 'study.db').resolve()}"
+
+    # ------------------------------------------------------------------ storage
+    def _use_stored_storage(self) -> None:
+        """Resuming without --storage: the storage URL study.json holds (its password masked)."""
+        stored = (_read_meta(self.dir) or {}).get("storage")
+        if stored and not self.config.storage and self.config.search.engine == "optuna":
+            import dataclasses
+
+            self.config = dataclasses.replace(self.config, storage=str(stored))
+
+    def _check_reachable(self) -> None:
+        """Raise the one-line StudyError (password masked) when the --storage database cannot be
+        reached or its driver is missing."""
+        from segsearch.engines.storage import connect_error, probe_optuna
+
+        url = self._storage_url()
+        state = probe_optuna(url, self.config.study, study_dir=self.dir)
+        if state.status == "unreachable":
+            raise connect_error(url, RuntimeError(state.detail))
+
+    def _storage_state(self, engine: str | None = None) -> Any:
+        """What the study's storage holds (:class:`segsearch.engines.storage.StorageState`)."""
+        from segsearch.engines import storage
+
+        if (engine or self.config.search.engine) == "optuna":
+            return storage.probe_optuna(self._storage_url(), self.config.study,
+                                        study_dir=self.dir)
+        return storage.probe_keras_tuner(self.dir / storage.KT_PROJECT_DIR)
+
+    def _storage_problem(self, state: Any, records: list[TrialRecord], fix: str) -> str | None:
+        """Why the storage cannot be used with these trial records, with ``fix``; None if it can.
+
+        Args:
+            state: the storage's StorageState.
+            records: the records in the trial folders.
+            fix: the command that rebuilds the storage.
+        """
+        from segsearch.engines.storage import connect_error
+
+        if state.status == "unreachable":
+            return str(connect_error(state.where, RuntimeError(state.detail)))
+        if state.status == "unreadable":
+            if not state.local:
+                return f"{state.where}: {state.detail}; check that this is the study's database"
+            return (f"{state.where}: {state.detail}; the study's records cannot be read. Rebuild "
+                    f"them from the trial folders (the storage is kept, renamed): {fix}")
+        if not records:
+            return None
+        top = max(r.number for r in records)
+        held = f"{self.dir / 'trials'} holds the records of {_count(len(records), 'trial')}"
+        if not state.ok or state.trials == 0:
+            detail = state.detail or f"it holds study {self.config.study!r} without its trials"
+            return (f"{state.where}: {detail}, but {held}; segsearch does not start the study "
+                    f"over. Rebuild its records from the trial folders: {fix}")
+        if state.trials <= top:
+            detail = (f"{state.where}: it holds {_count(state.trials, 'trial')} of study "
+                      f"{self.config.study!r}, but {held} (up to #{top})")
+            if state.local:
+                return (f"{detail}: it is an older copy. Rebuild the records from the trial "
+                        f"folders (the storage is kept, renamed): {fix}")
+            return (f"{detail}: it is not this study's storage; give the URL the study ran on "
+                    f"(--storage or {self._env_name()})")
+        return None
+
+    @staticmethod
+    def _env_name() -> str:
+        from segsearch.engines.storage import ENV_URL
+
+        return ENV_URL
+
+    def _check_storage(self) -> Any:
+        """Refuse to resume a study whose storage lost its records (or rebuild, when asked).
+
+        Returns:
+            The storage's StorageState.
+
+        Raises:
+            StudyError: the storage is missing, empty, unreadable, unreachable or behind the
+                trial folders (without --rebuild-storage), or --rebuild-storage has nothing to do.
+        """
+        state = self._storage_state()
+        records = read_trial_records(self.dir)
+        problem = self._storage_problem(state, records,
+                                        "run the same command with --rebuild-storage")
+        if not self.rebuild_storage:
+            if problem:
+                raise StudyError(problem)
+            return state
+        # what segsearch may not rebuild: a database it cannot reach or read, or one holding
+        # other trials of this study (it never deletes from a database)
+        foreign = not state.local and (state.status in ("unreachable", "unreadable") or (
+            state.ok and state.trials > 0))
+        if problem and foreign:
+            raise StudyError(problem)
+        if problem is None:
+            held = (f"holds the study's {_count(state.trials, 'trial')}" if state.ok else
+                    f"and {self.dir / 'trials'} hold no trial records")
+            raise StudyError(f"--rebuild-storage: {state.where} {held}; nothing to rebuild: run "
+                             "the same command without --rebuild-storage")
+        return state
+
+    def _set_storage_aside(self, state: Any) -> None:
+        """Before a rebuild: rename a storage in the study folder that holds other records
+        (unreadable, or an older copy) to ``<name>.broken-<timestamp>``; nothing is deleted."""
+        if not state.local or state.status in ("missing",) or (
+                state.status in ("empty", "no_study") and self.config.search.engine == "optuna"):
+            return  # nothing there, or Optuna adds the study to the file as it is
+        path = Path(state.where)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = path.with_name(f"{path.name}.broken-{stamp}")
+        n = 2
+        while target.exists():
+            target = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+            n += 1
+        os.replace(path, target)
 
     def _deadline_passed(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -455,11 +612,15 @@ class Study:
         """fresh=True cannot move a study that lives in an external Optuna storage."""
         if not self.config.storage or self.config.search.engine != "optuna":
             return
-        import optuna
+        from segsearch.engines.storage import connect_error, mask, probe_optuna
 
-        if self.config.study in optuna.get_all_study_names(self.config.storage):
+        url = self._storage_url()
+        state = probe_optuna(url, self.config.study, study_dir=self.dir)
+        if state.status == "unreachable":
+            raise connect_error(url, RuntimeError(state.detail))
+        if state.ok:
             raise StudyError(
-                f"--fresh: study {self.config.study!r} lives in the storage {self.config.storage}, "
+                f"--fresh: study {self.config.study!r} lives in the storage {mask(url)}, "
                 "which segsearch does not delete from; give the new study another name "
                 "(study: in the space file, or --set study=NAME)"
             )
@@ -512,7 +673,7 @@ class Study:
                 "format": _FORMAT,
                 "study": self.config.study,
                 "engine": self.config.search.engine,
-                "storage": self.config.storage,
+                "storage": _masked(self.config.storage),  # the password stays out of files
                 "created": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "fingerprint": _jsonable(fingerprint),
             }
@@ -815,6 +976,16 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _masked(url: str | None) -> str | None:
+    from segsearch.engines.storage import mask
+
+    return mask(url)
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _short(value: Any) -> str:

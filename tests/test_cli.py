@@ -80,7 +80,7 @@ def test_help_lists_every_command_and_option() -> None:
         assert word in out
     code, out, _ = _run(["run", "--help"])
     for option in ("--data", "--trials", "--epochs", "--image-size", "--engine", "--study-dir",
-                   "--storage", "--fresh", "--set", "--quiet", "--json"):
+                   "--storage", "--fresh", "--rebuild-storage", "--set", "--quiet", "--json"):
         assert option in out
 
 
@@ -289,7 +289,7 @@ def test_interrupt_says_how_to_resume_and_exits_130(tmp_path: Path,
     import segsearch.driver
 
     class Interrupted:
-        def __init__(self, config: Any, fresh: bool = False) -> None:
+        def __init__(self, config: Any, fresh: bool = False, **options: Any) -> None:
             pass
 
         def run(self, progress: Any = None) -> Any:

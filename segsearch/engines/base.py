@@ -7,6 +7,7 @@ An engine (``segsearch.engines.optuna_engine.Engine``,
   ``search.trials`` trials are finished (complete or pruned), the time limit passes, or too many
   trials in a row fail;
 - ``records()``: every trial as a :class:`~segsearch.engines.results.TrialRecord`;
+- ``rebuild(records)``: its records made again from the trial folders (``--rebuild-storage``);
 - ``fingerprint(config, hypermodel)`` (a class method): what the stored study fixes and a later
   run must not change.
 
@@ -201,6 +202,15 @@ class BaseEngine:
 
     def records(self) -> list[TrialRecord]:
         """Every trial of the study, by number."""
+        raise NotImplementedError
+
+    def rebuild(self, records: list[TrialRecord]) -> int:
+        """Rebuild the engine's (empty) records from the trial folders' records (``segsearch run
+        --rebuild-storage``), trial ``n`` again being ``trials/<n>``; return the trials added.
+
+        Args:
+            records: the records of ``trials/<nnnn>/trial.json``.
+        """
         raise NotImplementedError
 
     @classmethod

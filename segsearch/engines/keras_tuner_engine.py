@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
 import keras_tuner
@@ -42,7 +43,7 @@ from segsearch.engines.results import (
     trial_dir,
 )
 from segsearch.engines.trial import TrialTask, continuation
-from segsearch.errors import ConfigError, SegsearchError
+from segsearch.errors import ConfigError, SegsearchError, StudyError
 
 __all__ = ["Engine", "PROJECT_DIR"]
 
@@ -187,6 +188,61 @@ class Engine(BaseEngine):
     def records(self) -> list[TrialRecord]:
         """Every keras-tuner trial as a record."""
         return keras_tuner_records(self.study_dir, self.config.architectures)
+
+    def rebuild(self, records: list[TrialRecord]) -> int:
+        """Rebuild the (new, empty) keras-tuner project from the trial folders' records.
+
+        Trial ``n`` of the oracle is ``trials/<n>`` again (a number without a record becomes a
+        failed placeholder), with its hyperparameter values, state and score, so the oracle does
+        not propose a finished configuration again and new trials take new numbers. Hyperband's
+        brackets start anew: a rebuilt trial is not promoted.
+
+        Args:
+            records: the records of ``trials/<nnnn>/trial.json``.
+
+        Returns:
+            The number of trials added.
+        """
+        oracle = self.tuner.oracle
+        if oracle.trials:
+            raise StudyError(f"--rebuild-storage: {self.study_dir / PROJECT_DIR} already "
+                                 "holds trials; nothing was changed")
+        by_number = {r.number: r for r in records}
+        top = max(by_number, default=-1)
+        names = {hp.name for hp in oracle.hyperparameters.space}
+        state = oracle.get_state()  # the oracle's public state: orders, run times, values tried
+        tried = set(state["tried_so_far"])
+        for number in range(top + 1):
+            record = by_number.get(number)
+            hp = oracle.hyperparameters.copy()
+            hp.values = {} if record is None else {
+                k: v for k, v in record.params.items() if k in names}
+            complete = record is not None and record.state == "complete" and \
+                record.value is not None
+            trial = kt_trial.Trial(hyperparameters=hp, trial_id=str(number),
+                                   status=kt_trial.TrialStatus.COMPLETED if complete
+                                   else kt_trial.TrialStatus.FAILED)
+            if complete:
+                step = int(record.best_epoch or 1) - 1
+                trial.metrics.register(self.objective.name, direction=oracle.objective.direction)
+                trial.metrics.update(self.objective.name, float(record.value), step=step)
+                trial.score, trial.best_step = float(record.value), step
+            else:
+                trial.message = ("rebuilt: " + (record.reason or record.state) if record else
+                                 "rebuilt storage: trials/ holds no record of this trial")
+            oracle.trials[trial.trial_id] = trial
+            state["start_order"].append(trial.trial_id)
+            state["end_order"].append(trial.trial_id)
+            state["run_times"][trial.trial_id] = 1
+            if hp.values:  # the hash keras-tuner's duplicate check uses
+                key = oracle._compute_values_hash(hp.values)
+                tried.add(key)
+                state["id_to_hash"][trial.trial_id] = key
+            trial.save(str(Path(self.tuner.get_trial_dir(trial.trial_id)) / "trial.json"))
+        state["tried_so_far"] = sorted(tried)
+        oracle.set_state(state)
+        self.tuner.save()  # the oracle too
+        return top + 1
 
     def protected_checkpoints(self) -> set[int]:
         """Trials of Hyperband brackets still open (their checkpoints may be promoted)."""

@@ -32,6 +32,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -43,6 +44,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from segsearch.engines import storage as storage_module
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import (
     OptunaHyperParameters,
@@ -52,10 +54,12 @@ from segsearch.engines.hp import (
     space_signature,
 )
 from segsearch.engines.results import (
+    HISTORY_FILE,
     OPTUNA_RECORD_ATTR,
     PARAMS_ATTR,
     TrialRecord,
     optuna_records,
+    read_history,
     trial_dir,
 )
 from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
@@ -67,12 +71,14 @@ except ImportError:  # pragma: no cover - Optuna moved it
 
     def get_heartbeat_thread(trial_id: int, storage: Any) -> Any:
         return contextlib.nullcontext()
-from segsearch.errors import ConfigError
+from segsearch.errors import ConfigError, StudyError
 
 __all__ = ["Engine", "make_sampler", "make_pruner", "storage_url"]
 
 CUT_OFF_REASON = "cut off: the run stopped during this trial; it is run again"
 SURPLUS_REASON = "not needed: the study already had its trials when this one was asked for"
+REBUILT_GAP_REASON = ("rebuilt storage: trials/ holds no record of this trial (it was cut off or "
+                      "not needed); a placeholder keeps the numbering")
 #: seconds between heartbeats of a running trial (RDB storages).
 HEARTBEAT_INTERVAL = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
 #: seconds without a heartbeat after which another worker fails a RUNNING trial and re-runs it.
@@ -92,12 +98,17 @@ def make_storage(url: str) -> Any:
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": storage_module.CONNECT_TIMEOUT}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
-            grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=_retry_cut_off,
-        )
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=_retry_cut_off,
+            )
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors
+            raise storage_module.connect_error(url, e) from None
 
 
 def _retry_cut_off(study: optuna.Study, trial: Any) -> None:
@@ -214,13 +225,19 @@ class Engine(BaseEngine):
         self.pruner = pruner or make_pruner(
             search.pruner, min_epochs=train.min_epochs, epochs=train.epochs, trials=search.trials
         )
-        self.study = optuna.create_study(
-            study_name=self.config.study,
-            storage=make_storage(self.url),
-            pruner=self.pruner,
-            directions=list(search.directions),
-            load_if_exists=True,
-        )
+        storage = make_storage(self.url)
+        try:
+            self.study = optuna.create_study(
+                study_name=self.config.study,
+                storage=storage,
+                pruner=self.pruner,
+                directions=list(search.directions),
+                load_if_exists=True,
+            )
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors
+            if isinstance(e, (optuna.exceptions.OptunaError, ValueError)):
+                raise
+            raise storage_module.connect_error(self.url, e) from None
         stored = len(self.study.get_trials(deepcopy=False))
         self._stop = threading.Event()
         self._active: dict[int, Any] = {}
@@ -318,6 +335,93 @@ class Engine(BaseEngine):
     def records(self) -> list[TrialRecord]:
         """Every trial in the storage as a record (a RUNNING one as "running")."""
         return optuna_records(self.study, self.study_dir, self.config.architectures)
+
+    def rebuild(self, records: list[TrialRecord]) -> int:
+        """Rebuild the study's trials in the (empty) storage from the trial folders' records.
+
+        Trial ``n`` of the storage is ``trials/<n>`` again: a number without a record (a trial
+        that was cut off or handed back) becomes a failed placeholder, so no new trial takes a
+        folder that holds one. Parameters, distributions (from the space), values, the state,
+        the per-epoch objective (``history.csv``) and the record are restored through Optuna's
+        public ``create_trial`` / ``add_trial``.
+
+        Args:
+            records: the records of ``trials/<nnnn>/trial.json``.
+
+        Returns:
+            The number of trials added.
+        """
+        if self.study.get_trials(deepcopy=False):
+            raise StudyError(f"--rebuild-storage: the storage already holds trials of study "
+                             f"{self.config.study!r}; nothing was changed")
+        by_number = {r.number: r for r in records}
+        top = max(by_number, default=-1)
+        for number in range(top + 1):
+            self.study.add_trial(self._frozen(by_number.get(number)))
+        search = self.config.search
+        self.study.sampler = make_sampler(search.algorithm, search.seed + top + 1, search.trials)
+        return top + 1
+
+    def _frozen(self, record: TrialRecord | None) -> optuna.trial.FrozenTrial:
+        """One rebuilt trial (a failed placeholder for a number without a record)."""
+        if record is None:
+            return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+                "reason": REBUILT_GAP_REASON, "rebuilt": True})
+        attrs: dict[str, Any] = {OPTUNA_RECORD_ATTR: record.to_dict(),
+                                 PARAMS_ATTR: dict(record.params), "rebuilt": True}
+        intermediate = self._history_values(record)
+        kwargs: dict[str, Any] = {"intermediate_values": intermediate}
+        if record.state == "complete" and record.value is not None:
+            kwargs["state"] = TrialState.COMPLETE
+            if self.multi and record.objectives:
+                kwargs["values"] = list(record.objectives)
+            else:
+                kwargs["value"] = record.value
+        elif record.state == "pruned":
+            kwargs["state"] = TrialState.PRUNED
+            last = intermediate[max(intermediate)] if intermediate else record.value
+            kwargs["value"] = None if self.multi else last
+        else:
+            kwargs["state"] = TrialState.FAIL
+            attrs["reason"] = record.reason or CUT_OFF_REASON
+            if record.state == "infeasible":
+                attrs["infeasible"] = True
+            if (record.reason or "").startswith("out of memory"):
+                attrs["oom"] = True
+        params, distributions = self._distributions(record.params)
+        try:
+            return optuna.trial.create_trial(params=params, distributions=distributions,
+                                             user_attrs=attrs, **kwargs)
+        except ValueError:  # values outside today's space: kept in the record, not as params
+            return optuna.trial.create_trial(user_attrs=attrs, **kwargs)
+
+    def _distributions(self, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The Optuna parameters and distributions of a configuration, from the space."""
+        fixed = optuna.trial.FixedTrial(dict(values))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                declare(self.session.hypermodel, OptunaHyperParameters(fixed), build=False)
+        except (ValueError, TypeError, KeyError):
+            return {}, {}
+        return dict(fixed.params), dict(fixed.distributions)
+
+    def _history_values(self, record: TrialRecord) -> dict[int, float]:
+        """The objective after each epoch, from the trial's history.csv (as reported)."""
+        path = trial_dir(self.study_dir, record.number) / HISTORY_FILE
+        if not path.is_file():
+            return {}
+        out: dict[int, float] = {}
+        try:
+            rows = read_history(path)
+        except (OSError, ValueError):
+            return {}
+        for row in rows:
+            value, epoch = row.get(self.objective.name), row.get("epoch")
+            if isinstance(value, (int, float)) and isinstance(epoch, int) and \
+                    math.isfinite(value):
+                out[epoch] = float(value)
+        return out
 
     # ------------------------------------------------------------------ internals
     def _finished_count(self) -> int:
