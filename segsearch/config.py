@@ -1003,9 +1003,15 @@ def _make_data(values: dict[str, Any]) -> Any:
 
 
 def _check_space(config: Config, origins: Mapping[tuple[str, ...], str]) -> None:
-    """Check the ``space:`` entries by making the hypermodel(s) (no network is built)."""
+    """Check the ``space:`` entries and ``train.weights`` by making the hypermodel(s) (no network
+    is built): every value against its hyperparameter's domain (segsearch.params.Domain)."""
+    from segsearch.errors import WeightsError
+
     try:
         config.hypermodel()
+    except WeightsError as e:
+        where = _origin_of("train.weights", origins) or config.source
+        raise ConfigError(f"{where}: train.weights: {e}") from None
     except ConfigError as e:
         message = str(e)
         for keys, origin in origins.items():
