@@ -43,3 +43,36 @@ def test_failed_trials_in_a_row_stop_the_study_with_the_last_reasons(make_config
     config = make_config(trials=3, search={"max_failures": 2})
     with pytest.raises(StudyError, match="2 trials in a row failed.*injected by SEGSEARCH_FAULT"):
         Study(config).run()
+
+
+def test_a_diverged_trial_is_failed_and_never_the_best(make_config, standin):
+    standin(diverge_builds=(1,))  # trial 0 trains with SGD at 1e6: weights blow up, loss finite
+    config = make_config(trials=1)
+    events = []
+    results = Study(config).run(progress=events.append)
+    assert [r.state for r in results.trials] == ["failed", "complete"]
+    diverged = results.trials[0]
+    assert diverged.reason.startswith("diverged: ") and diverged.checkpoint is None
+    assert results.best_trial == 1
+    ends = [e for e in events if e["event"] == "trial_end"]
+    assert ends[0]["state"] == "failed" and ends[0]["reason"].startswith("diverged: ")
+
+
+def test_a_real_network_at_learning_rate_1e6_diverges_and_nothing_is_exported(tmp_path):
+    from segsearch.config import load_config
+
+    raw = {
+        "study": "diverge", "architecture": "unet",
+        "data": {"source": "sample", "sample_count": 12, "image_size": 32, "augment": 0},
+        "train": {"epochs": 2, "batch_size": 4, "isolation": "none"},
+        "search": {"trials": 1, "max_failures": 1, "pruner": "none"},
+        "space": {"filters": 4, "depth": 1, "optimizer": "sgd", "learning_rate": 1e6},
+        "export": {"enabled": True, "saved_model": False, "overlays": 0},
+    }
+    config = load_config(raw, study_dir=tmp_path / "diverge")
+    with pytest.raises(StudyError, match="1 trials in a row failed: diverged: "):
+        Study(config).run()
+    (record,) = Study(config).trials()
+    assert record.state == "failed" and record.reason.startswith("diverged: ")
+    assert not (config.study_dir / "best").exists()
+    assert not list(config.study_dir.glob("trials/*/model.keras"))
