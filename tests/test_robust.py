@@ -250,3 +250,33 @@ def test_out_of_memory_errors_are_recognised():
     assert not is_out_of_memory(ValueError("shapes (4, 3) and (2,) are incompatible"))
     assert "SIGKILL" in describe_exit(-9) and "out-of-memory killer" in describe_exit(-9)
     assert describe_exit(3) == "exit code 3"
+
+
+# ------------------------------------------------------------------ the final training
+def test_a_worker_killed_in_the_final_training_exits_3_and_the_next_run_retries_it(npz, tmp_path):
+    space = _space(npz, tmp_path, trials=1, train={"final_epochs": 1},
+                   export={"enabled": True, "saved_model": False, "overlays": 0})
+    folder = tmp_path / "study"
+    argv = [sys.executable, "-m", "segsearch", "run", str(space), "--study-dir", str(folder)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # the trial trains epoch 1; the final training goes on with epoch 2, where the worker dies
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                           env={**env, "SEGSEARCH_FAULT": "-1:kill@2"})
+    assert first.returncode == 3, first.stderr[-2000:]
+    assert "Traceback" not in first.stderr, first.stderr
+    err = first.stderr.strip().splitlines()[-1]  # after TensorFlow's own start-up lines
+    assert err.startswith("segsearch: error: the final training of the best configuration "
+                          "(trial #0) failed: the final training's worker process died (killed "
+                          "by SIGKILL"), err
+    assert "The best trial's checkpoint was exported instead" in err
+    assert "run the same command again to retry the final training" in err
+    final = json.loads((folder / "final" / "final.json").read_text())
+    assert final["final_state"] == "failed" and final["model"] == "trials/0000/model.keras"
+    assert (folder / "best" / "model.keras").is_file()  # the trial's checkpoint, exported
+
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Training the best configuration (trial #0) for 1 more epoch" in again.stdout
+    final = json.loads((folder / "final" / "final.json").read_text())
+    assert final["final_state"] == "complete" and final["epochs"] == 1
+    _check_finished(folder, 1)

@@ -180,12 +180,12 @@ class TrialWorker:
                     tick()
                 if not conn.poll(1.0):
                     if not self.process.is_alive():
-                        return self._died(started, t0)
+                        return self._died(started, t0, task)
                     continue
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    return self._died(started, t0)
+                    return self._died(started, t0, task)
                 kind = message[0]
                 if kind == "event":
                     if self.on_event is not None:
@@ -201,15 +201,19 @@ class TrialWorker:
             self.close()  # interrupted (or an error): the trial is left to the engine's recovery
             raise
 
-    def _died(self, started: str, t0: float) -> TrialOutcome:
+    def _died(self, started: str, t0: float, task: TrialTask) -> TrialOutcome:
         process = self.process
         process.join(10)
         code = process.exitcode
         self.close()
+        if task.phase == "final":
+            reason = f"the final training's worker process died ({describe_exit(code)})"
+        else:
+            reason = (f"the trial's worker process died ({describe_exit(code)}); the study goes on "
+                      "with a new worker")
         return TrialOutcome(
             state="failed",
-            reason=f"the trial's worker process died ({describe_exit(code)}); the study goes on "
-                   "with a new worker",
+            reason=reason,
             started=started,
             finished=now_iso(),
             duration_s=round(time.monotonic() - t0, 3),
