@@ -354,3 +354,14 @@ def test_cli_refuses_an_out_of_range_value_before_the_study_folder_exists(tmp_pa
         assert err.getvalue().startswith(f"segsearch: error: --set {entry}: space.")
         assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
         assert not (tmp_path / "s").exists()  # no folder, no storage: fixing the value just works
+
+
+def test_worker_recycling_settings() -> None:
+    assert (TrainConfig().worker_max_trials, TrainConfig().worker_max_growth_mb) == (10, 1024)
+    config = load_config("unet", sets=["train.worker_max_trials=null",
+                                       "train.worker_max_growth_mb=512"])
+    assert config.train.worker_max_trials is None and config.train.worker_max_growth_mb == 512
+    with pytest.raises(ConfigError, match="train.worker_max_trials: must be >= 1, got 0"):
+        load_config("unet", sets=["train.worker_max_trials=0"], check_space=False)
+    with pytest.raises(ConfigError, match="train.worker_max_growth_mb: must be an integer"):
+        load_config("unet", sets=["train.worker_max_growth_mb=lots"], check_space=False)

@@ -280,3 +280,18 @@ def test_a_worker_killed_in_the_final_training_exits_3_and_the_next_run_retries_
     final = json.loads((folder / "final" / "final.json").read_text())
     assert final["final_state"] == "complete" and final["epochs"] == 1
     _check_finished(folder, 1)
+
+
+def test_the_worker_process_is_recycled_after_train_worker_max_trials(npz, tmp_path):
+    config = _config(npz, tmp_path / "recycle", trials=3,
+                     train={"worker_max_trials": 2, "final_epochs": 0})
+    events = []
+    results = Study(config).run(progress=events.append)
+    assert [r.state for r in results.trials] == ["complete"] * 3
+    starts = [e for e in events if e["event"] == "worker_start"]
+    assert len(starts) == 2 and starts[0]["pid"] != starts[1]["pid"]
+    memory = [e for e in events if e["event"] == "worker_memory"]
+    assert [e["trials"] for e in memory] == [1, 2, 1]
+    assert all(e["rss_mib"] > 100 and e["growth_mib"] is not None for e in memory)
+    (recycled,) = [e for e in events if e["event"] == "worker_recycle"]
+    assert recycled["pid"] == starts[0]["pid"] and "train.worker_max_trials" in recycled["reason"]

@@ -3,7 +3,8 @@
 ``run_trial(context, build, task, reporter)`` builds the network (an infeasible configuration is
 reported, not raised), trains it from ``task.initial_epoch`` to ``task.epochs`` while it reports
 the objective each epoch (the reporter may stop it: pruning), stops a network that diverged (a NaN
-or infinite loss or weight, huge weights, a loss risen a thousand-fold: see :func:`divergence`), keeps
+or infinite loss or weight, huge weights, a loss risen a thousand-fold, saturated outputs: see
+:func:`divergence`), keeps
 the weights and optimizer state of the best epoch, writes ``history.csv`` (one row per epoch) and,
 for a trial that completes, the checkpoint ``model.keras`` (the best epoch: weights and optimizer
 state) and, when the best epoch was not the last, ``last.keras`` (the state after the last epoch,

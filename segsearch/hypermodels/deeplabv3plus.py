@@ -47,7 +47,8 @@ class DeepLabV3PlusHyperModel(SegmentationHyperModel):
 
     def architecture_params(self) -> tuple[Param, ...]:
         return (
-            _depth(3, 4, 4, "ResNet50 stage feeding the ASPP (stride 2**depth; 4 = conv4_block6_out)",
+            _depth(3, 4, 4,
+                   "ResNet50 stage feeding the ASPP (stride 2**depth; 4 = conv4_block6_out)",
                    domain=Domain(3, 5)),  # the builder's MIN_DEPTH..MAX_DEPTH
             Param.Choice("aspp_rates", ASPP_RATES, default="6,12,18",
                          help="dilation rates of the three atrous ASPP branches"),

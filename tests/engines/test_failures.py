@@ -76,3 +76,50 @@ def test_a_real_network_at_learning_rate_1e6_diverges_and_nothing_is_exported(tm
     assert record.state == "failed" and record.reason.startswith("diverged: ")
     assert not (config.study_dir / "best").exists()
     assert not list(config.study_dir.glob("trials/*/model.keras"))
+
+
+# ------------------------------------------------------------------ recycling the worker
+class _Process:
+    """Stands in for a worker's multiprocessing.Process (this test process's own pid)."""
+
+    def __init__(self) -> None:
+        import os
+
+        self.pid = os.getpid()
+        self.joined = False
+
+    def join(self, timeout=None) -> None:
+        self.joined = True
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def test_the_worker_is_recycled_after_max_trials_or_memory_growth(make_config):
+    from segsearch.engines.worker import TrialWorker, process_rss_mib
+
+    rss = process_rss_mib(_Process().pid)
+    assert rss is not None and rss > 10  # Linux: read from /proc
+    events = []
+    worker = TrialWorker(make_config(train={"worker_max_trials": 3}), on_event=events.append)
+    assert (worker.max_trials, worker.max_growth_mb) == (3, 1024)  # the growth default
+    worker.process, worker.ready_rss_mib = _Process(), rss
+    worker._after_trial()
+    worker._after_trial()
+    assert worker.process is not None and [e["event"] for e in events] == ["worker_memory"] * 2
+    assert events[-1]["trials"] == 2 and events[-1]["rss_mib"] > 10
+    worker._after_trial()
+    assert worker.process is None  # closed: the next trial starts a fresh one
+    assert events[-1]["event"] == "worker_recycle"
+    assert events[-1]["reason"] == "it trained 3 trials (train.worker_max_trials)"
+
+    events.clear()
+    grown = TrialWorker(make_config(train={"worker_max_trials": None, "worker_max_growth_mb": 50}),
+                        on_event=events.append)
+    grown.process, grown.ready_rss_mib = _Process(), rss - 49  # 49 MiB more than when ready
+    grown._after_trial()
+    assert grown.process is not None
+    grown.ready_rss_mib = rss - 60
+    grown._after_trial()
+    assert grown.process is None and events[-1]["event"] == "worker_recycle"
+    assert "its memory grew by" in events[-1]["reason"] and events[-1]["growth_mib"] >= 50
