@@ -19,7 +19,7 @@ A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fau
 as "failed" with the exit code or signal as the reason; the next trial starts a new worker. A
 worker is also replaced (between trials) after ``train.worker_max_trials`` trials, or once its
 resident memory grew by ``train.worker_max_growth_mb`` MiB since it was ready: TensorFlow keeps a
-little of every network a process built (about 20 MiB a trial for a small U-Net), which
+little of every network a process built (20-30 MiB a trial for a small U-Net), which
 ``clear_session`` does not give back. After each trial the driver sends a ``worker_memory``
 progress event (the worker's RSS, its growth, its trial count) and, when it recycles the worker, a
 ``worker_recycle`` event with the reason. The
