@@ -10,7 +10,9 @@
 Nothing heavy is imported at module level: ``segsearch --help`` and every subcommand's help answer
 without TensorFlow, Keras, Optuna or keras-tuner. A user error (any SegsearchError, a missing file,
 bad YAML) prints one line, ``segsearch: error: <message>``, and exits with status 2; Ctrl-C exits
-with status 130 and says how to resume.
+with status 130 and says how to resume. A ``run`` whose final training failed exports the best
+trial's checkpoint, says so in one line and exits with status 3; running it again retries the final
+training.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from segsearch import __version__
 __all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials"]
 
 EXIT_USER_ERROR = 2
+#: ``run``: the search finished but the final training failed (run again to retry it).
+EXIT_FINAL_FAILED = 3
 EXIT_INTERRUPTED = 130
 
 
@@ -247,6 +251,12 @@ class TextProgress:
             parts.append(value)
         self._write("  ".join(parts + self._tail(e)), transient=True)
 
+    def _on_final_end(self, e: Mapping[str, Any]) -> None:
+        if e.get("state") == "complete":
+            return  # the epochs said it all
+        reason = str(e.get("reason") or "unknown reason").splitlines()[0]
+        self._write(f"  final training {e.get('state', 'failed')} - {reason}")
+
     def _on_export(self, e: Mapping[str, Any]) -> None:
         self._write(f"Exported the best model to {e.get('path', '?')}")
 
@@ -312,7 +322,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         progress({"event": "result", "best_value": results.best_value,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
-                  "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials]})
+                  "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
+                  "final_failed": results.final_failed, "final_retry": results.final_retry})
     elif args.quiet:
         print(f"{objective_text}  {results.best_model_path}")
     else:
@@ -321,6 +332,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
         print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
               f"Study: {results.study_dir} (segsearch status {results.study_dir})")
+    return _final_training_status(results)
+
+
+def _final_training_status(results: Any) -> int:
+    """Say (one line on stderr) when the final training failed; the exit status of ``run``.
+
+    A failure the next run retries (the worker died, an error) exits with EXIT_FINAL_FAILED; a
+    final training that diverged is only a warning (running again would diverge again).
+    """
+    if not results.final_failed:
+        return 0
+    sys.stdout.flush()
+    trial = f" (trial #{results.best_trial})" if results.best_trial is not None else ""
+    reason = _one_line(results.final_failed)
+    model = results.best_model_path
+    if results.final_retry:
+        sys.stderr.write(f"segsearch: error: the final training of the best configuration{trial} "
+                         f"failed: {reason}. The best trial's checkpoint was exported instead "
+                         f"({model}); run the same command again to retry the final training\n")
+        return EXIT_FINAL_FAILED
+    sys.stderr.write(f"segsearch: warning: the final training of the best configuration{trial} "
+                     f"failed: {reason}. The best trial's checkpoint is the model ({model}); it is "
+                     "not retried\n")
     return 0
 
 

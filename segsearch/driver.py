@@ -28,7 +28,10 @@ started over: ``run``, ``status`` and ``export`` refuse it (:class:`StudyError`)
 
 After the search the best configuration is trained further, from its checkpoint (optimizer state
 included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
-``train.final_epochs``, keeping the best weights by the objective; that model is exported.
+``train.final_epochs``, keeping the best weights by the objective; that model is exported. When that
+final training fails (its worker dies, an error), the best trial's checkpoint is exported instead,
+:attr:`Results.final_failed` says why, and the next run retries the final training; a final
+training that diverged is not retried (it would diverge again).
 
 Example:
     >>> from segsearch.config import load_config
@@ -98,6 +101,10 @@ class Results:
         metrics: the best model's validation metrics.
         final_epochs: epochs the best configuration was trained after the search.
         moved_aside: where ``fresh=True`` moved an old study, if it did.
+        final_failed: why the final training failed (its summary's reason), or None; the best
+            trial's checkpoint is the model then.
+        final_retry: the failed final training is retried by the next run (False when it
+            diverged, or when nothing failed).
     """
 
     best_value: float | None
@@ -110,6 +117,8 @@ class Results:
     metrics: dict[str, float] = field(default_factory=dict)
     final_epochs: int = 0
     moved_aside: Path | None = None
+    final_failed: str | None = None
+    final_retry: bool = False
 
 
 class _Emitter:
@@ -329,6 +338,9 @@ class Study:
             metrics=dict(final.get("values") or best.values),
             final_epochs=int(final.get("epochs", 0)),
             moved_aside=self.moved_aside,
+            final_failed=(final.get("reason") or "unknown reason") if _final_failed(final)
+            else None,
+            final_retry=_final_retry(final),
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -832,8 +844,8 @@ class Study:
 
         planned = self.final_epochs(records)
         done = self._final_summary(best, planned)
-        if done is not None:
-            return done
+        if done is not None and not _final_retry(done):
+            return done  # done (or diverged: it would diverge again); a failed one is retried
         base = self._trial_as_final(best)
         if planned <= 0 or self._deadline_passed():
             return base
@@ -873,7 +885,12 @@ class Study:
                            values=dict(outcome.values))
         else:  # no epoch beat the trial's best (or it failed): the trial's checkpoint stays best
             summary.update(best_epoch=best.best_epoch, reason=outcome.reason)
+        if outcome.state != "complete":
+            summary["diverged"] = bool(outcome.diverged)
         atomic_write_text(folder / FINAL_FILE, json.dumps(_jsonable(summary), indent=2) + "\n")
+        emit({"event": "final_end", "trial": best.number, "state": outcome.state,
+              "reason": outcome.reason, "epochs": outcome.epochs,
+              "retry": _final_retry(summary), "model": summary["model"]})
         return summary
 
 
@@ -909,6 +926,16 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | None =
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _final_failed(final: Mapping[str, Any]) -> bool:
+    """Whether a final training's summary (final.json) records a failure."""
+    return final.get("final_state", "complete") not in ("complete", "pruned")
+
+
+def _final_retry(final: Mapping[str, Any]) -> bool:
+    """Whether the next run trains a failed final training again (not when it diverged)."""
+    return _final_failed(final) and not final.get("diverged", False)
+
+
 def _has_gpu() -> bool:
     import keras
 

@@ -439,3 +439,47 @@ def test_postgresql_password_never_lands_on_disk_or_screen(npz, tmp_path, postgr
                            "--fresh")
     assert code == 2 and "lives in the storage" in err and ":***@" in err
     assert "s3cret" not in out + err
+
+# ------------------------------------------------------------------ the final training
+def test_a_worker_killed_in_the_final_training_exits_3_and_the_next_run_retries_it(npz, tmp_path):
+    space = _space(npz, tmp_path, trials=1, train={"final_epochs": 1},
+                   export={"enabled": True, "saved_model": False, "overlays": 0})
+    folder = tmp_path / "study"
+    argv = [sys.executable, "-m", "segsearch", "run", str(space), "--study-dir", str(folder)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # the trial trains epoch 1; the final training goes on with epoch 2, where the worker dies
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                           env={**env, "SEGSEARCH_FAULT": "-1:kill@2"})
+    assert first.returncode == 3, first.stderr[-2000:]
+    assert "Traceback" not in first.stderr, first.stderr
+    err = first.stderr.strip().splitlines()[-1]  # after TensorFlow's own start-up lines
+    assert err.startswith("segsearch: error: the final training of the best configuration "
+                          "(trial #0) failed: the final training's worker process died (killed "
+                          "by SIGKILL"), err
+    assert "The best trial's checkpoint was exported instead" in err
+    assert "run the same command again to retry the final training" in err
+    final = json.loads((folder / "final" / "final.json").read_text())
+    assert final["final_state"] == "failed" and final["model"] == "trials/0000/model.keras"
+    assert (folder / "best" / "model.keras").is_file()  # the trial's checkpoint, exported
+
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Training the best configuration (trial #0) for 1 more epoch" in again.stdout
+    final = json.loads((folder / "final" / "final.json").read_text())
+    assert final["final_state"] == "complete" and final["epochs"] == 1
+    _check_finished(folder, 1)
+
+
+def test_the_worker_process_is_recycled_after_train_worker_max_trials(npz, tmp_path):
+    config = _config(npz, tmp_path / "recycle", trials=3,
+                     train={"worker_max_trials": 2, "final_epochs": 0})
+    events = []
+    results = Study(config).run(progress=events.append)
+    assert [r.state for r in results.trials] == ["complete"] * 3
+    starts = [e for e in events if e["event"] == "worker_start"]
+    assert len(starts) == 2 and starts[0]["pid"] != starts[1]["pid"]
+    memory = [e for e in events if e["event"] == "worker_memory"]
+    assert [e["trials"] for e in memory] == [1, 2, 1]
+    assert all(e["rss_mib"] > 100 and e["growth_mib"] is not None for e in memory)
+    (recycled,) = [e for e in events if e["event"] == "worker_recycle"]
+    assert recycled["pid"] == starts[0]["pid"] and "train.worker_max_trials" in recycled["reason"]

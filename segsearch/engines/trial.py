@@ -2,7 +2,9 @@
 
 ``run_trial(context, build, task, reporter)`` builds the network (an infeasible configuration is
 reported, not raised), trains it from ``task.initial_epoch`` to ``task.epochs`` while it reports
-the objective each epoch (the reporter may stop it: pruning), stops on a NaN or infinite loss, keeps
+the objective each epoch (the reporter may stop it: pruning), stops a network that diverged (a NaN
+or infinite loss or weight, huge weights, a loss risen a thousand-fold, saturated outputs: see
+:func:`divergence`), keeps
 the weights and optimizer state of the best epoch, writes ``history.csv`` (one row per epoch) and,
 for a trial that completes, the checkpoint ``model.keras`` (the best epoch: weights and optimizer
 state) and, when the best epoch was not the last, ``last.keras`` (the state after the last epoch,
@@ -51,7 +53,19 @@ __all__ = [
     "adapt_batch_norm",
     "now_iso",
     "is_out_of_memory",
+    "divergence",
+    "DIVERGED_WEIGHT",
+    "DIVERGED_LOSS_FACTOR",
+    "DIVERGED_SATURATED",
 ]
+
+#: A trainable weight larger than this in magnitude means the training diverged (see divergence).
+DIVERGED_WEIGHT = 1e8
+#: An epoch loss this many times the first epoch's means the training diverged (see divergence).
+DIVERGED_LOSS_FACTOR = 1e3
+#: The share of a validation batch's pixels whose true class has probability exactly 0 (where the
+#: unclipped cross-entropy is infinite) that means the training diverged (see divergence).
+DIVERGED_SATURATED = 0.01
 
 
 class Reporter(Protocol):
@@ -145,6 +159,8 @@ class TrialOutcome:
         checkpoint: the checkpoint written, if any.
         oom: the trial failed because it ran out of (accelerator) memory.
         crashed: the trial's worker process died.
+        diverged: the trial failed because its training diverged (reason "diverged: ..."): a
+            property of the configuration, so it is not worth running again.
     """
 
     state: str
@@ -161,11 +177,104 @@ class TrialOutcome:
     checkpoint: Path | None = None
     oom: bool = False
     crashed: bool = False
+    diverged: bool = False
 
 
 def now_iso() -> str:
     """The current time, ISO 8601 with the UTC offset, to the second."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def divergence(model: Any, loss: float | None = None, first_loss: float | None = None,
+               batch: tuple[Any, Any] | None = None) -> str | None:
+    """Why a network's training diverged, or None while it has not.
+
+    The losses segsearch trains with are bounded (cross-entropy and focal clip the probabilities
+    to [1e-7, 1 - 1e-7], so they never exceed about 16; dice and tversky never exceed 1). A network
+    whose weights blow up therefore keeps a finite, ordinary-looking loss: its outputs saturate, the
+    clipped loss sits at its ceiling, its gradients vanish and nothing can bring it back (SGD at a
+    learning rate of 1e6 reaches weights of 1e28 with a loss of 8). The loss alone cannot tell, so
+    the weights and the unclipped loss are looked at too. The rules, each far from any healthy
+    training:
+
+    - a weight (any variable: kernels, biases, batch-norm statistics) is NaN or infinite: the
+      network computes NaN from now on;
+    - a trainable weight exceeds :data:`DIVERGED_WEIGHT` (1e8) in magnitude: initializers scale
+      weights by 1/sqrt(fan_in), and a training that works keeps them within a few units (a few
+      hundred at most); 1e8 is six orders of magnitude above that and far below float32's overflow
+      (3e38), so divergence is caught long before the weights turn infinite, and float16 activations
+      (mixed precision) would overflow at 65504 well before;
+    - the epoch's loss exceeds :data:`DIVERGED_LOSS_FACTOR` (1e3) times the first epoch's: noise
+      and a bad learning-rate step move a loss by a factor of a few, not a thousand;
+    - the unclipped cross-entropy is infinite on at least :data:`DIVERGED_SATURATED` (1 %) of the
+      pixels of a validation batch (:func:`segsearch.losses.unclipped_infinite`): the network gives
+      their true class a probability of exactly 0, a logit beyond about 17 the wrong way. A network
+      that blew up does so on every pixel it gets wrong (a third or more); a healthy one is not
+      that certain of that many wrong pixels (one stray pixel is not enough, so label noise at a
+      border does not count).
+
+    Args:
+        model: the Keras model (its outputs are probabilities, as every segsearch model's).
+        loss: this epoch's training loss (None: not checked).
+        first_loss: the first epoch's training loss of this training run.
+        batch: (images, masks) of one validation batch for the unclipped loss (None: not checked).
+
+    Returns:
+        One line saying what diverged (without the "diverged: " prefix), or None.
+    """
+    ops = keras.ops
+    variables = [v for v in model.weights
+                 if "float" in str(v.dtype) and all(int(d or 0) > 0 for d in v.shape)]
+    if variables:
+        finite = ops.convert_to_numpy(ops.stack([ops.all(ops.isfinite(v.value))
+                                                 for v in variables]))
+        for variable, ok in zip(variables, finite):
+            if not ok:
+                return f"weight {_variable_name(variable)} is not finite"
+    trainable = {id(v) for v in model.trainable_weights}
+    variables = [v for v in variables if id(v) in trainable]
+    if variables:
+        largest = ops.convert_to_numpy(ops.stack([ops.cast(ops.max(ops.abs(v.value)), "float32")
+                                                  for v in variables]))
+        index = int(largest.argmax())
+        if float(largest[index]) > DIVERGED_WEIGHT:
+            return (f"weight {_variable_name(variables[index])} reached "
+                    f"{float(largest[index]):.3g} (more than {DIVERGED_WEIGHT:.0e})")
+    if loss is not None and first_loss is not None and math.isfinite(loss) and first_loss > 0 \
+            and loss > DIVERGED_LOSS_FACTOR * first_loss:
+        return (f"the loss rose from {first_loss:.4g} in the first epoch to {loss:.4g} (more than "
+                f"{DIVERGED_LOSS_FACTOR:.0e} times)")
+    if batch is not None:
+        from segsearch.losses import unclipped_infinite
+
+        outputs = model(batch[0], training=False)
+        if isinstance(outputs, (list, tuple)) or len(outputs.shape) != len(batch[1].shape):
+            return None  # not a segsearch model's single probability map
+        share = unclipped_infinite(batch[1], outputs)
+        if share >= DIVERGED_SATURATED:
+            return (f"the network gives {share:.0%} of the pixels of a validation batch a "
+                    "probability of exactly 0 for their true class (an infinite unclipped loss)")
+    return None
+
+
+def _first_batch(data: Any) -> tuple[Any, Any] | None:
+    """(images, masks) of the first batch of a tf.data.Dataset or PyDataset; None otherwise."""
+    try:
+        if hasattr(data, "take") and hasattr(data, "element_spec"):
+            item = next(iter(data.take(1)))
+        elif hasattr(data, "__getitem__") and hasattr(data, "num_batches"):
+            item = data[0]
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - an empty or unusual dataset: the check is skipped
+        return None
+    if isinstance(item, (list, tuple)) and len(item) >= 2:
+        return item[0], item[1]
+    return None
+
+
+def _variable_name(variable: Any) -> str:
+    return str(getattr(variable, "path", None) or getattr(variable, "name", "?"))
 
 
 def release_memory() -> None:
@@ -208,6 +317,9 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.history: list[dict[str, float]] = []
         self.stop_state: str | None = None  # "pruned" / "failed" when training was stopped
         self.stop_reason: str | None = None
+        self.diverged = False
+        self.probe: tuple[Any, Any] | None = None  # a validation batch for the divergence check
+        self._first_loss: float | None = None
         self._history_path = task.out_dir / HISTORY_FILE
         self._columns: list[str] | None = None
         self._last_epoch_time = time.monotonic()
@@ -244,12 +356,14 @@ class _EpochMonitor(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.model.stop_training = True
-            self.stop_state = "failed"
-            self.stop_reason = (
-                f"the loss became {float(loss)} in epoch {self._epoch_number} (batch {batch + 1}); "
-                "lower the learning rate or narrow its range"
-            )
+            self._diverged(f"the loss became {float(loss)} in epoch {self._epoch_number} "
+                           f"(batch {batch + 1})")
+
+    def _diverged(self, what: str) -> None:
+        self.model.stop_training = True
+        self.stop_state = "failed"
+        self.diverged = True
+        self.stop_reason = f"diverged: {what}; lower the learning rate or narrow its range"
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         number = epoch + 1
@@ -265,6 +379,13 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.history.append(row)
         self._write_row(row)
         if self.stop_state == "failed":
+            return
+        loss = row.get("loss")
+        if self._first_loss is None:
+            self._first_loss = loss
+        what = divergence(self.model, loss, self._first_loss, self.probe)
+        if what is not None:
+            self._diverged(f"{what} in epoch {number}")
             return
         name = self.objective.name
         if name not in row:
@@ -390,8 +511,8 @@ def run_trial(
             "pruned".
 
     Returns:
-        The outcome: "complete", "pruned", "failed" (NaN loss, an error in training, the time limit)
-        or "infeasible".
+        The outcome: "complete", "pruned", "failed" (diverged, an error in training, the time
+        limit) or "infeasible".
 
     Raises:
         ConfigError, WeightsError, StudyError: a problem with the configuration itself, which no
@@ -454,6 +575,7 @@ def _run_trial(
         train_data = train_data(seed, **sized)
     if callable(val_data):
         val_data = val_data(seed, **sized)
+    monitor.probe = _first_batch(val_data)
     try:
         model.fit(
             train_data,
@@ -489,6 +611,7 @@ def _run_trial(
         outcome.objectives = [monitor.best_logs.get(n) for n in context.objective.names]
     if monitor.stop_state == "failed":
         outcome.state, outcome.reason = "failed", monitor.stop_reason
+        outcome.diverged = monitor.diverged
     elif monitor.stop_state == "pruned":
         outcome.state, outcome.reason = "pruned", monitor.stop_reason
     elif monitor.stop_state == "time_limit" and task.phase == "trial":

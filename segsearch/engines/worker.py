@@ -16,7 +16,13 @@ The driver and the worker talk over a pipe:
   that no trial would escape.
 
 A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
-as "failed" with the exit code or signal as the reason; the next trial starts a new worker. The
+as "failed" with the exit code or signal as the reason; the next trial starts a new worker. A
+worker is also replaced (between trials) after ``train.worker_max_trials`` trials, or once its
+resident memory grew by ``train.worker_max_growth_mb`` MiB since it was ready: TensorFlow keeps a
+little of every network a process built (20-30 MiB a trial for a small U-Net), which
+``clear_session`` does not give back. After each trial the driver sends a ``worker_memory``
+progress event (the worker's RSS, its growth, its trial count) and, when it recycles the worker, a
+``worker_recycle`` event with the reason. The
 worker dies with the driver (``PR_SET_PDEATHSIG`` on Linux, and it stops at its next message when
 the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), sets
 ``CUDA_VISIBLE_DEVICES`` to its GPU (``--gpus``) and turns on TensorFlow's memory growth, so that a
@@ -37,10 +43,24 @@ from typing import Any
 
 from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
 
-__all__ = ["TrialWorker", "describe_exit"]
+__all__ = ["TrialWorker", "describe_exit", "process_rss_mib"]
 
 #: seconds a new worker may take to import TensorFlow and load the data.
 START_TIMEOUT = 600.0
+
+
+def process_rss_mib(pid: int) -> float | None:
+    """A process's resident memory in MiB (Linux /proc), or None where it cannot be read.
+
+    Args:
+        pid: the process id.
+    """
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def describe_exit(code: int | None) -> str:
@@ -79,6 +99,11 @@ class TrialWorker:
         self.process: Any = None
         self.conn: Any = None
         self.starts = 0
+        self.trials = 0  # trials the current worker process trained
+        self.ready_rss_mib: float | None = None  # its RSS when it was ready
+        train = getattr(config, "train", None)
+        self.max_trials: int | None = getattr(train, "worker_max_trials", None)
+        self.max_growth_mb: float | None = getattr(train, "worker_max_growth_mb", None)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -104,6 +129,8 @@ class TrialWorker:
                 if message is None:
                     break
                 if message[0] == "ready":
+                    self.trials = 0
+                    self.ready_rss_mib = process_rss_mib(process.pid)
                     if self.on_event is not None:
                         self.on_event({"event": "worker_start", "pid": message[1],
                                        "starts": self.starts, **message[2]})
@@ -180,12 +207,12 @@ class TrialWorker:
                     tick()
                 if not conn.poll(1.0):
                     if not self.process.is_alive():
-                        return self._died(started, t0)
+                        return self._died(started, t0, task)
                     continue
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    return self._died(started, t0)
+                    return self._died(started, t0, task)
                 kind = message[0]
                 if kind == "event":
                     if self.on_event is not None:
@@ -194,6 +221,7 @@ class TrialWorker:
                     stop = bool(reporter(message[1], message[2])) if reporter else False
                     conn.send(("prune", stop))
                 elif kind == "outcome":
+                    self._after_trial()
                     return message[1]
                 elif kind == "error":
                     raise message[1]
@@ -201,15 +229,43 @@ class TrialWorker:
             self.close()  # interrupted (or an error): the trial is left to the engine's recovery
             raise
 
-    def _died(self, started: str, t0: float) -> TrialOutcome:
+    def _after_trial(self) -> None:
+        """Count the trial, report the worker's memory, and recycle it when it is due."""
+        self.trials += 1
+        pid = self.pid
+        rss = None if pid is None else process_rss_mib(pid)
+        growth = None if rss is None or self.ready_rss_mib is None else rss - self.ready_rss_mib
+        event = {"event": "worker_memory", "pid": pid, "trials": self.trials,
+                 "rss_mib": None if rss is None else round(rss, 1),
+                 "growth_mib": None if growth is None else round(growth, 1)}
+        if self.on_event is not None:
+            self.on_event(event)
+        reason = None
+        if self.max_trials is not None and self.trials >= self.max_trials:
+            reason = f"it trained {self.trials} trials (train.worker_max_trials)"
+        elif self.max_growth_mb is not None and growth is not None and \
+                growth >= self.max_growth_mb:
+            reason = (f"its memory grew by {growth:.0f} MiB since it started "
+                      "(train.worker_max_growth_mb)")
+        if reason is None:
+            return
+        self.close()  # the next trial starts a fresh worker
+        if self.on_event is not None:
+            self.on_event({**event, "event": "worker_recycle", "reason": reason})
+
+    def _died(self, started: str, t0: float, task: TrialTask) -> TrialOutcome:
         process = self.process
         process.join(10)
         code = process.exitcode
         self.close()
+        if task.phase == "final":
+            reason = f"the final training's worker process died ({describe_exit(code)})"
+        else:
+            reason = (f"the trial's worker process died ({describe_exit(code)}); the study goes on "
+                      "with a new worker")
         return TrialOutcome(
             state="failed",
-            reason=f"the trial's worker process died ({describe_exit(code)}); the study goes on "
-                   "with a new worker",
+            reason=reason,
             started=started,
             finished=now_iso(),
             duration_s=round(time.monotonic() - t0, 3),

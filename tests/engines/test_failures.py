@@ -43,3 +43,83 @@ def test_failed_trials_in_a_row_stop_the_study_with_the_last_reasons(make_config
     config = make_config(trials=3, search={"max_failures": 2})
     with pytest.raises(StudyError, match="2 trials in a row failed.*injected by SEGSEARCH_FAULT"):
         Study(config).run()
+
+
+def test_a_diverged_trial_is_failed_and_never_the_best(make_config, standin):
+    standin(diverge_builds=(1,))  # trial 0 trains with SGD at 1e6: weights blow up, loss finite
+    config = make_config(trials=1)
+    events = []
+    results = Study(config).run(progress=events.append)
+    assert [r.state for r in results.trials] == ["failed", "complete"]
+    diverged = results.trials[0]
+    assert diverged.reason.startswith("diverged: ") and diverged.checkpoint is None
+    assert results.best_trial == 1
+    ends = [e for e in events if e["event"] == "trial_end"]
+    assert ends[0]["state"] == "failed" and ends[0]["reason"].startswith("diverged: ")
+
+
+def test_a_real_network_at_learning_rate_1e6_diverges_and_nothing_is_exported(tmp_path):
+    from segsearch.config import load_config
+
+    raw = {
+        "study": "diverge", "architecture": "unet",
+        "data": {"source": "sample", "sample_count": 12, "image_size": 32, "augment": 0},
+        "train": {"epochs": 2, "batch_size": 4, "isolation": "none"},
+        "search": {"trials": 1, "max_failures": 1, "pruner": "none"},
+        "space": {"filters": 4, "depth": 1, "optimizer": "sgd", "learning_rate": 1e6},
+        "export": {"enabled": True, "saved_model": False, "overlays": 0},
+    }
+    config = load_config(raw, study_dir=tmp_path / "diverge")
+    with pytest.raises(StudyError, match="1 trials in a row failed: diverged: "):
+        Study(config).run()
+    (record,) = Study(config).trials()
+    assert record.state == "failed" and record.reason.startswith("diverged: ")
+    assert not (config.study_dir / "best").exists()
+    assert not list(config.study_dir.glob("trials/*/model.keras"))
+
+
+# ------------------------------------------------------------------ recycling the worker
+class _Process:
+    """Stands in for a worker's multiprocessing.Process (this test process's own pid)."""
+
+    def __init__(self) -> None:
+        import os
+
+        self.pid = os.getpid()
+        self.joined = False
+
+    def join(self, timeout=None) -> None:
+        self.joined = True
+
+    def is_alive(self) -> bool:
+        return False
+
+
+def test_the_worker_is_recycled_after_max_trials_or_memory_growth(make_config):
+    from segsearch.engines.worker import TrialWorker, process_rss_mib
+
+    rss = process_rss_mib(_Process().pid)
+    assert rss is not None and rss > 10  # Linux: read from /proc
+    events = []
+    worker = TrialWorker(make_config(train={"worker_max_trials": 3}), on_event=events.append)
+    assert (worker.max_trials, worker.max_growth_mb) == (3, 1024)  # the growth default
+    worker.process, worker.ready_rss_mib = _Process(), rss
+    worker._after_trial()
+    worker._after_trial()
+    assert worker.process is not None and [e["event"] for e in events] == ["worker_memory"] * 2
+    assert events[-1]["trials"] == 2 and events[-1]["rss_mib"] > 10
+    worker._after_trial()
+    assert worker.process is None  # closed: the next trial starts a fresh one
+    assert events[-1]["event"] == "worker_recycle"
+    assert events[-1]["reason"] == "it trained 3 trials (train.worker_max_trials)"
+
+    events.clear()
+    grown = TrialWorker(make_config(train={"worker_max_trials": None, "worker_max_growth_mb": 50}),
+                        on_event=events.append)
+    grown.process, grown.ready_rss_mib = _Process(), rss - 49  # 49 MiB more than when ready
+    grown._after_trial()
+    assert grown.process is not None
+    grown.ready_rss_mib = rss - 60
+    grown._after_trial()
+    assert grown.process is None and events[-1]["event"] == "worker_recycle"
+    assert "its memory grew by" in events[-1]["reason"] and events[-1]["growth_mib"] >= 50
