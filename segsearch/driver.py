@@ -736,9 +736,11 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
         ...     print(results.best_model_path)
         studies/unet-small/best/model.keras
     """
+    from segsearch.console import import_tensorflow_quietly
     from segsearch.engines.worker import leave_spawn_bootstrap
 
     leave_spawn_bootstrap()  # before anything is read or written (see Study.run)
+    import_tensorflow_quietly()  # before the space's check builds a model
     from segsearch.config import Config, load_config
 
     if isinstance(config_or_path, Config):

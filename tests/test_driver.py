@@ -133,3 +133,57 @@ def test_keras_tuner_end_to_end(npz, tmp_path):
     assert results.best_model_path.exists()
     assert yaml.safe_load((folder / "best" / "hyperparameters.yaml").read_text())["params"][
         "filters"] == 4
+
+
+# ------------------------------------------------------------------ from a Python script
+_SCRIPT = """\
+import segsearch
+
+SPACE = {space!r}
+{guard}
+    results = segsearch.run(SPACE, trials=1, epochs=1, study_dir="studies/script")
+    print("best", results.best_value)
+    print("---")
+    again = segsearch.run(SPACE, trials=1, epochs=1, study_dir="studies/script", quiet=True)
+    print("again", again.best_value)
+"""
+
+
+def _script(npz, folder, guard: bool):
+    """Run README's kind of script with ``python3 script.py`` (this checkout on PYTHONPATH)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    space = _raw(npz, "optuna", 1, enabled=False)
+    space["train"]["final_epochs"] = 0
+    space["space"]["depth"] = 1
+    guard_line = 'if __name__ == "__main__":' if guard else "if True:  # no __main__ guard"
+    path = folder / "script.py"
+    path.write_text(_SCRIPT.format(space=space, guard=guard_line))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return subprocess.run([sys.executable, str(path)], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(npz, tmp_path):
+    done = _script(npz, tmp_path, guard=False)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # one message: no traceback, no TensorFlow start-up lines
+    assert lines[0].startswith("segsearch: error: the trial worker process could not start")
+    assert 'if __name__ == "__main__":' in lines[0] and str(tmp_path / "script.py") in lines[0]
+    assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr
+    assert "best" not in done.stdout
+
+
+def test_a_script_with_the_main_guard_runs_and_shows_its_progress(npz, tmp_path):
+    done = _script(npz, tmp_path, guard=True)
+    assert done.returncode == 0, done.stderr
+    out, quiet = done.stdout.split("---\n")
+    assert "trial 1/1 (#0)" in out and "  complete  val_dice" in out and "best 0." in out
+    assert quiet.startswith("again 0."), quiet  # quiet=True: nothing but the script's own line
+    for noise in ("cuda", "absl", "cpu_feature_guard", "oneDNN", "Traceback"):
+        assert noise not in done.stderr, done.stderr

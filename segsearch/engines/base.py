@@ -330,8 +330,8 @@ class BaseEngine:
             error_file = trial_dir(self.study_dir, run[-1].number) / ERROR_FILE
             raise StudyError(
                 f"the first {len(run)} trials of this run failed with the same error: "
-                f"{run[-1].reason or 'no reason recorded'}. Fix it, then run the same command "
-                "again: the study resumes and runs the failed trials again (traceback: "
+                f"{run[-1].reason or 'no reason recorded'}. Once that is fixed, run the same "
+                "command again: the study resumes and runs the failed trials again (traceback: "
                 f"{error_file})"
             )
         infeasible = failed = 0

@@ -570,7 +570,6 @@ def _traceback_text(error: BaseException) -> str:
 #: pip's name of the package of a module, where the two differ.
 _PIP_NAMES = {"PIL": "Pillow", "cv2": "opencv-python", "yaml": "PyYAML",
               "skimage": "scikit-image", "sklearn": "scikit-learn"}
-_AGAIN = "then run the same command again to resume the study"
 
 
 def _fix_hint(error: BaseException) -> str:
@@ -578,17 +577,17 @@ def _fix_hint(error: BaseException) -> str:
     if isinstance(error, ImportError):
         name = str(getattr(error, "name", None) or "").split(".")[0]
         if name:
-            return f"install it (pip install {_PIP_NAMES.get(name, name)}), {_AGAIN}"
-        return f"install the missing package, {_AGAIN}"
+            return f"install it: pip install {_PIP_NAMES.get(name, name)}"
+        return "install the missing package"
     if isinstance(error, OSError):
         where = f" {error.filename}" if getattr(error, "filename", None) else ""
         if error.errno == errno.ENOSPC:
-            return f"the disk is full: free some space, {_AGAIN}"
+            return "the disk is full: free some space"
         if isinstance(error, FileNotFoundError):
-            return f"put the file{where} back (or point the study at files that exist), {_AGAIN}"
+            return f"put the file{where} back, or point the study at files that exist"
         if isinstance(error, PermissionError):
-            return f"give this user access to{where or ' the file'}, {_AGAIN}"
-        return f"fix the file or device{where}, {_AGAIN}"
+            return f"give this user access to{where or ' the file'}"
+        return f"fix the file or device{where}"
     return ""
 
 

@@ -76,7 +76,7 @@ def test_an_error_inside_the_input_pipeline_is_reported_as_itself(make_config, s
     # the run stops after the first two trials, which failed with the same error
     assert message.startswith("the first 2 trials of this run failed with the same error: "
                               "ModuleNotFoundError while reading the data at test_failures.py:")
-    assert "No module named 'scipy'; install it (pip install scipy)" in message
+    assert "No module named 'scipy'; install it: pip install scipy." in message
     assert "run the same command again" in message and "runs the failed trials again" in message
     assert "Graph execution error" not in message and "UnknownError" not in message
     ends = [e for e in events if e["event"] == "trial_end"]
