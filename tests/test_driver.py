@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,7 +155,6 @@ def _script(npz, folder, guard: bool):
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     space = _raw(npz, "optuna", 1, enabled=False)
     space["train"]["final_epochs"] = 0
@@ -187,3 +187,26 @@ def test_a_script_with_the_main_guard_runs_and_shows_its_progress(npz, tmp_path)
     assert quiet.startswith("again 0."), quiet  # quiet=True: nothing but the script's own line
     for noise in ("cuda", "absl", "cpu_feature_guard", "oneDNN", "Traceback"):
         assert noise not in done.stderr, done.stderr
+
+
+def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypatch):
+    from segsearch.config import load_config
+
+    site = tmp_path / "site"  # its sitecustomize breaks the worker's start, not this process
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "from segsearch import driver\n\n\n"
+        "def training_context(self, progress=None):\n"
+        "    raise ModuleNotFoundError(\"No module named 'scipy'\", name='scipy')\n\n\n"
+        "driver.Study.training_context = training_context\n")
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{Path(__file__).resolve().parents[1]}")
+    config = load_config(_raw(npz, "optuna", 1, enabled=False), study_dir=tmp_path / "w",
+                         check_space=False)
+    with pytest.raises(StudyError) as caught:
+        Study(config).run()
+    message = str(caught.value)
+    assert message.startswith("ModuleNotFoundError while starting the trial worker process at "
+                              "sitecustomize.py:5: No module named 'scipy'; install it: pip install "
+                              "scipy (traceback: ")
+    assert "\n" not in message
+    assert "in training_context" in (config.study_dir / "worker_error.txt").read_text()

@@ -325,8 +325,8 @@ class BaseEngine:
             StudyError: with the last reasons (or the one error) and what to change.
         """
         run = self._recent
-        if len(run) >= 2 and len({r.reason for r in run}) == 1 and all(
-                r.state == "failed" and r.failure != "configuration" for r in run):
+        if len(run) >= 2 and len({r.reason for r in run}) == 1 and not self.deadline_passed() \
+                and all(r.state == "failed" and r.failure != "configuration" for r in run):
             error_file = trial_dir(self.study_dir, run[-1].number) / ERROR_FILE
             raise StudyError(
                 f"the first {len(run)} trials of this run failed with the same error: "
