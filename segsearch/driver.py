@@ -10,14 +10,17 @@
         study.db            Optuna's storage (engine optuna, unless --storage names another)
         keras_tuner/        keras-tuner's project (engine keras-tuner)
         trials/<nnnn>/      trial.json (its record), history.csv (metrics per epoch), model.keras
-                            (weights + optimizer state; kept for the best few trials only)
+                            (weights + optimizer state; kept for the best few trials only),
+                            error.txt (a failed trial's full traceback)
         trials.csv          every trial, one row each
         final/              the best configuration trained further: model.keras, history.csv,
                             final.json
         best/               the export (see segsearch.export)
 
 Running the same configuration again resumes: finished trials are kept, a trial that was cut off is
-run again, and the search stops when ``search.trials`` trials are finished (complete or pruned). A
+run again, so are the trials that failed for a reason outside their configuration (a missing
+module or file, a full disk, a killed worker) and the seed trials that did not complete, and the
+search stops when ``search.trials`` trials are finished (complete or pruned). A
 configuration the stored study cannot absorb (other architectures, data, image size, classes,
 engine, hyperparameter distributions, objective) is refused with a :class:`StudyError` naming
 ``--fresh`` and ``--study-dir``; ``fresh=True`` moves the old folder aside to
@@ -255,6 +258,11 @@ class Study:
             ConfigError, DataError: a problem with the configuration or the data.
             KeyboardInterrupt: interrupted; run again to resume.
         """
+        from segsearch.console import import_tensorflow_quietly
+        from segsearch.engines.worker import leave_spawn_bootstrap
+
+        leave_spawn_bootstrap()  # a worker importing a script that runs a search at import time
+        import_tensorflow_quietly()
         if self.rebuild_storage and _read_meta(self.dir) is None:
             raise StudyError(f"--rebuild-storage: {self.dir} holds no study ({STUDY_FILE} is "
                              "missing); give the study's folder with --study-dir")
@@ -894,15 +902,21 @@ class Study:
         return summary
 
 
-def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | None = None,
-        **overrides: Any) -> Results:
+def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool | None = True,
+        quiet: bool = False, **overrides: Any) -> Results:
     """Run (or resume) a study from Python: a Config, a space file path, a shipped name or a dict.
+
+    Shows the progress on stdout as ``segsearch run`` does, unless told otherwise. Start it under
+    ``if __name__ == "__main__":`` in a script: the trials train in a worker process that imports
+    the script again.
 
     Args:
         config_or_path: a :class:`segsearch.config.Config`, a path to a space file, a bare shipped
             space name ("unet"), or a mapping of the space file's sections.
         fresh: move an existing study folder aside and start anew.
-        progress: called with each progress event (a dict).
+        progress: True (the default) prints each trial and epoch on stdout; a callable is called
+            with each progress event (a dict) instead; None or False shows nothing.
+        quiet: show nothing (the same as ``progress=None``).
         **overrides: what ``segsearch.config.load_config`` accepts: sets=["train.epochs=3"],
             trials, epochs, image_size, engine, data, study_dir, storage.
 
@@ -911,18 +925,38 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | None =
 
     Example:
         >>> import segsearch
-        >>> results = segsearch.run("unet", trials=3, epochs=2, image_size=64,
-        ...                         study_dir="studies/unet-small")
-        >>> results.best_model_path
-        PosixPath('studies/unet-small/best/model.keras')
+        >>> if __name__ == "__main__":
+        ...     results = segsearch.run("unet", trials=3, epochs=2, image_size=64,
+        ...                             study_dir="studies/unet-small")
+        ...     print(results.best_model_path)
+        studies/unet-small/best/model.keras
     """
+    from segsearch.console import import_tensorflow_quietly
+    from segsearch.engines.worker import leave_spawn_bootstrap
+
+    leave_spawn_bootstrap()  # before anything is read or written (see Study.run)
+    import_tensorflow_quietly()  # before the space's check builds a model
     from segsearch.config import Config, load_config
 
     if isinstance(config_or_path, Config):
         config = config_or_path.with_overrides(**overrides) if overrides else config_or_path
     else:
         config = load_config(config_or_path, **overrides)
-    return Study(config, fresh=fresh).run(progress=progress)
+    show: Progress | None
+    if quiet or progress is None or progress is False:
+        show = None
+    elif progress is True:
+        from segsearch.console import TextProgress
+
+        show = TextProgress(config.search.objectives[0])
+    elif callable(progress):
+        show = progress
+    else:
+        from segsearch.errors import ConfigError
+
+        raise ConfigError(f"progress: expected True, False, None or a function of one event, got "
+                          f"{progress!r}")
+    return Study(config, fresh=fresh).run(progress=show)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -456,3 +456,55 @@ def test_data_check_exits_2_where_run_would_stop(tmp_path: Path) -> None:
     run_code, _, run_err = _run(["run", "unet", "--data", str(tmp_path / "one"), "--study-dir",
                                  str(tmp_path / "s"), *TINY])
     assert run_code == 2 and run_err == err
+# ----------------------------------------------------------------------------------- failures
+_PLANTED_FAULT = '''"""Test-only: every batch the input pipeline builds fails like a missing module."""
+import segsearch.data.pipeline as pipeline
+
+
+def transform(*args, **kwargs):
+    raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+
+pipeline.transform = transform
+'''
+
+
+def test_an_error_in_the_workers_pipeline_shows_as_itself_and_the_fixed_run_trains_the_seeds(
+        tmp_path: Path) -> None:
+    import os
+
+    site = tmp_path / "site"  # its sitecustomize plants the fault in every new interpreter
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_PLANTED_FAULT)
+    folder = tmp_path / "study"
+    argv = [sys.executable, "-m", "segsearch", "run", "unet", "--study-dir", str(folder), *TINY,
+            "--set", "export.enabled=false"]
+    env = {**_env(), "PYTHONPATH": f"{site}{os.pathsep}{REPO}"}
+    broken = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert broken.returncode == 2, broken.stderr
+    lines = broken.stderr.strip().splitlines()
+    assert len(lines) == 1, broken.stderr
+    assert lines[0].startswith("segsearch: error: the first 2 trials of this run failed with the "
+                               "same error: ModuleNotFoundError while reading the data at "
+                               "sitecustomize.py:")
+    assert "No module named 'scipy'; install it: pip install scipy." in lines[0]
+    assert "runs the failed trials again" in lines[0]
+    assert "Graph execution error" not in broken.stdout + broken.stderr
+    ends = [line for line in broken.stdout.splitlines() if line.startswith("  failed")]
+    assert len(ends) == 2, broken.stdout
+    assert all("- ModuleNotFoundError while reading the data" in line for line in ends)
+    error = (folder / "trials" / "0001" / "error.txt").read_text()
+    assert "Traceback (most recent call last)" in error and "sitecustomize.py" in error
+
+    env["PYTHONPATH"] = str(REPO)  # the cause is fixed: the same command resumes
+    fixed = subprocess.run([*argv, "--json"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert fixed.returncode == 0, fixed.stderr
+    result = json.loads(fixed.stdout.strip().splitlines()[-1])
+    trials = {t["number"]: t for t in result["trials"]}
+    assert [(n, t["state"]) for n, t in sorted(trials.items())] == [
+        (0, "failed"), (1, "failed"), (2, "complete"), (3, "complete")]
+    # the seed network and its learning-rate neighbour, trained this time
+    assert trials[2]["params"] == trials[0]["params"]
+    assert trials[3]["params"] == trials[1]["params"]

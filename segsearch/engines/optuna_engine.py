@@ -16,6 +16,14 @@
 - Infeasible configurations are FAIL with the user attribute ``infeasible`` (and ``reason``); they
   are not counted and not retried. The search stops when ``search.trials`` trials are COMPLETE or
   PRUNED.
+- A failed trial carries the user attribute ``failure`` (see
+  :data:`segsearch.engines.results.FAILURES`). When a run starts and the study still needs trials,
+  the failed trials whose failure came from outside their configuration ("environment": an import
+  error, a missing file, a full disk, a killed worker), and the seed trials (the seed network and
+  its learning-rate neighbours) that failed for any reason but their configuration (infeasible,
+  out of memory, a NaN loss), are enqueued again, once each (the new trial's ``retry_of`` names
+  the old one; at most as many as the study still needs, the lowest numbers first), before the
+  sampler proposes new ones.
 - Robustness (issue 5): each trial trains in a worker process (``train.isolation: process``, see
   :mod:`segsearch.engines.worker`); a configuration that ran out of memory is FAIL with the user
   attribute ``oom`` and, proposed again, is skipped at once (recorded infeasible) instead of
@@ -117,10 +125,16 @@ def _retry_cut_off(study: optuna.Study, trial: Any) -> None:
     (Its reason is set before it is failed where segsearch fails it; a trial failed by Optuna's
     heartbeat check shows the cut-off reason through ``optuna_records``.)
     """
-    attrs: dict[str, Any] = {"retry_of": trial.number}
-    if trial.user_attrs.get("seed_network"):
-        attrs["seed_network"] = True
+    attrs: dict[str, Any] = {"retry_of": trial.number, **_seed_attrs(trial)}
     study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+_SEED_ATTRS = ("seed_network", "seed_neighbour")
+
+
+def _seed_attrs(trial: Any) -> dict[str, Any]:
+    """The user attributes that mark a seed trial (kept by the trials that run it again)."""
+    return {k: True for k in _SEED_ATTRS if trial.user_attrs.get(k)}
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
@@ -267,6 +281,8 @@ class Engine(BaseEngine):
                                      user_attrs={"seed_network": True})
             for values in seed_neighbours(self.session.hypermodel)[:max(0, self.target - 1)]:
                 self.study.enqueue_trial(values, user_attrs={"seed_neighbour": True})
+        else:
+            self._retry_failed()
         workers = max(1, int(getattr(self.config.search, "workers", 1) or 1))
         done = False
         try:
@@ -449,7 +465,7 @@ class Engine(BaseEngine):
         self.study.tell(trial, state=TrialState.FAIL)
         if "fixed_params" in frozen.system_attrs:
             attrs = {k: v for k, v in frozen.user_attrs.items()
-                     if k in ("seed_network", "retry_of")}
+                     if k in (*_SEED_ATTRS, "retry_of")}
             self.study.enqueue_trial(dict(frozen.system_attrs["fixed_params"]), user_attrs=attrs)
 
     def _ran_out_of_memory_before(self, params: dict[str, Any], number: int) -> int | None:
@@ -481,6 +497,26 @@ class Engine(BaseEngine):
                 continue  # another worker recovered it
             _retry_cut_off(self.study, t)
         _fail_stale_trials(self.study)
+
+    def _retry_failed(self) -> None:
+        """Enqueue again the failed trials that should run again (see the module docstring), at
+        most as many as the study still needs."""
+        room = self.target - self._finished_count()
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for t in trials:  # by number: the seed trials first
+            if room <= 0:
+                return
+            if t.state != TrialState.FAIL or t.number in retried or t.user_attrs.get("surplus") \
+                    or t.user_attrs.get("infeasible"):
+                continue
+            failure = t.user_attrs.get("failure")
+            seed = _seed_attrs(t)
+            if failure == "environment" or (seed and failure != "configuration"
+                                            and not t.user_attrs.get("oom")):
+                self.study.enqueue_trial(dict(t.params),
+                                         user_attrs={"retry_of": t.number, **seed})
+                room -= 1
 
     def _run_one(self, slot: int = 0) -> None:
         session = self.session
@@ -549,6 +585,8 @@ class Engine(BaseEngine):
             if outcome.state == "infeasible":
                 trial.set_user_attr("infeasible", True)
             trial.set_user_attr("reason", outcome.reason)
+            if outcome.failure:
+                trial.set_user_attr("failure", outcome.failure)
             self.study.tell(trial, state=TrialState.FAIL)
         self.trial_finished(record)
 

@@ -12,6 +12,12 @@ which a continuation starts from, so no epoch of training is thrown away), and r
 :class:`TrialOutcome`. The engines only turn the outcome
 into their own bookkeeping (``study.tell`` / ``oracle.end_trial``).
 
+A failed trial's outcome says why (``failure``: outside the configuration, the configuration, or
+another error; see :data:`segsearch.engines.results.FAILURES`) and carries the full traceback,
+which is written to the trial's ``error.txt``. An exception raised inside the input pipeline is
+reported as itself (``ModuleNotFoundError: No module named 'scipy'``), not as the error TensorFlow
+wraps it in ("UnknownError ... Graph execution error").
+
 Everything it needs is in its arguments (plain data and two small callables), so that it can
 later run in a worker process: a worker rebuilds the :class:`TrainingContext` from the study folder
 and the engine's trial from its storage.
@@ -20,6 +26,7 @@ and the engine's trial from its storage.
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import time
@@ -32,8 +39,10 @@ from typing import Any, Protocol
 
 import keras
 
+from segsearch.data.pipeline import producer_error
 from segsearch.engines.results import (
     CHECKPOINT_FILE,
+    ERROR_FILE,
     HISTORY_FILE,
     LAST_CHECKPOINT_FILE,
     Objective,
@@ -57,6 +66,9 @@ __all__ = [
     "DIVERGED_WEIGHT",
     "DIVERGED_LOSS_FACTOR",
     "DIVERGED_SATURATED",
+    "failure_kind",
+    "error_reason",
+    "write_error_file",
 ]
 
 #: A trainable weight larger than this in magnitude means the training diverged (see divergence).
@@ -161,6 +173,9 @@ class TrialOutcome:
         crashed: the trial's worker process died.
         diverged: the trial failed because its training diverged (reason "diverged: ..."): a
             property of the configuration, so it is not worth running again.
+        failure: why a failed or infeasible trial failed: "environment", "configuration" or
+            "error" (see :data:`segsearch.engines.results.FAILURES`).
+        error: the full traceback of a failed trial (its ``error.txt``).
     """
 
     state: str
@@ -178,6 +193,8 @@ class TrialOutcome:
     oom: bool = False
     crashed: bool = False
     diverged: bool = False
+    failure: str | None = None
+    error: str | None = None
 
 
 def now_iso() -> str:
@@ -545,6 +562,8 @@ def _run_trial(
         outcome.started = started
         outcome.finished = now_iso()
         outcome.duration_s = round(time.monotonic() - t0, 3)
+        if outcome.state == "failed":
+            write_error_file(task.out_dir, outcome)
         return outcome
 
     try:
@@ -553,12 +572,13 @@ def _run_trial(
         else:
             model = build()
     except InfeasibleError as e:
-        return finish(TrialOutcome(state="infeasible", reason=str(e)))
+        return finish(TrialOutcome(state="infeasible", reason=str(e), failure="configuration"))
     except SegsearchError:
         raise
     except Exception as e:  # noqa: BLE001 - a trial that cannot be built fails alone
-        return finish(TrialOutcome(state="failed", reason=_error_reason("building the model", e),
-                                   oom=is_out_of_memory(e)))
+        return finish(TrialOutcome(state="failed", reason=error_reason("building the model", e),
+                                   oom=is_out_of_memory(e), failure=failure_kind(e),
+                                   error=_traceback_text(e)))
 
     if context.jit_compile != "auto":
         model.jit_compile = bool(context.jit_compile)
@@ -592,9 +612,22 @@ def _run_trial(
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as e:  # noqa: BLE001 - e.g. out of memory: this trial fails, the study goes on
-        outcome = TrialOutcome(state="failed", reason=_error_reason("training", e),
+        # an exception inside the input pipeline reaches here wrapped by tf.data ("UnknownError
+        # ... Graph execution error"); the producer kept the original
+        held = producer_error(train_data) or producer_error(val_data)
+        cause: BaseException = e
+        doing, error_text = "training", _traceback_text(e)
+        if held is not None and held.error is not None:
+            if isinstance(held.error, SegsearchError):  # e.g. a DataError: no trial escapes it
+                raise held.error from None
+            cause, doing = held.error, "reading the data"
+            if held.error is not e:
+                error_text = (f"{held.traceback}\nThe training loop reported it as "
+                              f"{type(e).__name__}:\n{error_text}")
+        outcome = TrialOutcome(state="failed", reason=error_reason(doing, cause),
                                history=monitor.history, epochs=len(monitor.history),
-                               oom=is_out_of_memory(e))
+                               oom=is_out_of_memory(cause), failure=failure_kind(cause),
+                               error=error_text)
         del model  # released when the next trial starts
         return finish(outcome)
 
@@ -609,16 +642,19 @@ def _run_trial(
     )
     if monitor.best_logs:
         outcome.objectives = [monitor.best_logs.get(n) for n in context.objective.names]
-    if monitor.stop_state == "failed":
+    if monitor.stop_state == "failed":  # a NaN or infinite loss
         outcome.state, outcome.reason = "failed", monitor.stop_reason
         outcome.diverged = monitor.diverged
+        outcome.failure = "configuration"
     elif monitor.stop_state == "pruned":
         outcome.state, outcome.reason = "pruned", monitor.stop_reason
     elif monitor.stop_state == "time_limit" and task.phase == "trial":
         outcome.state, outcome.reason = "failed", monitor.stop_reason
+        outcome.failure = "error"
     elif monitor.best_epoch is None and task.baseline is None:
         outcome.state = "failed"
         outcome.reason = f"{context.objective.name} was never finite"
+        outcome.failure = "configuration"
 
     if outcome.state == "complete" and task.save_checkpoint and monitor.best_epoch is not None:
         if not monitor.best_is_current:  # the best epoch came earlier: keep the last state too
@@ -634,12 +670,84 @@ def _is_dataset(data: Any) -> bool:
     return not isinstance(data, (tuple, list)) and not hasattr(data, "__array__")
 
 
-def _error_reason(doing: str, error: BaseException) -> str:
-    """One line for a record: the error type and message, and where in the code it came from."""
+def error_reason(doing: str, error: BaseException) -> str:
+    """One line for a record: the error type and message, where in the code it came from, and the
+    fix for an error outside the configuration (a missing module, file or disk space).
+
+    Args:
+        doing: what failed, e.g. "training" ("<type> while training at <file>:<line>: ...").
+        error: the exception.
+    """
     frames = traceback.extract_tb(error.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__} while {doing}{where}: {message}"[:500]
+    reason = f"{type(error).__name__} while {doing}{where}: {message}"[:400]
+    hint = _fix_hint(error)
+    return f"{reason}; {hint}" if hint else reason
+
+
+def _traceback_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+#: pip's name of the package of a module, where the two differ.
+_PIP_NAMES = {"PIL": "Pillow", "cv2": "opencv-python", "yaml": "PyYAML",
+              "skimage": "scikit-image", "sklearn": "scikit-learn"}
+
+
+def _fix_hint(error: BaseException) -> str:
+    """What to do about an error from outside the configuration ("" for other errors)."""
+    if isinstance(error, ImportError):
+        name = str(getattr(error, "name", None) or "").split(".")[0]
+        if name:
+            return f"install it: pip install {_PIP_NAMES.get(name, name)}"
+        return "install the missing package"
+    if isinstance(error, OSError):
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        if error.errno == errno.ENOSPC:
+            return "the disk is full: free some space"
+        if isinstance(error, FileNotFoundError):
+            return f"put the file{where} back, or point the study at files that exist"
+        if isinstance(error, PermissionError):
+            return f"give this user access to{where or ' the file'}"
+        return f"fix the file or device{where}"
+    return ""
+
+
+def failure_kind(error: BaseException) -> str:
+    """Why an error failed a trial: "configuration" (out of memory), "environment" (an import error,
+    a missing file, a full disk or another OSError, in the error or its causes) or "error".
+
+    Args:
+        error: the exception that failed the trial.
+    """
+    if is_out_of_memory(error):
+        return "configuration"
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ImportError, OSError)):
+            return "environment"
+        current = current.__cause__ or current.__context__
+    return "error"
+
+
+def write_error_file(folder: Path, outcome: TrialOutcome) -> Path:
+    """Write a failed trial's ``error.txt``: its reason, then the full traceback (when it has one).
+
+    Args:
+        folder: the trial's folder.
+        outcome: the failed outcome.
+    """
+    reason = outcome.reason or "no reason recorded"
+    text = f"{reason}\n"
+    if outcome.error:
+        text += f"\n{outcome.error.rstrip()}\n"
+    path = Path(folder) / ERROR_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 _OOM_TYPES = ("ResourceExhaustedError", "OutOfMemoryError", "MemoryError")
@@ -671,7 +779,8 @@ def is_out_of_memory(error: BaseException) -> bool:
 #: environment variable that makes chosen trials fail on purpose, for the robustness tests:
 #: "TRIAL:KIND[@EPOCH],..." with KIND one of kill (SIGKILL itself), segv (SIGSEGV), exit
 #: (os._exit(3)), oom (an out-of-memory error at the study's own batch size only, so the
-#: half-batch retry succeeds), raise (a RuntimeError), sleep (sleeps 30 s, to be killed).
+#: half-batch retry succeeds), raise (a RuntimeError), missing (a ModuleNotFoundError for scipy:
+#: an error from outside the configuration), sleep (sleeps 30 s, to be killed).
 FAULT_ENV = "SEGSEARCH_FAULT"
 
 
@@ -721,5 +830,7 @@ class _Fault(keras.callbacks.Callback):
                                          "(injected by SEGSEARCH_FAULT)")
         elif self.kind == "raise":
             raise RuntimeError("injected by SEGSEARCH_FAULT")
+        elif self.kind == "missing":
+            raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
         elif self.kind == "sleep":
             time.sleep(30)

@@ -30,23 +30,84 @@ trial holds the GPU memory it needs rather than all of it.
 
 The driver process never builds a network for a trial, so its memory stays flat across trials
 (``benchmarks/bench_memory.py``).
+
+The worker imports TensorFlow with its start-up lines kept off the terminal
+(:func:`segsearch.console.import_tensorflow_quietly`); this module imports nothing heavy, since
+the new interpreter imports it before the worker's first line runs. A worker that cannot start
+sends the error (type, message, fix) to the driver. A "spawn" worker imports the main module
+again: a script that starts a search at import time, without ``if __name__ == "__main__":``,
+would start the search again in the worker; :func:`in_spawn_bootstrap` tells the driver so, the
+worker leaves at once, and the driver stops with one message naming the guard.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
+import sys
 import time
+import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
+if TYPE_CHECKING:
+    from segsearch.engines.trial import TrialOutcome, TrialTask
 
-__all__ = ["TrialWorker", "describe_exit", "process_rss_mib"]
+__all__ = ["TrialWorker", "describe_exit", "process_rss_mib", "in_spawn_bootstrap",
+           "leave_spawn_bootstrap", "EXIT_NO_MAIN_GUARD"]
 
 #: seconds a new worker may take to import TensorFlow and load the data.
 START_TIMEOUT = 600.0
+#: the exit code of a worker that found the main module starting a search at import time.
+EXIT_NO_MAIN_GUARD = 86
+#: where a worker that cannot start writes its traceback, in the study folder.
+WORKER_ERROR_FILE = "worker_error.txt"
+
+
+def in_spawn_bootstrap() -> bool:
+    """Whether this process is a "spawn" child still importing its parent's main module.
+
+    There a search must not start: the parent's script runs ``segsearch.run(...)`` at import time
+    (it lacks ``if __name__ == "__main__":``). multiprocessing marks that phase with the process
+    attribute ``_inheriting`` (its own check, "An attempt has been made to start a new process
+    before the current process has finished its bootstrapping phase", reads the same).
+    """
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def leave_spawn_bootstrap() -> None:
+    """Leave a spawn child that is importing a main module which starts a search (see
+    :func:`in_spawn_bootstrap`), silently, with :data:`EXIT_NO_MAIN_GUARD`; the driver that
+    started it reports the fix. Does nothing elsewhere."""
+    if in_spawn_bootstrap():
+        sys.stdout.flush()
+        os._exit(EXIT_NO_MAIN_GUARD)
+
+
+def no_main_guard_message() -> str:
+    """The one message for a script that starts a search without the ``__main__`` guard."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    where = f" {script}" if script else " your script"
+    return (
+        "the trial worker process could not start: it imports the main module again, and"
+        f"{where} starts the search as soon as it is imported. Put the code that calls "
+        'segsearch.run(...) (or Study(...).run()) under `if __name__ == "__main__":` and run '
+        "the script again (see README, From Python)"
+    )
+
+
+def _stop_no_main_guard() -> None:
+    """In the driver: say what to do about a missing ``__main__`` guard and exit (status 2).
+
+    An exception would end in a traceback (the script cannot run as it is, so nothing is lost).
+    """
+    sys.stdout.flush()
+    sys.stderr.write(f"segsearch: error: {no_main_guard_message()}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
 
 
 def process_rss_mib(pid: int) -> float | None:
@@ -111,11 +172,20 @@ class TrialWorker:
         if self.process is not None and self.process.is_alive():
             return
         self.close()
+        leave_spawn_bootstrap()  # a worker importing a script that starts a search at import time
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(child, self.config, self.gpu),
                               name="segsearch-trial-worker", daemon=True)
-        process.start()
+        try:
+            process.start()
+        except RuntimeError as e:  # multiprocessing's own check, should the one above miss
+            if "bootstrapping phase" not in str(e):
+                raise
+            parent.close()
+            child.close()
+            leave_spawn_bootstrap()
+            raise
         child.close()
         self.process, self.conn = process, parent
         self.starts += 1
@@ -143,6 +213,8 @@ class TrialWorker:
         process.join(5)
         code = process.exitcode
         self.close()
+        if code == EXIT_NO_MAIN_GUARD:
+            _stop_no_main_guard()
         from segsearch.errors import StudyError
 
         raise StudyError(f"the trial worker process could not start ({describe_exit(code)}); "
@@ -196,6 +268,8 @@ class TrialWorker:
             SegsearchError: a configuration error in the worker (raised again here).
             KeyboardInterrupt: the worker is stopped and the interrupt goes on.
         """
+        from segsearch.engines.trial import now_iso
+
         started = now_iso()
         t0 = time.monotonic()
         self.start()
@@ -207,12 +281,12 @@ class TrialWorker:
                     tick()
                 if not conn.poll(1.0):
                     if not self.process.is_alive():
-                        return self._died(started, t0, task)
+                        return self._died(task, started, t0)
                     continue
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    return self._died(started, t0, task)
+                    return self._died(task, started, t0)
                 kind = message[0]
                 if kind == "event":
                     if self.on_event is not None:
@@ -253,7 +327,9 @@ class TrialWorker:
         if self.on_event is not None:
             self.on_event({**event, "event": "worker_recycle", "reason": reason})
 
-    def _died(self, started: str, t0: float, task: TrialTask) -> TrialOutcome:
+    def _died(self, task: TrialTask, started: str, t0: float) -> TrialOutcome:
+        from segsearch.engines.trial import TrialOutcome, now_iso, write_error_file
+
         process = self.process
         process.join(10)
         code = process.exitcode
@@ -261,16 +337,21 @@ class TrialWorker:
         if task.phase == "final":
             reason = f"the final training's worker process died ({describe_exit(code)})"
         else:
-            reason = (f"the trial's worker process died ({describe_exit(code)}); the study goes on "
-                      "with a new worker")
-        return TrialOutcome(
+            reason = f"the trial's worker process died ({describe_exit(code)})"
+        outcome = TrialOutcome(
             state="failed",
             reason=reason,
             started=started,
             finished=now_iso(),
             duration_s=round(time.monotonic() - t0, 3),
             crashed=True,
+            failure="environment",
+            error=f"No Python traceback: the process ended ({describe_exit(code)}) while it "
+                  f"trained trial {task.number}; what it wrote to stderr is above in the "
+                  "terminal. The next trial starts a new worker.",
         )
+        write_error_file(task.out_dir, outcome)
+        return outcome
 
 
 # ---------------------------------------------------------------------------------- the worker
@@ -312,8 +393,10 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    from segsearch.errors import SegsearchError
+    from segsearch.console import import_tensorflow_quietly
+    from segsearch.errors import SegsearchError, StudyError
 
+    import_tensorflow_quietly()
     try:
         grown = _memory_growth()
         import keras_tuner
@@ -328,6 +411,19 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
         context = study.training_context(progress=lambda event: conn.send(("event", event)))
     except SegsearchError as e:
         conn.send(("error", e))
+        return
+    except Exception as e:  # noqa: BLE001 - e.g. a missing module: said once, in the driver
+        from segsearch.engines.trial import error_reason
+
+        message = error_reason("starting the trial worker process", e)
+        path = os.path.join(str(config.study_dir), WORKER_ERROR_FILE)
+        try:  # the full traceback beside the study's files
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+            message += f" (traceback: {path})"
+        except OSError:
+            pass
+        conn.send(("error", StudyError(message)))
         return
     devices = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "memory_growth": grown}

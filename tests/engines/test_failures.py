@@ -1,6 +1,9 @@
 """Failures inside a trial (in-process, the stand-in hypermodel): out of memory (recorded, retried
-at half the batch size, not trained again when proposed again) and failed trials in a row stopping
-the study with their reasons. Faults are injected with SEGSEARCH_FAULT (segsearch.engines.trial)."""
+at half the batch size, not trained again when proposed again), failed trials in a row stopping
+the study with their reasons, an error inside the input pipeline reported as itself (not as
+TensorFlow's "Graph execution error"), a run whose first trials fail alike stopping at once, and
+the resume running again the trials that failed for a reason outside their configuration and the
+seed trials. Faults are injected with SEGSEARCH_FAULT (segsearch.engines.trial)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import optuna
 import pytest
 
 from segsearch.driver import Study
+from segsearch.engines.results import ERROR_FILE
 from segsearch.errors import StudyError
 
 
@@ -39,7 +43,9 @@ def test_out_of_memory_retry_at_half_the_batch_size(make_config, standin, monkey
 
 def test_failed_trials_in_a_row_stop_the_study_with_the_last_reasons(make_config, standin,
                                                                      monkeypatch):
-    monkeypatch.setenv("SEGSEARCH_FAULT", "0:raise,1:raise")
+    # two different errors (the same one twice at the start stops at once: below)
+    monkeypatch.setenv("SEGSEARCH_FAULT", "0:raise")
+    standin(nan_builds=(2,))
     config = make_config(trials=3, search={"max_failures": 2})
     with pytest.raises(StudyError, match="2 trials in a row failed.*injected by SEGSEARCH_FAULT"):
         Study(config).run()
@@ -123,3 +129,119 @@ def test_the_worker_is_recycled_after_max_trials_or_memory_growth(make_config):
     grown._after_trial()
     assert grown.process is None and events[-1]["event"] == "worker_recycle"
     assert "its memory grew by" in events[-1]["reason"] and events[-1]["growth_mib"] >= 50
+# ------------------------------------------------------------------ errors inside the pipeline
+def _plant_missing_module(monkeypatch):
+    """Make building every batch fail as an import of a missing module would; returns the undo."""
+    from segsearch.data import pipeline
+
+    original = pipeline.transform
+
+    def transform(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+    monkeypatch.setattr(pipeline, "transform", transform)
+    return lambda: monkeypatch.setattr(pipeline, "transform", original)
+
+
+def test_an_error_inside_the_input_pipeline_is_reported_as_itself(make_config, standin,
+                                                                  monkeypatch):
+    _plant_missing_module(monkeypatch)
+    config = make_config(trials=3)
+    events = []
+    with pytest.raises(StudyError) as caught:
+        Study(config).run(progress=events.append)
+    message = str(caught.value)
+    # the run stops after the first two trials, which failed with the same error
+    assert message.startswith("the first 2 trials of this run failed with the same error: "
+                              "ModuleNotFoundError while reading the data at test_failures.py:")
+    assert "No module named 'scipy'; install it: pip install scipy." in message
+    assert "run the same command again" in message and "runs the failed trials again" in message
+    assert "Graph execution error" not in message and "UnknownError" not in message
+    ends = [e for e in events if e["event"] == "trial_end"]
+    assert [e["trial"] for e in ends] == [0, 1]
+    for end in ends:
+        assert end["state"] == "failed"
+        assert end["reason"].startswith("ModuleNotFoundError while reading the data")
+        assert "Graph execution error" not in end["reason"]
+    records = Study.open(config.study_dir).trials()
+    assert [(r.number, r.state, r.failure) for r in records] == [(0, "failed", "environment"),
+                                                                 (1, "failed", "environment")]
+    assert "No module named 'scipy'" in records[0].reason
+    # the full traceback is kept: the original first, then what TensorFlow made of it
+    text = (config.study_dir / "trials" / "0000" / ERROR_FILE).read_text()
+    assert text.startswith(records[0].reason + "\n")
+    assert "Traceback (most recent call last)" in text and "in transform" in text
+    assert "ModuleNotFoundError: No module named 'scipy'" in text
+
+
+# ------------------------------------------------------------------ resume runs failures again
+def _optuna(config):
+    return optuna.load_study(study_name=config.study,
+                             storage=f"sqlite:///{config.study_dir / 'study.db'}")
+
+
+def test_resume_runs_again_environment_failures_and_seed_trials_not_configuration_failures(
+        make_config, standin, monkeypatch):
+    # the stand-in's seed trials: 0 (the seed network) and 1 (its one learning-rate neighbour)
+    # 0: seed, a RuntimeError (error) | 1: seed, NaN loss (configuration) | 2: a missing module
+    # (environment) | 3: complete | 4: a RuntimeError, not a seed (error) | 5: complete
+    monkeypatch.setenv("SEGSEARCH_FAULT", "0:raise,2:missing,4:raise")
+    standin(nan_builds=(2,))
+    first = Study(make_config(trials=2, search={"max_failures": 9})).run()
+    assert [(r.number, r.state, r.failure) for r in first.trials] == [
+        (0, "failed", "error"), (1, "failed", "configuration"), (2, "failed", "environment"),
+        (3, "complete", None), (4, "failed", "error"), (5, "complete", None)]
+    for number in (0, 1, 2, 4):
+        assert (first.study_dir / "trials" / f"{number:04d}" / ERROR_FILE).is_file()
+    assert not (first.study_dir / "trials" / "0003" / ERROR_FILE).exists()
+    assert "pip install scipy" in first.trials[2].reason
+
+    monkeypatch.delenv("SEGSEARCH_FAULT")
+    standin(nan_builds=())
+    config = make_config(trials=4)
+    again = Study(config).run()
+    assert len(again.trials) == 8 and sum(r.finished_ok for r in again.trials) == 4
+    study = _optuna(config)
+    retries = {t.number: t.user_attrs.get("retry_of") for t in study.trials if t.number >= 6}
+    assert retries == {6: 0, 7: 2}  # not 1 (NaN) nor 4 (not a seed); the seed first
+    for number, old in retries.items():
+        assert study.trials[number].params == study.trials[old].params
+        assert again.trials[number].state == "complete"
+    assert study.trials[6].user_attrs.get("seed_network") is True
+    # each failure runs again once: with more trials asked for, the sampler proposes the rest
+    config = make_config(trials=5)
+    last = Study(config).run()
+    assert len(last.trials) == 9 and _optuna(config).trials[8].user_attrs.get("retry_of") is None
+
+
+def test_the_failed_seed_trials_run_first_after_the_cause_is_fixed(make_config, standin,
+                                                                   monkeypatch):
+    fix = _plant_missing_module(monkeypatch)
+    config = make_config(trials=3)
+    with pytest.raises(StudyError, match="the first 2 trials"):
+        Study(config).run()
+    fix()
+    results = Study(config).run()
+    study = _optuna(config)
+    # the stand-in has two seed trials (its learning rate has one neighbour in range): both run
+    # again first, as trials 2 and 3, then the sampler's own
+    assert [t.user_attrs.get("retry_of") for t in study.trials[2:]] == [0, 1, None]
+    assert study.trials[2].params == study.trials[0].params  # the seed network, trained
+    assert study.trials[2].user_attrs.get("seed_network") is True
+    assert study.trials[3].user_attrs.get("seed_neighbour") is True
+    assert [(r.number, r.state) for r in results.trials] == [
+        (0, "failed"), (1, "failed"), (2, "complete"), (3, "complete"), (4, "complete")]
+
+
+def test_keras_tuner_runs_failed_trials_again_under_their_numbers(make_config, standin,
+                                                                  monkeypatch):
+    monkeypatch.setenv("SEGSEARCH_FAULT", "0:missing,1:missing")
+    config = make_config("keras-tuner", trials=2, search={"algorithm": "random"})
+    with pytest.raises(StudyError, match="the first 2 trials.*No module named 'scipy'"):
+        Study(config).run()
+    monkeypatch.delenv("SEGSEARCH_FAULT")
+    results = Study(config).run()
+    assert [(r.number, r.state) for r in results.trials] == [(0, "complete"), (1, "complete")]
+    folder = config.study_dir / "trials" / "0000"
+    assert not (folder / ERROR_FILE).exists()  # this time it completed
+    assert "No module named 'scipy'" in (folder / "error-1.txt").read_text()  # the earlier failure
