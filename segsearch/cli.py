@@ -12,7 +12,9 @@ without TensorFlow, Keras, Optuna or keras-tuner. A user error (any SegsearchErr
 bad YAML, a file that cannot be written, a storage that cannot be used, a full disk) prints one
 line, ``segsearch: error: <message>``, and exits with status 2; Ctrl-C exits with status 130 and
 SIGTERM with 143, both saying how to resume. A closed output pipe (``segsearch status DIR |
-head -1``) ends quietly.
+head -1``) ends quietly. A ``run`` whose final training failed exports the best trial's
+checkpoint, says so in one line and exits with status 3; running it again retries the final
+training.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import signal
 import sys
@@ -29,10 +30,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
 from segsearch import __version__
+from segsearch.console import TextProgress
+from segsearch.console import format_duration as _duration
+from segsearch.console import format_number as _number
+from segsearch.console import format_params as _params
+from segsearch.console import import_tensorflow_quietly as _import_tensorflow_quietly
+from segsearch.console import plural as _plural
 
 __all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials", "Terminated"]
 
 EXIT_USER_ERROR = 2
+#: ``run``: the search finished but the final training failed (run again to retry it).
+EXIT_FINAL_FAILED = 3
 EXIT_INTERRUPTED = 130
 #: 128 + SIGTERM, what a shell reports for a process SIGTERM ended.
 EXIT_TERMINATED = 143
@@ -44,46 +53,6 @@ class Terminated(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------------- formatting
-def _duration(seconds: float | None) -> str:
-    """Format seconds as 42s, 3m10s or 1h02m."""
-    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
-        return "?"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _number(value: Any) -> str:
-    """Format a metric or hyperparameter value compactly."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.2e}"
-        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
-    return str(value)
-
-
-def _plural(count: Any, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
-def _params(params: Mapping[str, Any] | None) -> str:
-    """key=value pairs; with an "architecture" choice, its "arch/" prefix is left off the names."""
-    if not params:
-        return ""
-    prefix = f"{params['architecture']}/" if "architecture" in params else None
-    return " ".join(f"{k[len(prefix):] if prefix and k.startswith(prefix) else k}={_number(v)}"
-                    for k, v in params.items())
-
-
 def _json_default(value: Any) -> Any:
     import dataclasses
     from pathlib import Path
@@ -144,126 +113,6 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
 
 
 # ----------------------------------------------------------------------------------- progress
-class TextProgress:
-    """Readable progress for a person: trial i of N, epoch, validation metric, best, time left.
-
-    Args:
-        objective: the metric to show (e.g. "val_dice").
-        stream: where to write (stdout).
-        live: rewrite the epoch line in place (default: when ``stream`` is a terminal).
-    """
-
-    def __init__(self, objective: str = "val_dice", stream: TextIO | None = None,
-                 live: bool | None = None) -> None:
-        self.objective = objective
-        self.stream = stream if stream is not None else sys.stdout
-        self.live = self.stream.isatty() if live is None else live
-        self._pending = False  # a live line is on screen without its newline
-
-    def __call__(self, event: Mapping[str, Any]) -> None:
-        """Show one progress event (study_start, worker_start, trial_start, epoch, trial_end,
-        final_start, final_epoch, export, study_end); other events are ignored."""
-        handler = getattr(self, f"_on_{event.get('event')}", None)
-        if handler is not None:
-            handler(event)
-
-    def _write(self, text: str, *, transient: bool = False) -> None:
-        if self.live and self._pending:
-            self.stream.write("\r\033[K")
-        if transient and self.live:
-            self.stream.write(text)
-            self._pending = True
-        else:
-            self.stream.write(text + "\n")
-            self._pending = False
-        self.stream.flush()
-
-    def _value(self, e: Mapping[str, Any]) -> str:
-        metrics = e.get("metrics") or {}
-        if self.objective in metrics:
-            return f"{self.objective} {_number(metrics[self.objective])}"
-        shown = [(k, v) for k, v in metrics.items() if k.startswith("val_")][:2]
-        return "  ".join(f"{k} {_number(v)}" for k, v in shown)
-
-    def _trial(self, e: Mapping[str, Any]) -> str:
-        index = e.get("index")
-        count = f"{index}/{e.get('trials_total', '?')}" if index is not None else "?"
-        number = f" (#{e['trial']})" if e.get("trial") is not None else ""
-        return f"trial {count}{number}"
-
-    def _tail(self, e: Mapping[str, Any]) -> list[str]:
-        parts = []
-        if e.get("best_value") is not None:
-            parts.append(f"best {_number(e['best_value'])}")
-        if e.get("elapsed_s") is not None:
-            parts.append(f"elapsed {_duration(e['elapsed_s'])}")
-        if e.get("eta_s") is not None:
-            parts.append(f"left ~{_duration(e['eta_s'])}")
-        return parts
-
-    def _on_study_start(self, e: Mapping[str, Any]) -> None:
-        if e.get("moved_aside"):
-            self._write(f"Moved the old study aside to {e['moved_aside']}")
-        if e.get("data"):
-            self._write(f"Data: {e['data']}")
-        done = e.get("trials_done") or 0
-        if e.get("resumed"):
-            self._write(f"Resuming {e.get('path', 'the study')}: {done} of "
-                        f"{e.get('trials_total', '?')} trials done")
-
-    def _on_trial_start(self, e: Mapping[str, Any]) -> None:
-        params = dict(e.get("params") or {})
-        self._write(f"{self._trial(e)}  {_params(params)}".rstrip())
-
-    def _on_epoch(self, e: Mapping[str, Any]) -> None:
-        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
-        value = self._value(e)
-        if value:
-            parts.append(value)
-        self._write("  ".join(parts + self._tail(e)), transient=True)
-
-    def _on_trial_end(self, e: Mapping[str, Any]) -> None:
-        state = str(e.get("state", "done"))
-        parts = [f"  {state}"]
-        value = e.get("value")
-        if value is not None:
-            parts.append(f"{self.objective} {_number(value)}")
-        if e.get("epochs") is not None:
-            took = f", {_duration(e['duration_s'])}" if e.get("duration_s") is not None else ""
-            parts.append(f"({_plural(e['epochs'], 'epoch')}{took})")
-        if e.get("reason") and state != "complete":
-            parts.append(f"- {str(e['reason']).splitlines()[0]}")
-        self._write("  ".join(parts + self._tail(e)))
-
-    def _on_worker_start(self, e: Mapping[str, Any]) -> None:
-        if e.get("cuda_visible_devices") is None and not e.get("memory_growth"):
-            return  # the usual case: nothing to say
-        gpu = e.get("cuda_visible_devices")
-        where = f"on GPU {gpu}" if gpu is not None else "on every GPU"
-        growth = (f", memory growth on for {', '.join(e['memory_growth'])}"
-                  if e.get("memory_growth") else ", TensorFlow sees no GPU")
-        self._write(f"  worker process {e.get('pid')} {where}{growth}")
-
-    def _on_final_start(self, e: Mapping[str, Any]) -> None:
-        trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""
-        epochs = f" for {_plural(e['epochs'], 'more epoch')}" if e.get("epochs") else ""
-        self._write(f"Training the best configuration{trial}{epochs}")
-
-    def _on_final_epoch(self, e: Mapping[str, Any]) -> None:
-        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
-        value = self._value(e)
-        if value:
-            parts.append(value)
-        self._write("  ".join(parts + self._tail(e)), transient=True)
-
-    def _on_export(self, e: Mapping[str, Any]) -> None:
-        self._write(f"Exported the best model to {e.get('path', '?')}")
-
-    def _on_study_end(self, e: Mapping[str, Any]) -> None:
-        if self._pending:
-            self._write("")
-
-
 class JsonProgress:
     """One JSON object per line per event, for scripts (``segsearch run --json``).
 
@@ -317,14 +166,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     from segsearch.driver import Study
 
-    study = Study(config, fresh=args.fresh)
+    study = Study(config, fresh=args.fresh, rebuild_storage=args.rebuild_storage)
     results = study.run(progress=progress)
 
     objective_text = f"{objective} {_number(results.best_value)}"
     if args.json:
         progress({"event": "result", "best_value": results.best_value,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
-                  "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials]})
+                  "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
+                  "final_failed": results.final_failed, "final_retry": results.final_retry})
     elif args.quiet:
         print(f"{objective_text}  {results.best_model_path}")
     else:
@@ -333,6 +183,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
         print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
               f"Study: {results.study_dir} (segsearch status {results.study_dir})")
+    return _final_training_status(results)
+
+
+def _final_training_status(results: Any) -> int:
+    """Say (one line on stderr) when the final training failed; the exit status of ``run``.
+
+    A failure the next run retries (the worker died, an error) exits with EXIT_FINAL_FAILED; a
+    final training that diverged is only a warning (running again would diverge again).
+    """
+    if not results.final_failed:
+        return 0
+    sys.stdout.flush()
+    trial = f" (trial #{results.best_trial})" if results.best_trial is not None else ""
+    reason = _one_line(results.final_failed)
+    model = results.best_model_path
+    if results.final_retry:
+        sys.stderr.write(f"segsearch: error: the final training of the best configuration{trial} "
+                         f"failed: {reason}. The best trial's checkpoint was exported instead "
+                         f"({model}); run the same command again to retry the final training\n")
+        return EXIT_FINAL_FAILED
+    sys.stderr.write(f"segsearch: warning: the final training of the best configuration{trial} "
+                     f"failed: {reason}. The best trial's checkpoint is the model ({model}); it is "
+                     "not retried\n")
     return 0
 
 
@@ -412,14 +285,22 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
+    from segsearch.config import load_config
     from segsearch.data.check import check
 
-    report = check(args.path)
+    # the data: section exactly as `run` builds it (same keys, same checks, same messages)
+    space: Any = args.space if args.space else {"architecture": "unet"}
+    config = load_config(space, sets=list(args.set or ()), data=args.path, check_space=False)
+    report = check(config.data)
     if args.json:
         print(json.dumps(report.to_dict(), default=_json_default))
     else:
         print(report.format())
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.write(f"segsearch: error: {_one_line(report.stop or report.errors[0])}\n")
+    return EXIT_USER_ERROR
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:
@@ -513,8 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study-dir", metavar="DIR",
                      help="the study's folder (default: studies/<study> in the current folder)")
     run.add_argument("--storage", metavar="URL",
-                     help="Optuna storage URL, e.g. postgresql://... (default: SQLite in the study "
-                          "folder)")
+                     help="Optuna storage URL, e.g. postgresql://user@host/db (default: SQLite in "
+                          "the study folder); the password is never stored: on resume it comes "
+                          "from SEGSEARCH_STORAGE, PGPASSWORD or ~/.pgpass")
     run.add_argument("--workers", type=_positive_int, metavar="N",
                      help="train N trials at once on this machine, each in its own process, "
                           "against the one study (sets search.workers)")
@@ -524,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fresh", action="store_true",
                      help="start a new study even if one exists; the old folder is moved aside, "
                           "never deleted")
+    run.add_argument("--rebuild-storage", action="store_true",
+                     help="the study's storage (study.db, the --storage database or keras_tuner/) "
+                          "is missing, empty or unreadable: rebuild its records from the trial "
+                          "folders, then resume")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override any key of the space file, e.g. train.batch_size=4 or "
                           "'space.depth=[2,3]' (repeatable; values are YAML)")
@@ -581,12 +467,24 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", parser_class=_Parser)
     check = data_sub.add_parser(
         "check", help="report whether images and masks are usable, and how to fix them",
-        description="Check a data folder (images/ + masks/) or an .npz file: pairs, sizes,\n"
-                    "channels, mask values, class balance. Exits 1 when the data cannot be\n"
-                    "loaded as it is.",
-        epilog="example:\n  segsearch data check path/to/data", formatter_class=fmt)
+        description="Check a data folder (images/ + masks/) or an .npz file the way `run` reads\n"
+                    "it: pairs, sizes, channels, mask values, classes, ignored pixels. Takes the\n"
+                    "data: options of `run` (--set, --space). Exits 2, with the message `run`\n"
+                    "would stop with, when `run` could not use the data as it is.",
+        epilog="examples:\n  segsearch data check path/to/data\n"
+               "  segsearch data check DRIVE --set data.images_dir=training/images \\\n"
+               "      --set data.masks_dir=training/1st_manual --set 'data.pair=^(\\d+)_'\n"
+               "  segsearch data check my_data --space spaces/unet.yaml",
+        formatter_class=fmt)
     check.add_argument("path", metavar="DIR",
-                       help="the data folder (images/ + masks/), an .npz file, or 'sample'")
+                       help="the data folder (images/ + masks/), an .npz file, or 'sample' "
+                            "(sets data.source)")
+    check.add_argument("--space", metavar="FILE",
+                       help="read the data: section of this space file (or shipped space), as "
+                            "`segsearch run FILE --data DIR` would")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a key as `run` does, e.g. data.masks_dir=labels or "
+                            "'data.values={1: 0, 2: 1}' (repeatable; values are YAML)")
     check.add_argument("--json", action="store_true", help="print the report as one JSON object")
     check.set_defaults(func=_cmd_data_check)
     data.set_defaults(func=lambda a: _missing_command(data))
@@ -602,27 +500,25 @@ def _missing_command(parser: argparse.ArgumentParser) -> int:
     return EXIT_USER_ERROR
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with stderr silenced: its C++ start-up lines ("Could not find cuda
-    drivers", absl's "WARNING: All log messages before absl::InitializeLog()") ignore
-    TF_CPP_MIN_LOG_LEVEL. A failed import is left for the real import to report."""
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    except Exception:  # noqa: BLE001 - reported by the import that needs it
-        pass
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+def _without_passwords(message: str, args: argparse.Namespace) -> str:
+    """The message with every storage password in sight (--storage, SEGSEARCH_STORAGE) masked."""
+    urls = [getattr(args, "storage", None), os.environ.get("SEGSEARCH_STORAGE")]
+    if not any(urls):
+        return message
+    from segsearch.engines.storage import MASK, mask
+
+    for url in filter(None, urls):
+        masked = mask(url) or ""
+        message = message.replace(url, masked)
+        try:
+            from sqlalchemy.engine import make_url
+
+            password = make_url(url).password
+        except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: masked above
+            password = None
+        if password and password != MASK:
+            message = message.replace(str(password), MASK)
+    return message
 
 
 def _one_line(message: str) -> str:
@@ -681,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if message is None:
                 raise  # a bug: the traceback is for it
             _flush_stdout()
-            sys.stderr.write(f"segsearch: error: {_one_line(message)}\n")
+            sys.stderr.write(f"segsearch: error: {_one_line(_without_passwords(message, args))}\n")
             return EXIT_USER_ERROR
 
 

@@ -223,6 +223,11 @@ class TrainConfig:
             flat; "none" trains in the calling process (for embedding segsearch).
         oom_retry: a trial that runs out of accelerator memory is tried once more at half the
             batch size.
+        worker_max_trials: the worker process (isolation "process") is replaced by a fresh one
+            after training this many trials (the final training counts too); None: never.
+        worker_max_growth_mb: ... or as soon as its resident memory grew by this many MiB since it
+            was ready (TensorFlow and the data loaded); None: no limit. TensorFlow keeps a little
+            of every network it built, so a long-lived worker grows trial after trial.
     """
 
     epochs: int = 20
@@ -237,11 +242,15 @@ class TrainConfig:
     weights: str | None = None
     isolation: Literal["process", "none"] = "process"
     oom_retry: bool = False
+    worker_max_trials: int | None = 10
+    worker_max_growth_mb: int | None = 1024
 
     def __post_init__(self) -> None:
         p = "train."
         _choice(self.isolation, p + "isolation", ("process", "none"), "isolation")
         _bool(self.oom_retry, p + "oom_retry")
+        _int(self.worker_max_trials, p + "worker_max_trials", minimum=1, none=True)
+        _int(self.worker_max_growth_mb, p + "worker_max_growth_mb", minimum=1, none=True)
         _int(self.epochs, p + "epochs", minimum=1)
         _int(self.batch_size, p + "batch_size", minimum=1)
         _int(self.budget_epochs, p + "budget_epochs", minimum=1, none=True)
@@ -1056,9 +1065,15 @@ def _make_data(values: dict[str, Any]) -> Any:
 
 
 def _check_space(config: Config, origins: Mapping[tuple[str, ...], str]) -> None:
-    """Check the ``space:`` entries by making the hypermodel(s) (no network is built)."""
+    """Check the ``space:`` entries and ``train.weights`` by making the hypermodel(s) (no network
+    is built): every value against its hyperparameter's domain (segsearch.params.Domain)."""
+    from segsearch.errors import WeightsError
+
     try:
         config.hypermodel()
+    except WeightsError as e:
+        where = _origin_of("train.weights", origins) or config.source
+        raise ConfigError(f"{where}: train.weights: {e}") from None
     except ConfigError as e:
         message = str(e)
         for keys, origin in origins.items():

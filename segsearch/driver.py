@@ -10,22 +10,31 @@
         study.db            Optuna's storage (engine optuna, unless --storage names another)
         keras_tuner/        keras-tuner's project (engine keras-tuner)
         trials/<nnnn>/      trial.json (its record), history.csv (metrics per epoch), model.keras
-                            (weights + optimizer state; kept for the best few trials only)
+                            (weights + optimizer state; kept for the best few trials only),
+                            error.txt (a failed trial's full traceback)
         trials.csv          every trial, one row each
         final/              the best configuration trained further: model.keras, history.csv,
                             final.json
         best/               the export (see segsearch.export)
 
 Running the same configuration again resumes: finished trials are kept, a trial that was cut off is
-run again, and the search stops when ``search.trials`` trials are finished (complete or pruned). A
+run again, so are the trials that failed for a reason outside their configuration (a missing
+module or file, a full disk, a killed worker) and the seed trials that did not complete, and the
+search stops when ``search.trials`` trials are finished (complete or pruned). A
 configuration the stored study cannot absorb (other architectures, data, image size, classes,
 engine, hyperparameter distributions, objective) is refused with a :class:`StudyError` naming
 ``--fresh`` and ``--study-dir``; ``fresh=True`` moves the old folder aside to
-``<name>.old-<timestamp>`` (nothing is deleted).
+``<name>.old-<timestamp>`` (nothing is deleted). A storage (``study.db``, a ``--storage``
+database, ``keras_tuner/``) that is missing, empty, unreadable or behind ``trials/`` is never
+started over: ``run``, ``status`` and ``export`` refuse it (:class:`StudyError`), and
+``rebuild_storage=True`` rebuilds it from the trial folders (:mod:`segsearch.engines.storage`).
 
 After the search the best configuration is trained further, from its checkpoint (optimizer state
 included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
-``train.final_epochs``, keeping the best weights by the objective; that model is exported.
+``train.final_epochs``, keeping the best weights by the objective; that model is exported. When that
+final training fails (its worker dies, an error), the best trial's checkpoint is exported instead,
+:attr:`Results.final_failed` says why, and the next run retries the final training; a final
+training that diverged is not retried (it would diverge again).
 
 Example:
     >>> from segsearch.config import load_config
@@ -75,7 +84,7 @@ _BEFORE_STUDY_FILE = (SPLIT_FILE,)
 #: DataConfig fields that define the data a study was searched on (augment and cache may change).
 _DATA_KEYS = ("source", "image_size", "num_classes", "channels", "val_fraction", "val_source",
               "seed", "mask_suffix", "mask_kind", "colors", "ignore_value", "resize", "images_dir",
-              "masks_dir", "sample_count")
+              "masks_dir", "sample_count", "pair", "values", "mat_key")
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -96,6 +105,10 @@ class Results:
         metrics: the best model's validation metrics.
         final_epochs: epochs the best configuration was trained after the search.
         moved_aside: where ``fresh=True`` moved an old study, if it did.
+        final_failed: why the final training failed (its summary's reason), or None; the best
+            trial's checkpoint is the model then.
+        final_retry: the failed final training is retried by the next run (False when it
+            diverged, or when nothing failed).
     """
 
     best_value: float | None
@@ -108,6 +121,8 @@ class Results:
     metrics: dict[str, float] = field(default_factory=dict)
     final_epochs: int = 0
     moved_aside: Path | None = None
+    final_failed: str | None = None
+    final_retry: bool = False
 
 
 class _Emitter:
@@ -179,6 +194,8 @@ class Study:
     Args:
         config: the :class:`segsearch.config.Config` (``config.study_dir`` is the folder).
         fresh: move an existing study folder aside (to ``<name>.old-<timestamp>``) and start anew.
+        rebuild_storage: rebuild the engine's records (Optuna storage, keras-tuner project) from
+            the trial folders, when they are missing, empty or unreadable, then resume.
 
     Example:
         >>> study = Study(load_config("spaces/unet.yaml", trials=8))
@@ -187,10 +204,14 @@ class Study:
         'complete'
     """
 
-    def __init__(self, config: Any, *, fresh: bool = False) -> None:
+    def __init__(self, config: Any, *, fresh: bool = False, rebuild_storage: bool = False) -> None:
+        if fresh and rebuild_storage:
+            raise StudyError("--fresh and --rebuild-storage: choose one (--fresh starts a new "
+                             "study; --rebuild-storage keeps this one and rebuilds its records)")
         self.config = config
         self.dir = Path(config.study_dir)
         self.fresh = fresh
+        self.rebuild_storage = rebuild_storage
         self.moved_aside: Path | None = None
         self.deadline: float | None = None
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
@@ -238,11 +259,28 @@ class Study:
             ConfigError, DataError: a problem with the configuration or the data.
             KeyboardInterrupt: interrupted; run again to resume.
         """
+        from segsearch.console import import_tensorflow_quietly
+        from segsearch.engines.worker import leave_spawn_bootstrap
+
+        leave_spawn_bootstrap()  # a worker importing a script that runs a search at import time
+        import_tensorflow_quietly()
+        if self.rebuild_storage and _read_meta(self.dir) is None:
+            raise StudyError(f"--rebuild-storage: {self.dir} holds no study ({STUDY_FILE} is "
+                             "missing); give the study's folder with --study-dir")
+        if not self.fresh:
+            self._use_stored_storage()
+        # before anything is written: a database that cannot be reached, and a study whose
+        # records are gone (it is never started over)
+        if self.config.storage:
+            self._check_reachable()
         config = self.config
         emit = _Emitter(progress, self)
         made = not self.dir.exists()
+        state: Any = None
         try:
             new = self._prepare_folder()
+            if not new:
+                state = self._check_storage()
             from segsearch.engines import engine_class
 
             engine_cls = engine_class(config.search.engine)
@@ -251,7 +289,13 @@ class Study:
             if made:  # nothing of a study that never started is left (bad data, out of memory)
                 _remove_unstarted(self.dir)
             raise
+        if self.rebuild_storage:
+            self._set_storage_aside(state)
         engine = self._make_engine(engine_cls, emit)
+        if self.rebuild_storage:
+            rebuilt = engine.rebuild(read_trial_records(self.dir))
+            emit({"event": "storage_rebuilt", "path": str(self.dir), "trials": rebuilt,
+                  "storage": state.where})
         if config.search.time_limit:  # the clock starts with the search, once all is set up
             self.deadline = engine.session.start_clock(float(config.search.time_limit))
         records = engine.records()
@@ -310,25 +354,40 @@ class Study:
             metrics=dict(final.get("values") or best.values),
             final_epochs=int(final.get("epochs", 0)),
             moved_aside=self.moved_aside,
+            final_failed=(final.get("reason") or "unknown reason") if _final_failed(final)
+            else None,
+            final_retry=_final_retry(final),
         )
 
     def trials(self) -> list[TrialRecord]:
-        """Every trial of the stored study, by number (reads the storage; trains nothing)."""
+        """Every trial of the stored study, by number (reads the storage; trains nothing).
+
+        The storage is opened read-only: nothing is created, migrated or written.
+
+        Raises:
+            StudyError: the storage is missing, empty or unreadable while the trial folders hold
+                records (rebuild it with ``--rebuild-storage``), or it cannot be reached.
+        """
         meta = _read_meta(self.dir) or {}
         engine = meta.get("engine", self.config.search.engine)
         archs = tuple(self.config.architectures)
+        state = self._storage_state(engine)
+        problem = self._storage_problem(state, read_trial_records(self.dir),
+                                        f"segsearch run SPACE --study-dir {self.dir} "
+                                        "--rebuild-storage (SPACE: the study's space file, or "
+                                        f"{self.dir / CONFIG_FILE})")
+        if problem:
+            raise StudyError(problem)
         if engine == "optuna":
-            if not self.config.storage and not (self.dir / "study.db").exists():
-                return read_trial_records(self.dir)
+            if not state.ok:
+                return []  # nothing ran yet
             import optuna
 
             from segsearch.engines.results import optuna_records
+            from segsearch.engines.storage import load_optuna_study
 
             optuna.logging.set_verbosity(optuna.logging.WARNING)
-            try:
-                study = optuna.load_study(study_name=self.config.study, storage=self._storage_url())
-            except KeyError:
-                return read_trial_records(self.dir)
+            study = load_optuna_study(self._storage_url(), self.config.study)
             return optuna_records(study, self.dir, archs)
         from segsearch.engines.results import keras_tuner_records
 
@@ -417,9 +476,128 @@ class Study:
         return int(self.config.search.trials) * int(train.epochs)
 
     def _storage_url(self) -> str:
+        """The Optuna storage URL to connect with (the password from the environment, see
+        :func:`segsearch.engines.storage.resolve`)."""
         if self.config.storage:
-            return str(self.config.storage)
+            from segsearch.engines.storage import resolve
+
+            return resolve(str(self.config.storage))
         return f"sqlite:///{(self.dir / 'study.db').resolve()}"
+
+    # ------------------------------------------------------------------ storage
+    def _use_stored_storage(self) -> None:
+        """Resuming without --storage: the storage URL study.json holds (its password masked)."""
+        stored = (_read_meta(self.dir) or {}).get("storage")
+        if stored and not self.config.storage and self.config.search.engine == "optuna":
+            import dataclasses
+
+            self.config = dataclasses.replace(self.config, storage=str(stored))
+
+    def _check_reachable(self) -> None:
+        """Raise the one-line StudyError (password masked) when the --storage database cannot be
+        reached or its driver is missing."""
+        from segsearch.engines.storage import connect_error, probe_optuna
+
+        url = self._storage_url()
+        state = probe_optuna(url, self.config.study, study_dir=self.dir)
+        if state.status == "unreachable":
+            raise connect_error(url, RuntimeError(state.detail))
+
+    def _storage_state(self, engine: str | None = None) -> Any:
+        """What the study's storage holds (:class:`segsearch.engines.storage.StorageState`)."""
+        from segsearch.engines import storage
+
+        if (engine or self.config.search.engine) == "optuna":
+            return storage.probe_optuna(self._storage_url(), self.config.study,
+                                        study_dir=self.dir)
+        return storage.probe_keras_tuner(self.dir / storage.KT_PROJECT_DIR)
+
+    def _storage_problem(self, state: Any, records: list[TrialRecord], fix: str) -> str | None:
+        """Why the storage cannot be used with these trial records, with ``fix``; None if it can.
+
+        Args:
+            state: the storage's StorageState.
+            records: the records in the trial folders.
+            fix: the command that rebuilds the storage.
+        """
+        from segsearch.engines.storage import connect_error
+
+        if state.status == "unreachable":
+            return str(connect_error(state.where, RuntimeError(state.detail)))
+        if state.status == "unreadable":
+            if not state.local:
+                return f"{state.where}: {state.detail}; check that this is the study's database"
+            return (f"{state.where}: {state.detail}; the study's records cannot be read. Rebuild "
+                    f"them from the trial folders (the storage is kept, renamed): {fix}")
+        if not records:
+            return None
+        top = max(r.number for r in records)
+        held = f"{self.dir / 'trials'} holds the records of {_count(len(records), 'trial')}"
+        if not state.ok or state.trials == 0:
+            detail = state.detail or f"it holds study {self.config.study!r} without its trials"
+            return (f"{state.where}: {detail}, but {held}; segsearch does not start the study "
+                    f"over. Rebuild its records from the trial folders: {fix}")
+        if state.trials <= top:
+            detail = (f"{state.where}: it holds {_count(state.trials, 'trial')} of study "
+                      f"{self.config.study!r}, but {held} (up to #{top})")
+            if state.local:
+                return (f"{detail}: it is an older copy. Rebuild the records from the trial "
+                        f"folders (the storage is kept, renamed): {fix}")
+            return (f"{detail}: it is not this study's storage; give the URL the study ran on "
+                    f"(--storage or {self._env_name()})")
+        return None
+
+    @staticmethod
+    def _env_name() -> str:
+        from segsearch.engines.storage import ENV_URL
+
+        return ENV_URL
+
+    def _check_storage(self) -> Any:
+        """Refuse to resume a study whose storage lost its records (or rebuild, when asked).
+
+        Returns:
+            The storage's StorageState.
+
+        Raises:
+            StudyError: the storage is missing, empty, unreadable, unreachable or behind the
+                trial folders (without --rebuild-storage), or --rebuild-storage has nothing to do.
+        """
+        state = self._storage_state()
+        records = read_trial_records(self.dir)
+        problem = self._storage_problem(state, records,
+                                        "run the same command with --rebuild-storage")
+        if not self.rebuild_storage:
+            if problem:
+                raise StudyError(problem)
+            return state
+        # what segsearch may not rebuild: a database it cannot reach or read, or one holding
+        # other trials of this study (it never deletes from a database)
+        foreign = not state.local and (state.status in ("unreachable", "unreadable") or (
+            state.ok and state.trials > 0))
+        if problem and foreign:
+            raise StudyError(problem)
+        if problem is None:
+            held = (f"holds the study's {_count(state.trials, 'trial')}" if state.ok else
+                    f"and {self.dir / 'trials'} hold no trial records")
+            raise StudyError(f"--rebuild-storage: {state.where} {held}; nothing to rebuild: run "
+                             "the same command without --rebuild-storage")
+        return state
+
+    def _set_storage_aside(self, state: Any) -> None:
+        """Before a rebuild: rename a storage in the study folder that holds other records
+        (unreadable, or an older copy) to ``<name>.broken-<timestamp>``; nothing is deleted."""
+        if not state.local or state.status in ("missing",) or (
+                state.status in ("empty", "no_study") and self.config.search.engine == "optuna"):
+            return  # nothing there, or Optuna adds the study to the file as it is
+        path = Path(state.where)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = path.with_name(f"{path.name}.broken-{stamp}")
+        n = 2
+        while target.exists():
+            target = path.with_name(f"{path.name}.broken-{stamp}-{n}")
+            n += 1
+        os.replace(path, target)
 
     def _deadline_passed(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -430,6 +608,11 @@ class Study:
         _check_folder_path(folder)
         _recover_export(folder)
         exists = folder.exists() and any(p.name not in _BEFORE_STUDY_FILE for p in folder.iterdir())
+        if not exists or self.fresh:
+            # Data and hypermodel first: a data error or a bad option leaves no study folder
+            # behind, and --fresh moves nothing aside for a configuration that cannot run.
+            self._load_data(stored_split=not exists)
+            self.hypermodel()
         if exists and self.fresh:
             self._check_fresh_storage()
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -451,17 +634,22 @@ class Study:
         if meta is not None:
             self._check_compatible(meta.get("fingerprint", {}), self._config_fingerprint())
         folder.mkdir(parents=True, exist_ok=True)
+        self._store_split()
         return meta is None
 
     def _check_fresh_storage(self) -> None:
         """fresh=True cannot move a study that lives in an external Optuna storage."""
         if not self.config.storage or self.config.search.engine != "optuna":
             return
-        import optuna
+        from segsearch.engines.storage import connect_error, mask, probe_optuna
 
-        if self.config.study in optuna.get_all_study_names(self.config.storage):
+        url = self._storage_url()
+        state = probe_optuna(url, self.config.study, study_dir=self.dir)
+        if state.status == "unreachable":
+            raise connect_error(url, RuntimeError(state.detail))
+        if state.ok:
             raise StudyError(
-                f"--fresh: study {self.config.study!r} lives in the storage {self.config.storage}, "
+                f"--fresh: study {self.config.study!r} lives in the storage {mask(url)}, "
                 "which segsearch does not delete from; give the new study another name "
                 "(study: in the space file, or --set study=NAME)"
             )
@@ -514,7 +702,7 @@ class Study:
                 "format": _FORMAT,
                 "study": self.config.study,
                 "engine": self.config.search.engine,
-                "storage": self.config.storage,
+                "storage": _masked(self.config.storage),  # the password stays out of files
                 "created": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "fingerprint": _jsonable(fingerprint),
             }
@@ -523,18 +711,29 @@ class Study:
                           yaml.safe_dump(self.config.to_dict(), sort_keys=False))
 
     # ------------------------------------------------------------------ data, model, engine
-    def _load_data(self) -> Any:
-        """The data with the stored split (the split is drawn once and kept in split.json)."""
+    def _load_data(self, *, stored_split: bool = True) -> Any:
+        """The data with the stored split (the split is drawn once and kept in split.json).
+
+        Args:
+            stored_split: read the split from the study folder's split.json when it is there
+                (False: draw it anew, for a new study or --fresh).
+        """
         if self._splits is not None:
             return self._splits
         from segsearch.data import load
 
         split_path = self.dir / SPLIT_FILE
-        splits = load(self.config.data, split=split_path if split_path.exists() else None)
-        if not split_path.exists() and self.dir.exists():
-            atomic_write_text(split_path, json.dumps(_jsonable(splits.split), indent=2) + "\n")
-        self._splits = splits
-        return splits
+        use = stored_split and split_path.exists()
+        self._splits = load(self.config.data, split=split_path if use else None)
+        if stored_split:
+            self._store_split()
+        return self._splits
+
+    def _store_split(self) -> None:
+        """Write split.json into an existing study folder that has none yet."""
+        split_path = self.dir / SPLIT_FILE
+        if self._splits is not None and self.dir.is_dir() and not split_path.exists():
+            atomic_write_text(split_path, json.dumps(_jsonable(self._splits.split), indent=2) + "\n")
 
     def hypermodel(self) -> Any:
         """The study's hypermodel (one architecture, or several with "architecture" searched)."""
@@ -662,8 +861,8 @@ class Study:
 
         planned = self.final_epochs(records)
         done = self._final_summary(best, planned)
-        if done is not None:
-            return done
+        if done is not None and not _final_retry(done):
+            return done  # done (or diverged: it would diverge again); a failed one is retried
         base = self._trial_as_final(best)
         if planned <= 0 or self._deadline_passed():
             return base
@@ -703,19 +902,30 @@ class Study:
                            values=dict(outcome.values))
         else:  # no epoch beat the trial's best (or it failed): the trial's checkpoint stays best
             summary.update(best_epoch=best.best_epoch, reason=outcome.reason)
+        if outcome.state != "complete":
+            summary["diverged"] = bool(outcome.diverged)
         atomic_write_text(folder / FINAL_FILE, json.dumps(_jsonable(summary), indent=2) + "\n")
+        emit({"event": "final_end", "trial": best.number, "state": outcome.state,
+              "reason": outcome.reason, "epochs": outcome.epochs,
+              "retry": _final_retry(summary), "model": summary["model"]})
         return summary
 
 
-def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | None = None,
-        **overrides: Any) -> Results:
+def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool | None = True,
+        quiet: bool = False, **overrides: Any) -> Results:
     """Run (or resume) a study from Python: a Config, a space file path, a shipped name or a dict.
+
+    Shows the progress on stdout as ``segsearch run`` does, unless told otherwise. Start it under
+    ``if __name__ == "__main__":`` in a script: the trials train in a worker process that imports
+    the script again.
 
     Args:
         config_or_path: a :class:`segsearch.config.Config`, a path to a space file, a bare shipped
             space name ("unet"), or a mapping of the space file's sections.
         fresh: move an existing study folder aside and start anew.
-        progress: called with each progress event (a dict).
+        progress: True (the default) prints each trial and epoch on stdout; a callable is called
+            with each progress event (a dict) instead; None or False shows nothing.
+        quiet: show nothing (the same as ``progress=None``).
         **overrides: what ``segsearch.config.load_config`` accepts: sets=["train.epochs=3"],
             trials, epochs, image_size, engine, data, study_dir, storage.
 
@@ -724,21 +934,51 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | None =
 
     Example:
         >>> import segsearch
-        >>> results = segsearch.run("unet", trials=3, epochs=2, image_size=64,
-        ...                         study_dir="studies/unet-small")
-        >>> results.best_model_path
-        PosixPath('studies/unet-small/best/model.keras')
+        >>> if __name__ == "__main__":
+        ...     results = segsearch.run("unet", trials=3, epochs=2, image_size=64,
+        ...                             study_dir="studies/unet-small")
+        ...     print(results.best_model_path)
+        studies/unet-small/best/model.keras
     """
+    from segsearch.console import import_tensorflow_quietly
+    from segsearch.engines.worker import leave_spawn_bootstrap
+
+    leave_spawn_bootstrap()  # before anything is read or written (see Study.run)
+    import_tensorflow_quietly()  # before the space's check builds a model
     from segsearch.config import Config, load_config
 
     if isinstance(config_or_path, Config):
         config = config_or_path.with_overrides(**overrides) if overrides else config_or_path
     else:
         config = load_config(config_or_path, **overrides)
-    return Study(config, fresh=fresh).run(progress=progress)
+    show: Progress | None
+    if quiet or progress is None or progress is False:
+        show = None
+    elif progress is True:
+        from segsearch.console import TextProgress
+
+        show = TextProgress(config.search.objectives[0])
+    elif callable(progress):
+        show = progress
+    else:
+        from segsearch.errors import ConfigError
+
+        raise ConfigError(f"progress: expected True, False, None or a function of one event, got "
+                          f"{progress!r}")
+    return Study(config, fresh=fresh).run(progress=show)
 
 
 # ---------------------------------------------------------------------------------- helpers
+def _final_failed(final: Mapping[str, Any]) -> bool:
+    """Whether a final training's summary (final.json) records a failure."""
+    return final.get("final_state", "complete") not in ("complete", "pruned")
+
+
+def _final_retry(final: Mapping[str, Any]) -> bool:
+    """Whether the next run trains a failed final training again (not when it diverged)."""
+    return _final_failed(final) and not final.get("diverged", False)
+
+
 def _has_gpu() -> bool:
     import keras
 
@@ -832,6 +1072,16 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _masked(url: str | None) -> str | None:
+    from segsearch.engines.storage import mask
+
+    return mask(url)
+
+
+def _count(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
 
 
 def _short(value: Any) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "LOSSES",
     "names",
     "get",
+    "unclipped_infinite",
 ]
 
 _EPS = 1e-7
@@ -256,6 +257,33 @@ class TverskyLoss(SegmentationLoss):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,
                 "smooth": self.smooth}
+
+
+def unclipped_infinite(y_true: Any, y_pred: Any) -> float:
+    """The fraction of valid pixels where the cross-entropy without its clipping is infinite.
+
+    Cross-entropy and focal loss clip the probabilities to [1e-7, 1 - 1e-7], so their value stays
+    finite (at most about 16 a pixel) even when the network gives a pixel's true class a
+    probability of exactly 0 in float32 (a sigmoid saturates there beyond a logit of about 17, a
+    softmax beyond a logit gap of about 100). A network whose weights blew up does that on every
+    pixel it gets wrong; a healthy one almost never.
+
+    Args:
+        y_true: class ids (B, H, W, 1), -1 for ignored pixels.
+        y_pred: the model's probabilities (B, H, W, C); C == 1 for a sigmoid head.
+
+    Returns:
+        A float in [0, 1] (0 when no pixel is valid).
+    """
+    num_classes = int(y_pred.shape[-1])
+    target, prob, valid = _prepare(y_true, y_pred, max(num_classes, 1))
+    if num_classes == 1:
+        p_true = target * prob + (1.0 - target) * (1.0 - prob)
+    else:
+        p_true = ops.sum(target * prob, axis=-1, keepdims=True)
+    zero = ops.cast(ops.less_equal(p_true, 0.0), "float32") * valid
+    count = float(ops.convert_to_numpy(_sum_all(valid)))
+    return float(ops.convert_to_numpy(_sum_all(zero))) / count if count else 0.0
 
 
 LOSSES: dict[str, type[SegmentationLoss]] = {

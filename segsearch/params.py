@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from segsearch.errors import ConfigError, closest
 
-__all__ = ["Param", "Kind", "active_defaults", "is_active"]
+__all__ = ["Param", "Domain", "Kind", "active_defaults", "is_active"]
 
 Kind = Literal["int", "float", "choice", "boolean", "fixed"]
 _KINDS = ("int", "float", "choice", "boolean", "fixed")
@@ -54,6 +54,53 @@ def _type_name(value_type: type) -> str:
 
 
 @dataclass(frozen=True)
+class Domain:
+    """Every value a numeric hyperparameter can take at all, as opposed to the range it searches.
+
+    The declared range (``Param.min_value``..``max_value``, or the choices) is what a search tries
+    by default; a space file may widen it, but only within the domain: the values the builder, the
+    layer or the optimizer accept (dropout < 1, a learning rate > 0, at least one filter). A value
+    outside the domain is refused when the space is read, before any study folder exists.
+
+    Args:
+        low: the smallest valid value; None for no lower limit.
+        high: the largest valid value; None for no upper limit.
+        low_open: ``low`` itself is not valid (a learning rate must be > 0).
+        high_open: ``high`` itself is not valid (a dropout rate must be < 1).
+
+    Example:
+        >>> Domain(0.0, 1.0, high_open=True).describe()
+        'in [0, 1)'
+        >>> Domain(1).contains(0)
+        False
+    """
+
+    low: int | float | None = None
+    high: int | float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: Any) -> bool:
+        """Whether the number ``value`` lies in the domain."""
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and
+                                                                 value == self.high))
+
+    def describe(self) -> str:
+        """The domain as a person reads it: "> 0", ">= 1", "in [0.0, 1.0)", "in [2, 5]"."""
+        lo = None if self.low is None else f"{self.low:g}"
+        hi = None if self.high is None else f"{self.high:g}"
+        if lo is not None and hi is not None:
+            return f"in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+        if lo is not None:
+            return f"{'>' if self.low_open else '>='} {lo}"
+        if hi is not None:
+            return f"{'<' if self.high_open else '<='} {hi}"
+        return "any number"
+
+
+@dataclass(frozen=True)
 class Param:
     """One hyperparameter: kind, range or choices, default (the seed's value) and condition.
 
@@ -71,6 +118,8 @@ class Param:
         help: one line for docs and status output.
         allowed: for closed sets (upsampling, optimizer, ...): every value an override may use;
             empty when any value of the right type is accepted.
+        domain: for numbers: every value an override may use (see :class:`Domain`); every
+            numeric hyperparameter of a hypermodel declares one.
     """
 
     name: str
@@ -85,6 +134,7 @@ class Param:
     parent_values: tuple = ()
     help: str = ""
     allowed: tuple = field(default=(), compare=True)
+    domain: Domain | None = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -100,10 +150,11 @@ class Param:
         parent: str | None = None,
         parent_values: Sequence[Any] = (),
         help: str = "",
+        domain: Domain | None = None,
     ) -> Param:
-        """An integer in [min_value, max_value] (both inclusive)."""
+        """An integer in [min_value, max_value] (both inclusive); overrides stay in ``domain``."""
         return cls(name, "int", default, min_value, max_value, step, sampling, (), parent,
-                   tuple(parent_values), help)
+                   tuple(parent_values), help, domain=domain)
 
     @classmethod
     def Float(
@@ -118,11 +169,12 @@ class Param:
         parent: str | None = None,
         parent_values: Sequence[Any] = (),
         help: str = "",
+        domain: Domain | None = None,
     ) -> Param:
-        """A float in [min_value, max_value]."""
+        """A float in [min_value, max_value]; overrides stay in ``domain``."""
         return cls(name, "float", float(default), float(min_value), float(max_value),
                    None if step is None else float(step), sampling, (), parent,
-                   tuple(parent_values), help)
+                   tuple(parent_values), help, domain=domain)
 
     @classmethod
     def Choice(
@@ -135,11 +187,13 @@ class Param:
         parent: str | None = None,
         parent_values: Sequence[Any] = (),
         help: str = "",
+        domain: Domain | None = None,
     ) -> Param:
-        """One of ``values``; ``closed=True`` when overrides may only pick among these values."""
+        """One of ``values``; ``closed=True`` when overrides may only pick among these values,
+        ``domain`` (numbers) the range overrides may pick from."""
         return cls(name, "choice", default, values=tuple(values), parent=parent,
                    parent_values=tuple(parent_values), help=help,
-                   allowed=tuple(values) if closed else ())
+                   allowed=tuple(values) if closed else (), domain=domain)
 
     @classmethod
     def Boolean(
@@ -165,10 +219,12 @@ class Param:
         parent: str | None = None,
         parent_values: Sequence[Any] = (),
         help: str = "",
+        domain: Domain | None = None,
     ) -> Param:
-        """A constant; ``allowed`` lists the values an override may use instead (closed sets)."""
+        """A constant; ``allowed`` lists the values an override may use instead (closed sets),
+        ``domain`` the range of numbers it may use."""
         return cls(name, "fixed", value, parent=parent, parent_values=tuple(parent_values),
-                   help=help, allowed=tuple(allowed))
+                   help=help, allowed=tuple(allowed), domain=domain)
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
@@ -197,6 +253,8 @@ class Param:
             if self.allowed and self.default not in self.allowed:
                 raise ConfigError(f"{where}: {_fmt(self.default)} is not one of "
                                   f"{_fmt(list(self.allowed))}")
+        if self.domain is not None:
+            self.check_domain(self.space_values(), where)
 
     def _check_range(self, where: str) -> None:
         lo, hi, step, default = self.min_value, self.max_value, self.step, self.default
@@ -240,6 +298,36 @@ class Param:
                               f"{_fmt(list(values))}")
 
     # ------------------------------------------------------------------ API
+    def space_values(self) -> list[tuple[str, Any]]:
+        """The values that bound this hyperparameter's space, each with a label for messages:
+        a range's min, max and default, every choice, or the fixed value."""
+        if self.kind in ("int", "float"):
+            return [("min ", self.min_value), ("max ", self.max_value),
+                    ("default ", self.default)]
+        if self.kind == "choice":
+            return [("", v) for v in self.values]
+        if self.kind == "fixed":
+            return [("", self.default)]
+        return []
+
+    def check_domain(self, values: Sequence[tuple[str, Any]], where: str) -> None:
+        """Raise ConfigError when a number of ``values`` lies outside :attr:`domain`.
+
+        Args:
+            values: (label, value) pairs, as :meth:`space_values` gives them.
+            where: where the entry sits, e.g. "spaces/unet.yaml: space.dropout".
+        """
+        domain = self.domain
+        if domain is None:
+            return
+        for label, value in values:
+            if _value_type(value) not in (int, float) or domain.contains(value):
+                continue
+            what = "keep min and max inside it" if label in ("min ", "max ") else \
+                "give a value inside it"
+            raise ConfigError(f"{where}: {label}{_fmt(value)} is out of range: {self.name} must "
+                              f"be {domain.describe()}; {what}")
+
     @property
     def value_type(self) -> type:
         """The Python type of this hyperparameter's values (int, float, str or bool)."""
@@ -409,6 +497,7 @@ class Param:
     def _override_fixed(self, value: Any, where: str) -> Param:
         value = self._coerce(value, self.value_type, where)
         self._check_allowed(value, where)
+        self.check_domain([("", value)], where)
         return replace(self, kind="fixed", default=value, min_value=None, max_value=None,
                        step=None, sampling="linear", values=(),
                        allowed=self.allowed or self._implicit_allowed())
@@ -425,6 +514,7 @@ class Param:
         values = [self._coerce(v, want, where) for v in values]
         for v in values:
             self._check_allowed(v, where)
+        self.check_domain([("", v) for v in values], where)
         if len(set(values)) != len(values):
             raise ConfigError(f"{where}: the list has duplicates: {_fmt(values)}; list each value "
                               "once")
@@ -505,6 +595,7 @@ class Param:
         if lo > hi:
             raise ConfigError(f"{where}: min must be <= max, got min={_fmt(lo)}, max={_fmt(hi)}; "
                               "swap them")
+        self.check_domain([("min ", lo), ("max ", hi)], where)
         sampling = entry.get("sampling", self.sampling if self.kind in ("int", "float") else
                              "linear")
         if sampling not in _SAMPLINGS:

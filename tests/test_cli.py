@@ -80,7 +80,7 @@ def test_help_lists_every_command_and_option() -> None:
         assert word in out
     code, out, _ = _run(["run", "--help"])
     for option in ("--data", "--trials", "--epochs", "--image-size", "--engine", "--study-dir",
-                   "--storage", "--fresh", "--set", "--quiet", "--json"):
+                   "--storage", "--fresh", "--rebuild-storage", "--set", "--quiet", "--json"):
         assert option in out
 
 
@@ -145,6 +145,41 @@ def test_missing_files_are_user_errors(tmp_path: Path) -> None:
                  ["predict", str(tmp_path / "nope"), str(tmp_path), "--out", str(tmp_path / "o")]):
         code, _, err = _run(argv)
         assert code == 2 and err.startswith("segsearch: error: ") and err.count("\n") == 1, argv
+
+
+def _one_pair_data(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "images" / "a.png")
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(root / "masks" / "a.png")
+    return root
+
+
+@pytest.mark.parametrize("case", ["missing", "one_pair", "mismatch"])
+def test_a_data_error_leaves_no_study_folder(tmp_path: Path, case: str) -> None:
+    """A data error stops `run` before anything is written: no study folder, no split.json."""
+    data = tmp_path / "data"
+    if case == "one_pair":
+        _one_pair_data(data)
+    elif case == "mismatch":
+        _one_pair_data(data)
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(data / "images" / "b.png")
+    study = tmp_path / "studies" / "s"
+    code, _, err = _run(["run", "unet", "--data", str(data), "--study-dir", str(study), *TINY])
+    assert code == 2 and err.startswith("segsearch: error: ") and err.count("\n") == 1, err
+    assert not study.exists() and not study.parent.exists(), sorted(tmp_path.rglob("*"))
+
+
+def test_fresh_with_a_data_error_moves_nothing_aside(tmp_path: Path) -> None:
+    """--fresh on a configuration that cannot run keeps the old study where it is."""
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "keep.txt").write_text("the user's\n")
+    code, _, err = _run(["run", "unet", "--data", str(tmp_path / "nope"), "--study-dir",
+                         str(study), "--fresh", *TINY])
+    assert code == 2, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    assert (study / "keep.txt").read_text() == "the user's\n"
 
 
 def test_a_real_process_exits_2_without_traceback(tmp_path: Path) -> None:
@@ -336,7 +371,7 @@ def test_interrupt_says_how_to_resume_and_exits_130(tmp_path: Path,
     import segsearch.driver
 
     class Interrupted:
-        def __init__(self, config: Any, fresh: bool = False) -> None:
+        def __init__(self, config: Any, fresh: bool = False, **options: Any) -> None:
             pass
 
         def run(self, progress: Any = None) -> Any:
@@ -430,3 +465,128 @@ def test_keras_tuner_engine_end_to_end(tmp_path: Path) -> None:
     assert (folder / "best" / "model.keras").is_file()
     code, out, _ = _run(["status", str(folder)])
     assert code == 0 and "complete" in out
+
+
+# ----------------------------------------------------------------------------------- data check
+def _datahelpers() -> Any:
+    """tests/data/datahelpers.py (the writers of data sets laid out as downloaded)."""
+    import importlib.util
+
+    path = REPO / "tests" / "data" / "datahelpers.py"
+    spec = importlib.util.spec_from_file_location("datahelpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+DRIVE_SETS = ["--set", "data.images_dir=training/images",
+              "--set", "data.masks_dir=training/1st_manual", "--set", r"data.pair=^(\d+)_"]
+
+
+def test_data_check_takes_run_options_for_a_downloaded_layout(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
+    code, out, err = _run(["data", "check", str(root), *DRIVE_SETS,
+                           "--set", "data.class_names=[background, vessel]"])
+    assert code == 0, err
+    assert ("pairs            4 (training/images/ + training/1st_manual/, "
+            "paired by data.pair '^(\\d+)_')") in out
+    assert "40x48 x4 (height x width)" in out
+    assert "0 background: 91.7%  1 vessel: 8.3%" in out
+    # without the options: the images are one level down, and the message says what to set
+    code, out, err = _run(["data", "check", str(root)])
+    assert code == 2 and err.count("\n") == 1
+    assert "--set data.images_dir=training/images --set data.masks_dir=training/1st_manual" in err
+
+
+def test_data_check_reads_a_space_file_data_section(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_crack(tmp_path / "CRACK500")
+    space = _space(tmp_path, "architecture: unet\ndata:\n  mat_key: groundTruth.Segmentation\n"
+                             "  values: {1: 0, 2: 1}\n  class_names: [background, crack]\n")
+    code, out, err = _run(["data", "check", str(root), "--space", space, "--json"])
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["stop"] is None and report["counts"]["lone_images"] == 1
+    assert report["classes"]["frequencies"] == pytest.approx([0.875, 0.125], abs=1e-6)
+    assert report["classes"]["names"] == ["background", "crack"]
+
+
+@pytest.mark.parametrize("sets", [["--set", "data.pairs=x"], ["--set", "data.pair=abc"],
+                                  ["--set", "data.values={1:0}"],
+                                  ["--set", "data.masks_dir=nowhere"]],
+                         ids=["unknown key", "no group", "yaml", "no folder"])
+def test_data_check_stops_with_the_message_run_gives(tmp_path: Path, sets: list[str]) -> None:
+    root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
+    sets = [*DRIVE_SETS, *sets]
+    check_code, _, check_err = _run(["data", "check", str(root), *sets])
+    run_code, _, run_err = _run(["run", "unet", "--data", str(root), "--study-dir",
+                                 str(tmp_path / "s"), *TINY, *sets])
+    assert check_code == run_code == 2
+    assert check_err == run_err and check_err.startswith("segsearch: error: ")
+    assert check_err.count("\n") == 1
+
+
+def test_data_check_exits_2_where_run_would_stop(tmp_path: Path) -> None:
+    """One pair reads fine but cannot be split: data check says so, with run's message."""
+    image = np.zeros((32, 32), np.uint8)
+    for sub in ("images", "masks"):
+        (tmp_path / "one" / sub).mkdir(parents=True)
+        Image.fromarray(image).save(tmp_path / "one" / sub / "a.png")
+    code, out, err = _run(["data", "check", str(tmp_path / "one")])
+    assert code == 2
+    assert "found 1 image/mask pair(s), but a train/validation split needs at least 2" in err
+    assert "pairs            1" in out and err.count("\n") == 1
+    run_code, _, run_err = _run(["run", "unet", "--data", str(tmp_path / "one"), "--study-dir",
+                                 str(tmp_path / "s"), *TINY])
+    assert run_code == 2 and run_err == err
+# ----------------------------------------------------------------------------------- failures
+_PLANTED_FAULT = '''"""Test-only: every batch the input pipeline builds fails like a missing module."""
+import segsearch.data.pipeline as pipeline
+
+
+def transform(*args, **kwargs):
+    raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+
+pipeline.transform = transform
+'''
+
+
+def test_an_error_in_the_workers_pipeline_shows_as_itself_and_the_fixed_run_trains_the_seeds(
+        tmp_path: Path) -> None:
+    import os
+
+    site = tmp_path / "site"  # its sitecustomize plants the fault in every new interpreter
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_PLANTED_FAULT)
+    folder = tmp_path / "study"
+    argv = [sys.executable, "-m", "segsearch", "run", "unet", "--study-dir", str(folder), *TINY,
+            "--set", "export.enabled=false"]
+    env = {**_env(), "PYTHONPATH": f"{site}{os.pathsep}{REPO}"}
+    broken = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert broken.returncode == 2, broken.stderr
+    lines = broken.stderr.strip().splitlines()
+    assert len(lines) == 1, broken.stderr
+    assert lines[0].startswith("segsearch: error: the first 2 trials of this run failed with the "
+                               "same error: ModuleNotFoundError while reading the data at "
+                               "sitecustomize.py:")
+    assert "No module named 'scipy'; install it: pip install scipy." in lines[0]
+    assert "runs the failed trials again" in lines[0]
+    assert "Graph execution error" not in broken.stdout + broken.stderr
+    ends = [line for line in broken.stdout.splitlines() if line.startswith("  failed")]
+    assert len(ends) == 2, broken.stdout
+    assert all("- ModuleNotFoundError while reading the data" in line for line in ends)
+    error = (folder / "trials" / "0001" / "error.txt").read_text()
+    assert "Traceback (most recent call last)" in error and "sitecustomize.py" in error
+
+    env["PYTHONPATH"] = str(REPO)  # the cause is fixed: the same command resumes
+    fixed = subprocess.run([*argv, "--json"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert fixed.returncode == 0, fixed.stderr
+    result = json.loads(fixed.stdout.strip().splitlines()[-1])
+    trials = {t["number"]: t for t in result["trials"]}
+    assert [(n, t["state"]) for n, t in sorted(trials.items())] == [
+        (0, "failed"), (1, "failed"), (2, "complete"), (3, "complete")]
+    # the seed network and its learning-rate neighbour, trained this time
+    assert trials[2]["params"] == trials[0]["params"]
+    assert trials[3]["params"] == trials[1]["params"]

@@ -260,3 +260,108 @@ def test_every_shipped_space_is_listed() -> None:
     assert shipped_spaces() == ["auto", "deeplabv3plus", "resblock_unet", "resnet50_unet",
                                 "resunet", "unet"]
     assert isinstance(load_config("unet"), Config)
+
+
+# ----------------------------------------------------------------------------------- domains
+DOMAIN_ERRORS = [
+    # (architecture, where the entry comes from, the entry, the words the one line must hold)
+    ("unet", "set", "space.dropout=1.5", ["space.dropout: 1.5", "dropout must be in [0, 1)"]),
+    ("unet", "set", "space.filters=-4", ["space.filters: -4", "filters must be >= 1"]),
+    ("unet", "set", "space.filters=[8, 0]", ["space.filters: 0", "filters must be >= 1"]),
+    ("unet", "file", "dropout: {min: 0, max: 1.5}",
+     ["space.dropout: max 1.5", "must be in [0, 1)", "keep min and max inside it"]),
+    ("unet", "set", "space.learning_rate=0", ["space.learning_rate: 0", "must be > 0"]),
+    ("unet", "file", "learning_rate: -1", ["space.learning_rate: -1", "must be > 0"]),
+    ("unet", "file", "learning_rate: {min: 0, max: 0.1, sampling: linear}",
+     ["space.learning_rate: min 0", "must be > 0"]),
+    ("unet", "set", "space.depth=0", ["space.depth: 0", "depth must be >= 1"]),
+    ("unet", "set", "space.momentum=1.5", ["space.momentum: 1.5", "must be in [0, 1]"]),
+    ("unet", "set", "space.weight_decay=-0.1", ["space.weight_decay: -0.1", "must be >= 0"]),
+    ("unet", "set", "space.focal_gamma=[1, -2]", ["space.focal_gamma: -2", "must be >= 0"]),
+    ("unet", "set", "space.tversky_alpha=1.2", ["space.tversky_alpha: 1.2", "in [0, 1]"]),
+    ("resblock_unet", "set", "space.blocks=0", ["space.blocks: 0", "blocks must be >= 1"]),
+    ("resnet50_unet", "set", "space.depth=6", ["space.depth: 6", "depth must be in [2, 5]"]),
+    ("deeplabv3plus", "file", "depth: [2, 3]", ["space.depth: 2", "depth must be in [3, 5]"]),
+    ("deeplabv3plus", "set", "space.aspp_filters=0", ["space.aspp_filters: 0", ">= 1"]),
+]
+
+
+@pytest.mark.parametrize(("arch", "origin", "entry", "parts"), DOMAIN_ERRORS,
+                         ids=[f"{e[0]}-{e[2]}" for e in DOMAIN_ERRORS])
+def test_space_values_outside_their_domain_are_refused_with_file_key_value_and_range(
+        tmp_path: Path, arch: str, origin: str, entry: str, parts: list[str]) -> None:
+    if origin == "file":
+        path = _write(tmp_path, f"architecture: {arch}\nspace:\n  {entry}\n")
+        prefix, sets = f"{path}: ", []
+    else:
+        path = _write(tmp_path, f"architecture: {arch}\n")
+        prefix, sets = f"--set {entry}: ", [entry]
+    with pytest.raises(ConfigError) as info:
+        load_config(path, sets=sets)
+    message = str(info.value)
+    assert message.startswith(prefix) and "\n" not in message, message
+    for part in parts:
+        assert part in message, message
+
+
+def test_values_inside_the_domain_but_outside_the_default_range_are_accepted() -> None:
+    # the domain is what the builder accepts; the declared range is only the default search
+    config = load_config("unet", sets=["space.dropout=0.9", "space.learning_rate=1e6",
+                                       "space.filters=[3, 5]", "space.depth=1"])
+    params = {p.name: p for p in config.hypermodel().params()}
+    assert params["dropout"].default == 0.9 and params["learning_rate"].default == 1e6
+    assert params["filters"].values == (3, 5) and params["depth"].default == 1
+
+
+def test_a_missing_weights_file_is_refused_when_the_space_is_read(tmp_path: Path) -> None:
+    path = _write(tmp_path, "architecture: resnet50_unet\n")
+    with pytest.raises(ConfigError, match=r"^--set train.weights=.*: train.weights: weights file "
+                                          r"not found"):
+        load_config(path, sets=[f"train.weights={tmp_path / 'nope.weights.h5'}"])
+
+
+def test_every_numeric_hyperparameter_declares_its_domain() -> None:
+    from segsearch import hypermodels
+    from segsearch.architectures import deeplabv3plus, resnet50_unet
+
+    for name in hypermodels.names():
+        for p in hypermodels.get(name, (64, 64, 3)).params():
+            if p.value_type in (int, float):
+                assert p.domain is not None, f"{name}: {p.name} declares no domain"
+                # the declared space lies inside it (checked when declared, too)
+                assert all(p.domain.contains(v) for _, v in p.space_values()), (name, p.name)
+    depth = {n: {p.name: p for p in hypermodels.get(n, (64, 64, 3)).params()}["depth"].domain
+             for n in ("resnet50_unet", "deeplabv3plus")}
+    # the builders' own limits
+    assert (depth["resnet50_unet"].low, depth["resnet50_unet"].high) == (
+        resnet50_unet.MIN_DEPTH, resnet50_unet.MAX_DEPTH)
+    assert (depth["deeplabv3plus"].low, depth["deeplabv3plus"].high) == (
+        deeplabv3plus.MIN_DEPTH, deeplabv3plus.MAX_DEPTH)
+
+
+def test_cli_refuses_an_out_of_range_value_before_the_study_folder_exists(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from segsearch.cli import main
+
+    space = _write(tmp_path, "architecture: unet\n")
+    for entry in ("space.dropout=1.5", "space.filters=-4", "space.learning_rate=0"):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(["run", str(space), "--study-dir", str(tmp_path / "s"), "--set", entry])
+        assert code == 2
+        assert err.getvalue().startswith(f"segsearch: error: --set {entry}: space.")
+        assert err.getvalue().count("\n") == 1 and "Traceback" not in err.getvalue()
+        assert not (tmp_path / "s").exists()  # no folder, no storage: fixing the value just works
+
+
+def test_worker_recycling_settings() -> None:
+    assert (TrainConfig().worker_max_trials, TrainConfig().worker_max_growth_mb) == (10, 1024)
+    config = load_config("unet", sets=["train.worker_max_trials=null",
+                                       "train.worker_max_growth_mb=512"])
+    assert config.train.worker_max_trials is None and config.train.worker_max_growth_mb == 512
+    with pytest.raises(ConfigError, match="train.worker_max_trials: must be >= 1, got 0"):
+        load_config("unet", sets=["train.worker_max_trials=0"], check_space=False)
+    with pytest.raises(ConfigError, match="train.worker_max_growth_mb: must be an integer"):
+        load_config("unet", sets=["train.worker_max_growth_mb=lots"], check_space=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,79 @@ def test_keras_tuner_end_to_end(npz, tmp_path):
     assert results.best_model_path.exists()
     assert yaml.safe_load((folder / "best" / "hyperparameters.yaml").read_text())["params"][
         "filters"] == 4
+
+
+# ------------------------------------------------------------------ from a Python script
+_SCRIPT = """\
+import segsearch
+
+SPACE = {space!r}
+{guard}
+    results = segsearch.run(SPACE, trials=1, epochs=1, study_dir="studies/script")
+    print("best", results.best_value)
+    print("---")
+    again = segsearch.run(SPACE, trials=1, epochs=1, study_dir="studies/script", quiet=True)
+    print("again", again.best_value)
+"""
+
+
+def _script(npz, folder, guard: bool):
+    """Run README's kind of script with ``python3 script.py`` (this checkout on PYTHONPATH)."""
+    import os
+    import subprocess
+    import sys
+
+    space = _raw(npz, "optuna", 1, enabled=False)
+    space["train"]["final_epochs"] = 0
+    space["space"]["depth"] = 1
+    guard_line = 'if __name__ == "__main__":' if guard else "if True:  # no __main__ guard"
+    path = folder / "script.py"
+    path.write_text(_SCRIPT.format(space=space, guard=guard_line))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return subprocess.run([sys.executable, str(path)], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(npz, tmp_path):
+    done = _script(npz, tmp_path, guard=False)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # one message: no traceback, no TensorFlow start-up lines
+    assert lines[0].startswith("segsearch: error: the trial worker process could not start")
+    assert 'if __name__ == "__main__":' in lines[0] and str(tmp_path / "script.py") in lines[0]
+    assert "Traceback" not in done.stderr and "bootstrapping" not in done.stderr
+    assert "best" not in done.stdout
+
+
+def test_a_script_with_the_main_guard_runs_and_shows_its_progress(npz, tmp_path):
+    done = _script(npz, tmp_path, guard=True)
+    assert done.returncode == 0, done.stderr
+    out, quiet = done.stdout.split("---\n")
+    assert "trial 1/1 (#0)" in out and "  complete  val_dice" in out and "best 0." in out
+    assert quiet.startswith("again 0."), quiet  # quiet=True: nothing but the script's own line
+    for noise in ("cuda", "absl", "cpu_feature_guard", "oneDNN", "Traceback"):
+        assert noise not in done.stderr, done.stderr
+
+
+def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypatch):
+    from segsearch.config import load_config
+
+    site = tmp_path / "site"  # its sitecustomize breaks the worker's start, not this process
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "from segsearch import driver\n\n\n"
+        "def training_context(self, progress=None):\n"
+        "    raise ModuleNotFoundError(\"No module named 'scipy'\", name='scipy')\n\n\n"
+        "driver.Study.training_context = training_context\n")
+    monkeypatch.setenv("PYTHONPATH", f"{site}:{Path(__file__).resolve().parents[1]}")
+    config = load_config(_raw(npz, "optuna", 1, enabled=False), study_dir=tmp_path / "w",
+                         check_space=False)
+    with pytest.raises(StudyError) as caught:
+        Study(config).run()
+    message = str(caught.value)
+    assert message.startswith("ModuleNotFoundError while starting the trial worker process at "
+                              "sitecustomize.py:5: No module named 'scipy'; install it: pip install "
+                              "scipy (traceback: ")
+    assert "\n" not in message
+    assert "in training_context" in (config.study_dir / "worker_error.txt").read_text()

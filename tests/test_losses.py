@@ -150,3 +150,17 @@ def test_unknown_loss_names_closest():
         losses.get("dic", 1)
     with pytest.raises(ConfigError, match="gamma"):
         losses.get("focal", 1, gamma=-1)
+
+
+def test_unclipped_infinite_counts_pixels_sure_of_the_wrong_class():
+    import numpy as np
+
+    from segsearch.losses import unclipped_infinite
+
+    y = np.array([[[[1.0], [0.0]], [[-1.0], [0.0]]]], "float32")  # one ignored pixel
+    sure = np.array([[[[1.0], [1.0]], [[1.0], [0.5]]]], "float32")  # sure and wrong at (0, 1)
+    assert abs(unclipped_infinite(y, sure) - 1 / 3) < 1e-6
+    assert unclipped_infinite(y, np.full_like(sure, 0.5)) == 0.0
+    ids = np.array([[[[0.0], [2.0]]]], "float32")
+    softmax = np.array([[[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]]], "float32")
+    assert unclipped_infinite(ids, softmax) == 0.5

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from segsearch.errors import ConfigError
-from segsearch.params import Param, active_defaults
+from segsearch.params import Domain, Param, active_defaults
 
 DEPTH = Param.Int("depth", 2, 5, default=4, help="number of poolings")
 LR = Param.Float("learning_rate", 1e-5, 1e-2, default=1e-4, sampling="log")
@@ -139,6 +139,29 @@ def test_override_errors_name_where_and_value(param, entry, match):
     with pytest.raises(ConfigError, match=match) as info:
         param.override(entry, W)
     assert str(info.value).startswith(W + ":")
+
+
+def test_domain_bounds_every_override_and_the_declaration():
+    rate = Param.Float("dropout", 0.0, 0.5, default=0.0, domain=Domain(0.0, 1.0, high_open=True))
+    assert rate.override(0.9, W).default == 0.9  # wider than the declared range, inside the domain
+    assert rate.override({"max": 0.99}, W).max_value == 0.99
+    for entry, label in ((1.0, "1.0"), ([0.1, 1.5], "1.5"), ({"min": -0.1}, "min -0.1"),
+                         ({"values": [0.2, 2.0]}, "2.0"), ({"fixed": 3}, "3.0")):
+        with pytest.raises(ConfigError, match=r"must be in \[0, 1\); ") as info:
+            rate.override(entry, W)
+        assert str(info.value).startswith(f"{W}: {label} is out of range: dropout"), info.value
+    lr = Param.Float("lr", 1e-5, 1e-2, default=1e-4, sampling="log",
+                     domain=Domain(0.0, low_open=True))
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        lr.override({"min": 0.0, "max": 0.1, "sampling": "linear"}, W)
+    filters = Param.Choice("filters", [8, 16], default=8, domain=Domain(1))
+    assert filters.override({"min": 1, "max": 4}, W).kind == "int"
+    with pytest.raises(ConfigError, match="filters must be >= 1"):
+        filters.override(-4, W)
+    with pytest.raises(ConfigError, match="must be in \\[2, 5\\]"):  # a declaration outside it
+        Param.Int("depth", 1, 4, default=2, domain=Domain(2, 5))
+    assert Domain(0.0, low_open=True).describe() == "> 0" and Domain(1).describe() == ">= 1"
+    assert not Domain(0.0, 1.0, high_open=True).contains(1.0) and Domain(0.0, 1.0).contains(1.0)
 
 
 def test_override_keeps_condition_and_name():

@@ -1,4 +1,5 @@
-"""The README's Python examples run as written (each in its own empty working folder)."""
+"""The README's Python examples run as written (each in its own empty working folder, as the main
+module of a script would), and every example that starts a search carries the __main__ guard."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def readme_block(marker: str) -> str:
 
 def run_block(marker: str, folder: Path, monkeypatch) -> dict:
     monkeypatch.chdir(folder)
-    namespace: dict = {"__name__": "readme_example"}
+    namespace: dict = {"__name__": "__main__"}  # as `python3 script.py` runs it
     exec(compile(readme_block(marker), f"README.md ({marker})", "exec"), namespace)  # noqa: S102
     return namespace
 
@@ -65,3 +66,15 @@ def test_segsearch_run_from_python(tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("marker", ["keras_tuner.RandomSearch(", "OptunaHyperParameters(trial)", "segsearch.run("])
 def test_readme_holds_each_example_once(marker):
     assert readme_block(marker)
+
+
+def test_every_example_that_starts_a_search_carries_the_main_guard():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text("utf-8"), re.S)
+    runs = r"segsearch\.run\(|study\.run\(|Study\(.*\)\.run\("
+    starting = [b for b in blocks if re.search(runs, b)]
+    assert len(starting) >= 2
+    for block in starting:
+        guard = block.find('if __name__ == "__main__":')
+        assert guard >= 0, block
+        first_run = min(i for i in (block.find("segsearch.run("), block.find(".run(")) if i >= 0)
+        assert guard < first_run, block

@@ -6,6 +6,9 @@ real ``segsearch run`` killed with SIGKILL mid-trial resumes to the exact count.
 failures, out-of-memory skipping and max_failures: tests/engines/test_failures.py.)
 Slow (``-m slow``): kills before the first trial ends and during the export, two workers on one
 study (SQLite), two drivers started by hand, two workers on PostgreSQL.
+Issue 12 (default run, ~2 min): a missing, empty or damaged storage is refused by status, export
+and run and rebuilt from the trial folders with --rebuild-storage (Optuna and keras-tuner); a
+storage password never reaches a file or the screen (PostgreSQL; skipped without it).
 """
 
 from __future__ import annotations
@@ -68,7 +71,11 @@ def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_pat
     states = [(r.number, r.state) for r in results.trials]
     assert states == [(0, "complete"), (1, "failed"), (2, "complete")]
     assert "SIGSEGV" in results.trials[1].reason and "worker process died" in results.trials[1].reason
+    assert results.trials[1].failure == "environment"  # run again when the study resumes
+    assert "SIGSEGV" in (results.study_dir / "trials" / "0001" / "error.txt").read_text()
     assert "retried once at batch size 2" in results.trials[2].reason
+    # the first attempt's traceback is kept beside the retry's result
+    assert "OOM when allocating" in (results.study_dir / "trials" / "0002" / "error-1.txt").read_text()
     # progress events flow from the worker process
     assert [e["trial"] for e in events if e["event"] == "epoch"] == [0, 2]
     ends = [e for e in events if e["event"] == "trial_end"]
@@ -294,14 +301,14 @@ def _copy_study(finished, tmp_path) -> tuple[Path, Path]:
     return space, copy
 
 
-def _snapshot(folder: Path) -> dict[str, bytes]:
+def _snapshot_files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != "study.db" and not p.name.startswith(".")}
 
 
 def test_a_malformed_sqlite_file_is_one_line_in_status_and_run(finished, tmp_path):
     space, folder = _copy_study(finished, tmp_path)
-    before = _snapshot(folder)
+    before = _snapshot_files(folder)
     os.truncate(folder / "study.db", 40000)
     for args in (["status", folder], ["run", space, "--study-dir", folder, "--quiet"]):
         result = _run_cli(args)
@@ -310,7 +317,7 @@ def test_a_malformed_sqlite_file_is_one_line_in_status_and_run(finished, tmp_pat
         assert len(lines) == 1 and lines[0].startswith("segsearch: error: "), lines
         assert str(folder / "study.db") in lines[0]
         assert "malformed" in lines[0] or "not a database" in lines[0], lines[0]
-    assert _snapshot(folder) == before  # no trial, history or export touched
+    assert _snapshot_files(folder) == before  # no trial, history or export touched
     assert not _leftovers(folder)
 
 
@@ -583,3 +590,227 @@ def test_a_trial_without_heartbeats_on_another_machine_is_stale(tmp_path, monkey
     assert states[1][0] == "stale" and "no heartbeat for more than 1 s" in states[1][1]
     running = optuna.trial.TrialState.RUNNING
     assert [t.state for t in plain.get_trials()] == [running] * 2  # read only: nothing failed
+# ------------------------------------------------------------------ issue 12: storage lost
+def _main(*argv: str) -> tuple[int, str, str]:
+    """segsearch's main() in this process: (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from segsearch.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file of the trials, trials.csv and best/ (what must never be lost or overwritten)."""
+    files = [p for p in folder.rglob("*") if p.is_file() and (
+        p.name == "trials.csv" or "trials" in p.relative_to(folder).parts[:1]
+        or p.relative_to(folder).parts[0] == "best")]
+    return {str(p.relative_to(folder)): p.read_bytes() for p in files}
+
+
+@pytest.fixture(scope="module")
+def finished_study(finished):
+    """The same finished 2-trial study with its export (copied by each test)."""
+    return finished
+
+
+def _copy(study: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "study"
+    shutil.copytree(study, target)
+    return target
+
+
+@pytest.mark.parametrize("damage", ["empty", "missing", "garbage", "malformed"])
+def test_a_lost_storage_is_never_recreated(finished_study, tmp_path, damage):
+    space, original = finished_study
+    folder = _copy(original, tmp_path)
+    db = folder / "study.db"
+    if damage == "empty":
+        db.write_bytes(b"")
+    elif damage == "missing":
+        db.unlink()
+    elif damage == "garbage":
+        db.write_bytes(os.urandom(4096))
+    else:  # truncate -s: the end of the database is gone
+        with open(db, "r+b") as f:
+            f.truncate(db.stat().st_size // 2)
+    damaged = db.read_bytes() if db.exists() else None
+    before = _snapshot(folder)
+    for argv in (["status", str(folder)], ["export", str(folder)],
+                 ["run", str(space), "--study-dir", str(folder)]):
+        code, out, err = _main(*argv)
+        assert code == 2, (argv, err)
+        assert err.count("\n") == 1 and err.startswith(f"segsearch: error: {db}: "), err
+        assert "--rebuild-storage" in err and "Traceback" not in err
+        # nothing written: the storage is left as it was, no trial or export touched
+        assert (db.read_bytes() if db.exists() else None) == damaged
+        assert _snapshot(folder) == before
+    assert "the same command with --rebuild-storage" in err
+    # the recovery: the records come back from trials/, nothing is trained or overwritten
+    code, out, err = _main("run", str(space), "--study-dir", str(folder), "--rebuild-storage")
+    assert code == 0, err
+    assert "Rebuilt the study's records (2 trials)" in out and "trial 1/" not in out
+    assert _snapshot(folder) == before
+    kept = list(folder.glob("study.db.broken-*"))
+    assert len(kept) == (1 if damage in ("garbage", "malformed") else 0)
+    if kept:
+        assert kept[0].read_bytes() == damaged
+    rebuilt = Study.open(folder).trials()
+    first = json.loads((folder / "trials" / "0000" / "trial.json").read_text())
+    assert [(r.number, r.state) for r in rebuilt] == [(0, "complete"), (1, "complete")]
+    assert rebuilt[0].value == first["value"] and rebuilt[0].params == first["params"]
+    # and a second --rebuild-storage has nothing to do
+    code, _, err = _main("run", str(space), "--study-dir", str(folder), "--rebuild-storage")
+    assert code == 2 and "nothing to rebuild" in err
+
+
+def test_rebuild_keeps_the_numbering_so_no_trial_folder_is_overwritten(finished_study, tmp_path):
+    import optuna
+
+    space, original = finished_study
+    folder = _copy(original, tmp_path)
+    (folder / "study.db").unlink()
+    # trial 0's record is gone (as after a cut-off trial): its number stays taken
+    (folder / "trials" / "0000" / "trial.json").unlink()
+    history0 = (folder / "trials" / "0000" / "history.csv").read_bytes()
+    record1 = (folder / "trials" / "0001" / "trial.json").read_bytes()
+    # status and export before the rebuild (1 record left) refuse as well
+    assert _main("status", str(folder))[0] == 2
+    code, out, err = _main("run", str(space), "--study-dir", str(folder), "--rebuild-storage",
+                           "--json")
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [e["trials"] for e in events if e["event"] == "storage_rebuilt"] == [2]
+    # one trial was missing from the 2 finished ones: it runs as #2, in a new folder
+    assert [e["trial"] for e in events if e["event"] == "trial_start"] == [2]
+    assert (folder / "trials" / "0000" / "history.csv").read_bytes() == history0
+    assert (folder / "trials" / "0001" / "trial.json").read_bytes() == record1
+    records = Study.open(folder).trials()
+    assert [(r.number, r.state) for r in records] == [(0, "failed"), (1, "complete"),
+                                                      (2, "complete")]
+    assert "rebuilt storage" in records[0].reason
+    # the rebuilt trials are real Optuna trials: distributions, values, per-epoch reports
+    study = optuna.load_study(study_name="robust", storage=f"sqlite:///{folder / 'study.db'}")
+    trial1 = study.trials[1]
+    assert trial1.distributions and trial1.value == records[1].value
+    assert trial1.intermediate_values == {1: pytest.approx(records[1].value)}
+
+
+def test_keras_tuner_project_lost_then_rebuilt(npz, tmp_path):
+    import shutil
+
+    space = _space(npz, tmp_path, search={"engine": "keras-tuner", "algorithm": "random"})
+    folder = tmp_path / "study"
+    assert _main("run", str(space), "--study-dir", str(folder), "--quiet")[0] == 0
+    before = _snapshot(folder)
+    shutil.rmtree(folder / "keras_tuner")
+    for argv in (["status", str(folder)], ["run", str(space), "--study-dir", str(folder)]):
+        code, _, err = _main(*argv)
+        assert code == 2 and "keras_tuner: the folder is missing" in err, err
+        assert not (folder / "keras_tuner").exists() and _snapshot(folder) == before
+    code, out, err = _main("run", str(space), "--study-dir", str(folder), "--rebuild-storage")
+    assert code == 0, err
+    assert "trial 1/" not in out and _snapshot(folder) == before
+    records = Study.open(folder).trials()
+    assert [(r.number, r.state) for r in records] == [(0, "complete"), (1, "complete")]
+    # one more trial: a new number, the old folders untouched
+    space3 = _space(npz, tmp_path, trials=3, search={"engine": "keras-tuner",
+                                                     "algorithm": "random"})
+    code, out, err = _main("run", str(space3), "--study-dir", str(folder), "--json")
+    assert code == 0, err
+    starts = [json.loads(line)["trial"] for line in out.splitlines()
+              if '"trial_start"' in line]
+    assert starts == [2]
+    for name in ("trials/0000/history.csv", "trials/0001/history.csv"):
+        assert (folder / name).read_bytes() == before[name]
+
+
+# ------------------------------------------------------------------ issue 12: credentials
+def test_an_unreachable_storage_leaves_no_folder_and_no_password(npz, tmp_path):
+    space, folder = _space(npz, tmp_path), tmp_path / "study"
+    code, out, err = _main("run", str(space), "--study-dir", str(folder), "--storage",
+                           "postgresql://me:s3cret@127.0.0.1:1/segsearch")
+    assert code == 2 and err.count("\n") == 1
+    assert "postgresql+psycopg2://me:***@127.0.0.1:1/segsearch: cannot connect" in err
+    assert "s3cret" not in out + err and not folder.exists()
+
+
+def test_postgresql_password_never_lands_on_disk_or_screen(npz, tmp_path, postgres_url,
+                                                           monkeypatch):
+    from sqlalchemy.engine import make_url
+
+    # the test server trusts the loopback address, so any password connects
+    url = make_url(postgres_url).set(drivername="postgresql", password="s3cret")
+    full = url.render_as_string(hide_password=False)
+    masked = url.render_as_string(hide_password=True)  # stored as given, password masked
+    study = f"pw-{os.getpid()}-{time.time_ns()}"
+    space, folder = _space(npz, tmp_path, trials=1, study=study), tmp_path / "study"
+    monkeypatch.delenv("SEGSEARCH_STORAGE", raising=False)
+    code, out, err = _main("run", str(space), "--study-dir", str(folder), "--storage", full)
+    assert code == 0, err
+    assert "s3cret" not in out + err
+    assert json.loads((folder / "study.json").read_text())["storage"] == masked
+    assert not [p for p in folder.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
+    # later: the stored URL has no password; it comes from SEGSEARCH_STORAGE
+    code, _, err = _main("status", str(folder))
+    assert code == 2 and "set SEGSEARCH_STORAGE" in err and "s3cret" not in err
+    monkeypatch.setenv("SEGSEARCH_STORAGE", full)
+    code, out, err = _main("status", str(folder))
+    assert code == 0 and "1 trials (1 complete)" in out, err
+    # resume without --storage: the stored storage, not a new SQLite study in the folder
+    code, out, err = _main("run", str(space), "--study-dir", str(folder))
+    assert code == 0 and "1 of 1 trials done" in out and not (folder / "study.db").exists(), err
+    code, out, err = _main("run", str(space), "--study-dir", str(folder), "--storage", full,
+                           "--fresh")
+    assert code == 2 and "lives in the storage" in err and ":***@" in err
+    assert "s3cret" not in out + err
+
+# ------------------------------------------------------------------ the final training
+def test_a_worker_killed_in_the_final_training_exits_3_and_the_next_run_retries_it(npz, tmp_path):
+    space = _space(npz, tmp_path, trials=1, train={"final_epochs": 1},
+                   export={"enabled": True, "saved_model": False, "overlays": 0})
+    folder = tmp_path / "study"
+    argv = [sys.executable, "-m", "segsearch", "run", str(space), "--study-dir", str(folder)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # the trial trains epoch 1; the final training goes on with epoch 2, where the worker dies
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                           env={**env, "SEGSEARCH_FAULT": "-1:kill@2"})
+    assert first.returncode == 3, first.stderr[-2000:]
+    assert "Traceback" not in first.stderr, first.stderr
+    err = first.stderr.strip().splitlines()[-1]  # after TensorFlow's own start-up lines
+    assert err.startswith("segsearch: error: the final training of the best configuration "
+                          "(trial #0) failed: the final training's worker process died (killed "
+                          "by SIGKILL"), err
+    assert "The best trial's checkpoint was exported instead" in err
+    assert "run the same command again to retry the final training" in err
+    final = json.loads((folder / "final" / "final.json").read_text())
+    assert final["final_state"] == "failed" and final["model"] == "trials/0000/model.keras"
+    assert (folder / "best" / "model.keras").is_file()  # the trial's checkpoint, exported
+
+    again = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Training the best configuration (trial #0) for 1 more epoch" in again.stdout
+    final = json.loads((folder / "final" / "final.json").read_text())
+    assert final["final_state"] == "complete" and final["epochs"] == 1
+    _check_finished(folder, 1)
+
+
+def test_the_worker_process_is_recycled_after_train_worker_max_trials(npz, tmp_path):
+    config = _config(npz, tmp_path / "recycle", trials=3,
+                     train={"worker_max_trials": 2, "final_epochs": 0})
+    events = []
+    results = Study(config).run(progress=events.append)
+    assert [r.state for r in results.trials] == ["complete"] * 3
+    starts = [e for e in events if e["event"] == "worker_start"]
+    assert len(starts) == 2 and starts[0]["pid"] != starts[1]["pid"]
+    memory = [e for e in events if e["event"] == "worker_memory"]
+    assert [e["trials"] for e in memory] == [1, 2, 1]
+    assert all(e["rss_mib"] > 100 and e["growth_mib"] is not None for e in memory)
+    (recycled,) = [e for e in events if e["event"] == "worker_recycle"]
+    assert recycled["pid"] == starts[0]["pid"] and "train.worker_max_trials" in recycled["reason"]

@@ -2,8 +2,9 @@
 
 The report is a data set fingerprint, in the spirit of nnU-Net's: counts, image sizes, channels, bit
 depths, formats, intensities, mask kind and class frequencies, the share of foreground per image;
-a suggested input size and encoder depth range; warnings about what looks wrong; and the errors
-that would stop ``load`` (all of them, not just the first).
+a suggested input size and encoder depth range; warnings about what looks wrong; the errors
+that would stop ``load`` (all of them, not just the first); and ``stop``, the one message ``load``
+(and so ``segsearch run``) stops with, found by running ``load`` itself.
 
 Example:
     >>> report = check("data/membrane")
@@ -28,9 +29,10 @@ import numpy as np
 from segsearch.data import masks as masks_mod
 from segsearch.data import sources
 from segsearch.data.config import DataConfig
-from segsearch.data.dataset import to_float
+from segsearch.data import dataset as dataset_mod
+from segsearch.data.dataset import size_mismatch, to_float
 from segsearch.data.sources import first_names
-from segsearch.errors import DataError
+from segsearch.errors import ConfigError, DataError
 
 __all__ = ["Report", "check", "suggest_size"]
 
@@ -68,22 +70,24 @@ class Report:
         fingerprint: JSON-able facts (counts, sizes, channels, bit depths, classes, suggestion ...).
         warnings: what looks wrong but would load.
         errors: what would stop ``load`` (one message per problem, naming files and the fix).
+        stop: the message ``load`` (and ``segsearch run``) stops with, or None when it reads the data.
     """
 
     source: str
     fingerprint: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    stop: str | None = None
 
     @property
     def ok(self) -> bool:
         """True when ``load`` would accept the data."""
-        return not self.errors
+        return not self.errors and self.stop is None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict: source, fingerprint keys, warnings, errors, ok."""
+        """A JSON-able dict: source, fingerprint keys, warnings, errors, stop, ok."""
         out = {"source": self.source, **self.fingerprint, "warnings": list(self.warnings), "errors": list(self.errors),
-               "ok": self.ok}
+               "stop": self.stop, "ok": self.ok}
         json.dumps(out)  # fail here, not in the caller, if something is not JSON-able
         return out
 
@@ -127,11 +131,13 @@ class Report:
             row("mask values", ", ".join(map(str, m["values"][:12])) + (" ..." if len(m["values"]) > 12 else ""))
         cls = f.get("classes", {})
         if cls.get("frequencies"):
-            shares = "  ".join(f"{i}: {100 * v:.1f}%" for i, v in enumerate(cls["frequencies"]))
+            names = cls.get("names") or []
+            label = [f"{i} {names[i]}" if i < len(names) else str(i) for i in range(len(cls["frequencies"]))]
+            shares = "  ".join(f"{label[i]}: {100 * v:.1f}%" for i, v in enumerate(cls["frequencies"]))
             row("classes", f"{shares}   (share of labelled pixels)")
-            row("", "in images: " + "  ".join(f"{i}: {v}" for i, v in enumerate(cls["images_with"])))
-            if cls.get("ignored_fraction"):
-                row("ignored", f"{100 * cls['ignored_fraction']:.2f}% of pixels")
+            row("", "in images: " + "  ".join(f"{label[i]}: {v}" for i, v in enumerate(cls["images_with"])))
+            if cls.get("ignored_fraction") or cls.get("ignoring"):
+                row("ignored", f"{100 * cls['ignored_fraction']:.2f}% of pixels ({cls.get('ignoring') or 'void'})")
         fg = cls.get("foreground_per_image")
         if fg:
             row("foreground", f"per image min {100 * fg['min']:.1f}%, median {100 * fg['median']:.1f}%, max {100 * fg['max']:.1f}%")
@@ -143,6 +149,8 @@ class Report:
         lines += [f"  - {w}" for w in self.warnings]
         lines.append(f"errors ({len(self.errors)})" + (": load would stop at these" if self.errors else ""))
         lines += [f"  - {e}" for e in self.errors]
+        if self.stop is not None and not any(e.startswith(self.stop) for e in self.errors):
+            lines.append(f"  - {self.stop}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -155,14 +163,18 @@ def _sizes_table(shapes: list[tuple[int, int]]) -> dict[str, int]:
                                          if len(counts) > 6 else {})
 
 
-def check(path: str | os.PathLike[str], **options: Any) -> Report:
+def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     """Check a data folder (or .npz / .npy, or "sample") and report what a search needs to know.
 
+    The data is read twice: once for the report, once by ``load`` itself, so that ``Report.stop``
+    is exactly the message a run would stop with.
+
     Args:
-        path: the data, as ``DataConfig.source`` takes it.
+        path: the data, as ``DataConfig.source`` takes it, or a whole DataConfig (``segsearch data
+            check`` passes the one ``run`` would use).
         **options: DataConfig fields that change how the data is read: mask_suffix, mask_kind,
-            colors, ignore_value, num_classes, images_dir, masks_dir (others are accepted and
-            ignored where they do not apply).
+            colors, ignore_value, values, num_classes, images_dir, masks_dir, pair, mat_key,
+            class_names (others are accepted and ignored where they do not apply).
 
     Returns:
         A Report: ``.format()`` text, ``.to_dict()``, ``.warnings``, ``.errors``, ``.ok``.
@@ -175,14 +187,19 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
     Example:
         >>> print(check("data/cells", colors={"#000000": 0, "#ff0000": 1}).format())
     """
-    options.setdefault("val_fraction", 0.2)
-    config = DataConfig(source=os.fspath(path), **options)
+    if isinstance(path, DataConfig):
+        config = dataclasses.replace(path, **options) if options else path
+    else:
+        options.setdefault("val_fraction", 0.2)
+        config = DataConfig(source=os.fspath(path), **options)
     if config.is_sample:
         return _check_sample(config)
     where = str(config.source)
     errors: list[str] = []
     warnings: list[str] = []
     counts: dict[str, int] = {}
+    notes: list[str] = []
+    mask_dir = "the masks array"
     if sources.is_array_source(config.source):
         arrays = sources.load_arrays(config.source, mask_suffix=config.mask_suffix)
         entries: list[tuple[str, Any]] = [(n, (arrays, i)) for i, n in enumerate(arrays.names)]
@@ -190,23 +207,22 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
         image_exts: Counter[str] = Counter({Path(arrays.name).suffix: len(entries)})
         mask_exts = Counter(image_exts)
     else:
-        found = sources.discover(config.source, mask_suffix=config.mask_suffix, images_dir=config.images_dir,
-                                 masks_dir=config.masks_dir)
+        found = dataset_mod.discover(config.source, config)
         entries = [(p.name, p) for p in found.pairs]
-        if found.image_dir == found.mask_dir:
-            layout = f"one folder, masks named <image>{found.suffix}"
-        else:
-            layout = f"{found.image_dir.name}/ + {found.mask_dir.name}/, paired by file name"
+        layout = found.layout
         counts["lone_images"] = len(found.lone_images)
         counts["lone_masks"] = len(found.lone_masks)
+        warnings.extend(found.notes)
+        unpaired = found.unpaired_warning()
+        if unpaired:
+            warnings.append(unpaired)
         try:
-            found.raise_unpaired()
+            found.raise_if_empty()
         except DataError as exc:
             errors.append(str(exc))
-            if found.lone_images and found.lone_masks:  # both kinds: report the masks too
-                errors.append(_lone_masks_message(found))
         image_exts = Counter(p.image.suffix.lower() for p in found.pairs)
-        mask_exts = Counter(p.mask.suffix.lower() for p in found.pairs)
+        mask_exts = Counter(p.parts[0].suffix.lower() if p.parts else p.mask.suffix.lower() for p in found.pairs)
+        mask_dir = dataset_mod.mask_folder(list(found.pairs), config.source)
 
     palette = "rgb" if config.colors is not None else "index"
 
@@ -215,18 +231,18 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
         out: dict[str, Any] = {"name": name}
         try:
             if isinstance(ref, sources.Pair):
-                image = sources.read_array(ref.image)
-                mask = sources.read_array(ref.mask, palette=palette)
+                image = sources.read_array(ref.image, notes=notes)
+                mask = sources.read_mask(ref, palette=palette, mat_key=config.mat_key, notes=notes)
                 mask_label = f"{ref.mask.parent.name}/{ref.mask.name}"
+                image_label = str(ref.image)
             else:
                 arr, i = ref
                 image, mask = np.asarray(arr.images[i]), np.asarray(arr.masks[i])
                 if image.ndim == 3 and image.shape[-1] == 1:
                     image = image[..., 0]
-                mask_label = name
+                mask_label = image_label = name
             if image.shape[:2] != mask.shape[:2]:
-                out["error"] = (f"{name}: image is {image.shape[0]}x{image.shape[1]} but its mask {mask_label} is "
-                                f"{mask.shape[0]}x{mask.shape[1]} (height x width); fix: save the mask at the image's size")
+                out["error"] = size_mismatch(image_label, image, mask_label, mask)
                 return out
             out["shape"] = tuple(int(v) for v in image.shape[:2])
             out["channels"] = 1 if image.ndim == 2 else image.shape[-1]
@@ -236,6 +252,7 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
             out["mean"], out["std"] = float(scaled.mean()), float(scaled.std())
             out["min"], out["max"] = float(scaled.min()), float(scaled.max())
             out["stats"] = masks_mod.mask_stats(mask, mask_label)
+            out["signature"] = masks_mod.signature(mask)
         except DataError as exc:
             out["error"] = str(exc)
         return out
@@ -243,16 +260,17 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
     with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
         results = list(pool.map(one, entries))
     good = [r for r in results if "error" not in r]
-    errors += [r["error"] for r in results if "error" in r]
+    errors += _grouped([r["error"] for r in results if "error" in r])
     counts["pairs"] = len(entries)
-    counts["unreadable"] = sum(1 for r in results if "error" in r and "cannot read" in r["error"])
+    counts["unreadable"] = sum(1 for r in results if "error" in r and "cannot r" in r["error"])
+    warnings.extend(dataset_mod.group_notes(notes))
 
     fingerprint: dict[str, Any] = {"synthetic": False, "layout": layout, "counts": counts,
                                    "formats": {"images": dict(image_exts), "masks": dict(mask_exts)}}
     if not good:
         if not errors:
             errors.append(f"{where}: no readable image/mask pairs; fix: add pairs")
-        return Report(where, fingerprint, tuple(warnings), tuple(errors))
+        return Report(where, fingerprint, tuple(warnings), tuple(errors), _stop(config))
 
     shapes = [r["shape"] for r in good]
     heights, widths = [s[0] for s in shapes], [s[1] for s in shapes]
@@ -284,8 +302,10 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
     jpeg_reported = False
     try:
         rule = masks_mod.decide(stats, mask_kind=config.mask_kind, num_classes=config.num_classes,
-                                colors=config.colors, ignore_value=config.ignore_value, where=where)
-    except DataError as exc:
+                                colors=config.colors, ignore_value=config.ignore_value, where=where,
+                                values=config.values)
+        dataset_mod.check_class_names(config, rule.num_classes)
+    except (DataError, ConfigError) as exc:
         errors.append(str(exc))
         jpeg_reported = "JPEG" in str(exc)
     fingerprint["masks"] = {"values": all_values[:64] if not any(s.colour for s in stats) else [],
@@ -311,13 +331,24 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
             fg_share.append(float(per[1:].sum() / labelled) if labelled else 0.0)
         labelled = max(1, int(totals.sum()))
         freq = [round(float(t) / labelled, 6) for t in totals]
+        ignoring = [f"value {config.ignore_value}"] if config.ignore_value is not None else []
+        ignoring += [f"value {v}" for v, c in (config.values or ()) if c < 0]
+        ignoring += ["colour #%02x%02x%02x" % rgb for rgb, c in (config.colors or ()) if c < 0]
         fingerprint["classes"] = {
+            "names": list(config.class_names) if config.class_names else None,
+            "ignoring": ", ".join(ignoring) or None,
             "frequencies": freq,
             "images_with": images_with.tolist(),
             "ignored_fraction": round(ignored / max(1, labelled + ignored), 6),
             "foreground_per_image": {"min": round(min(fg_share), 4), "median": round(float(np.median(fg_share)), 4),
                                      "max": round(max(fg_share), 4), "mean": round(float(np.mean(fg_share)), 4)},
         }
+        if freq[0] == 0 and rule.kind == "ids" and k > 2:
+            low = min(v for v in all_values if v != config.ignore_value)
+            warnings.append(
+                f"class 0 never occurs: the masks hold values {low}..{all_values[-1]}; if {low} is the background, "
+                f"map the values to class ids with --set 'data.values={{{low}: 0, {low + 1}: 1, ...}}'"
+            )
         for cls in range(1, k):
             if freq[cls] == 0:
                 warnings.append(f"class {cls} never occurs in the masks; check num_classes and the masks")
@@ -363,16 +394,37 @@ def check(path: str | os.PathLike[str], **options: Any) -> Report:
         )
     if min(min(heights), min(widths)) < 32:
         warnings.append(f"some images are smaller than 32 pixels a side (smallest {min(heights)}x{min(widths)})")
-    return Report(where, fingerprint, tuple(warnings), tuple(errors))
+    score = masks_mod.repeated_mask([r["signature"] for r in good])
+    if score is not None:
+        warnings.append(masks_mod.repeated_warning(score, mask_dir))
+    return Report(where, fingerprint, tuple(warnings), tuple(errors), _stop(config))
 
 
-def _lone_masks_message(found: sources.Discovery) -> str:
-    """The message for masks without images, when images without masks were reported first."""
+def _grouped(messages: list[str]) -> list[str]:
+    """Per-file messages that differ only in the file ("PATH: problem") as one message each."""
+    groups: dict[str, list[str]] = {}
+    for message in messages:
+        path, _, problem = message.partition(": ")
+        groups.setdefault(problem or message, []).append(message if not problem else path)
+    out = []
+    for problem, paths in groups.items():
+        if len(paths) == 1 or paths[0] == problem:
+            out += paths if paths[0] == problem else [f"{paths[0]}: {problem}"]
+        else:
+            names = [Path(p).name for p in paths[1:]]
+            out.append(f"{paths[0]}: {problem} (the same problem in {len(names)} more: {first_names(names)})")
+    return out
+
+
+def _stop(config: DataConfig) -> str | None:
+    """The message ``load`` stops with on this data (what ``segsearch run`` prints), or None."""
+    from segsearch.data.dataset import load
+
     try:
-        dataclasses.replace(found, lone_images=()).raise_unpaired()
-    except DataError as exc:
+        load(dataclasses.replace(config, cache=False))
+    except (DataError, ConfigError) as exc:
         return str(exc)
-    return ""
+    return None
 
 
 def _check_sample(config: DataConfig) -> Report:

@@ -19,7 +19,8 @@ from typing import Any, Literal
 from segsearch.data.augment import Augment
 from segsearch.errors import ConfigError, unknown_name
 
-__all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "MAX_IMAGE_SIDE", "parse_colors"]
+__all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "MAX_IMAGE_SIDE", "parse_colors",
+           "parse_values"]
 
 MASK_KINDS = ("auto", "binary", "ids", "rgb")
 RESIZE_MODES = ("resize", "crop")
@@ -89,6 +90,43 @@ def parse_colors(value: Any, where: str = "data.colors") -> tuple[tuple[Color, i
     return tuple(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
 
 
+def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int], ...] | None:
+    """Normalise a mask value -> class id map to ``((value, class_id), ...)``; id -1 = ignored.
+
+    Args:
+        value: None, or a mapping ``{1: 0, 2: 1}`` (keys may be digit strings, as JSON writes them).
+        where: location used in error messages.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Sequence) and not isinstance(value, str) and all(
+        isinstance(i, (tuple, list)) and len(i) == 2 for i in value
+    ):
+        items = [tuple(i) for i in value]
+    else:
+        raise ConfigError(f"{where}: expected a mapping mask value -> class id, e.g. {{1: 0, 2: 1}}, got {value!r}")
+    if not items:
+        raise ConfigError(f"{where}: the map is empty; give each mask value its class id, or leave it out")
+    out: dict[int, int] = {}
+    for key, cls in items:
+        raw = key
+        if cls is None:
+            raise ConfigError(f"{where}: {raw!r} has no class id; write the map as {{1: 0, 2: 1}}, with a space "
+                              "after each colon (YAML reads 1:0 as one number)")
+        if isinstance(key, str) and key.strip().isdigit():
+            key = int(key.strip())
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key <= 2 ** 31:
+            raise ConfigError(f"{where}[{raw!r}]: a mask value must be an integer >= 0, got {raw!r}")
+        if isinstance(cls, bool) or not isinstance(cls, int) or cls < -1:
+            raise ConfigError(f"{where}[{raw!r}]: class id must be an integer >= 0 (or -1 to ignore), got {cls!r}")
+        out[key] = int(cls)
+    if all(cls < 0 for cls in out.values()):
+        raise ConfigError(f"{where}: every value maps to -1 (ignored); give the classes their ids")
+    return tuple(sorted(out.items()))
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images and masks are and how they are prepared for a model.
@@ -120,9 +158,20 @@ class DataConfig:
             :class:`~segsearch.data.augment.Augment` fields, or an Augment.
         cache: keep the decoded arrays in memory (True), read files every epoch (False), or decide
             by the available memory (None).
-        images_dir: name of the images subfolder.
-        masks_dir: name of the masks subfolder.
+        images_dir: the images folder, relative to ``source`` (nested ones too: ``training/images``);
+            "images" also finds ``image/``, ``imgs/``, ``img/``.
+        masks_dir: the masks folder, relative to ``source`` (``training/1st_manual``); "masks" also
+            finds ``labels/``, ``gt/``, ``groundTruth/``, ``mask/`` ... beside the images folder.
         sample_count: number of images in the synthetic sample.
+        pair: a regular expression whose first group is the key an image and its mask share, searched
+            in each file name (``'^(\d+)_'`` pairs ``21_training.tif`` with ``21_manual1.gif``); None
+            pairs by stem, a mask's stem without a mask suffix (``_mask``, ``_gt`` ...) too.
+        values: mask value -> class id, e.g. ``{1: 0, 2: 1}`` (1 = background, 2 = crack); id -1
+            ignores a value; a mask value not in the map is an error. For grey (not colour) masks.
+        mat_key: for MATLAB ``.mat`` masks, the dotted path of the mask's array
+            (``groundTruth.Segmentation``), needed when a file holds several 2-D integer arrays.
+        class_names: names of the classes, index = class id (binary: background, foreground),
+            shown by ``segsearch data check``.
 
     Example:
         >>> DataConfig(source="data/cells", image_size=256, mask_kind="rgb",
@@ -146,6 +195,10 @@ class DataConfig:
     images_dir: str = "images"
     masks_dir: str = "masks"
     sample_count: int = 64
+    pair: str | None = None
+    values: Any = None
+    mat_key: str | None = None
+    class_names: Any = None
 
     def __post_init__(self) -> None:
         w = "data"
@@ -222,8 +275,38 @@ class DataConfig:
             raise ConfigError(f"{w}.cache: expected true, false or null (decide by memory), got {self.cache!r}")
         for name in ("images_dir", "masks_dir"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not value or Path(value).name != value:
-                raise ConfigError(f"{w}.{name}: expected a subfolder name, got {value!r}")
+            if not isinstance(value, str) or not value.strip("/ "):
+                raise ConfigError(f"{w}.{name}: expected a folder relative to data.source, e.g. "
+                                  f"training/images, got {value!r}")
+            set_(name, Path(value.strip()).as_posix().rstrip("/"))
+        if self.pair is not None:
+            if not isinstance(self.pair, str) or not self.pair:
+                raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', got '{self.pair}'")
+            try:
+                groups = re.compile(self.pair).groups
+            except re.error as exc:
+                raise ConfigError(f"{w}.pair: '{self.pair}' is not a valid regular expression ({exc}); "
+                                  "quote it in YAML, e.g. --set 'data.pair=^(\\d+)_'") from None
+            if groups < 1:
+                raise ConfigError(f"{w}.pair: '{self.pair}' has no group; its first group (...) is the key an "
+                                  "image and its mask share, e.g. '^(\\d+)_'")
+        set_("values", parse_values(self.values, f"{w}.values"))
+        if self.values is not None:
+            if self.colors is not None:
+                raise ConfigError(f"{w}.values: give either values (grey mask values) or colors (colour masks), not both")
+            if self.mask_kind not in ("auto", "ids"):
+                raise ConfigError(f"{w}.values: maps mask values to class ids, so mask_kind must be auto or ids, "
+                                  f"got {self.mask_kind!r}; remove one of them")
+        if self.mat_key is not None and (not isinstance(self.mat_key, str) or not self.mat_key.strip(". ")):
+            raise ConfigError(f"{w}.mat_key: expected a dotted path such as groundTruth.Segmentation, got {self.mat_key!r}")
+        names = self.class_names
+        if names is not None:
+            if isinstance(names, str) or not isinstance(names, Sequence) or len(names) < 2 or not all(
+                isinstance(n, str) and n.strip() for n in names
+            ):
+                raise ConfigError(f"{w}.class_names: expected a list of at least two names, index = class id "
+                                  f"(binary: [background, foreground]), got {names!r}")
+            set_("class_names", tuple(names))
         if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
             raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
 
@@ -266,5 +349,9 @@ class DataConfig:
                 value = {"#%02x%02x%02x" % rgb: cls for rgb, cls in value}
             elif f.name == "augment":
                 value = value.to_dict()
+            elif f.name == "values" and value is not None:
+                value = {str(v): cls for v, cls in value}
+            elif f.name == "class_names" and value is not None:
+                value = list(value)
             out[f.name] = value
         return out

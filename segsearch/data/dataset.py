@@ -28,9 +28,10 @@ from segsearch.data import sources
 from segsearch.data import split as split_mod
 from segsearch.data.config import DataConfig
 from segsearch.data.sources import ArraySource, Pair, first_names
-from segsearch.errors import DataError
+from segsearch.errors import ConfigError, DataError
 
-__all__ = ["Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask"]
+__all__ = ["Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
+           "size_mismatch", "group_notes", "check_class_names"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,6 +277,7 @@ class _Item:
     mask: Any = None  # raw decoded mask until converted, then int16 (H, W)
     mask_name: str = ""
     stats: Any = None
+    signature: Any = None
     bit_depth: int = 8
     native_channels: int = 1
 
@@ -291,9 +293,20 @@ def _raise_grouped(problems: list[tuple[str, str, str]]) -> None:
     raise DataError(message)
 
 
-def _read_pair(pair: Pair, palette: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decode one pair through ``sources.read_array`` (so tests can count reads)."""
-    return sources.read_array(pair.image), sources.read_array(pair.mask, palette=palette)
+def _read_pair(
+    pair: Pair, palette: str, mat_key: str | None = None, notes: list[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair through ``sources.read_array`` / ``read_mask`` (so tests can count reads)."""
+    image = sources.read_array(pair.image, notes=notes)
+    return image, sources.read_mask(pair, palette=palette, mat_key=mat_key, notes=notes)
+
+
+def size_mismatch(image_label: str, image: np.ndarray, mask_label: str, mask: np.ndarray) -> str:
+    """The message for an image and its mask of different sizes (``load`` and ``check`` alike)."""
+    return (
+        f"{image_label} is {image.shape[0]}x{image.shape[1]} but its mask {mask_label} is "
+        f"{mask.shape[0]}x{mask.shape[1]} (height x width); fix: save the mask at the image's size"
+    )
 
 
 def _short(path: Path) -> str:
@@ -305,10 +318,41 @@ def _source_label(path: str) -> str:
     return str(path)
 
 
-def _open(path: str, config: DataConfig) -> list[Pair] | ArraySource:
+def discover(path: str, config: DataConfig) -> sources.Discovery:
+    """The pairs of a folder source the way ``config`` reads it (``images_dir``, ``pair`` ...)."""
+    return sources.discover(path, mask_suffix=config.mask_suffix, images_dir=config.images_dir,
+                            masks_dir=config.masks_dir, pair=config.pair)
+
+
+def _open(path: str, config: DataConfig, warnings: list[str]) -> list[Pair] | ArraySource:
     if sources.is_array_source(path):
         return sources.load_arrays(path, mask_suffix=config.mask_suffix)
-    return sources.find_pairs(path, mask_suffix=config.mask_suffix, images_dir=config.images_dir, masks_dir=config.masks_dir)
+    found = discover(path, config)
+    found.raise_if_empty()
+    unpaired = found.unpaired_warning()
+    warnings.extend(found.notes + ((unpaired,) if unpaired else ()))
+    return list(found.pairs)
+
+
+def mask_folder(src: list[Pair] | ArraySource, root: str) -> str:
+    """The masks' folder relative to the source, for messages ("the masks array" for arrays)."""
+    if isinstance(src, ArraySource) or not src:
+        return "the masks array"
+    try:
+        return Path(src[0].mask).parent.relative_to(root).as_posix() + "/"
+    except ValueError:
+        return str(Path(src[0].mask).parent) + "/"
+
+
+def group_notes(notes: Sequence[str]) -> list[str]:
+    """Notes of the form "WHAT: ITEM" grouped by WHAT: "3 WHAT: a, b, c" (each item once)."""
+    groups: dict[str, list[str]] = {}
+    for note in notes:
+        what, _, item = note.partition(": ")
+        if item not in groups.setdefault(what, []):
+            groups[what].append(item)
+    return [f"{len(items)} {what}: {first_names(sorted(items, key=sources.natural_key))}"
+            for what, items in groups.items()]
 
 
 def _names(src: list[Pair] | ArraySource) -> list[str]:
@@ -334,7 +378,8 @@ def _workers() -> int:
 
 
 def _read_all(
-    entries: list[tuple[str, Any]], palette: str, keep: bool, where: str,
+    entries: list[tuple[str, Any]], palette: str, keep: bool, where: str, mat_key: str | None = None,
+    notes: list[str] | None = None,
 ) -> list[_Item]:
     """Decode every pair once: readability, sizes, mask statistics. Raises grouped DataErrors."""
     problems: list[tuple[str, str, str]] = []
@@ -343,7 +388,7 @@ def _read_all(
         name, ref = entry
         try:
             if isinstance(ref, Pair):
-                image, mask = _read_pair(ref, palette)
+                image, mask = _read_pair(ref, palette, mat_key, notes)
                 item = _Item(name, mask_name=_short(ref.mask))
                 image_label, mask_label = str(ref.image), _short(ref.mask)
             else:
@@ -356,13 +401,10 @@ def _read_all(
                 item = _Item(name, mask_name=name)
                 image_label = mask_label = name
             if image.shape[:2] != mask.shape[:2]:
-                problems.append((
-                    "size", name,
-                    f"{image_label} is {image.shape[1]}x{image.shape[0]} but its mask {mask_label} is "
-                    f"{mask.shape[1]}x{mask.shape[0]} (width x height); fix: save the mask at the image's size",
-                ))
+                problems.append(("size", name, size_mismatch(image_label, image, mask_label, mask)))
                 return None
             item.stats = masks_mod.mask_stats(mask, mask_label)
+            item.signature = masks_mod.signature(mask)
             item.bit_depth = 32 if image.dtype.kind == "f" else (16 if image.dtype.itemsize > 1 else 8)
             item.native_channels = 1 if image.ndim == 2 else 3
             image = to_float(image, image_label)
@@ -416,8 +458,10 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
         return _load_sample(config, record)
 
     where = _source_label(config.source)
-    train_src = _open(config.source, config)
-    val_src = _open(config.val_source, config) if config.val_source is not None else None
+    warnings: list[str] = []
+    notes: list[str] = []
+    train_src = _open(config.source, config, warnings)
+    val_src = _open(config.val_source, config, warnings) if config.val_source is not None else None
     train_names = _names(train_src)
     val_names = _names(val_src) if val_src is not None else None
     if record is not None:
@@ -439,21 +483,27 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
     palette = "rgb" if config.colors is not None else "index"
 
     # Decide on caching from the first pair's size before reading everything.
-    first = _read_all(entries_train[:1], palette, keep=True, where=where)[0]
+    first = _read_all(entries_train[:1], palette, keep=True, where=where, mat_key=config.mat_key)[0]
     h0, w0 = first.image.shape[:2]
     n_total = len(entries_train) + len(entries_val)
     per_item = (config.image_size[0] * config.image_size[1] if config.image_size and config.resize == "resize" else h0 * w0)
     estimate = n_total * per_item * (3 + 1) * 4 * (2 if config.resize == "crop" else 1)
     keep = config.cache if config.cache is not None else estimate < 0.5 * _available_memory()
 
-    items_train = _read_all(entries_train, palette, keep=keep, where=where)
-    items_val = _read_all(entries_val, palette, keep=keep, where=str(config.val_source)) if entries_val else []
+    items_train = _read_all(entries_train, palette, keep=keep, where=where, mat_key=config.mat_key, notes=notes)
+    items_val = (_read_all(entries_val, palette, keep=keep, where=str(config.val_source), mat_key=config.mat_key,
+                           notes=notes) if entries_val else [])
     all_items = items_train + items_val
     rule = masks_mod.decide(
         [it.stats for it in all_items], mask_kind=config.mask_kind, num_classes=config.num_classes,
         colors=config.colors, ignore_value=config.ignore_value,
-        where=where if not items_val else f"{where} and {config.val_source}",
+        where=where if not items_val else f"{where} and {config.val_source}", values=config.values,
     )
+    check_class_names(config, rule.num_classes)
+    warnings.extend(group_notes(notes))
+    score = masks_mod.repeated_mask([it.signature for it in items_train])
+    if score is not None:
+        warnings.append(masks_mod.repeated_warning(score, mask_folder(train_src, config.source)))
     channels = config.channels or (3 if any(it.native_channels == 3 for it in all_items) else 1)
 
     shapes = {(it.image.shape[:2] if keep else it.image) for it in all_items}
@@ -495,7 +545,7 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
         def load_item(j: int) -> tuple[np.ndarray, np.ndarray]:
             name, ref = chosen[j]
             if isinstance(ref, Pair):
-                image, mask = _read_pair(ref, palette)
+                image, mask = _read_pair(ref, palette, config.mat_key)
                 label = _short(ref.mask)
             else:
                 arrays_, i = ref
@@ -517,7 +567,19 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
         it.image = it.mask = None
 
     info = _info(config, rule, train, val, rec, all_items, size, channels, keep, synthetic=False)
+    info["warnings"] = warnings
+    info["description"] += "".join(f"\n  warning: {w}" for w in warnings)
     return Splits(train, val, info, rec)
+
+
+def check_class_names(config: DataConfig, num_classes: int) -> None:
+    """Raise a ConfigError when ``data.class_names`` does not name every class."""
+    names = config.class_names
+    if names is not None and len(names) != max(2, num_classes):
+        what = "binary masks have 2 classes (background, foreground)" if num_classes == 1 else \
+            f"the masks have {num_classes} classes"
+        raise ConfigError(f"data.class_names: {len(names)} names ({', '.join(names)}) but {what}; fix: give one "
+                          "name per class id")
 
 
 def _frequencies(parts: Sequence[Part], num_classes: int) -> tuple[list[float], float]:

@@ -9,9 +9,12 @@ The kind is decided once for the whole data set (not file by file), from the val
 - consecutive-looking small values (largest < 64, or below ``num_classes`` when it is given):
   class ids 0..C-1;
 - with a colour table (``colors``): every pixel's colour (grey level g = (g, g, g)) looked up;
-- palette masks (indexed PNG/GIF with a colour palette, as in Pascal VOC) give their indices as ids.
+- palette masks (indexed PNG/GIF with a colour palette, as in Pascal VOC) give their indices as ids;
+- with a value table (``values``, e.g. {1: 0, 2: 1}): every raw value looked up; a value outside the
+  table is an error.
 
-``ignore_value`` (e.g. 255) and colours mapped to -1 become -1: ignored in loss and metrics.
+``ignore_value`` (e.g. 255, checked first), colours and values mapped to -1 become -1: ignored in
+loss and metrics.
 What does not fit (values above the classes, intermediate values as JPEG leaves, grey levels that are
 not ids, unknown colours, colour masks without a table) raises one DataError naming files and the fix.
 """
@@ -26,7 +29,8 @@ import numpy as np
 from segsearch.data.sources import first_names
 from segsearch.errors import ConfigError, DataError
 
-__all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "GREY"]
+__all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "signature", "repeated_mask",
+           "repeated_warning", "GREY"]
 
 GREY = 0x010101  # a grey level g as a colour code: g * GREY == (g << 16) | (g << 8) | g
 MAX_AUTO_ID = 63
@@ -103,10 +107,11 @@ class MaskRule:
     """How every mask of a data set becomes class ids.
 
     Args:
-        kind: "binary" (values >= threshold -> 1), "ids" (values are ids) or "colors" (table lookup).
+        kind: "binary" (values >= threshold -> 1), "ids" (values are ids), "colors" (colour table
+            lookup) or "values" (``data.values`` lookup of raw values).
         num_classes: 1 for binary, else the number of classes.
         threshold: for "binary", the smallest foreground value.
-        table: for "colors", ((colour code, class id), ...).
+        table: for "colors", ((colour code, class id), ...); for "values", ((value, class id), ...).
         ignore_value: the raw value marking ignored pixels (grey masks), or None.
         description: what was detected, in words ("binary 0/255").
     """
@@ -121,14 +126,16 @@ class MaskRule:
     def map_values(self, values: np.ndarray, colour: bool = False) -> np.ndarray:
         """Class ids (-1 ignored, -2 unknown colour) of raw values or colour codes."""
         values = np.asarray(values, dtype=np.int64)
-        if self.kind == "colors":
-            codes = values if colour else values * GREY
+        if self.kind in ("colors", "values"):
+            codes = values if colour or self.kind == "values" else values * GREY
             keys = np.array([k for k, _ in self.table], dtype=np.int64)
             ids = np.array([v for _, v in self.table], dtype=np.int64)
             order = np.argsort(keys)
             keys, ids = keys[order], ids[order]
             pos = np.clip(np.searchsorted(keys, codes), 0, len(keys) - 1)
             out = np.where(keys[pos] == codes, ids[pos], -2)
+            if self.kind == "values" and colour:
+                out = np.full(values.shape, -2, np.int64)
             if self.ignore_value is not None and not colour:
                 out = np.where(values == self.ignore_value, -1, out)
             return out
@@ -156,6 +163,7 @@ def decide(
     colors: Sequence[tuple[tuple[int, int, int], int]] | None = None,
     ignore_value: int | None = None,
     where: str = "masks",
+    values: Sequence[tuple[int, int]] | None = None,
 ) -> MaskRule:
     """Decide, for a whole data set, how its masks become class ids.
 
@@ -166,12 +174,16 @@ def decide(
         colors: the colour table ((rgb, id), ...), or None.
         ignore_value: the raw value of ignored pixels, or None.
         where: the folder or file, for messages.
+        values: the value table ((value, id), ...) of ``data.values``, or None.
 
     Raises:
         DataError: colour masks without a table, unknown colours, values that do not fit the
-            classes, intermediate (JPEG) values, grey levels that are not class ids.
+            classes, intermediate (JPEG) values, grey levels that are not class ids, values not in
+            ``values``.
     """
     colour_masks = [s.name for s in stats if s.colour]
+    if values is not None:
+        return _decide_values(stats, values, num_classes, ignore_value, where)
     if colors is not None or mask_kind == "rgb":
         if colors is None:  # DataConfig prevents this; kept for direct callers
             raise ConfigError("data.colors: mask_kind 'rgb' needs a colour table")
@@ -274,6 +286,91 @@ def decide(
                     description=f"class ids {values[0]}..{top}" if nc > 1 else "binary 0/1")
 
 
+def _decide_values(
+    stats: Sequence[MaskStats], values: Sequence[tuple[int, int]], num_classes: int | None,
+    ignore_value: int | None, where: str,
+) -> MaskRule:
+    """The rule of ``data.values``: every mask value must be in the table (or be ignore_value)."""
+    table = tuple(sorted((int(v), int(c)) for v, c in values))
+    top = max(c for _, c in table)
+    nc = num_classes if num_classes is not None else (1 if top <= 1 else top + 1)
+    if top >= (2 if nc == 1 else nc):
+        raise ConfigError(
+            f"data.values: class id {top} does not fit num_classes {nc}; fix: set data.num_classes to "
+            f"{top + 1} or renumber the map"
+        )
+    colour = [s.name for s in stats if s.colour]
+    if colour:
+        raise DataError(
+            f"{where}: {len(colour)} mask(s) are in colour, e.g. {first_names(colour, 3)}, but data.values maps "
+            "grey values; fix: give data.colors, a colour -> class id table, instead"
+        )
+    known = {v for v, _ in table}
+    unknown: dict[int, list[str]] = {}
+    for s in stats:
+        for v in s.values.tolist():
+            if v not in known and v != ignore_value:
+                unknown.setdefault(int(v), []).append(s.name)
+    if unknown:
+        shown = "; ".join(f"{v} in {first_names(n, 3)}" for v, n in sorted(unknown.items())[:5])
+        more = f" and {len(unknown) - 5} more values" if len(unknown) > 5 else ""
+        raise DataError(
+            f"{where}: {len(unknown)} mask value(s) are not in data.values: {shown}{more}; fix: add them to "
+            "data.values with their class id (or -1 to ignore them)"
+        )
+    text = ", ".join(f"{v}->{c}" for v, c in table)
+    return MaskRule("values", nc, table=table, ignore_value=ignore_value, description=f"values mapped {text}")
+
+
+SIGNATURE = 32  # side of the thumbnail that ``signature`` keeps of a mask
+REPEATED = 0.97  # median agreement of consecutive masks above which they look like one mask repeated
+
+
+def signature(raw: np.ndarray) -> np.ndarray:
+    """A small nearest-neighbour thumbnail (SIGNATURE x SIGNATURE) of a mask's raw values."""
+    values, _ = _codes(raw)
+    h, w = values.shape[:2]
+    rows = np.minimum(((np.arange(SIGNATURE) + 0.5) * h / SIGNATURE).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(SIGNATURE) + 0.5) * w / SIGNATURE).astype(np.int64), w - 1)
+    return np.asarray(values[rows[:, None], cols[None, :]], dtype=np.int64)
+
+
+def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
+    """How alike consecutive masks are, when they look like one mask repeated (a field of view).
+
+    Agreement of two masks: the share of pixels, among those either marks (not the most common
+    value of the data set), where both hold the same value.
+
+    Returns:
+        The median agreement when it is at least REPEATED (with 3 or more masks, some not empty),
+        else None.
+    """
+    if len(signatures) < 3:
+        return None
+    step = max(1, len(signatures) // 200)
+    sigs = list(signatures)[::step]
+    vals, counts = np.unique(np.concatenate([s.ravel() for s in sigs]), return_counts=True)
+    background = vals[int(np.argmax(counts))]
+    scores = []
+    for a, b in zip(sigs, sigs[1:]):
+        marked = (a != background) | (b != background)
+        if marked.any():
+            scores.append(float(np.mean(a[marked] == b[marked])))
+    if not scores:
+        return None
+    score = float(np.median(scores))
+    return score if score >= REPEATED else None
+
+
+def repeated_warning(score: float, folder: str) -> str:
+    """The warning for masks that are (nearly) all the same."""
+    return (
+        f"the masks in {folder} are (nearly) the same for every image ({100 * score:.0f}% of their marked pixels "
+        "agree from one mask to the next): this looks like a field-of-view or region mask repeated for every image, "
+        "not labels; if the labels are in another folder, choose it with --set data.masks_dir=FOLDER"
+    )
+
+
 def to_ids(raw: np.ndarray, rule: MaskRule, name: str) -> np.ndarray:
     """Convert one decoded mask to int16 class ids (H, W), -1 for ignored pixels.
 
@@ -296,6 +393,9 @@ def to_ids(raw: np.ndarray, rule: MaskRule, name: str) -> np.ndarray:
         out = rule.map_values(uniq, colour)[inverse.reshape(values.shape)]
     if np.any(out == -2):
         bad = values[out == -2].ravel()[0]
+        if rule.kind == "values":
+            raise DataError(f"{name}: mask value {int(bad)} is not in data.values; fix: add it with its class id "
+                            "(or -1 to ignore it)")
         raise DataError(f"{name}: colour {_hex(bad if colour else bad * GREY)} is not in data.colors; fix: add it with its class id")
     limit = 2 if rule.num_classes == 1 else rule.num_classes
     if out.size and out.max() >= limit:

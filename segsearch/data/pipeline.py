@@ -9,6 +9,11 @@ the same whichever path delivers them and however many threads build them:
   build batches ahead of the model;
 - ``iterate`` gives the NumPy batches directly (no Keras at all).
 
+An exception raised while a batch is built (a missing module, an unreadable file) is kept, with its
+traceback, in the plan's :class:`ProducerErrors` before it goes on: TensorFlow reports it only as
+"UnknownError ... Graph execution error", and :func:`producer_error` gives the original back from
+the dataset ``batches`` returned.
+
 Augmentation is vectorised over a batch in NumPy, which releases the GIL in its inner loops, so
 threads run in parallel. Decoded arrays stay in memory (the Part's cache): after ``load`` no epoch
 touches the disk, unless the data did not fit (``DataConfig.cache``).
@@ -24,6 +29,8 @@ import collections
 import itertools
 import math
 import os
+import threading
+import traceback
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,7 +40,48 @@ import numpy as np
 from segsearch.data.augment import Augment, transform
 from segsearch.data.dataset import Part
 
-__all__ = ["BatchPlan", "batches", "iterate", "sequence", "default_workers"]
+__all__ = ["BatchPlan", "ProducerErrors", "batches", "default_workers", "iterate",
+           "producer_error", "sequence"]
+
+#: attribute of the datasets ``batches`` returns that holds their plan's ProducerErrors.
+_ERRORS_ATTR = "segsearch_producer_errors"
+
+
+class ProducerErrors:
+    """The first exception raised while a plan's batches were built, with its traceback.
+
+    Threads of the producer record into it (the first one is kept: the others are usually the same
+    error again); the trial reads it when training fails, since tf.data hides the original.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.traceback: str | None = None
+
+    def record(self, error: BaseException) -> None:
+        """Keep ``error`` (and its formatted traceback) unless one is kept already.
+
+        Args:
+            error: the exception raised while a batch was built.
+        """
+        with self._lock:
+            if self.error is None:
+                self.error = error
+                self.traceback = "".join(
+                    traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def producer_error(data: Any) -> ProducerErrors | None:
+    """The exception the producer behind ``data`` raised, if any (None when it raised none).
+
+    Args:
+        data: what :func:`batches` or :func:`sequence` returned (anything else gives None).
+    """
+    errors = getattr(data, _ERRORS_ATTR, None)
+    if isinstance(errors, ProducerErrors) and errors.error is not None:
+        return errors
+    return None
 
 
 def default_workers() -> int:
@@ -64,6 +112,7 @@ class BatchPlan:
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
         self.num_batches = math.ceil(len(part) / batch_size)
+        self.errors = ProducerErrors()
         self._orders: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
 
     def order(self, epoch: int) -> np.ndarray:
@@ -77,7 +126,17 @@ class BatchPlan:
         return self._orders[epoch]
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Build batch ``index`` of ``epoch``: (x (B, H, W, C), y (B, H, W, 1)) float32."""
+        """Build batch ``index`` of ``epoch``: (x (B, H, W, C), y (B, H, W, 1)) float32.
+
+        An exception is recorded in ``self.errors`` (see :class:`ProducerErrors`) and raised.
+        """
+        try:
+            return self._batch(epoch, index)
+        except Exception as e:
+            self.errors.record(e)
+            raise
+
+    def _batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         samples = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, index, 2])
         part = self.part
@@ -157,6 +216,7 @@ def sequence(
             super().__init__(workers=workers or default_workers(), use_multiprocessing=False, max_queue_size=2 * (workers or default_workers()))
             self.plan = plan
             self.epoch = 0
+            setattr(self, _ERRORS_ATTR, plan.errors)
 
         @property
         def num_batches(self) -> int | None:
@@ -203,7 +263,9 @@ def _tf_dataset(plan: BatchPlan, repeat: bool, workers: int | None):
     )
     if not repeat:
         ds = ds.apply(tf.data.experimental.assert_cardinality(plan.num_batches))
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    setattr(ds, _ERRORS_ATTR, plan.errors)
+    return ds
 
 
 def batches(

@@ -1,14 +1,21 @@
-"""Find image/mask pairs on disk and decode them (PNG, JPEG, TIFF, BMP, GIF; .npz / .npy arrays).
+"""Find image/mask pairs on disk and decode them (PNG, JPEG, TIFF, BMP, GIF; MATLAB .mat masks;
+.npz / .npy arrays).
 
 Pairing rules, in order:
 
-1. A folder with an images subfolder and a masks subfolder (``images/`` + ``masks/``; also
-   ``image(s)``/``img(s)`` with ``mask(s)``/``label(s)``/``annotations``/``gt``): an image pairs with
-   the mask of the same stem, whatever the extensions (``12.png`` + ``12.png``, ``case_3.jpg`` +
-   ``case_3.png``), or with the mask whose stem is the image stem plus ``mask_suffix``
-   (``case_3_mask.png``; default suffix ``_mask``).
-2. One folder of files where masks carry ``mask_suffix`` (``a.png`` + ``a_mask.png``).
-3. A folder holding ``images.npy`` + ``masks.npy``; an ``.npz`` file with arrays named images/x
+1. A folder with an images folder and a masks folder (``images/`` + ``masks/``; also
+   ``image(s)``/``img(s)`` with ``labels``/``gt``/``groundTruth``/``annotations``/``1st_manual``/
+   ``mask``..., or the folders ``images_dir`` / ``masks_dir`` name, nested ones too). When several
+   mask folders sit beside the images, the one that pairs most images is used and the others are
+   listed. An image pairs with the mask of the same stem, whatever the extensions (``12.png`` +
+   ``12.png``, ``case_3.jpg`` + ``case_3.png``), or with the mask whose stem is the image stem plus a
+   mask suffix (``mask_suffix``, ``_mask``, ``_label(s)``, ``_gt``, ``_manual1``, ``_annotation``,
+   ``_segmentation``); with ``pair`` (a regular expression), by the key its first group finds in
+   both file names. Files without a partner are left out (``Discovery`` lists them).
+2. One folder per case: ``<case>/images/`` with one image, ``<case>/masks/`` with one binary mask
+   per object, merged into one mask (any object = 1).
+3. One folder of files where masks carry a mask suffix (``a.png`` + ``a_mask.png``).
+4. A folder holding ``images.npy`` + ``masks.npy``; an ``.npz`` file with arrays named images/x
    and masks/y (or labels); or an images ``.npy`` file with ``<stem><mask_suffix>.npy`` (or
    ``masks.npy``) beside it.
 
@@ -17,11 +24,13 @@ Only the top level of each folder is read; hidden files and files of other types
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +38,7 @@ from segsearch.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MASK_EXTENSIONS",
     "Pair",
     "ArraySource",
     "find_pairs",
@@ -36,13 +46,25 @@ __all__ = [
     "Discovery",
     "load_arrays",
     "read_array",
+    "read_mask",
+    "read_mat",
     "is_array_source",
     "first_names",
+    "natural_key",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
+MASK_EXTENSIONS = (*IMAGE_EXTENSIONS, ".mat")
 IMAGE_DIR_NAMES = ("images", "image", "imgs", "img")
-MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "annotations", "gt")
+#: mask folder names, in the order of preference when several pair equally well ("mask" last: in
+#: retinal data sets such as DRIVE it holds field-of-view masks, not labels)
+MASK_DIR_NAMES = (
+    "masks", "labels", "label", "gt", "groundtruth", "ground_truth", "annotations", "annotation",
+    "1st_manual", "manual", "segmentation", "segmentations", "mask",
+)
+CASE_LAYOUT = "one folder per case"
+#: stem endings that mark a mask (``data.mask_suffix`` is tried first)
+MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation")
 ARRAY_IMAGE_KEYS = ("images", "image", "x", "X", "imgs")
 ARRAY_MASK_KEYS = ("masks", "mask", "y", "Y", "labels", "label")
 
@@ -54,12 +76,14 @@ class Pair:
     Args:
         name: the image's file name, relative to its folder (the key in split records).
         image: path of the image.
-        mask: path of the mask.
+        mask: path of the mask (a ``.mat`` file too), or the ``masks/`` folder of a case.
+        parts: for one folder per case, the object masks merged into one mask (any object = 1).
     """
 
     name: str
     image: Path
     mask: Path
+    parts: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,7 +113,7 @@ def first_names(names: Sequence[str], n: int = 5) -> str:
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
-def _natural_key(text: str) -> list[object]:
+def natural_key(text: str) -> list[object]:
     """Sort '2.png' before '10.png'."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
 
@@ -100,7 +124,16 @@ def _image_files(folder: Path) -> list[Path]:
         p for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
     ]
-    return sorted(files, key=lambda p: _natural_key(p.name))
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _mask_files(folder: Path) -> list[Path]:
+    """Mask files (images and MATLAB ``.mat``) at the top of ``folder``, in natural order."""
+    files = [
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in MASK_EXTENSIONS
+    ]
+    return sorted(files, key=lambda p: natural_key(p.name))
 
 
 def _subfolder(root: Path, configured: str, aliases: Sequence[str]) -> Path | None:
@@ -111,6 +144,41 @@ def _subfolder(root: Path, configured: str, aliases: Sequence[str]) -> Path | No
     for alias in aliases:
         if alias in present:
             return present[alias]
+    return None
+
+
+def _rel(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (for messages and --set lines), or as it is."""
+    try:
+        text = path.relative_to(root).as_posix()
+    except ValueError:
+        text = str(path)
+    return text if text != "." else str(path)
+
+
+def _subfolders(folder: Path) -> str:
+    names = sorted((p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                   key=natural_key)
+    return first_names(names, 8) if names else "none"
+
+
+def _configured_dir(root: Path, value: str, key: str) -> Path:
+    """``root / value`` for an explicitly set data.images_dir / data.masks_dir; a DataError if absent."""
+    path = root / value
+    if not path.is_dir():
+        raise DataError(
+            f"{path}: no such folder (data.{key} {value!r}, relative to data.source {root}); fix: give "
+            f"data.{key} a folder under {root} (its subfolders: {_subfolders(root)})"
+        )
+    return path
+
+
+def _strip_mask_suffix(stem: str, suffix: str) -> str | None:
+    """``stem`` without a known mask suffix (``mask_suffix`` first), or None when it has none."""
+    low = stem.lower()
+    for s in (suffix, *MASK_SUFFIXES):
+        if s and low.endswith(s.lower()) and len(stem) > len(s):
+            return stem[: -len(s)]
     return None
 
 
@@ -127,17 +195,41 @@ def _by_stem(files: Sequence[Path], folder: Path, what: str) -> dict[str, Path]:
     return out
 
 
+def _by_pattern(
+    files: Sequence[Path], folder: Path, what: str, rx: re.Pattern[str],
+) -> tuple[dict[str, Path], list[str]]:
+    """Map pair key (the first group of ``data.pair``) -> file; files it does not match are returned apart."""
+    out: dict[str, Path] = {}
+    unmatched: list[str] = []
+    for p in files:
+        m = rx.search(p.name)
+        key = m.group(1) if m else None
+        if key is None:
+            unmatched.append(p.name)
+            continue
+        if key in out:
+            raise DataError(
+                f"{folder}: data.pair '{rx.pattern}' gives two {what} the key {key!r} ({out[key].name} and "
+                f"{p.name}); fix: make its first group capture what tells the {what} apart"
+            )
+        out[key] = p
+    return out, unmatched
+
+
 @dataclass(frozen=True)
 class Discovery:
     """What a folder holds: the pairs, and the files that found no partner.
 
     Args:
         pairs: the image/mask pairs.
-        lone_images: image names without a mask.
-        lone_masks: mask names without an image.
+        lone_images: image names without a mask (skipped, with a warning).
+        lone_masks: mask names without an image (skipped, with a warning).
         image_dir: the folder of the images.
         mask_dir: the folder of the masks (the same folder when masks carry the suffix).
         suffix: the mask suffix in use.
+        layout: the layout in words, e.g. "images/ + masks/, paired by file name".
+        notes: what a user should know about how the folder was read (other mask folders ...).
+        pair: the ``data.pair`` pattern in use, or None.
     """
 
     pairs: tuple[Pair, ...]
@@ -146,45 +238,96 @@ class Discovery:
     image_dir: Path
     mask_dir: Path
     suffix: str
+    layout: str = ""
+    notes: tuple[str, ...] = ()
+    pair: str | None = None
+
+    def _hint(self) -> str:
+        if self.layout.startswith(CASE_LAYOUT):
+            return "give each case folder a masks/ folder holding one mask per object"
+        if self.pair is not None:
+            return (f"data.pair '{self.pair}' must find the same key in an image's name and its mask's "
+                    "(its first group)")
+        stem = self.lone_images[0].rsplit(".", 1)[0] if self.lone_images else "NAME"
+        return (f"name the masks like the images (e.g. {stem}.png or {stem}{self.suffix or '_mask'}.png), or "
+                r"give data.pair, a regular expression whose first group is the shared key, e.g. '^(\d+)_'")
+
+    def unpaired_warning(self) -> str | None:
+        """The warning that lists the files left out for lack of a partner, or None."""
+        parts = []
+        if self.lone_images:
+            parts.append(f"{len(self.lone_images)} image(s) have no mask in {self.mask_dir}: "
+                         f"{first_names(self.lone_images)}")
+        if self.lone_masks:
+            parts.append(f"{len(self.lone_masks)} mask(s) have no image in {self.image_dir}: "
+                         f"{first_names(self.lone_masks)}")
+        if not parts:
+            return None
+        return "; ".join(parts) + f"; they are skipped (to pair them: {self._hint()})"
+
+    def raise_if_empty(self) -> None:
+        """Raise a DataError when not a single image found its mask."""
+        if self.pairs:
+            return
+        shown = (f"images {first_names(self.lone_images, 3)}; masks {first_names(self.lone_masks, 3)}"
+                 if self.lone_images or self.lone_masks else "nothing")
+        raise DataError(
+            f"{self.image_dir}: no image pairs with a mask in {self.mask_dir} ({shown}); fix: {self._hint()}"
+        )
 
     def raise_unpaired(self) -> None:
-        """Raise a DataError naming the first few unpaired files, if there are any."""
-        if self.lone_images:
-            stem = self.lone_images[0].rsplit(".", 1)[0]
-            hint = f"{stem}.png or {stem}{self.suffix}.png" if self.suffix else f"{stem}.png"
-            raise DataError(
-                f"{self.image_dir}: {len(self.lone_images)} image(s) have no mask in {self.mask_dir}: "
-                f"{first_names(self.lone_images)}; fix: add masks with the same name (e.g. {hint}) or remove those images"
-            )
-        if self.lone_masks:
-            raise DataError(
-                f"{self.mask_dir}: {len(self.lone_masks)} mask(s) have no image in {self.image_dir}: "
-                f"{first_names(self.lone_masks)}; fix: add the images (same name"
-                + (f", or the mask's name without {self.suffix!r}" if self.suffix else "")
-                + ") or remove those masks"
-            )
+        """Raise a DataError listing the unpaired files, if there are any (stricter than ``load``)."""
+        warning = self.unpaired_warning()
+        if warning:
+            raise DataError(warning)
 
 
-def _match(images: Sequence[Path], masks: Sequence[Path], image_dir: Path, mask_dir: Path, suffix: str) -> Discovery:
-    """Pair images with masks by stem (equal, or mask stem = image stem + suffix)."""
+def _match(
+    images: Sequence[Path], masks: Sequence[Path], image_dir: Path, mask_dir: Path, suffix: str,
+    pair: str | None = None, layout: str = "", notes: Sequence[str] = (),
+) -> Discovery:
+    """Pair images with masks: by ``pair``'s first group, else by stem (equal, or the mask's stem
+    without a mask suffix)."""
+    pairs: list[Pair] = []
+    missing: list[str] = []
+    if pair is not None:
+        rx = re.compile(pair)
+        by_image, lone_images = _by_pattern(images, image_dir, "images", rx)
+        by_mask, lone_masks = _by_pattern(masks, mask_dir, "masks", rx)
+        for key, image in by_image.items():
+            mask = by_mask.pop(key, None)
+            if mask is None:
+                missing.append(image.name)
+            else:
+                pairs.append(Pair(image.name, image, mask))
+        order = {p.name: i for i, p in enumerate(images)}
+        missing = sorted(missing + lone_images, key=lambda n: order[n])
+        orphans = sorted([p.name for p in by_mask.values()] + lone_masks, key=natural_key)
+        return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix, layout,
+                         tuple(notes), pair)
     by_image = _by_stem(images, image_dir, "images")
     by_mask = _by_stem(masks, mask_dir, "masks")
-    pairs: list[Pair] = []
-    used: set[str] = set()
-    missing: list[str] = []
+    stripped: dict[str, Path] = {}
+    for stem, p in by_mask.items():
+        key = _strip_mask_suffix(stem, suffix)
+        if key is not None and key not in by_mask:
+            if key in stripped:
+                raise DataError(
+                    f"{mask_dir}: two masks belong to {key!r} ({stripped[key].name} and {p.name}); fix: keep one of "
+                    "them, so each image pairs with exactly one mask"
+                )
+            stripped[key] = p
+    used: set[Path] = set()
     for stem, image in by_image.items():
-        key = stem
-        mask = by_mask.get(stem)
-        if mask is None and suffix:
-            key = stem + suffix
-            mask = by_mask.get(key)
-        if mask is None:
+        mask = by_mask.get(stem) or stripped.get(stem)
+        if mask is None or mask in used:
             missing.append(image.name)
             continue
-        used.add(key)
+        used.add(mask)
         pairs.append(Pair(image.name, image, mask))
-    orphans = [p.name for stem, p in by_mask.items() if stem not in used]
-    return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix)
+    orphans = [p.name for p in by_mask.values() if p not in used]
+    return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix, layout,
+                     tuple(notes), None)
 
 
 def is_array_source(path: str | os.PathLike[str]) -> bool:
@@ -196,39 +339,97 @@ def is_array_source(path: str | os.PathLike[str]) -> bool:
 
 
 def find_pairs(
-    folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images", masks_dir: str = "masks",
+    folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images",
+    masks_dir: str = "masks", pair: str | None = None,
 ) -> list[Pair]:
     """List the image/mask pairs of a folder, following the pairing rules of this module.
 
+    Images without a mask and masks without an image are left out (``discover`` lists them).
+
     Args:
-        folder: a folder with images/ and masks/ subfolders, or one folder of images and
-            ``<stem><mask_suffix>`` masks.
+        folder: a folder with images/ and masks/ subfolders, one folder of images and
+            ``<stem><mask_suffix>`` masks, or one folder per case (``<case>/images/``, ``<case>/masks/``).
         mask_suffix: the suffix that marks a mask's stem (default ``_mask``).
-        images_dir: the images subfolder's name.
-        masks_dir: the masks subfolder's name.
+        images_dir: the images folder, relative to ``folder`` (may be nested: ``training/images``).
+        masks_dir: the masks folder, relative to ``folder``.
+        pair: a regular expression whose first group is the key an image and its mask share.
 
     Raises:
-        DataError: no such folder, no images, an image without a mask or a mask without an image.
+        DataError: no such folder, no images, no image that pairs with a mask.
 
     Example:
         >>> [p.name for p in find_pairs("data/membrane")][:3]
         ['0.png', '1.png', '2.png']
     """
-    found = discover(folder, mask_suffix=mask_suffix, images_dir=images_dir, masks_dir=masks_dir)
-    found.raise_unpaired()
+    found = discover(folder, mask_suffix=mask_suffix, images_dir=images_dir, masks_dir=masks_dir, pair=pair)
+    found.raise_if_empty()
     return list(found.pairs)
 
 
+def _mask_folders(parent: Path, exclude: Path | None) -> list[Path]:
+    """Subfolders of ``parent`` whose names say they hold masks, in MASK_DIR_NAMES order."""
+    present = {p.name.lower(): p for p in parent.iterdir() if p.is_dir() and p != exclude}
+    return [present[n] for n in MASK_DIR_NAMES if n in present]
+
+
+def _nested(root: Path) -> list[Path]:
+    """Subfolders of ``root`` that hold an images folder (``<sub>/images/``), in natural order."""
+    out = []
+    for sub in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: natural_key(p.name)):
+        if _subfolder(sub, "images", IMAGE_DIR_NAMES) is not None:
+            out.append(sub)
+    return out
+
+
+def _is_case_layout(subs: Sequence[Path]) -> bool:
+    """True when every ``<sub>/images/`` holds at most one image: one folder per case."""
+    for sub in subs:
+        image_dir = _subfolder(sub, "images", IMAGE_DIR_NAMES)
+        if image_dir is not None and len(_image_files(image_dir)) > 1:
+            return False
+    return True
+
+
+def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
+    """One folder per case: one image in ``images/``, one binary mask per object in ``masks/``."""
+    pairs: list[Pair] = []
+    lone: list[str] = []
+    for case in cases:
+        image_dir = _subfolder(case, "images", IMAGE_DIR_NAMES)
+        images = _image_files(image_dir) if image_dir is not None else []
+        if len(images) > 1:
+            raise DataError(
+                f"{image_dir}: {len(images)} images ({first_names([p.name for p in images], 3)}) in one case folder; "
+                "fix: keep one image per case folder (its masks/ folder holds one mask per object)"
+            )
+        if not images:
+            continue
+        mask_dir = _subfolder(case, "masks", MASK_DIR_NAMES)
+        parts = tuple(_image_files(mask_dir)) if mask_dir is not None else ()
+        name = f"{case.name}/{images[0].name}"
+        if not parts:
+            lone.append(name)
+            continue
+        pairs.append(Pair(name, images[0], mask_dir, parts))  # type: ignore[arg-type]
+    layout = f"{CASE_LAYOUT} (<case>/images/ + <case>/masks/, object masks merged: any object = 1)"
+    return Discovery(tuple(pairs), tuple(lone), (), root, root, "", layout)
+
+
 def discover(
-    folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images", masks_dir: str = "masks",
+    folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images",
+    masks_dir: str = "masks", pair: str | None = None,
 ) -> Discovery:
-    """Find a folder's pairs and its unpaired files (``find_pairs`` without the unpaired error).
+    """Find a folder's pairs and its unpaired files (``find_pairs`` without the empty-result error).
 
     Args:
         folder: the folder (see ``find_pairs``).
         mask_suffix: the suffix that marks a mask's stem.
-        images_dir: the images subfolder's name.
-        masks_dir: the masks subfolder's name.
+        images_dir: the images folder, relative to ``folder`` ("images" also tries the usual aliases).
+        masks_dir: the masks folder, relative to ``folder`` ("masks" also tries the usual aliases, beside
+            the images folder; when several exist, the one that pairs most images is used, and
+            ``Discovery.notes`` lists the others).
+        pair: a regular expression whose first group is the key an image and its mask share.
 
     Raises:
         DataError: no such folder, or no image files where they should be.
@@ -238,32 +439,85 @@ def discover(
         raise DataError(f"{root}: no such folder; fix: give data.source an existing folder, or 'sample' for the built-in synthetic data")
     if not root.is_dir():
         raise DataError(f"{root}: is a file, not a folder; fix: give the folder holding images/ and masks/, or an .npz / .npy file")
-    image_dir = _subfolder(root, images_dir, IMAGE_DIR_NAMES)
-    mask_dir = _subfolder(root, masks_dir, MASK_DIR_NAMES)
-    if image_dir is not None and mask_dir is not None:
+    images_set = images_dir.strip("/") not in ("", "images")
+    masks_set = masks_dir.strip("/") not in ("", "masks")
+    if images_set:
+        image_dir: Path | None = _configured_dir(root, images_dir.strip("/"), "images_dir")
+    else:
+        image_dir = _subfolder(root, "images", IMAGE_DIR_NAMES)
+    if masks_set:
+        candidates = [_configured_dir(root, masks_dir.strip("/"), "masks_dir")]
+    else:
+        parent = image_dir.parent if image_dir is not None else root
+        candidates = _mask_folders(parent, image_dir)
+        if (parent / masks_dir).is_dir() and parent / masks_dir not in candidates:
+            candidates.insert(0, parent / masks_dir)
+    if image_dir is not None and candidates:
         images = _image_files(image_dir)
-        masks = _image_files(mask_dir)
-        if not images and not masks:
+        if not images and not any(_mask_files(m) for m in candidates):
             raise DataError(
-                f"{root}: {image_dir.name}/ and {mask_dir.name}/ hold no image files "
+                f"{root}: {_rel(image_dir, root)}/ and {_rel(candidates[0], root)}/ hold no image files "
                 f"(looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the images and masks there"
             )
         if not images:
             raise DataError(f"{image_dir}: no image files (looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the images there")
-        if not masks:
-            raise DataError(f"{mask_dir}: no mask files (looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the masks there")
-        return _match(images, masks, image_dir, mask_dir, mask_suffix)
+        how = f"data.pair '{pair}'" if pair is not None else "file name"
+        found: list[Discovery] = []
+        for mask_dir in candidates:
+            masks = _mask_files(mask_dir)
+            layout = f"{_rel(image_dir, root)}/ + {_rel(mask_dir, root)}/, paired by {how}"
+            found.append(_match(images, masks, image_dir, mask_dir, mask_suffix, pair, layout))
+        with_files = [d for d, m in zip(found, candidates) if _mask_files(m)]
+        if not with_files:
+            if len(candidates) == 1:
+                raise DataError(f"{candidates[0]}: no mask files (looked for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there")
+            raise DataError(
+                f"{image_dir.parent}: the mask folders {', '.join(_rel(m, root) + '/' for m in candidates)} hold no mask "
+                f"files (looked for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there"
+            )
+        best = max(with_files, key=lambda d: len(d.pairs))  # first of equals: MASK_DIR_NAMES order
+        if len(candidates) > 1:
+            listed = ", ".join(f"{_rel(d.mask_dir, root)}/ ({len(d.pairs)} pairs)" for d in found)
+            others = [d for d in found if d is not best]
+            note = (f"{len(candidates)} candidate mask folders: {listed}; used {_rel(best.mask_dir, root)}/; "
+                    f"to use another: --set data.masks_dir={_rel(others[0].mask_dir, root)}"
+                    + (r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')"
+                       if not others[0].pairs and pair is None else ""))
+            best = dataclasses.replace(best, notes=(*best.notes, note))
+        return best
+    if image_dir is None and not candidates:
+        subs = _nested(root)
+        if subs and _is_case_layout(subs):
+            return _discover_cases(root, subs)
+        if subs:  # e.g. DRIVE: training/images, training/mask, training/1st_manual, test/...
+            lines = []
+            for sub in subs[:4]:
+                masks = _mask_folders(sub, _subfolder(sub, "images", IMAGE_DIR_NAMES))
+                lines.append(f"--set data.images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
+                             + (f" --set data.masks_dir={_rel(masks[0], root)}" if masks else "")
+                             + (f" (other mask folders: {', '.join(_rel(m, root) + '/' for m in masks[1:])})"
+                                if len(masks) > 1 else ""))
+            raise DataError(
+                f"{root}: the images are one level down, in {', '.join(_rel(s_, root) + '/' for s_ in subs[:4])}; "
+                f"fix: say which folders to read: {'; or '.join(lines)}"
+            )
     files = _image_files(root)
-    if mask_suffix and files:
-        masks = [p for p in files if p.stem.endswith(mask_suffix)]
-        images = [p for p in files if not p.stem.endswith(mask_suffix)]
+    if files:
+        masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
+        images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
         if masks and images:
-            return _match(images, masks, root, root, mask_suffix)
-    if image_dir is not None or mask_dir is not None:
-        found, lacking = ("images", "masks") if image_dir is not None else ("masks", "images")
+            return _match(images, masks, root, root, mask_suffix, pair, "one folder, masks named <image><suffix>")
+    if image_dir is not None or candidates:
+        if image_dir is not None:
+            raise DataError(
+                f"{root}: has a {image_dir.name} folder but no masks folder (looked for "
+                f"{', '.join(n + '/' for n in MASK_DIR_NAMES[:8])} ...; its subfolders: {_subfolders(image_dir.parent)}); "
+                f"fix: name the masks folder with --set data.masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
+            )
         raise DataError(
-            f"{root}: has a {found} folder but no {lacking} folder; fix: put the {lacking} in {root / lacking}/"
-            f" (same file names as the {found})"
+            f"{root}: has a {candidates[0].name} folder but no images folder (its subfolders: {_subfolders(root)}); "
+            f"fix: name the images folder with --set data.images_dir=FOLDER, or put the images in {root / 'images'}/"
+            f" (same file names as the masks)"
         )
     raise DataError(
         f"{root}: found no images/ and masks/ subfolders"
@@ -383,59 +637,269 @@ def _palette_array(img, palette: str) -> np.ndarray:
     return np.array(img.convert("RGB"))
 
 
-def read_array(path: str | os.PathLike[str], *, palette: str = "rgb") -> np.ndarray:
+def _pillow_array(img, path: Path, palette: str) -> np.ndarray:
+    """An opened Pillow image as an array of its own depth (see ``read_array``)."""
+    img.load()
+    mode = img.mode
+    if mode == "P":
+        return _palette_array(img, palette)
+    if mode == "PA":
+        return np.array(img.convert("RGB"))
+    if mode == "1":
+        return np.array(img.convert("L"))
+    if mode in ("L", "RGB", "F") or mode.startswith("I;16"):
+        return np.array(img)
+    if mode == "LA":
+        return np.array(img)[..., 0]
+    if mode == "I":
+        arr = np.array(img)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise DataError(
+                f"{path}: 32-bit integer pixel values outside 0..65535 cannot be scaled; "
+                "fix: save the image as 8- or 16-bit"
+            )
+        return arr.astype(np.uint16)
+    return np.array(img.convert("RGB"))  # RGBA, CMYK, YCbCr, LAB, HSV ...
+
+
+def _read_tiff(path: Path, palette: str, notes: list[str] | None) -> np.ndarray:
+    """The first page of a TIFF: tifffile (with imagecodecs for LZW, JPEG ...), else Pillow.
+
+    tifffile decodes LZW, JPEG, ZSTD ... only with the imagecodecs package; Pillow decodes the
+    compressions labs and scanners use (LZW, deflate, packbits, JPEG) by itself, so it takes over.
+    """
+    import tifffile
+
+    first: Exception | None = None
+    pages = 1
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+            arr = tif.pages[0].asarray()
+    except Exception as exc:  # ValueError "requires the 'imagecodecs' package", TiffFileError ...
+        first = exc
+    if first is not None:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                pages = getattr(img, "n_frames", 1)
+                img.seek(0)
+                arr = _pillow_array(img, path, palette)
+        except DataError:
+            raise
+        except Exception as second:
+            cause = f"tifffile: {type(first).__name__}: {first}; Pillow: {type(second).__name__}: {second}"
+            if "imagecodecs" in str(first):
+                raise DataError(
+                    f"{path}: cannot decode this TIFF's compression ({cause}); fix: pip install imagecodecs "
+                    "(a segsearch dependency; it decodes every TIFF compression)"
+                ) from None
+            raise DataError(
+                f"{path}: cannot read the TIFF file ({cause}); it may be truncated or not a TIFF; "
+                "fix: check the file (does it open in an image viewer?), or remove it and its partner"
+            ) from None
+    if pages > 1 and notes is not None:
+        notes.append("TIFF file(s) of several pages, of which only the first page is read: "
+                     f"{path.name} ({pages} pages)")
+    return arr
+
+
+def read_array(
+    path: str | os.PathLike[str], *, palette: str = "rgb", notes: list[str] | None = None,
+) -> np.ndarray:
     """Decode one image file to an (H, W) or (H, W, C) array of its own dtype (uint8, uint16, float).
 
-    The readers are Pillow (PNG, JPEG, BMP, GIF) and tifffile (TIFF). Alpha channels are dropped,
-    16-bit data stays 16-bit, 1-bit images become 0/255, and a TIFF stack gives its first page.
+    The readers are Pillow (PNG, JPEG, BMP, GIF) and tifffile (TIFF, with imagecodecs for LZW,
+    JPEG ... compression; Pillow when tifffile cannot decode a file). Alpha channels are dropped,
+    16-bit data stays 16-bit, 1-bit images become 0/255, and a TIFF of several pages gives its first
+    page (with a note).
 
     Args:
         path: the file.
         palette: for palette images (GIF, indexed PNG): "rgb" gives the colours, "index" the palette
             indices (the class ids of indexed masks, as in Pascal VOC).
+        notes: a list that receives what a user should know (a multi-page TIFF read in part).
 
     Raises:
-        DataError: the file is unreadable or truncated (naming it and the fix).
+        DataError: the file is unreadable or truncated (naming it and the cause).
     """
     path = Path(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            arr = tifffile.imread(path, key=0)
+            arr = _read_tiff(path, palette, notes)
         else:
             from PIL import Image
 
             with Image.open(path) as img:
-                img.load()
-                mode = img.mode
-                if mode == "P":
-                    arr = _palette_array(img, palette)
-                elif mode == "PA":
-                    arr = np.array(img.convert("RGB"))
-                elif mode == "1":
-                    arr = np.array(img.convert("L"))
-                elif mode in ("L", "RGB", "F") or mode.startswith("I;16"):
-                    arr = np.array(img)
-                elif mode == "LA":
-                    arr = np.array(img)[..., 0]
-                elif mode == "I":
-                    arr = np.array(img)
-                    if arr.min() < 0 or arr.max() > 65535:
-                        raise DataError(
-                            f"{path}: 32-bit integer pixel values outside 0..65535 cannot be scaled; "
-                            "fix: save the image as 8- or 16-bit"
-                        )
-                    arr = arr.astype(np.uint16)
-                else:  # RGBA, CMYK, YCbCr, LAB, HSV ...
-                    arr = np.array(img.convert("RGB"))
+                arr = _pillow_array(img, path, palette)
     except DataError:
         raise
     except Exception as exc:  # OSError (truncated), UnidentifiedImageError, SyntaxError, ValueError ...
         raise DataError(
             f"{path}: cannot read the file ({type(exc).__name__}: {exc}); it may be truncated or not an "
-            "image; fix: export it again, or remove it and its partner"
+            "image; fix: check the file (does it open in an image viewer?), or remove it and its partner"
         ) from None
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not arr.dtype.isnative):
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return _normalise_array(arr, path)
+
+
+def _mat_arrays_v5(path: Path) -> dict[str, np.ndarray]:
+    """Every numeric 2-D array of a MATLAB v4-v7.2 file, by dotted path through structs and cells."""
+    try:
+        import scipy.io
+    except ImportError as exc:
+        raise DataError(f"{path}: reading .mat masks needs scipy ({exc}); fix: pip install scipy") from None
+    data = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
+    out: dict[str, np.ndarray] = {}
+
+    def walk(name: str, value: Any) -> None:
+        if not isinstance(value, np.ndarray):
+            return
+        if value.dtype.names:  # a struct (array)
+            records = value.ravel(order="F")
+            for i, rec in enumerate(records):
+                prefix = name if len(records) == 1 else f"{name}({i + 1})"
+                for field in value.dtype.names:
+                    walk(f"{prefix}.{field}", rec[field])
+        elif value.dtype == object:  # a cell array
+            cells = value.ravel(order="F")
+            for i, cell in enumerate(cells):
+                walk(name if len(cells) == 1 else f"{name}{{{i + 1}}}", cell)
+        elif value.dtype.kind in "biuf" and value.ndim == 2 and min(value.shape) > 1:
+            out[name] = value
+
+    for key, value in data.items():
+        if not key.startswith("__"):
+            walk(key, value)
+    return out
+
+
+def _mat_arrays_h5(path: Path) -> dict[str, np.ndarray]:
+    """Every numeric 2-D array of a MATLAB v7.3 (HDF5) file, transposed back to MATLAB's shape."""
+    try:
+        import h5py
+    except ImportError as exc:
+        raise DataError(f"{path}: reading MATLAB v7.3 masks needs h5py ({exc}); fix: pip install h5py") from None
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+
+        def walk(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                for key in obj:
+                    if not key.startswith("#"):
+                        walk(f"{name}.{key}" if name else key, obj[key])
+                return
+            cls = obj.attrs.get("MATLAB_class", b"")
+            cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+            if h5py.check_dtype(ref=obj.dtype) is not None:  # a cell array of references
+                refs = obj[()].ravel()  # HDF5 order is MATLAB's column-major order
+                for i, ref in enumerate(refs):
+                    if ref:
+                        walk(name if len(refs) == 1 else f"{name}{{{i + 1}}}", f[ref])
+                return
+            if cls == "char" or "MATLAB_empty" in obj.attrs:
+                return
+            if obj.dtype.kind in "biuf" and obj.ndim == 2 and min(obj.shape) > 1:
+                out[name] = np.asarray(obj[()]).T  # MATLAB is column-major: HDF5 holds the transpose
+
+        walk("", f)
+    return out
+
+
+def read_mat(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray:
+    """The mask in a MATLAB ``.mat`` file: the one 2-D integer array, or the one ``key`` names.
+
+    v4 to v7.2 files are read with scipy.io, v7.3 (HDF5) files with h5py (and transposed back to
+    the image's orientation). Arrays are found through nested structs and cell arrays; their keys
+    are dotted paths (``groundTruth.Segmentation``; ``name{2}`` for the second cell of several,
+    ``name(2)`` for the second element of a struct array).
+
+    Args:
+        path: the .mat file.
+        key: ``data.mat_key``: the array's dotted path, needed when the file holds several 2-D
+            integer arrays.
+
+    Raises:
+        DataError: an unreadable file, no 2-D integer array, several without ``key``, or ``key`` not
+            found (the message lists the keys there are).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+        hdf5 = b"\x89HDF\r\n\x1a\n" in head[:8] or head[512:520] == b"\x89HDF\r\n\x1a\n"
+        arrays = _mat_arrays_h5(path) if hdf5 else _mat_arrays_v5(path)
+    except DataError:
+        raise
+    except Exception as exc:  # scipy MatReadError / ValueError, OSError ...
+        raise DataError(
+            f"{path}: cannot read the MATLAB file ({type(exc).__name__}: {exc}); it may be truncated or not a "
+            "MATLAB file; fix: check that it opens in MATLAB / scipy.io.loadmat, or remove it and its image"
+        ) from None
+
+    def listed() -> str:
+        return ", ".join(f"{k} ({a.shape[0]}x{a.shape[1]} {a.dtype})" for k, a in arrays.items()) or "none"
+
+    if key is not None:
+        arr = arrays.get(key)
+        if arr is None:
+            lowered = {k.lower(): k for k in arrays}
+            arr = arrays.get(lowered.get(key.lower(), ""))
+        if arr is None:
+            raise DataError(
+                f"{path}: data.mat_key {key!r} names no 2-D numeric array; the file holds: {listed()}; "
+                "fix: set data.mat_key to one of these"
+            )
+    else:
+        ints = {k: a for k, a in arrays.items() if a.dtype.kind in "biu"}
+        if not ints:  # MATLAB saves double by default: integer-valued floats are labels too
+            ints = {k: a for k, a in arrays.items() if a.dtype.kind == "f" and np.all(a == np.round(a))}
+        if len(ints) != 1:
+            what = "no 2-D integer array" if not ints else f"{len(ints)} 2-D integer arrays"
+            raise DataError(
+                f"{path}: holds {what}, so the mask is not clear; 2-D arrays there: {listed()}; "
+                "fix: name the mask's array with --set data.mat_key=KEY (a dotted path, e.g. groundTruth.Segmentation)"
+            )
+        arr = next(iter(ints.values()))
+    arr = np.asarray(arr)
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not arr.dtype.isnative):
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return np.ascontiguousarray(arr)
+
+
+def read_mask(
+    pair: Pair, *, palette: str = "index", mat_key: str | None = None, notes: list[str] | None = None,
+) -> np.ndarray:
+    """Decode a pair's mask: an image file, a MATLAB ``.mat`` file, or a case's object masks merged.
+
+    Args:
+        pair: the pair.
+        palette: for palette masks, "index" (class ids) or "rgb" (colours), as ``read_array``.
+        mat_key: ``data.mat_key`` for ``.mat`` masks.
+        notes: a list that receives what a user should know (see ``read_array``).
+
+    Raises:
+        DataError: an unreadable mask, or object masks of different sizes.
+    """
+    if pair.parts:
+        merged: np.ndarray | None = None
+        for part in pair.parts:
+            obj = read_array(part, palette="index", notes=notes)
+            if obj.ndim == 3:
+                obj = obj.max(axis=-1)
+            if merged is None:
+                merged = np.zeros(obj.shape[:2], np.uint8)
+            if obj.shape[:2] != merged.shape:
+                raise DataError(
+                    f"{part}: object mask is {obj.shape[0]}x{obj.shape[1]} but {pair.parts[0].name} is "
+                    f"{merged.shape[0]}x{merged.shape[1]} (height x width); fix: save every object mask at the image's size"
+                )
+            merged[obj > 0] = 1
+        return merged  # type: ignore[return-value]
+    if pair.mask.suffix.lower() == ".mat":
+        return read_mat(pair.mask, mat_key)
+    return read_array(pair.mask, palette=palette, notes=notes)

@@ -7,18 +7,24 @@ An engine (``segsearch.engines.optuna_engine.Engine``,
   ``search.trials`` trials are finished (complete or pruned), the time limit passes, or too many
   trials in a row fail;
 - ``records()``: every trial as a :class:`~segsearch.engines.results.TrialRecord`;
+- ``rebuild(records)``: its records made again from the trial folders (``--rebuild-storage``);
 - ``fingerprint(config, hypermodel)`` (a class method): what the stored study fixes and a later
   run must not change.
 
 :class:`BaseEngine` writes ``trials/<nnnn>/trial.json``, refreshes ``trials.csv``, keeps only the
 best few checkpoints, stops a search whose trials keep failing, and sends the "trial_start" /
-"trial_end" progress events.
+"trial_end" progress events. A run whose first trials all fail with the same error (one from
+outside the configuration, or any error but a NaN loss or running out of memory) stops after the
+second with that error, rather than after ``search.max_failures``: nothing would go otherwise.
+A failed trial's ``error.txt`` (its traceback) is kept when the trial runs again in the same
+folder (keras-tuner's retries, the out-of-memory retry), as ``error-1.txt``, ``error-2.txt``, ...
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import shutil
 import threading
 import time
@@ -29,6 +35,7 @@ from typing import Any
 
 from segsearch.engines.results import (
     CHECKPOINT_FILE,
+    ERROR_FILE,
     LAST_CHECKPOINT_FILE,
     TRIAL_FILE,
     TrialRecord,
@@ -205,6 +212,15 @@ class BaseEngine:
         """Every trial of the study, by number."""
         raise NotImplementedError
 
+    def rebuild(self, records: list[TrialRecord]) -> int:
+        """Rebuild the engine's (empty) records from the trial folders' records (``segsearch run
+        --rebuild-storage``), trial ``n`` again being ``trials/<n>``; return the trials added.
+
+        Args:
+            records: the records of ``trials/<nnnn>/trial.json``.
+        """
+        raise NotImplementedError
+
     @classmethod
     def fingerprint(cls, config: Any, hypermodel: Any) -> dict[str, Any]:
         """What a stored study of this engine fixes (compared on resume, before any trial runs).
@@ -284,6 +300,7 @@ class BaseEngine:
             best_epoch=outcome.best_epoch,
             objectives=outcome.objectives,
             checkpoint=checkpoint,
+            failure=outcome.failure if outcome.state in ("failed", "infeasible") else None,
         )
 
     def trial_finished(self, record: TrialRecord) -> None:
@@ -314,11 +331,22 @@ class BaseEngine:
         self.check_failures()
 
     def check_failures(self) -> None:
-        """Stop the search when the last trials were all infeasible (or all failed).
+        """Stop the search when the last trials were all infeasible (or all failed), or when the
+        first trials of this run all failed with the same error.
 
         Raises:
-            StudyError: with the last reasons and what to change.
+            StudyError: with the last reasons (or the one error) and what to change.
         """
+        run = self._recent
+        if len(run) >= 2 and len({r.reason for r in run}) == 1 and not self.deadline_passed() \
+                and all(r.state == "failed" and r.failure != "configuration" for r in run):
+            error_file = trial_dir(self.study_dir, run[-1].number) / ERROR_FILE
+            raise StudyError(
+                f"the first {len(run)} trials of this run failed with the same error: "
+                f"{run[-1].reason or 'no reason recorded'}. Once that is fixed, run the same "
+                "command again: the study resumes and runs the failed trials again (traceback: "
+                f"{error_file})"
+            )
         infeasible = failed = 0
         for record in reversed(self._recent):
             if record.state == "infeasible" and failed == 0:
@@ -369,11 +397,24 @@ class BaseEngine:
                     stored.save(saved)
 
     def clear_trial_dir(self, number: int) -> None:
-        """Empty a trial's folder before it (re-)runs, so no file of a cut-off run is mistaken.
+        """Empty a trial's folder before it (re-)runs, so no file of a cut-off run is mistaken;
+        the tracebacks of its earlier failures are kept (``error-1.txt``, ``error-2.txt``, ...).
 
         Args:
             number: the trial number.
         """
         folder = trial_dir(self.study_dir, number)
-        if folder.exists():
-            shutil.rmtree(folder)
+        if not folder.exists():
+            return
+        stem, suffix = ERROR_FILE.rsplit(".", 1)
+        pattern = re.compile(rf"{re.escape(stem)}-(\d+)\.{re.escape(suffix)}")
+        earlier = sorted((int(m.group(1)), path) for path in folder.iterdir()
+                         if (m := pattern.fullmatch(path.name)))
+        texts = [path.read_text(encoding="utf-8", errors="replace") for _, path in earlier]
+        if (folder / ERROR_FILE).is_file():
+            texts.append((folder / ERROR_FILE).read_text(encoding="utf-8", errors="replace"))
+        shutil.rmtree(folder)
+        if texts:
+            folder.mkdir(parents=True)
+            for index, text in enumerate(texts, start=1):
+                (folder / f"{stem}-{index}.{suffix}").write_text(text, encoding="utf-8")

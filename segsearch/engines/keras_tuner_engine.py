@@ -18,7 +18,13 @@
   ``tuner/initial_epoch``. (keras-tuner's own Hyperband reloads the best epoch's weights only.)
   Checkpoints of trials in unfinished brackets are kept for that.
 - An infeasible or failed trial raises ``keras_tuner.errors.FailedTrialError``: recorded, not
-  retried; keras-tuner's own cap on consecutive failures is lifted (segsearch's applies).
+  retried within the run; keras-tuner's own cap on consecutive failures is lifted (segsearch's
+  applies). When a run starts and the study still needs trials, the failed trials whose failure
+  came from outside their configuration (``failure: environment`` in their record: an import
+  error, a missing file, a full disk, a killed worker), and the seed trials that failed for any
+  reason but their configuration, go back into the oracle's retry queue (at most as many as
+  trials are missing, the lowest numbers first): keras-tuner runs them again under their own
+  numbers before it creates new trials.
 - ``search.trials`` counts completed keras-tuner trials (a Hyperband promotion is a trial): before
   each trial the oracle's ``max_trials`` is set so that only the missing ones are created.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 from typing import Any
 
 import keras_tuner
@@ -39,10 +46,11 @@ from segsearch.engines.results import (
     TRIAL_FILE,
     TrialRecord,
     keras_tuner_records,
+    read_trial_records,
     trial_dir,
 )
 from segsearch.engines.trial import TrialTask, continuation
-from segsearch.errors import ConfigError, SegsearchError
+from segsearch.errors import ConfigError, SegsearchError, StudyError
 
 __all__ = ["Engine", "PROJECT_DIR"]
 
@@ -59,15 +67,24 @@ class _Fatal(keras_tuner.errors.FatalError):
         self.error = error
 
 
+def _seed_trials_values(space: Any) -> list[dict[str, Any]]:
+    """The seed network's values (every hyperparameter at its default) and its learning-rate
+    neighbours' (:func:`segsearch.engines.hp.neighbour_values`).
+
+    Args:
+        space: the oracle's HyperParameters.
+    """
+    defaults = keras_tuner.HyperParameters()
+    defaults.merge(space.space)
+    return [dict(defaults.values), *neighbour_values(space)]
+
+
 class _SeedFirst:
     """Oracle mixin: the first proposals are the seed network (every hyperparameter at its default)
     and its learning-rate neighbours (:func:`segsearch.engines.hp.neighbour_values`)."""
 
     def _random_values(self) -> dict[str, Any] | None:
-        space = self.hyperparameters  # type: ignore[attr-defined]
-        defaults = keras_tuner.HyperParameters()
-        defaults.merge(space.space)
-        firsts = [dict(defaults.values), *neighbour_values(space)]
+        firsts = _seed_trials_values(self.hyperparameters)  # type: ignore[attr-defined]
         if len(self.start_order) < len(firsts):  # type: ignore[attr-defined]
             for values in firsts:
                 if not self._duplicate(values):  # type: ignore[attr-defined]
@@ -166,6 +183,8 @@ class Engine(BaseEngine):
 
     def run(self) -> None:
         """Run trials until ``search.trials`` keras-tuner trials are complete."""
+        if self.wants_more_trials():
+            self._retry_failed()
         if not self.wants_more_trials() and not self.tuner.oracle._retry_queue:
             return
         # verbose=0 keeps keras-tuner's own display quiet, and DEBUG off stops it printing the
@@ -187,6 +206,61 @@ class Engine(BaseEngine):
     def records(self) -> list[TrialRecord]:
         """Every keras-tuner trial as a record."""
         return keras_tuner_records(self.study_dir, self.config.architectures)
+
+    def rebuild(self, records: list[TrialRecord]) -> int:
+        """Rebuild the (new, empty) keras-tuner project from the trial folders' records.
+
+        Trial ``n`` of the oracle is ``trials/<n>`` again (a number without a record becomes a
+        failed placeholder), with its hyperparameter values, state and score, so the oracle does
+        not propose a finished configuration again and new trials take new numbers. Hyperband's
+        brackets start anew: a rebuilt trial is not promoted.
+
+        Args:
+            records: the records of ``trials/<nnnn>/trial.json``.
+
+        Returns:
+            The number of trials added.
+        """
+        oracle = self.tuner.oracle
+        if oracle.trials:
+            raise StudyError(f"--rebuild-storage: {self.study_dir / PROJECT_DIR} already "
+                                 "holds trials; nothing was changed")
+        by_number = {r.number: r for r in records}
+        top = max(by_number, default=-1)
+        names = {hp.name for hp in oracle.hyperparameters.space}
+        state = oracle.get_state()  # the oracle's public state: orders, run times, values tried
+        tried = set(state["tried_so_far"])
+        for number in range(top + 1):
+            record = by_number.get(number)
+            hp = oracle.hyperparameters.copy()
+            hp.values = {} if record is None else {
+                k: v for k, v in record.params.items() if k in names}
+            complete = record is not None and record.state == "complete" and \
+                record.value is not None
+            trial = kt_trial.Trial(hyperparameters=hp, trial_id=str(number),
+                                   status=kt_trial.TrialStatus.COMPLETED if complete
+                                   else kt_trial.TrialStatus.FAILED)
+            if complete:
+                step = int(record.best_epoch or 1) - 1
+                trial.metrics.register(self.objective.name, direction=oracle.objective.direction)
+                trial.metrics.update(self.objective.name, float(record.value), step=step)
+                trial.score, trial.best_step = float(record.value), step
+            else:
+                trial.message = ("rebuilt: " + (record.reason or record.state) if record else
+                                 "rebuilt storage: trials/ holds no record of this trial")
+            oracle.trials[trial.trial_id] = trial
+            state["start_order"].append(trial.trial_id)
+            state["end_order"].append(trial.trial_id)
+            state["run_times"][trial.trial_id] = 1
+            if hp.values:  # the hash keras-tuner's duplicate check uses
+                key = oracle._compute_values_hash(hp.values)
+                tried.add(key)
+                state["id_to_hash"][trial.trial_id] = key
+            trial.save(str(Path(self.tuner.get_trial_dir(trial.trial_id)) / "trial.json"))
+        state["tried_so_far"] = sorted(tried)
+        oracle.set_state(state)
+        self.tuner.save()  # the oracle too
+        return top + 1
 
     def protected_checkpoints(self) -> set[int]:
         """Trials of Hyperband brackets still open (their checkpoints may be promoted)."""
@@ -254,6 +328,31 @@ class Engine(BaseEngine):
         self.trial_finished(record)
 
     # ------------------------------------------------------------------ internals
+    def _retry_failed(self) -> None:
+        """Put the failed trials that should run again into the oracle's retry queue (see the
+        module docstring)."""
+        oracle = self.tuner.oracle
+        done = sum(1 for t in oracle.trials.values()
+                   if t.status == kt_trial.TrialStatus.COMPLETED)
+        room = self.target - done
+        queued = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
+        records = {r.number: r for r in read_trial_records(self.study_dir)}
+        firsts = [self._params(v) for v in _seed_trials_values(oracle.hyperparameters)]
+        chosen = []
+        for trial_id in sorted(oracle.trials, key=int):
+            trial = oracle.trials[trial_id]
+            if trial.status != kt_trial.TrialStatus.FAILED or trial_id in queued:
+                continue
+            record = records.get(int(trial_id))
+            if record is None or record.state != "failed":
+                continue
+            values = dict(trial.hyperparameters.values)
+            seed = "tuner/trial_id" not in values and self._params(values) in firsts
+            if record.failure == "environment" or (seed and record.failure != "configuration"):
+                chosen.append(trial_id)
+        # keras-tuner pops the queue from its end: the lowest number runs first
+        oracle._retry_queue.extend(reversed(chosen[:max(0, room)]))
+
     def _params(self, values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 

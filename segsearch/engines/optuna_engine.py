@@ -16,6 +16,14 @@
 - Infeasible configurations are FAIL with the user attribute ``infeasible`` (and ``reason``); they
   are not counted and not retried. The search stops when ``search.trials`` trials are COMPLETE or
   PRUNED.
+- A failed trial carries the user attribute ``failure`` (see
+  :data:`segsearch.engines.results.FAILURES`). When a run starts and the study still needs trials,
+  the failed trials whose failure came from outside their configuration ("environment": an import
+  error, a missing file, a full disk, a killed worker), and the seed trials (the seed network and
+  its learning-rate neighbours) that failed for any reason but their configuration (infeasible,
+  out of memory, a NaN loss), are enqueued again, once each (the new trial's ``retry_of`` names
+  the old one; at most as many as the study still needs, the lowest numbers first), before the
+  sampler proposes new ones.
 - Robustness (issue 5): each trial trains in a worker process (``train.isolation: process``, see
   :mod:`segsearch.engines.worker`); a configuration that ran out of memory is FAIL with the user
   attribute ``oom`` and, proposed again, is skipped at once (recorded infeasible) instead of
@@ -32,6 +40,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -43,6 +52,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from segsearch.engines import storage as storage_module
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import (
     OptunaHyperParameters,
@@ -52,10 +62,12 @@ from segsearch.engines.hp import (
     space_signature,
 )
 from segsearch.engines.results import (
+    HISTORY_FILE,
     OPTUNA_RECORD_ATTR,
     PARAMS_ATTR,
     TrialRecord,
     optuna_records,
+    read_history,
     trial_dir,
 )
 from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
@@ -67,12 +79,14 @@ except ImportError:  # pragma: no cover - Optuna moved it
 
     def get_heartbeat_thread(trial_id: int, storage: Any) -> Any:
         return contextlib.nullcontext()
-from segsearch.errors import ConfigError
+from segsearch.errors import ConfigError, StudyError
 
 __all__ = ["Engine", "make_sampler", "make_pruner", "storage_url"]
 
 CUT_OFF_REASON = "cut off: the run stopped during this trial; it is run again"
 SURPLUS_REASON = "not needed: the study already had its trials when this one was asked for"
+REBUILT_GAP_REASON = ("rebuilt storage: trials/ holds no record of this trial (it was cut off or "
+                      "not needed); a placeholder keeps the numbering")
 #: seconds between heartbeats of a running trial (RDB storages).
 HEARTBEAT_INTERVAL = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
 #: seconds without a heartbeat after which another worker fails a RUNNING trial and re-runs it.
@@ -92,12 +106,17 @@ def make_storage(url: str) -> Any:
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_TIMEOUT}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
+        if url.startswith("postgresql"):
+            engine_kwargs["connect_args"] = {"connect_timeout": storage_module.CONNECT_TIMEOUT}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
-            grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=_retry_cut_off,
-        )
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL,
+                grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=_retry_cut_off,
+            )
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors
+            raise storage_module.connect_error(url, e) from None
 
 
 def _retry_cut_off(study: optuna.Study, trial: Any) -> None:
@@ -106,10 +125,16 @@ def _retry_cut_off(study: optuna.Study, trial: Any) -> None:
     (Its reason is set before it is failed where segsearch fails it; a trial failed by Optuna's
     heartbeat check shows the cut-off reason through ``optuna_records``.)
     """
-    attrs: dict[str, Any] = {"retry_of": trial.number}
-    if trial.user_attrs.get("seed_network"):
-        attrs["seed_network"] = True
+    attrs: dict[str, Any] = {"retry_of": trial.number, **_seed_attrs(trial)}
     study.enqueue_trial(dict(trial.params), user_attrs=attrs)
+
+
+_SEED_ATTRS = ("seed_network", "seed_neighbour")
+
+
+def _seed_attrs(trial: Any) -> dict[str, Any]:
+    """The user attributes that mark a seed trial (kept by the trials that run it again)."""
+    return {k: True for k in _SEED_ATTRS if trial.user_attrs.get(k)}
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
@@ -214,13 +239,19 @@ class Engine(BaseEngine):
         self.pruner = pruner or make_pruner(
             search.pruner, min_epochs=train.min_epochs, epochs=train.epochs, trials=search.trials
         )
-        self.study = optuna.create_study(
-            study_name=self.config.study,
-            storage=make_storage(self.url),
-            pruner=self.pruner,
-            directions=list(search.directions),
-            load_if_exists=True,
-        )
+        storage = make_storage(self.url)
+        try:
+            self.study = optuna.create_study(
+                study_name=self.config.study,
+                storage=storage,
+                pruner=self.pruner,
+                directions=list(search.directions),
+                load_if_exists=True,
+            )
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors
+            if isinstance(e, (optuna.exceptions.OptunaError, ValueError)):
+                raise
+            raise storage_module.connect_error(self.url, e) from None
         stored = len(self.study.get_trials(deepcopy=False))
         self._stop = threading.Event()
         self._active: dict[int, Any] = {}
@@ -250,6 +281,8 @@ class Engine(BaseEngine):
                                      user_attrs={"seed_network": True})
             for values in seed_neighbours(self.session.hypermodel)[:max(0, self.target - 1)]:
                 self.study.enqueue_trial(values, user_attrs={"seed_neighbour": True})
+        else:
+            self._retry_failed()
         workers = max(1, int(getattr(self.config.search, "workers", 1) or 1))
         done = False
         try:
@@ -319,6 +352,93 @@ class Engine(BaseEngine):
         """Every trial in the storage as a record (a RUNNING one as "running")."""
         return optuna_records(self.study, self.study_dir, self.config.architectures)
 
+    def rebuild(self, records: list[TrialRecord]) -> int:
+        """Rebuild the study's trials in the (empty) storage from the trial folders' records.
+
+        Trial ``n`` of the storage is ``trials/<n>`` again: a number without a record (a trial
+        that was cut off or handed back) becomes a failed placeholder, so no new trial takes a
+        folder that holds one. Parameters, distributions (from the space), values, the state,
+        the per-epoch objective (``history.csv``) and the record are restored through Optuna's
+        public ``create_trial`` / ``add_trial``.
+
+        Args:
+            records: the records of ``trials/<nnnn>/trial.json``.
+
+        Returns:
+            The number of trials added.
+        """
+        if self.study.get_trials(deepcopy=False):
+            raise StudyError(f"--rebuild-storage: the storage already holds trials of study "
+                             f"{self.config.study!r}; nothing was changed")
+        by_number = {r.number: r for r in records}
+        top = max(by_number, default=-1)
+        for number in range(top + 1):
+            self.study.add_trial(self._frozen(by_number.get(number)))
+        search = self.config.search
+        self.study.sampler = make_sampler(search.algorithm, search.seed + top + 1, search.trials)
+        return top + 1
+
+    def _frozen(self, record: TrialRecord | None) -> optuna.trial.FrozenTrial:
+        """One rebuilt trial (a failed placeholder for a number without a record)."""
+        if record is None:
+            return optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+                "reason": REBUILT_GAP_REASON, "rebuilt": True})
+        attrs: dict[str, Any] = {OPTUNA_RECORD_ATTR: record.to_dict(),
+                                 PARAMS_ATTR: dict(record.params), "rebuilt": True}
+        intermediate = self._history_values(record)
+        kwargs: dict[str, Any] = {"intermediate_values": intermediate}
+        if record.state == "complete" and record.value is not None:
+            kwargs["state"] = TrialState.COMPLETE
+            if self.multi and record.objectives:
+                kwargs["values"] = list(record.objectives)
+            else:
+                kwargs["value"] = record.value
+        elif record.state == "pruned":
+            kwargs["state"] = TrialState.PRUNED
+            last = intermediate[max(intermediate)] if intermediate else record.value
+            kwargs["value"] = None if self.multi else last
+        else:
+            kwargs["state"] = TrialState.FAIL
+            attrs["reason"] = record.reason or CUT_OFF_REASON
+            if record.state == "infeasible":
+                attrs["infeasible"] = True
+            if (record.reason or "").startswith("out of memory"):
+                attrs["oom"] = True
+        params, distributions = self._distributions(record.params)
+        try:
+            return optuna.trial.create_trial(params=params, distributions=distributions,
+                                             user_attrs=attrs, **kwargs)
+        except ValueError:  # values outside today's space: kept in the record, not as params
+            return optuna.trial.create_trial(user_attrs=attrs, **kwargs)
+
+    def _distributions(self, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The Optuna parameters and distributions of a configuration, from the space."""
+        fixed = optuna.trial.FixedTrial(dict(values))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                declare(self.session.hypermodel, OptunaHyperParameters(fixed), build=False)
+        except (ValueError, TypeError, KeyError):
+            return {}, {}
+        return dict(fixed.params), dict(fixed.distributions)
+
+    def _history_values(self, record: TrialRecord) -> dict[int, float]:
+        """The objective after each epoch, from the trial's history.csv (as reported)."""
+        path = trial_dir(self.study_dir, record.number) / HISTORY_FILE
+        if not path.is_file():
+            return {}
+        out: dict[int, float] = {}
+        try:
+            rows = read_history(path)
+        except (OSError, ValueError):
+            return {}
+        for row in rows:
+            value, epoch = row.get(self.objective.name), row.get("epoch")
+            if isinstance(value, (int, float)) and isinstance(epoch, int) and \
+                    math.isfinite(value):
+                out[epoch] = float(value)
+        return out
+
     # ------------------------------------------------------------------ internals
     def _finished_count(self) -> int:
         return len(self.study.get_trials(deepcopy=False,
@@ -345,7 +465,7 @@ class Engine(BaseEngine):
         self.study.tell(trial, state=TrialState.FAIL)
         if "fixed_params" in frozen.system_attrs:
             attrs = {k: v for k, v in frozen.user_attrs.items()
-                     if k in ("seed_network", "retry_of")}
+                     if k in (*_SEED_ATTRS, "retry_of")}
             self.study.enqueue_trial(dict(frozen.system_attrs["fixed_params"]), user_attrs=attrs)
 
     def _ran_out_of_memory_before(self, params: dict[str, Any], number: int) -> int | None:
@@ -377,6 +497,26 @@ class Engine(BaseEngine):
                 continue  # another worker recovered it
             _retry_cut_off(self.study, t)
         _fail_stale_trials(self.study)
+
+    def _retry_failed(self) -> None:
+        """Enqueue again the failed trials that should run again (see the module docstring), at
+        most as many as the study still needs."""
+        room = self.target - self._finished_count()
+        trials = self.study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for t in trials:  # by number: the seed trials first
+            if room <= 0:
+                return
+            if t.state != TrialState.FAIL or t.number in retried or t.user_attrs.get("surplus") \
+                    or t.user_attrs.get("infeasible"):
+                continue
+            failure = t.user_attrs.get("failure")
+            seed = _seed_attrs(t)
+            if failure == "environment" or (seed and failure != "configuration"
+                                            and not t.user_attrs.get("oom")):
+                self.study.enqueue_trial(dict(t.params),
+                                         user_attrs={"retry_of": t.number, **seed})
+                room -= 1
 
     def _run_one(self, slot: int = 0) -> None:
         session = self.session
@@ -445,6 +585,8 @@ class Engine(BaseEngine):
             if outcome.state == "infeasible":
                 trial.set_user_attr("infeasible", True)
             trial.set_user_attr("reason", outcome.reason)
+            if outcome.failure:
+                trial.set_user_attr("failure", outcome.failure)
             self.study.tell(trial, state=TrialState.FAIL)
         self.trial_finished(record)
 

@@ -43,6 +43,8 @@ __all__ = [
     "trial_dir",
     "TRIAL_FILE",
     "HISTORY_FILE",
+    "ERROR_FILE",
+    "FAILURES",
     "CHECKPOINT_FILE",
     "LAST_CHECKPOINT_FILE",
 ]
@@ -54,6 +56,13 @@ FINISHED_STATES: tuple[str, ...] = ("complete", "pruned")
 
 TRIAL_FILE = "trial.json"
 HISTORY_FILE = "history.csv"
+#: a failed trial's full traceback (or, when there is none, its reason).
+ERROR_FILE = "error.txt"
+#: why a trial failed, as far as the resume is concerned: "environment" (outside the
+#: configuration: an import error, a missing file, a full disk, a killed worker; run again on
+#: resume), "configuration" (infeasible, out of memory, a NaN loss; never run again), "error"
+#: (anything else; run again on resume only for the seed trials).
+FAILURES: tuple[str, ...] = ("environment", "configuration", "error")
 CHECKPOINT_FILE = "model.keras"
 #: the state after a trial's last epoch, when its best epoch came earlier (training continues from it).
 LAST_CHECKPOINT_FILE = "last.keras"
@@ -86,6 +95,8 @@ class TrialRecord:
         best_epoch: the epoch (1-based, counted from 0 of the network) of ``value``.
         objectives: every objective's value at the best epoch (several-objective studies).
         checkpoint: the trial's checkpoint file, relative to the study folder, while it is kept.
+        failure: for a failed or infeasible trial, one of :data:`FAILURES` (None otherwise, and
+            for records of earlier versions).
     """
 
     number: int
@@ -103,6 +114,7 @@ class TrialRecord:
     best_epoch: int | None = None
     objectives: list[float] | None = None
     checkpoint: str | None = None
+    failure: str | None = None
 
     @property
     def finished_ok(self) -> bool:

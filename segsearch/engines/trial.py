@@ -2,13 +2,21 @@
 
 ``run_trial(context, build, task, reporter)`` builds the network (an infeasible configuration is
 reported, not raised), trains it from ``task.initial_epoch`` to ``task.epochs`` while it reports
-the objective each epoch (the reporter may stop it: pruning), stops on a NaN or infinite loss, keeps
+the objective each epoch (the reporter may stop it: pruning), stops a network that diverged (a NaN
+or infinite loss or weight, huge weights, a loss risen a thousand-fold, saturated outputs: see
+:func:`divergence`), keeps
 the weights and optimizer state of the best epoch, writes ``history.csv`` (one row per epoch) and,
 for a trial that completes, the checkpoint ``model.keras`` (the best epoch: weights and optimizer
 state) and, when the best epoch was not the last, ``last.keras`` (the state after the last epoch,
 which a continuation starts from, so no epoch of training is thrown away), and returns a
 :class:`TrialOutcome`. The engines only turn the outcome
 into their own bookkeeping (``study.tell`` / ``oracle.end_trial``).
+
+A failed trial's outcome says why (``failure``: outside the configuration, the configuration, or
+another error; see :data:`segsearch.engines.results.FAILURES`) and carries the full traceback,
+which is written to the trial's ``error.txt``. An exception raised inside the input pipeline is
+reported as itself (``ModuleNotFoundError: No module named 'scipy'``), not as the error TensorFlow
+wraps it in ("UnknownError ... Graph execution error").
 
 Everything it needs is in its arguments (plain data and two small callables), so that it can
 later run in a worker process: a worker rebuilds the :class:`TrainingContext` from the study folder
@@ -18,6 +26,7 @@ and the engine's trial from its storage.
 from __future__ import annotations
 
 import csv
+import errno
 import math
 import os
 import time
@@ -30,8 +39,10 @@ from typing import Any, Protocol
 
 import keras
 
+from segsearch.data.pipeline import producer_error
 from segsearch.engines.results import (
     CHECKPOINT_FILE,
+    ERROR_FILE,
     HISTORY_FILE,
     LAST_CHECKPOINT_FILE,
     Objective,
@@ -58,7 +69,22 @@ __all__ = [
     "adapt_batch_norm",
     "now_iso",
     "is_out_of_memory",
+    "divergence",
+    "DIVERGED_WEIGHT",
+    "DIVERGED_LOSS_FACTOR",
+    "DIVERGED_SATURATED",
+    "failure_kind",
+    "error_reason",
+    "write_error_file",
 ]
+
+#: A trainable weight larger than this in magnitude means the training diverged (see divergence).
+DIVERGED_WEIGHT = 1e8
+#: An epoch loss this many times the first epoch's means the training diverged (see divergence).
+DIVERGED_LOSS_FACTOR = 1e3
+#: The share of a validation batch's pixels whose true class has probability exactly 0 (where the
+#: unclipped cross-entropy is infinite) that means the training diverged (see divergence).
+DIVERGED_SATURATED = 0.01
 
 
 class Reporter(Protocol):
@@ -152,6 +178,11 @@ class TrialOutcome:
         checkpoint: the checkpoint written, if any.
         oom: the trial failed because it ran out of (accelerator) memory.
         crashed: the trial's worker process died.
+        diverged: the trial failed because its training diverged (reason "diverged: ..."): a
+            property of the configuration, so it is not worth running again.
+        failure: why a failed or infeasible trial failed: "environment", "configuration" or
+            "error" (see :data:`segsearch.engines.results.FAILURES`).
+        error: the full traceback of a failed trial (its ``error.txt``).
     """
 
     state: str
@@ -168,11 +199,106 @@ class TrialOutcome:
     checkpoint: Path | None = None
     oom: bool = False
     crashed: bool = False
+    diverged: bool = False
+    failure: str | None = None
+    error: str | None = None
 
 
 def now_iso() -> str:
     """The current time, ISO 8601 with the UTC offset, to the second."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def divergence(model: Any, loss: float | None = None, first_loss: float | None = None,
+               batch: tuple[Any, Any] | None = None) -> str | None:
+    """Why a network's training diverged, or None while it has not.
+
+    The losses segsearch trains with are bounded (cross-entropy and focal clip the probabilities
+    to [1e-7, 1 - 1e-7], so they never exceed about 16; dice and tversky never exceed 1). A network
+    whose weights blow up therefore keeps a finite, ordinary-looking loss: its outputs saturate, the
+    clipped loss sits at its ceiling, its gradients vanish and nothing can bring it back (SGD at a
+    learning rate of 1e6 reaches weights of 1e28 with a loss of 8). The loss alone cannot tell, so
+    the weights and the unclipped loss are looked at too. The rules, each far from any healthy
+    training:
+
+    - a weight (any variable: kernels, biases, batch-norm statistics) is NaN or infinite: the
+      network computes NaN from now on;
+    - a trainable weight exceeds :data:`DIVERGED_WEIGHT` (1e8) in magnitude: initializers scale
+      weights by 1/sqrt(fan_in), and a training that works keeps them within a few units (a few
+      hundred at most); 1e8 is six orders of magnitude above that and far below float32's overflow
+      (3e38), so divergence is caught long before the weights turn infinite, and float16 activations
+      (mixed precision) would overflow at 65504 well before;
+    - the epoch's loss exceeds :data:`DIVERGED_LOSS_FACTOR` (1e3) times the first epoch's: noise
+      and a bad learning-rate step move a loss by a factor of a few, not a thousand;
+    - the unclipped cross-entropy is infinite on at least :data:`DIVERGED_SATURATED` (1 %) of the
+      pixels of a validation batch (:func:`segsearch.losses.unclipped_infinite`): the network gives
+      their true class a probability of exactly 0, a logit beyond about 17 the wrong way. A network
+      that blew up does so on every pixel it gets wrong (a third or more); a healthy one is not
+      that certain of that many wrong pixels (one stray pixel is not enough, so label noise at a
+      border does not count).
+
+    Args:
+        model: the Keras model (its outputs are probabilities, as every segsearch model's).
+        loss: this epoch's training loss (None: not checked).
+        first_loss: the first epoch's training loss of this training run.
+        batch: (images, masks) of one validation batch for the unclipped loss (None: not checked).
+
+    Returns:
+        One line saying what diverged (without the "diverged: " prefix), or None.
+    """
+    ops = keras.ops
+    variables = [v for v in model.weights
+                 if "float" in str(v.dtype) and all(int(d or 0) > 0 for d in v.shape)]
+    if variables:
+        finite = ops.convert_to_numpy(ops.stack([ops.all(ops.isfinite(v.value))
+                                                 for v in variables]))
+        for variable, ok in zip(variables, finite):
+            if not ok:
+                return f"weight {_variable_name(variable)} is not finite"
+    trainable = {id(v) for v in model.trainable_weights}
+    variables = [v for v in variables if id(v) in trainable]
+    if variables:
+        largest = ops.convert_to_numpy(ops.stack([ops.cast(ops.max(ops.abs(v.value)), "float32")
+                                                  for v in variables]))
+        index = int(largest.argmax())
+        if float(largest[index]) > DIVERGED_WEIGHT:
+            return (f"weight {_variable_name(variables[index])} reached "
+                    f"{float(largest[index]):.3g} (more than {DIVERGED_WEIGHT:.0e})")
+    if loss is not None and first_loss is not None and math.isfinite(loss) and first_loss > 0 \
+            and loss > DIVERGED_LOSS_FACTOR * first_loss:
+        return (f"the loss rose from {first_loss:.4g} in the first epoch to {loss:.4g} (more than "
+                f"{DIVERGED_LOSS_FACTOR:.0e} times)")
+    if batch is not None:
+        from segsearch.losses import unclipped_infinite
+
+        outputs = model(batch[0], training=False)
+        if isinstance(outputs, (list, tuple)) or len(outputs.shape) != len(batch[1].shape):
+            return None  # not a segsearch model's single probability map
+        share = unclipped_infinite(batch[1], outputs)
+        if share >= DIVERGED_SATURATED:
+            return (f"the network gives {share:.0%} of the pixels of a validation batch a "
+                    "probability of exactly 0 for their true class (an infinite unclipped loss)")
+    return None
+
+
+def _first_batch(data: Any) -> tuple[Any, Any] | None:
+    """(images, masks) of the first batch of a tf.data.Dataset or PyDataset; None otherwise."""
+    try:
+        if hasattr(data, "take") and hasattr(data, "element_spec"):
+            item = next(iter(data.take(1)))
+        elif hasattr(data, "__getitem__") and hasattr(data, "num_batches"):
+            item = data[0]
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - an empty or unusual dataset: the check is skipped
+        return None
+    if isinstance(item, (list, tuple)) and len(item) >= 2:
+        return item[0], item[1]
+    return None
+
+
+def _variable_name(variable: Any) -> str:
+    return str(getattr(variable, "path", None) or getattr(variable, "name", "?"))
 
 
 def release_memory() -> None:
@@ -215,6 +341,9 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.history: list[dict[str, float]] = []
         self.stop_state: str | None = None  # "pruned" / "failed" when training was stopped
         self.stop_reason: str | None = None
+        self.diverged = False
+        self.probe: tuple[Any, Any] | None = None  # a validation batch for the divergence check
+        self._first_loss: float | None = None
         self._history_path = task.out_dir / HISTORY_FILE
         self._columns: list[str] | None = None
         self._last_epoch_time = time.monotonic()
@@ -251,12 +380,14 @@ class _EpochMonitor(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            self.model.stop_training = True
-            self.stop_state = "failed"
-            self.stop_reason = (
-                f"the loss became {float(loss)} in epoch {self._epoch_number} (batch {batch + 1}); "
-                "lower the learning rate or narrow its range"
-            )
+            self._diverged(f"the loss became {float(loss)} in epoch {self._epoch_number} "
+                           f"(batch {batch + 1})")
+
+    def _diverged(self, what: str) -> None:
+        self.model.stop_training = True
+        self.stop_state = "failed"
+        self.diverged = True
+        self.stop_reason = f"diverged: {what}; lower the learning rate or narrow its range"
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         number = epoch + 1
@@ -272,6 +403,13 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.history.append(row)
         self._write_row(row)
         if self.stop_state == "failed":
+            return
+        loss = row.get("loss")
+        if self._first_loss is None:
+            self._first_loss = loss
+        what = divergence(self.model, loss, self._first_loss, self.probe)
+        if what is not None:
+            self._diverged(f"{what} in epoch {number}")
             return
         name = self.objective.name
         if name not in row:
@@ -404,8 +542,8 @@ def run_trial(
             "pruned".
 
     Returns:
-        The outcome: "complete", "pruned", "failed" (NaN loss, an error in training, the time limit)
-        or "infeasible".
+        The outcome: "complete", "pruned", "failed" (diverged, an error in training, the time
+        limit) or "infeasible".
 
     Raises:
         ConfigError, WeightsError, StudyError: a problem with the configuration itself, which no
@@ -438,6 +576,8 @@ def _run_trial(
         outcome.started = started
         outcome.finished = now_iso()
         outcome.duration_s = round(time.monotonic() - t0, 3)
+        if outcome.state == "failed":
+            write_error_file(task.out_dir, outcome)
         return outcome
 
     try:
@@ -446,12 +586,13 @@ def _run_trial(
         else:
             model = build()
     except InfeasibleError as e:
-        return finish(TrialOutcome(state="infeasible", reason=str(e)))
+        return finish(TrialOutcome(state="infeasible", reason=str(e), failure="configuration"))
     except SegsearchError:
         raise
     except Exception as e:  # noqa: BLE001 - a trial that cannot be built fails alone
-        return finish(TrialOutcome(state="failed", reason=_error_reason("building the model", e),
-                                   oom=is_out_of_memory(e)))
+        return finish(TrialOutcome(state="failed", reason=error_reason("building the model", e),
+                                   oom=is_out_of_memory(e), failure=failure_kind(e),
+                                   error=_traceback_text(e)))
 
     if context.jit_compile != "auto":
         model.jit_compile = bool(context.jit_compile)
@@ -468,6 +609,7 @@ def _run_trial(
         train_data = train_data(seed, **sized)
     if callable(val_data):
         val_data = val_data(seed, **sized)
+    monitor.probe = _first_batch(val_data)
     try:
         model.fit(
             train_data,
@@ -485,9 +627,22 @@ def _run_trial(
         raise
     except Exception as e:  # noqa: BLE001 - e.g. out of memory: this trial fails, the study goes on
         _raise_if_disk(e, task)
-        outcome = TrialOutcome(state="failed", reason=_error_reason("training", e),
+        # an exception inside the input pipeline reaches here wrapped by tf.data ("UnknownError
+        # ... Graph execution error"); the producer kept the original
+        held = producer_error(train_data) or producer_error(val_data)
+        cause: BaseException = e
+        doing, error_text = "training", _traceback_text(e)
+        if held is not None and held.error is not None:
+            if isinstance(held.error, SegsearchError):  # e.g. a DataError: no trial escapes it
+                raise held.error from None
+            cause, doing = held.error, "reading the data"
+            if held.error is not e:
+                error_text = (f"{held.traceback}\nThe training loop reported it as "
+                              f"{type(e).__name__}:\n{error_text}")
+        outcome = TrialOutcome(state="failed", reason=error_reason(doing, cause),
                                history=monitor.history, epochs=len(monitor.history),
-                               oom=is_out_of_memory(e))
+                               oom=is_out_of_memory(cause), failure=failure_kind(cause),
+                               error=error_text)
         del model  # released when the next trial starts
         return finish(outcome)
 
@@ -502,15 +657,19 @@ def _run_trial(
     )
     if monitor.best_logs:
         outcome.objectives = [monitor.best_logs.get(n) for n in context.objective.names]
-    if monitor.stop_state == "failed":
+    if monitor.stop_state == "failed":  # a NaN or infinite loss
         outcome.state, outcome.reason = "failed", monitor.stop_reason
+        outcome.diverged = monitor.diverged
+        outcome.failure = "configuration"
     elif monitor.stop_state == "pruned":
         outcome.state, outcome.reason = "pruned", monitor.stop_reason
     elif monitor.stop_state == "time_limit" and task.phase == "trial":
         outcome.state, outcome.reason = "failed", monitor.stop_reason
+        outcome.failure = "error"
     elif monitor.best_epoch is None and task.baseline is None:
         outcome.state = "failed"
         outcome.reason = f"{context.objective.name} was never finite"
+        outcome.failure = "configuration"
 
     if outcome.state == "complete" and task.save_checkpoint and monitor.best_epoch is not None:
         target = task.out_dir / CHECKPOINT_FILE
@@ -557,12 +716,84 @@ def _is_dataset(data: Any) -> bool:
     return not isinstance(data, (tuple, list)) and not hasattr(data, "__array__")
 
 
-def _error_reason(doing: str, error: BaseException) -> str:
-    """One line for a record: the error type and message, and where in the code it came from."""
+def error_reason(doing: str, error: BaseException) -> str:
+    """One line for a record: the error type and message, where in the code it came from, and the
+    fix for an error outside the configuration (a missing module, file or disk space).
+
+    Args:
+        doing: what failed, e.g. "training" ("<type> while training at <file>:<line>: ...").
+        error: the exception.
+    """
     frames = traceback.extract_tb(error.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__} while {doing}{where}: {message}"[:500]
+    reason = f"{type(error).__name__} while {doing}{where}: {message}"[:400]
+    hint = _fix_hint(error)
+    return f"{reason}; {hint}" if hint else reason
+
+
+def _traceback_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+#: pip's name of the package of a module, where the two differ.
+_PIP_NAMES = {"PIL": "Pillow", "cv2": "opencv-python", "yaml": "PyYAML",
+              "skimage": "scikit-image", "sklearn": "scikit-learn"}
+
+
+def _fix_hint(error: BaseException) -> str:
+    """What to do about an error from outside the configuration ("" for other errors)."""
+    if isinstance(error, ImportError):
+        name = str(getattr(error, "name", None) or "").split(".")[0]
+        if name:
+            return f"install it: pip install {_PIP_NAMES.get(name, name)}"
+        return "install the missing package"
+    if isinstance(error, OSError):
+        where = f" {error.filename}" if getattr(error, "filename", None) else ""
+        if error.errno == errno.ENOSPC:
+            return "the disk is full: free some space"
+        if isinstance(error, FileNotFoundError):
+            return f"put the file{where} back, or point the study at files that exist"
+        if isinstance(error, PermissionError):
+            return f"give this user access to{where or ' the file'}"
+        return f"fix the file or device{where}"
+    return ""
+
+
+def failure_kind(error: BaseException) -> str:
+    """Why an error failed a trial: "configuration" (out of memory), "environment" (an import error,
+    a missing file, a full disk or another OSError, in the error or its causes) or "error".
+
+    Args:
+        error: the exception that failed the trial.
+    """
+    if is_out_of_memory(error):
+        return "configuration"
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (ImportError, OSError)):
+            return "environment"
+        current = current.__cause__ or current.__context__
+    return "error"
+
+
+def write_error_file(folder: Path, outcome: TrialOutcome) -> Path:
+    """Write a failed trial's ``error.txt``: its reason, then the full traceback (when it has one).
+
+    Args:
+        folder: the trial's folder.
+        outcome: the failed outcome.
+    """
+    reason = outcome.reason or "no reason recorded"
+    text = f"{reason}\n"
+    if outcome.error:
+        text += f"\n{outcome.error.rstrip()}\n"
+    path = Path(folder) / ERROR_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 _OOM_TYPES = ("ResourceExhaustedError", "OutOfMemoryError", "MemoryError")
@@ -594,7 +825,8 @@ def is_out_of_memory(error: BaseException) -> bool:
 #: environment variable that makes chosen trials fail on purpose, for the robustness tests:
 #: "TRIAL:KIND[@EPOCH],..." with KIND one of kill (SIGKILL itself), segv (SIGSEGV), exit
 #: (os._exit(3)), oom (an out-of-memory error at the study's own batch size only, so the
-#: half-batch retry succeeds), raise (a RuntimeError), sleep (sleeps 30 s, to be killed).
+#: half-batch retry succeeds), raise (a RuntimeError), missing (a ModuleNotFoundError for scipy:
+#: an error from outside the configuration), sleep (sleeps 30 s, to be killed).
 FAULT_ENV = "SEGSEARCH_FAULT"
 
 
@@ -644,5 +876,7 @@ class _Fault(keras.callbacks.Callback):
                                          "(injected by SEGSEARCH_FAULT)")
         elif self.kind == "raise":
             raise RuntimeError("injected by SEGSEARCH_FAULT")
+        elif self.kind == "missing":
+            raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
         elif self.kind == "sleep":
             time.sleep(30)

@@ -16,7 +16,13 @@ The driver and the worker talk over a pipe:
   that no trial would escape.
 
 A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
-as "failed" with the exit code or signal as the reason; the next trial starts a new worker. The
+as "failed" with the exit code or signal as the reason; the next trial starts a new worker. A
+worker is also replaced (between trials) after ``train.worker_max_trials`` trials, or once its
+resident memory grew by ``train.worker_max_growth_mb`` MiB since it was ready: TensorFlow keeps a
+little of every network a process built (20-30 MiB a trial for a small U-Net), which
+``clear_session`` does not give back. After each trial the driver sends a ``worker_memory``
+progress event (the worker's RSS, its growth, its trial count) and, when it recycles the worker, a
+``worker_recycle`` event with the reason. The
 worker dies with the driver (``PR_SET_PDEATHSIG`` on Linux, and it stops at its next message when
 the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), ends the trial it
 trains and exits on SIGTERM (the driver sends it when it stops; a batch scheduler may send it to
@@ -26,24 +32,98 @@ trial holds the GPU memory it needs rather than all of it.
 
 The driver process never builds a network for a trial, so its memory stays flat across trials
 (``benchmarks/bench_memory.py``).
+
+The worker imports TensorFlow with its start-up lines kept off the terminal
+(:func:`segsearch.console.import_tensorflow_quietly`); this module imports nothing heavy, since
+the new interpreter imports it before the worker's first line runs. A worker that cannot start
+sends the error (type, message, fix) to the driver. A "spawn" worker imports the main module
+again: a script that starts a search at import time, without ``if __name__ == "__main__":``,
+would start the search again in the worker; :func:`in_spawn_bootstrap` tells the driver so, the
+worker leaves at once, and the driver stops with one message naming the guard.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.process
 import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
+if TYPE_CHECKING:
+    from segsearch.engines.trial import TrialOutcome, TrialTask
 
-__all__ = ["TrialWorker", "describe_exit"]
+__all__ = ["TrialWorker", "describe_exit", "process_rss_mib", "in_spawn_bootstrap",
+           "leave_spawn_bootstrap", "EXIT_NO_MAIN_GUARD"]
 
 #: seconds a new worker may take to import TensorFlow and load the data.
 START_TIMEOUT = 600.0
+#: the exit code of a worker that found the main module starting a search at import time.
+EXIT_NO_MAIN_GUARD = 86
+#: where a worker that cannot start writes its traceback, in the study folder.
+WORKER_ERROR_FILE = "worker_error.txt"
+
+
+def in_spawn_bootstrap() -> bool:
+    """Whether this process is a "spawn" child still importing its parent's main module.
+
+    There a search must not start: the parent's script runs ``segsearch.run(...)`` at import time
+    (it lacks ``if __name__ == "__main__":``). multiprocessing marks that phase with the process
+    attribute ``_inheriting`` (its own check, "An attempt has been made to start a new process
+    before the current process has finished its bootstrapping phase", reads the same).
+    """
+    return bool(getattr(multiprocessing.process.current_process(), "_inheriting", False))
+
+
+def leave_spawn_bootstrap() -> None:
+    """Leave a spawn child that is importing a main module which starts a search (see
+    :func:`in_spawn_bootstrap`), silently, with :data:`EXIT_NO_MAIN_GUARD`; the driver that
+    started it reports the fix. Does nothing elsewhere."""
+    if in_spawn_bootstrap():
+        sys.stdout.flush()
+        os._exit(EXIT_NO_MAIN_GUARD)
+
+
+def no_main_guard_message() -> str:
+    """The one message for a script that starts a search without the ``__main__`` guard."""
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__file__", None)
+    where = f" {script}" if script else " your script"
+    return (
+        "the trial worker process could not start: it imports the main module again, and"
+        f"{where} starts the search as soon as it is imported. Put the code that calls "
+        'segsearch.run(...) (or Study(...).run()) under `if __name__ == "__main__":` and run '
+        "the script again (see README, From Python)"
+    )
+
+
+def _stop_no_main_guard() -> None:
+    """In the driver: say what to do about a missing ``__main__`` guard and exit (status 2).
+
+    An exception would end in a traceback (the script cannot run as it is, so nothing is lost).
+    """
+    sys.stdout.flush()
+    sys.stderr.write(f"segsearch: error: {no_main_guard_message()}\n")
+    sys.stderr.flush()
+    raise SystemExit(2)
+
+
+def process_rss_mib(pid: int) -> float | None:
+    """A process's resident memory in MiB (Linux /proc), or None where it cannot be read.
+
+    Args:
+        pid: the process id.
+    """
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def describe_exit(code: int | None) -> str:
@@ -82,6 +162,11 @@ class TrialWorker:
         self.process: Any = None
         self.conn: Any = None
         self.starts = 0
+        self.trials = 0  # trials the current worker process trained
+        self.ready_rss_mib: float | None = None  # its RSS when it was ready
+        train = getattr(config, "train", None)
+        self.max_trials: int | None = getattr(train, "worker_max_trials", None)
+        self.max_growth_mb: float | None = getattr(train, "worker_max_growth_mb", None)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -89,11 +174,20 @@ class TrialWorker:
         if self.process is not None and self.process.is_alive():
             return
         self.close()
+        leave_spawn_bootstrap()  # a worker importing a script that starts a search at import time
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main, args=(child, self.config, self.gpu),
                               name="segsearch-trial-worker", daemon=True)
-        process.start()
+        try:
+            process.start()
+        except RuntimeError as e:  # multiprocessing's own check, should the one above miss
+            if "bootstrapping phase" not in str(e):
+                raise
+            parent.close()
+            child.close()
+            leave_spawn_bootstrap()
+            raise
         child.close()
         self.process, self.conn = process, parent
         self.starts += 1
@@ -107,6 +201,8 @@ class TrialWorker:
                 if message is None:
                     break
                 if message[0] == "ready":
+                    self.trials = 0
+                    self.ready_rss_mib = process_rss_mib(process.pid)
                     if self.on_event is not None:
                         self.on_event({"event": "worker_start", "pid": message[1],
                                        "starts": self.starts, **message[2]})
@@ -119,6 +215,8 @@ class TrialWorker:
         process.join(5)
         code = process.exitcode
         self.close()
+        if code == EXIT_NO_MAIN_GUARD:
+            _stop_no_main_guard()
         from segsearch.errors import StudyError
 
         raise StudyError(f"the trial worker process could not start ({describe_exit(code)}); "
@@ -183,6 +281,8 @@ class TrialWorker:
             SegsearchError: a configuration error in the worker (raised again here).
             KeyboardInterrupt: the worker is stopped and the interrupt goes on.
         """
+        from segsearch.engines.trial import now_iso
+
         started = now_iso()
         t0 = time.monotonic()
         self.start()
@@ -194,12 +294,12 @@ class TrialWorker:
                     tick()
                 if not conn.poll(1.0):
                     if not self.process.is_alive():
-                        return self._died(started, t0)
+                        return self._died(task, started, t0)
                     continue
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    return self._died(started, t0)
+                    return self._died(task, started, t0)
                 kind = message[0]
                 if kind == "event":
                     if self.on_event is not None:
@@ -208,6 +308,7 @@ class TrialWorker:
                     stop = bool(reporter(message[1], message[2])) if reporter else False
                     conn.send(("prune", stop))
                 elif kind == "outcome":
+                    self._after_trial()
                     return message[1]
                 elif kind == "error":
                     raise message[1]
@@ -217,20 +318,55 @@ class TrialWorker:
             self.close(busy=not _sent_by_worker(e))
             raise
 
-    def _died(self, started: str, t0: float) -> TrialOutcome:
+    def _after_trial(self) -> None:
+        """Count the trial, report the worker's memory, and recycle it when it is due."""
+        self.trials += 1
+        pid = self.pid
+        rss = None if pid is None else process_rss_mib(pid)
+        growth = None if rss is None or self.ready_rss_mib is None else rss - self.ready_rss_mib
+        event = {"event": "worker_memory", "pid": pid, "trials": self.trials,
+                 "rss_mib": None if rss is None else round(rss, 1),
+                 "growth_mib": None if growth is None else round(growth, 1)}
+        if self.on_event is not None:
+            self.on_event(event)
+        reason = None
+        if self.max_trials is not None and self.trials >= self.max_trials:
+            reason = f"it trained {self.trials} trials (train.worker_max_trials)"
+        elif self.max_growth_mb is not None and growth is not None and \
+                growth >= self.max_growth_mb:
+            reason = (f"its memory grew by {growth:.0f} MiB since it started "
+                      "(train.worker_max_growth_mb)")
+        if reason is None:
+            return
+        self.close()  # the next trial starts a fresh worker
+        if self.on_event is not None:
+            self.on_event({**event, "event": "worker_recycle", "reason": reason})
+
+    def _died(self, task: TrialTask, started: str, t0: float) -> TrialOutcome:
+        from segsearch.engines.trial import TrialOutcome, now_iso, write_error_file
+
         process = self.process
         process.join(10)
         code = process.exitcode
         self.close()
-        return TrialOutcome(
+        if task.phase == "final":
+            reason = f"the final training's worker process died ({describe_exit(code)})"
+        else:
+            reason = f"the trial's worker process died ({describe_exit(code)})"
+        outcome = TrialOutcome(
             state="failed",
-            reason=f"the trial's worker process died ({describe_exit(code)}); the study goes on "
-                   "with a new worker",
+            reason=reason,
             started=started,
             finished=now_iso(),
             duration_s=round(time.monotonic() - t0, 3),
             crashed=True,
+            failure="environment",
+            error=f"No Python traceback: the process ended ({describe_exit(code)}) while it "
+                  f"trained trial {task.number}; what it wrote to stderr is above in the "
+                  "terminal. The next trial starts a new worker.",
         )
+        write_error_file(task.out_dir, outcome)
+        return outcome
 
 
 # ---------------------------------------------------------------------------------- the worker
@@ -311,8 +447,10 @@ def _sent_by_worker(error: BaseException) -> bool:
 
 
 def _serve(conn: Any, config: Any) -> None:
+    from segsearch.console import import_tensorflow_quietly
     from segsearch.errors import SegsearchError, StudyError, os_error_message
 
+    import_tensorflow_quietly()
     try:
         grown = _memory_growth()
         import keras_tuner
@@ -327,6 +465,19 @@ def _serve(conn: Any, config: Any) -> None:
         context = study.training_context(progress=lambda event: conn.send(("event", event)))
     except SegsearchError as e:
         conn.send(("error", e))
+        return
+    except Exception as e:  # noqa: BLE001 - e.g. a missing module: said once, in the driver
+        from segsearch.engines.trial import error_reason
+
+        message = error_reason("starting the trial worker process", e)
+        path = os.path.join(str(config.study_dir), WORKER_ERROR_FILE)
+        try:  # the full traceback beside the study's files
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("".join(traceback.format_exception(type(e), e, e.__traceback__)))
+            message += f" (traceback: {path})"
+        except OSError:
+            pass
+        conn.send(("error", StudyError(message)))
         return
     devices = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                "memory_growth": grown}

@@ -18,7 +18,7 @@ import keras_tuner
 from segsearch import losses as seg_losses
 from segsearch import metrics as seg_metrics
 from segsearch.errors import ConfigError, unknown_name
-from segsearch.params import Param, active_defaults
+from segsearch.params import Domain, Param, active_defaults
 
 __all__ = [
     "SegmentationHyperModel",
@@ -35,6 +35,13 @@ UPSAMPLING_VALUES: tuple[str, ...] = ("transpose", "nearest", "bilinear")
 FREEZE_VALUES: tuple[str, ...] = ("none", "all", "stage1", "stage2", "stage3", "stage4")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES: tuple[str, ...] = ("ce", "dice", "ce_dice", "focal", "tversky")
+#: The valid values of the numeric hyperparameters (what a space file may use; see
+#: segsearch.params.Domain): what the layers, losses and optimizers accept.
+POSITIVE_INT = Domain(1)  # filters, blocks: at least one
+RATE = Domain(0.0, 1.0, high_open=True)  # dropout: 1 would drop everything
+UNIT = Domain(0.0, 1.0)  # SGD momentum (Keras' own check), tversky alpha (beta = 1 - alpha)
+NON_NEGATIVE = Domain(0.0)  # weight decay, focal gamma
+POSITIVE = Domain(0.0, low_open=True)  # learning rate
 #: Options accepted by ``segsearch.hypermodels.get(..., **options)`` besides weights/space/where.
 OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name")
 
@@ -43,20 +50,21 @@ def training_params() -> tuple[Param, ...]:
     """The hyperparameters every hypermodel shares: learning rate, optimizer, loss (+ conditionals)."""
     return (
         Param.Float("learning_rate", 1e-5, 1e-2, default=1e-4, sampling="log",
-                    help="optimizer learning rate"),
+                    help="optimizer learning rate", domain=POSITIVE),
         Param.Choice("optimizer", OPTIMIZERS, default="adam", closed=True,
                      help="optimizer: adam, adamw (+ weight_decay), sgd (+ momentum), rmsprop"),
         Param.Float("weight_decay", 1e-6, 1e-2, default=1e-4, sampling="log",
-                    parent="optimizer", parent_values=["adamw"], help="AdamW weight decay"),
+                    parent="optimizer", parent_values=["adamw"], help="AdamW weight decay",
+                    domain=NON_NEGATIVE),
         Param.Float("momentum", 0.0, 0.99, default=0.9, parent="optimizer",
-                    parent_values=["sgd"], help="SGD momentum"),
+                    parent_values=["sgd"], help="SGD momentum", domain=UNIT),
         Param.Choice("loss", LOSSES, default="ce", closed=True,
                      help="ce (binary/categorical cross-entropy), dice, ce_dice, focal, tversky"),
         Param.Float("focal_gamma", 0.0, 5.0, default=2.0, parent="loss", parent_values=["focal"],
-                    help="focal loss focusing parameter gamma"),
+                    help="focal loss focusing parameter gamma", domain=NON_NEGATIVE),
         Param.Float("tversky_alpha", 0.1, 0.9, default=0.3, parent="loss",
                     parent_values=["tversky"],
-                    help="tversky loss weight of false positives (beta = 1 - alpha)"),
+                    help="tversky loss weight of false positives (beta = 1 - alpha)", domain=UNIT),
     )
 
 
@@ -173,6 +181,10 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
             raise ConfigError(f"{where}: {self.key} has no pretrained encoder, so weights must be "
                               f"None, got {weights!r}; weights apply to resnet50_unet and "
                               "deeplabv3plus")
+        if weights is not None:  # a missing file is found now, not when the first trial builds
+            from segsearch.blocks import check_weights
+
+            check_weights(weights, self.input_shape[-1])
         self.weights = weights
         self.jit_compile = jit_compile
         self._params = self._apply_space(dict(space or {}), where)
@@ -347,16 +359,18 @@ def _upsampling(default: str, input_shape: Sequence[Any]) -> Param:
 
 
 def _filters(default: int, values: Sequence[int] = (8, 16, 32, 64), help: str = "") -> Param:
-    return Param.Choice("filters", values, default=default,
+    return Param.Choice("filters", values, default=default, domain=POSITIVE_INT,
                         help=help or "filters of the first level (doubling per level)")
 
 
-def _depth(low: int, high: int, default: int, help: str) -> Param:
-    return Param.Int("depth", low, high, default=default, help=help)
+def _depth(low: int, high: int, default: int, help: str, domain: Domain = POSITIVE_INT) -> Param:
+    """``depth``, searched in low..high; ``domain``: the depths the builder accepts at all."""
+    return Param.Int("depth", low, high, default=default, help=help, domain=domain)
 
 
 def _dropout() -> Param:
-    return Param.Float("dropout", 0.0, 0.5, default=0.0, help="dropout rate after each block")
+    return Param.Float("dropout", 0.0, 0.5, default=0.0, help="dropout rate after each block",
+                       domain=RATE)
 
 
 def _batch_norm() -> Param:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from segsearch.errors import ConfigError
 from segsearch.hypermodels.base import (
+    POSITIVE_INT,
     SegmentationHyperModel,
     _batch_norm,
     _depth,
@@ -15,7 +16,7 @@ from segsearch.hypermodels.base import (
     _freeze,
     _upsampling,
 )
-from segsearch.params import Param
+from segsearch.params import Domain, Param
 
 __all__ = ["DeepLabV3PlusHyperModel", "ASPP_RATES"]
 
@@ -46,13 +47,15 @@ class DeepLabV3PlusHyperModel(SegmentationHyperModel):
 
     def architecture_params(self) -> tuple[Param, ...]:
         return (
-            _depth(3, 4, 4, "ResNet50 stage feeding the ASPP (stride 2**depth; 4 = conv4_block6_out)"),
+            _depth(3, 4, 4,
+                   "ResNet50 stage feeding the ASPP (stride 2**depth; 4 = conv4_block6_out)",
+                   domain=Domain(3, 5)),  # the builder's MIN_DEPTH..MAX_DEPTH
             Param.Choice("aspp_rates", ASPP_RATES, default="6,12,18",
                          help="dilation rates of the three atrous ASPP branches"),
-            Param.Choice("aspp_filters", (64, 128, 256), default=256,
+            Param.Choice("aspp_filters", (64, 128, 256), default=256, domain=POSITIVE_INT,
                          help="filters of every ASPP branch and its projection"),
             Param.Boolean("aspp_pooling", default=True, help="ASPP image-pooling branch"),
-            Param.Choice("filters", (64, 128, 256), default=256,
+            Param.Choice("filters", (64, 128, 256), default=256, domain=POSITIVE_INT,
                          help="filters of the two 3x3 decoder convs"),
             _upsampling("bilinear", self.input_shape),
             _dropout(),

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from segsearch.hypermodels.base import (
+    POSITIVE_INT,
     SegmentationHyperModel,
     _batch_norm,
     _depth,
@@ -42,7 +43,8 @@ class ResBlockUNetHyperModel(SegmentationHyperModel):
         return (
             _depth(2, 5, 4, "number of poolings (levels = depth + 1)"),
             _filters(64),
-            Param.Int("blocks", 1, 3, default=1, help="residual blocks per level"),
+            Param.Int("blocks", 1, 3, default=1, help="residual blocks per level",
+                      domain=POSITIVE_INT),
             _upsampling("nearest", self.input_shape),
             _dropout(),
             _batch_norm(),

@@ -14,7 +14,7 @@ from segsearch.hypermodels.base import (
     _freeze,
     _upsampling,
 )
-from segsearch.params import Param
+from segsearch.params import Domain, Param
 
 __all__ = ["ResNet50UNetHyperModel"]
 
@@ -41,7 +41,8 @@ class ResNet50UNetHyperModel(SegmentationHyperModel):
 
     def architecture_params(self) -> tuple[Param, ...]:
         return (
-            _depth(2, 5, 4, "ResNet50 stage used as bridge (stride 2**depth; 4 = conv4_block6_out)"),
+            _depth(2, 5, 4, "ResNet50 stage used as bridge (stride 2**depth; 4 = conv4_block6_out)",
+                   domain=Domain(2, 5)),  # the builder's MIN_DEPTH..MAX_DEPTH
             _filters(64, help="filters of the last (full-resolution) decoder level, doubling "
                               "per level upwards"),
             _upsampling("transpose", self.input_shape),

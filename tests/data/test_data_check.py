@@ -63,12 +63,14 @@ def test_errors_are_collected_not_raised(folder):
     write_image(root / "masks" / "7.png", np.zeros((10, 10), np.uint8))
     report = check(root)
     text = report.format()
-    assert not report.ok and len(report.errors) == 4, report.errors
-    assert "3.png" in report.errors[0] and "no mask" in report.errors[0]
-    assert "orphan.png" in report.errors[1]
+    # unpaired files are skipped with a warning; unreadable files and size mismatches stop a run
+    assert not report.ok and len(report.errors) == 2, report.errors
+    lone = next(w for w in report.warnings if "no mask" in w)
+    assert "3.png" in lone and "orphan.png" in lone and "skipped" in lone
     assert any("5.png: cannot read the file" in e for e in report.errors)
-    assert any("7.png: image is 32x32 but its mask masks/7.png is 10x10" in e for e in report.errors)
-    assert "errors (4): load would stop at these" in text
+    assert any("7.png is 32x32 but its mask masks/7.png is 10x10 (height x width)" in e for e in report.errors)
+    assert "errors (2): load would stop at these" in text
+    assert report.stop is not None and "5.png: cannot read the file" in report.stop  # what run stops with
     assert report.to_dict()["counts"] == {"lone_images": 1, "lone_masks": 1, "pairs": 11, "unreadable": 1}
 
 

@@ -45,7 +45,14 @@ def test_round_trip_through_dict():
     ({"augment": {"contrast": 1.5}}, r"contrast x strength must stay below 1"),
     ({"ignore_value": -1}, r"data.ignore_value: expected a mask value"),
     ({"seed": 1.5}, r"data.seed: expected an integer"),
-    ({"images_dir": "a/b"}, r"data.images_dir: expected a subfolder name"),
+    ({"images_dir": ""}, r"data.images_dir: expected a folder relative to data.source"),
+    ({"pair": "abc"}, r"data.pair: 'abc' has no group"),
+    ({"pair": "(["}, r"data.pair: '\(\[' is not a valid regular expression"),
+    ({"values": {"x": 1}}, r"data.values\['x'\]: a mask value must be an integer"),
+    ({"values": {1: 0}, "colors": {"#000000": 0}}, r"data.values: give either values .* or colors"),
+    ({"values": {1: 0, 2: 1}, "mask_kind": "binary"}, r"data.values: .* mask_kind must be auto or ids"),
+    ({"mat_key": ""}, r"data.mat_key: expected a dotted path"),
+    ({"class_names": ["only"]}, r"data.class_names: expected a list of at least two names"),
 ])
 def test_validation_messages(kwargs, pattern):
     with pytest.raises(ConfigError, match=pattern):

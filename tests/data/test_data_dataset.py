@@ -96,7 +96,7 @@ def test_size_mismatch_names_the_pair(folder):
     images, masks = blobs(4)
     root = folder(images, masks)
     write_image(root / "masks" / "2.png", np.zeros((20, 32), np.uint8))
-    with pytest.raises(DataError, match=r"2.png is 32x32 but its mask masks/2.png is 32x20 \(width x height\); fix: save the mask at the image's size"):
+    with pytest.raises(DataError, match=r"2.png is 32x32 but its mask masks/2.png is 20x32 \(height x width\); fix: save the mask at the image's size"):
         _load(root)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from datahelpers import blobs, write_image
 
 from segsearch.data import DataConfig, load
-from segsearch.data.sources import find_pairs, load_arrays, read_array
+from segsearch.data.sources import discover, find_pairs, load_arrays, read_array
 from segsearch.errors import DataError
 
 
@@ -101,12 +103,20 @@ def test_unpaired_files_are_listed(tmp_path):
     for i in range(8):
         write_image(tmp_path / "images" / f"{i}.png", imgs[i])
     write_image(tmp_path / "masks" / "0.png", msks[0])
-    with pytest.raises(DataError, match=r"7 image\(s\) have no mask in .*masks: 1.png, 2.png, 3.png, 4.png, 5.png and 2 more; fix: add masks"):
-        find_pairs(tmp_path)
+    # some images without a mask: listed in a warning and skipped
+    assert [p.name for p in find_pairs(tmp_path)] == ["0.png"]
+    warning = discover(tmp_path).unpaired_warning()
+    assert re.search(r"7 image\(s\) have no mask in .*masks: 1.png, 2.png, 3.png, 4.png, 5.png and 2 more; "
+                     r"they are skipped \(to pair them: name the masks like the images", warning), warning
     for i in range(1, 8):
         write_image(tmp_path / "masks" / f"{i}.png", msks[i])
     write_image(tmp_path / "masks" / "extra.png", msks[0])
-    with pytest.raises(DataError, match=r"1 mask\(s\) have no image .*: extra.png; fix"):
+    assert len(find_pairs(tmp_path)) == 8
+    assert re.search(r"1 mask\(s\) have no image .*: extra.png; they are skipped", discover(tmp_path).unpaired_warning())
+    # no image pairs at all: an error that says how to pair them
+    for i in range(8):
+        (tmp_path / "masks" / f"{i}.png").rename(tmp_path / "masks" / f"m{i}.png")
+    with pytest.raises(DataError, match=r"no image pairs with a mask in .*fix: name the masks like the images .*data.pair"):
         find_pairs(tmp_path)
 
 
@@ -114,7 +124,7 @@ def test_unpaired_files_are_listed(tmp_path):
     ("missing", r"no such folder; fix"),
     ("empty", r"found no images/ and masks/ subfolders .*fix: put the images in"),
     ("empty_subfolders", r"hold no image files .*fix"),
-    ("only_images", r"has a images folder but no masks folder; fix"),
+    ("only_images", r"has a images folder but no masks folder \(looked for masks/, labels/.*; its subfolders: images/\); fix: name the masks folder with --set data.masks_dir="),
     ("duplicate", r"two images share the name '1' \(1.png and 1.tif\); fix"),
 ])
 def test_bad_layouts(tmp_path, setup, pattern):

@@ -23,14 +23,17 @@ class TinyHyperModel(keras_tuner.HyperModel):
         input_shape: (H, W, C).
         infeasible_builds: build numbers (1-based) that raise InfeasibleError.
         nan_builds: build numbers whose loss is NaN.
+        diverge_builds: build numbers that train with SGD at a learning rate of 1e6 (their weights
+            blow up while the loss stays finite).
     """
 
     def __init__(self, input_shape: tuple[int, ...], *, infeasible_builds: tuple[int, ...] = (),
-                 nan_builds: tuple[int, ...] = ()) -> None:
+                 nan_builds: tuple[int, ...] = (), diverge_builds: tuple[int, ...] = ()) -> None:
         super().__init__(name="tiny")
         self.input_shape = tuple(input_shape)
         self.infeasible_builds = infeasible_builds
         self.nan_builds = nan_builds
+        self.diverge_builds = diverge_builds
         self.builds = 0
 
     def declare(self, hp: Any) -> dict[str, Any]:
@@ -60,7 +63,9 @@ class TinyHyperModel(keras_tuner.HyperModel):
                                 use_bias=values["bias"], name="conv")(inputs)
         outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")(h)
         model = keras.Model(inputs, outputs, name="tiny")
-        if values["optimizer"] == "sgd":
+        if self.builds in self.diverge_builds:
+            optimizer = keras.optimizers.SGD(1e6, momentum=0.9)
+        elif values["optimizer"] == "sgd":
             optimizer = keras.optimizers.SGD(values["learning_rate"], momentum=values["momentum"])
         else:
             optimizer = keras.optimizers.Adam(values["learning_rate"])

@@ -45,3 +45,65 @@ def test_final_epochs_setting_and_zero(make_config, standin):
                              train={"final_epochs": 0})).run()
     assert none.final_epochs == 0
     assert none.best_model_path.name == "model.keras" and "trials" in none.best_model_path.parts
+
+
+def test_a_failed_final_training_exports_the_trial_and_the_next_run_retries_it(
+        make_config, standin, monkeypatch):
+    config = make_config(trials=1, epochs=1, train={"final_epochs": 1})
+    monkeypatch.setenv("SEGSEARCH_FAULT", "-1:raise@2")  # the final training's first epoch (2)
+    events = []
+    failed = Study(config).run(progress=events.append)
+    assert failed.final_retry and "injected by SEGSEARCH_FAULT" in failed.final_failed
+    assert failed.best_model_path == config.study_dir / "trials" / "0000" / "model.keras"
+    final = json.loads((config.study_dir / "final" / "final.json").read_text())
+    assert final["final_state"] == "failed" and final["diverged"] is False
+    (end,) = [e for e in events if e["event"] == "final_end"]
+    assert end["state"] == "failed" and end["retry"] is True
+
+    monkeypatch.delenv("SEGSEARCH_FAULT")
+    events.clear()
+    again = Study(config).run(progress=events.append)  # the search is done: only the final runs
+    assert [e["event"] for e in events].count("trial_start") == 0
+    assert [e["event"] for e in events].count("final_start") == 1
+    assert again.final_failed is None and not again.final_retry and again.final_epochs == 1
+    final = json.loads((config.study_dir / "final" / "final.json").read_text())
+    assert final["final_state"] == "complete"
+    assert [row["epoch"] for row in read_history(config.study_dir / "final" / "history.csv")] == [2]
+
+    stamp = (config.study_dir / "final" / "final.json").stat().st_mtime_ns
+    Study(config).run()  # done now: not trained a third time
+    assert (config.study_dir / "final" / "final.json").stat().st_mtime_ns == stamp
+
+
+def test_a_diverged_final_training_is_reported_but_not_retried():
+    from segsearch.driver import _final_failed, _final_retry
+
+    assert not _final_failed({"final_state": "complete"}) and not _final_retry({})
+    assert _final_retry({"final_state": "failed", "diverged": False})
+    assert _final_retry({"final_state": "failed"})  # final.json of an older segsearch
+    diverged = {"final_state": "failed", "diverged": True}
+    assert _final_failed(diverged) and not _final_retry(diverged)
+
+
+def test_cli_exit_status_says_whether_the_final_training_failed(capsys):
+    from pathlib import Path
+
+    from segsearch.cli import EXIT_FINAL_FAILED, _final_training_status
+    from segsearch.driver import Results
+
+    def results(failed, retry):
+        return Results(best_value=0.5, best_params={}, trials=[], study_dir=Path("s"),
+                       best_model_path=Path("s/best/model.keras"), best_trial=3,
+                       final_failed=failed, final_retry=retry)
+
+    assert _final_training_status(results(None, False)) == 0
+    assert capsys.readouterr().err == ""
+    assert _final_training_status(results("the worker died\n(SIGKILL)", True)) == EXIT_FINAL_FAILED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("segsearch: error: the final training of the "
+                                                   "best configuration (trial #3) failed: the "
+                                                   "worker died (SIGKILL). The best trial's")
+    assert "run the same command again to retry the final training" in err
+    assert _final_training_status(results("diverged: weight x reached 1e+09", False)) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("segsearch: warning: ") and "not retried" in err

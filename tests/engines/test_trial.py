@@ -38,3 +38,79 @@ def test_continuation_prefers_the_last_epoch(tmp_path):
     assert continuation(tmp_path).name == "model.keras"
     (tmp_path / "last.keras").write_text("last")
     assert continuation(tmp_path).name == "last.keras"
+
+
+# ------------------------------------------------------------------ divergence
+def _tiny_model(learning_rate: float = 1e-2):
+    from segsearch import losses, metrics
+
+    inputs = keras.Input((16, 16, 1))
+    h = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    h = keras.layers.ReLU()(keras.layers.BatchNormalization()(h))
+    outputs = keras.layers.Conv2D(1, 1, activation="sigmoid", name="head")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9),
+                  loss=losses.get("ce", 1), metrics=metrics.default_metrics(1), jit_compile=False)
+    return model
+
+
+def _context(tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from segsearch.engines.trial import TrainingContext
+
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 16, 16, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x[:8], y[:8])).batch(4)
+    val = tf.data.Dataset.from_tensor_slices((x[8:], y[8:])).batch(4)
+    return TrainingContext(train_data=data, val_data=val, study_dir=tmp_path)
+
+
+def test_a_diverged_trial_fails_although_its_clipped_loss_stays_finite(tmp_path):
+    from segsearch.engines.trial import TrialTask, run_trial
+
+    task = TrialTask(number=0, out_dir=tmp_path / "trials" / "0000", epochs=3)
+    outcome = run_trial(_context(tmp_path), lambda: _tiny_model(1e6), task)
+    assert outcome.state == "failed" and outcome.diverged
+    assert outcome.reason.startswith("diverged: ") and "in epoch 1" in outcome.reason
+    assert "lower the learning rate" in outcome.reason
+    # segsearch's cross-entropy clips the probabilities: the loss alone looked ordinary
+    assert all(0 < row["loss"] < 20 for row in outcome.history)
+    assert outcome.checkpoint is None and not (task.out_dir / "model.keras").exists()
+
+    sane = TrialTask(number=1, out_dir=tmp_path / "trials" / "0001", epochs=2)
+    healthy = run_trial(_context(tmp_path), lambda: _tiny_model(1e-2), sane)
+    assert healthy.state == "complete" and not healthy.diverged and healthy.checkpoint.exists()
+
+
+def test_divergence_rules():
+    import numpy as np
+
+    from segsearch.engines.trial import divergence
+
+    model = _tiny_model()
+    assert divergence(model, 0.7, 0.7) is None
+    kernel = model.get_layer("conv").kernel
+    original = kernel.numpy()
+    kernel.assign(np.full(original.shape, 2e8, "float32"))
+    assert divergence(model).startswith("weight conv/kernel reached 2e+08")
+    kernel.assign(original)
+    kernel.assign(np.where(np.arange(original.size).reshape(original.shape) == 0, np.nan,
+                           original).astype("float32"))
+    assert divergence(model) == "weight conv/kernel is not finite"
+    kernel.assign(original)
+    assert divergence(model, 15.0, 0.01).startswith("the loss rose from 0.01 in the first epoch")
+    assert divergence(model, 5.0, 0.01) is None  # 500 times: not yet
+    assert divergence(model, 5.0, 0.0) is None
+    # the unclipped loss: a head pushed to probability 1 everywhere is sure of every background
+    # pixel being foreground (its clipped loss is only ~8)
+    x = np.random.default_rng(0).random((2, 16, 16, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    assert divergence(model, batch=(x, y)) is None
+    bias = model.get_layer("head").bias
+    bias.assign(np.full(bias.shape, 1e3, "float32"))
+    assert "of the pixels of a validation batch a probability of exactly 0" in divergence(
+        model, batch=(x, y))
+    assert divergence(model, batch=(x, np.ones_like(y))) is None  # and right about all of them

@@ -1,0 +1,216 @@
+"""What segsearch writes to the console: progress lines, and no TensorFlow start-up noise.
+
+:class:`TextProgress` shows a search's progress events for a person (the ``segsearch run`` command
+and ``segsearch.run(...)`` from Python use it); :func:`import_tensorflow_quietly` imports TensorFlow
+with its C++ start-up lines (CUDA, absl) kept off stderr. This module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+__all__ = ["TextProgress", "import_tensorflow_quietly", "format_duration", "format_number",
+           "format_params", "plural"]
+
+
+def format_duration(seconds: float | None) -> str:
+    """Format seconds as 42s, 3m10s or 1h02m."""
+    if seconds is None or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_number(value: Any) -> str:
+    """Format a metric or hyperparameter value compactly."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.2e}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1 else f"{value:.4g}"
+    return str(value)
+
+
+def plural(count: Any, word: str) -> str:
+    """The count and the word, plural unless the count is 1: "1 trial", "2 trials"."""
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def format_params(params: Mapping[str, Any] | None) -> str:
+    """key=value pairs; with an "architecture" choice, its "arch/" prefix is left off the names."""
+    if not params:
+        return ""
+    prefix = f"{params['architecture']}/" if "architecture" in params else None
+    return " ".join(
+        f"{k[len(prefix):] if prefix and k.startswith(prefix) else k}={format_number(v)}"
+        for k, v in params.items()
+    )
+
+
+class TextProgress:
+    """Readable progress for a person: trial i of N, epoch, validation metric, best, time left.
+
+    Args:
+        objective: the metric to show (e.g. "val_dice").
+        stream: where to write (stdout).
+        live: rewrite the epoch line in place (default: when ``stream`` is a terminal).
+    """
+
+    def __init__(self, objective: str = "val_dice", stream: TextIO | None = None,
+                 live: bool | None = None) -> None:
+        self.objective = objective
+        self.stream = stream if stream is not None else sys.stdout
+        self.live = self.stream.isatty() if live is None else live
+        self._pending = False  # a live line is on screen without its newline
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        """Show one progress event (study_start, worker_start, trial_start, epoch, trial_end,
+        final_start, final_epoch, export, study_end); other events are ignored."""
+        handler = getattr(self, f"_on_{event.get('event')}", None)
+        if handler is not None:
+            handler(event)
+
+    def _write(self, text: str, *, transient: bool = False) -> None:
+        if self.live and self._pending:
+            self.stream.write("\r\033[K")
+        if transient and self.live:
+            self.stream.write(text)
+            self._pending = True
+        else:
+            self.stream.write(text + "\n")
+            self._pending = False
+        self.stream.flush()
+
+    def _value(self, e: Mapping[str, Any]) -> str:
+        metrics = e.get("metrics") or {}
+        if self.objective in metrics:
+            return f"{self.objective} {format_number(metrics[self.objective])}"
+        shown = [(k, v) for k, v in metrics.items() if k.startswith("val_")][:2]
+        return "  ".join(f"{k} {format_number(v)}" for k, v in shown)
+
+    def _trial(self, e: Mapping[str, Any]) -> str:
+        index = e.get("index")
+        count = f"{index}/{e.get('trials_total', '?')}" if index is not None else "?"
+        number = f" (#{e['trial']})" if e.get("trial") is not None else ""
+        return f"trial {count}{number}"
+
+    def _tail(self, e: Mapping[str, Any]) -> list[str]:
+        parts = []
+        if e.get("best_value") is not None:
+            parts.append(f"best {format_number(e['best_value'])}")
+        if e.get("elapsed_s") is not None:
+            parts.append(f"elapsed {format_duration(e['elapsed_s'])}")
+        if e.get("eta_s") is not None:
+            parts.append(f"left ~{format_duration(e['eta_s'])}")
+        return parts
+
+    def _on_storage_rebuilt(self, e: Mapping[str, Any]) -> None:
+        self._write(f"Rebuilt the study's records ({plural(e.get('trials', 0), 'trial')}) from "
+                    f"{e.get('path', 'the study')}/trials into {e.get('storage', 'its storage')}")
+
+    def _on_study_start(self, e: Mapping[str, Any]) -> None:
+        if e.get("moved_aside"):
+            self._write(f"Moved the old study aside to {e['moved_aside']}")
+        if e.get("data"):
+            self._write(f"Data: {e['data']}")
+        done = e.get("trials_done") or 0
+        if e.get("resumed"):
+            self._write(f"Resuming {e.get('path', 'the study')}: {done} of "
+                        f"{e.get('trials_total', '?')} trials done")
+
+    def _on_trial_start(self, e: Mapping[str, Any]) -> None:
+        params = dict(e.get("params") or {})
+        self._write(f"{self._trial(e)}  {format_params(params)}".rstrip())
+
+    def _on_epoch(self, e: Mapping[str, Any]) -> None:
+        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
+        value = self._value(e)
+        if value:
+            parts.append(value)
+        self._write("  ".join(parts + self._tail(e)), transient=True)
+
+    def _on_trial_end(self, e: Mapping[str, Any]) -> None:
+        state = str(e.get("state", "done"))
+        parts = [f"  {state}"]
+        value = e.get("value")
+        if value is not None:
+            parts.append(f"{self.objective} {format_number(value)}")
+        if e.get("epochs") is not None:
+            seconds = e.get("duration_s")
+            took = f", {format_duration(seconds)}" if seconds is not None else ""
+            parts.append(f"({plural(e['epochs'], 'epoch')}{took})")
+        if e.get("reason") and state != "complete":
+            parts.append(f"- {str(e['reason']).splitlines()[0]}")
+        self._write("  ".join(parts + self._tail(e)))
+
+    def _on_worker_start(self, e: Mapping[str, Any]) -> None:
+        if e.get("cuda_visible_devices") is None and not e.get("memory_growth"):
+            return  # the usual case: nothing to say
+        gpu = e.get("cuda_visible_devices")
+        where = f"on GPU {gpu}" if gpu is not None else "on every GPU"
+        growth = (f", memory growth on for {', '.join(e['memory_growth'])}"
+                  if e.get("memory_growth") else ", TensorFlow sees no GPU")
+        self._write(f"  worker process {e.get('pid')} {where}{growth}")
+
+    def _on_final_start(self, e: Mapping[str, Any]) -> None:
+        trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""
+        epochs = f" for {plural(e['epochs'], 'more epoch')}" if e.get("epochs") else ""
+        self._write(f"Training the best configuration{trial}{epochs}")
+
+    def _on_final_epoch(self, e: Mapping[str, Any]) -> None:
+        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
+        value = self._value(e)
+        if value:
+            parts.append(value)
+        self._write("  ".join(parts + self._tail(e)), transient=True)
+
+    def _on_final_end(self, e: Mapping[str, Any]) -> None:
+        if e.get("state") == "complete":
+            return  # the epochs said it all
+        reason = str(e.get("reason") or "unknown reason").splitlines()[0]
+        self._write(f"  final training {e.get('state', 'failed')} - {reason}")
+
+    def _on_export(self, e: Mapping[str, Any]) -> None:
+        self._write(f"Exported the best model to {e.get('path', '?')}")
+
+    def _on_study_end(self, e: Mapping[str, Any]) -> None:
+        if self._pending:
+            self._write("")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr silenced: its C++ start-up lines ("Could not find cuda
+    drivers", absl's "WARNING: All log messages before absl::InitializeLog()") ignore
+    TF_CPP_MIN_LOG_LEVEL. Its later info and warning lines are turned off too
+    (TF_CPP_MIN_LOG_LEVEL=3, unless set). A failed import is left for the real import to report."""
+    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    except Exception:  # noqa: BLE001 - reported by the import that needs it
+        pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

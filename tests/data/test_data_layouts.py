@@ -1,0 +1,219 @@
+"""Data sets laid out as they are downloaded, read in place: DRIVE, CRACK500 (.mat), Data Science
+Bowl 2018 (one folder per case), crop/weed colour masks, street scenes with a void label."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from datahelpers import write_cases, write_colour, write_crack, write_drive, write_image, write_void
+
+from segsearch.data import DataConfig, check, load
+from segsearch.data.sources import Pair, read_mask, read_mat
+from segsearch.errors import ConfigError, DataError
+
+DRIVE_LABELS = {"images_dir": "training/images", "masks_dir": "training/1st_manual", "pair": r"^(\d+)_"}
+
+
+def _both(source, **options):
+    """check() and load() of one configuration; both must read it, with the same class shares."""
+    config = DataConfig(source=str(source), image_size=None, val_fraction=0.25, **options)
+    report = check(config)
+    assert report.ok, (report.errors, report.stop)
+    splits = load(config)
+    shares = report.to_dict()["classes"]["frequencies"]
+    assert shares == pytest.approx(splits.info["class_frequencies"], abs=1e-6)
+    return report, splits
+
+
+# ----------------------------------------------------------------------------------- DRIVE
+def test_drive_labels_with_nested_folders_and_pair(tmp_path):
+    root, shares = write_drive(tmp_path / "DRIVE")
+    report, splits = _both(root, **DRIVE_LABELS)
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
+    assert report.to_dict()["counts"]["pairs"] == 4
+    assert report.fingerprint["layout"] == r"training/images/ + training/1st_manual/, paired by data.pair '^(\d+)_'"
+    assert not any("same for every image" in w for w in report.warnings)
+    assert splits.info["image_size"] == [40, 48] and splits.info["channels"] == 3  # LZW RGB TIFFs
+    assert sorted(splits.split["train"] + splits.split["val"]) == [f"{n}_training.tif" for n in (21, 22, 23, 24)]
+
+
+def test_drive_root_says_which_folders_to_set(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")
+    with pytest.raises(DataError, match=r"the images are one level down, in training/; fix: say which folders to "
+                                        r"read: --set data.images_dir=training/images --set data.masks_dir=training/"
+                                        r"1st_manual \(other mask folders: training/mask/\)"):
+        check(root)
+
+
+def test_drive_field_of_view_masks_are_never_paired_silently(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")
+    config = DataConfig(source=str(root), images_dir="training/images", image_size=32)
+    report = check(config)
+    text = "\n".join(report.warnings)
+    assert ("2 candidate mask folders: training/1st_manual/ (0 pairs), training/mask/ (4 pairs); used training/mask/; "
+            "to use another: --set data.masks_dir=training/1st_manual with a data.pair") in text
+    assert "the masks in training/mask/ are (nearly) the same for every image" in text
+    assert "field-of-view" in text
+    info = load(config).info  # run says so too, on its "Data:" line
+    assert any("the masks in training/mask/ are (nearly) the same" in w for w in info["warnings"])
+    assert "warning: 2 candidate mask folders" in info["description"]
+
+
+def test_a_wrong_nested_folder_names_the_key(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")
+    with pytest.raises(DataError, match=r"no such folder \(data.masks_dir 'training/2nd_manual', relative to data.source "
+                                        r".*its subfolders: training/\)"):
+        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/2nd_manual"))
+
+
+def test_pair_that_gives_two_images_one_key(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")
+    with pytest.raises(DataError, match=r"data.pair '\^\(\\d\)' gives two images the key '2' \(21_training.tif and "
+                                        r"22_training.tif\); fix"):
+        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/1st_manual",
+                        pair=r"^(\d)"))
+
+
+def test_default_pairing_strips_common_mask_suffixes(tmp_path):
+    mask = np.zeros((16, 16), np.uint8)
+    mask[:4] = 1
+    for i, suffix in enumerate(["", "_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation",
+                                "-m"]):
+        write_image(tmp_path / "images" / f"s{i}.png", mask * 100)
+        write_image(tmp_path / "masks" / f"s{i}{suffix}.png", mask)
+    config = DataConfig(source=str(tmp_path), image_size=16, mask_suffix="-m")
+    splits = load(config)
+    assert splits.info["counts"]["total"] == 9 and splits.info["class_frequencies"] == [0.75, 0.25]
+
+
+def test_no_pair_at_all_is_an_error_that_suggests_data_pair(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")
+    with pytest.raises(DataError, match=r"no image pairs with a mask in .*1st_manual \(images 21_training.tif, "
+                                        r"22_training.tif, 23_training.tif and 1 more; masks 21_manual1.gif, .*\); "
+                                        r"fix: .*give data.pair, a regular expression"):
+        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/1st_manual"))
+
+
+# ----------------------------------------------------------------------------------- .mat
+@pytest.mark.parametrize("v73", [False, True], ids=["v5", "v7.3"])
+def test_crack_mat_labels_with_mat_key_and_values(tmp_path, v73):
+    root, shares = write_crack(tmp_path / "CRACK", v73=v73)
+    with pytest.raises(DataError, match=r"crack_0.mat: holds 2 2-D integer arrays, so the mask is not clear; 2-D arrays "
+                                        r"there: groundTruth.(Segmentation|Boundaries) \(24x32 uint8\), groundTruth."
+                                        r"(Segmentation|Boundaries) \(24x32 uint8\); fix: .*--set data.mat_key=KEY"):
+        load(DataConfig(source=str(root), image_size=32))
+    report, splits = _both(root, mat_key="groundTruth.Segmentation", values={1: 0, 2: 1},
+                           class_names=["background", "crack"])
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
+    assert splits.info["num_classes"] == 1 and splits.info["image_size"] == [24, 32]  # transposed back (v7.3)
+    skipped = "1 image(s) have no mask in {}: crack_4.jpg; they are skipped".format(root / "groundTruth")
+    assert skipped in "\n".join(report.warnings) and skipped in splits.info["description"]
+    assert "0 background: 87.5%  1 crack: 12.5%" in report.format()
+
+
+@pytest.mark.parametrize("v73", [False, True], ids=["v5", "v7.3"])
+def test_the_one_integer_array_is_found_without_mat_key(tmp_path, v73):
+    root, _ = write_crack(tmp_path / "CRACK", v73=v73, boundaries=False, extra_image=False)
+    mask = read_mat(root / "groundTruth" / "crack_1.mat")
+    assert mask.shape == (24, 32) and mask.dtype == np.uint8
+    assert np.array_equal(np.unique(mask), [1, 2]) and np.all(mask[7:10] == 2) and mask[6].max() == 1
+
+
+def test_mat_in_cells_structs_and_doubles(tmp_path):
+    import scipy.io
+
+    seg = np.ones((6, 8))  # MATLAB's default double
+    seg[2:4] = 2
+    cell = np.empty((1, 1), dtype=object)
+    cell[0, 0] = {"Segmentation": seg, "note": "annotator 1"}
+    scipy.io.savemat(tmp_path / "one.mat", {"groundTruth": cell})
+    np.testing.assert_array_equal(read_mat(tmp_path / "one.mat"), seg)
+    two = np.empty((1, 2), dtype=object)
+    two[0, 0], two[0, 1] = {"Segmentation": seg.astype(np.uint16)}, {"Segmentation": 3 - seg.astype(np.uint16)}
+    scipy.io.savemat(tmp_path / "two.mat", {"groundTruth": two})
+    with pytest.raises(DataError, match=r"groundTruth\{1\}.Segmentation \(6x8 uint16\), groundTruth\{2\}.Segmentation"):
+        read_mat(tmp_path / "two.mat")
+    np.testing.assert_array_equal(read_mat(tmp_path / "two.mat", "groundTruth{2}.Segmentation"), 3 - seg)
+    with pytest.raises(DataError, match=r"data.mat_key 'groundTruth.Labels' names no 2-D numeric array; the file "
+                                        r"holds: groundTruth\{1\}.Segmentation"):
+        read_mat(tmp_path / "two.mat", "groundTruth.Labels")
+    (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
+    with pytest.raises(DataError, match=r"bad.mat: cannot read the MATLAB file"):
+        read_mat(tmp_path / "bad.mat")
+
+
+def test_a_value_outside_data_values_names_file_and_value(tmp_path):
+    root, _ = write_crack(tmp_path / "CRACK", boundaries=False, extra_image=False)
+    with pytest.raises(DataError, match=r"1 mask value\(s\) are not in data.values: 2 in groundTruth/crack_0.mat, "
+                                        r"groundTruth/crack_1.mat, groundTruth/crack_2.mat and 1 more; fix: add them"):
+        load(DataConfig(source=str(root), image_size=32, values={1: 0}))
+
+
+def test_values_compose_with_ignore_value_and_minus_one(tmp_path):
+    root, _ = write_crack(tmp_path / "CRACK", boundaries=False, extra_image=False)
+    # 2 (crack) ignored through the map: only background is labelled
+    report, splits = _both(root, values={1: 0, 2: -1}, num_classes=2)
+    assert splits.info["class_frequencies"] == [1.0, 0.0] and splits.info["ignored_fraction"] == pytest.approx(3 / 24)
+    # ignore_value is checked first: it need not be in the map
+    _, splits = _both(root, values={1: 0}, ignore_value=2, num_classes=2)
+    assert splits.info["ignored_fraction"] == pytest.approx(3 / 24)
+    with pytest.raises(ConfigError, match=r"data.values: class id 4 does not fit num_classes 2"):
+        load(DataConfig(source=str(root), values={1: 0, 2: 4}, num_classes=2))
+
+
+# ----------------------------------------------------------------------------------- cases
+def test_one_folder_per_case_merges_object_masks(tmp_path):
+    root, shares = write_cases(tmp_path / "dsb")
+    report, splits = _both(root)
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
+    assert report.fingerprint["layout"].startswith("one folder per case")
+    assert splits.info["counts"]["total"] == 4 and splits.info["num_classes"] == 1
+    assert any("case04/case04.png; they are skipped (to pair them: give each case folder a masks/ folder" in w
+               for w in report.warnings)
+    case = root / "case01"
+    merged = read_mask(Pair("x", case / "images" / "case01.png", case / "masks",
+                            tuple(sorted((case / "masks").iterdir()))))
+    assert merged.dtype == np.uint8 and set(np.unique(merged)) == {0, 1} and int(merged.sum()) == 60
+
+
+def test_a_case_with_two_images_is_an_error(tmp_path):
+    root, _ = write_cases(tmp_path / "dsb")
+    write_image(root / "case00" / "images" / "second.png", np.zeros((32, 32), np.uint8))
+    for case in ("case01", "case02", "case03", "case04"):
+        write_image(root / case / "images" / "second.png", np.zeros((32, 32), np.uint8))
+    with pytest.raises(DataError, match=r"the images are one level down"):
+        load(DataConfig(source=str(root)))
+
+
+# ----------------------------------------------------------------------------------- colours, void
+def test_colour_masks_with_a_table_and_class_names(tmp_path):
+    root, shares = write_colour(tmp_path / "weeds")
+    colors = {"#000000": 0, "#00ff00": 1, "#ff0000": 2}
+    report, splits = _both(root, mask_kind="rgb", colors=colors, class_names=["soil", "crop", "weed"])
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
+    assert "0 soil: 90.6%  1 crop: 6.2%  2 weed: 3.1%" in report.format()
+    with pytest.raises(ConfigError, match=r"data.class_names: 2 names \(soil, crop\) but the masks have 3 classes"):
+        load(DataConfig(source=str(root), colors=colors, class_names=["soil", "crop"]))
+
+
+def test_street_scenes_with_a_void_label(tmp_path):
+    root, shares, ignored = write_void(tmp_path / "street")
+    assert "If 255 marks void pixels, set data.ignore_value: 255" in check(root).stop
+    report, splits = _both(root, ignore_value=255)
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
+    assert report.to_dict()["classes"]["ignored_fraction"] == pytest.approx(ignored)
+    assert splits.info["ignored_fraction"] == pytest.approx(ignored)
+    assert re.search(r"ignored +12.50% of pixels \(value 255\)", report.format())
+
+
+def test_identical_label_masks_are_warned_about(tmp_path):
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:20, 8:20] = 255
+    for i in range(5):
+        write_image(tmp_path / "images" / f"{i}.png", np.full((32, 32), 10 * i, np.uint8))
+        write_image(tmp_path / "labels" / f"{i}.png", mask)
+    splits = load(DataConfig(source=str(tmp_path), image_size=32))
+    assert any(w.startswith("the masks in labels/ are (nearly) the same for every image (100%")
+               for w in splits.info["warnings"])
