@@ -146,6 +146,7 @@ class TextProgress:
         self.stream = stream if stream is not None else sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self._pending = False  # a live line is on screen without its newline
+        self._trial_value: float | None = None  # the trial the final training continues
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         """Show one progress event (study_start, worker_start, trial_start, epoch, trial_end,
@@ -168,7 +169,9 @@ class TextProgress:
     def _value(self, e: Mapping[str, Any]) -> str:
         metrics = e.get("metrics") or {}
         if self.objective in metrics:
-            return f"{self.objective} {_number(metrics[self.objective])}"
+            smoothed = metrics.get(f"{self.objective}_ema")
+            avg = f" (avg {_number(smoothed)})" if smoothed is not None else ""
+            return f"{self.objective} {_number(metrics[self.objective])}{avg}"
         shown = [(k, v) for k, v in metrics.items() if k.startswith("val_")][:2]
         return "  ".join(f"{k} {_number(v)}" for k, v in shown)
 
@@ -197,6 +200,12 @@ class TextProgress:
         if e.get("resumed"):
             self._write(f"Resuming {e.get('path', 'the study')}: {done} of "
                         f"{e.get('trials_total', '?')} trials done")
+        if e.get("baseline"):
+            from segsearch.scores import baseline_text
+
+            text = baseline_text({"best": e["baseline"]}, self.objective)
+            if text:
+                self._write(f"Baseline (a constant prediction, to beat clearly): {text}")
 
     def _on_trial_start(self, e: Mapping[str, Any]) -> None:
         params = dict(e.get("params") or {})
@@ -214,7 +223,9 @@ class TextProgress:
         parts = [f"  {state}"]
         value = e.get("value")
         if value is not None:
-            parts.append(f"{self.objective} {_number(value)}")
+            baseline = e.get("baseline")
+            vs = f" (baseline {_number(baseline)})" if baseline is not None else ""
+            parts.append(f"{self.objective} {_number(value)}{vs}")
         if e.get("epochs") is not None:
             took = f", {_duration(e['duration_s'])}" if e.get("duration_s") is not None else ""
             parts.append(f"({_plural(e['epochs'], 'epoch')}{took})")
@@ -234,6 +245,7 @@ class TextProgress:
     def _on_final_start(self, e: Mapping[str, Any]) -> None:
         trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""
         epochs = f" for {_plural(e['epochs'], 'more epoch')}" if e.get("epochs") else ""
+        self._trial_value = e.get("value")
         self._write(f"Training the best configuration{trial}{epochs}")
 
     def _on_final_epoch(self, e: Mapping[str, Any]) -> None:
@@ -241,7 +253,13 @@ class TextProgress:
         value = self._value(e)
         if value:
             parts.append(value)
-        self._write("  ".join(parts + self._tail(e)), transient=True)
+        # the final training's own best (moving average), beside the trial's it has to beat
+        if e.get("own_best") is not None:
+            parts.append(f"final best {_number(e['own_best'])}")
+        if self._trial_value is not None:
+            parts.append(f"trial {_number(self._trial_value)}")
+        tail = [p for p in self._tail(e) if not p.startswith("best ")]
+        self._write("  ".join(parts + tail), transient=True)
 
     def _on_export(self, e: Mapping[str, Any]) -> None:
         self._write(f"Exported the best model to {e.get('path', '?')}")
@@ -305,8 +323,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = study.run(progress=progress)
 
     objective_text = f"{objective} {_number(results.best_value)}"
+    from segsearch.scores import baseline_text, warning_text
+
+    warning = warning_text(results.verdict, objective)
     if args.json:
         progress({"event": "result", "best_value": results.best_value,
+                  "baseline": results.baseline, "verdict": results.verdict,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
                   "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials]})
     elif args.quiet:
@@ -317,6 +339,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
         print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
               f"Study: {results.study_dir} (segsearch status {results.study_dir})")
+        text = baseline_text({"best": results.baseline}, objective)
+        if text and results.verdict:
+            print(f"Baseline: {text}; margin {results.verdict['margin']:+.4f} "
+                  f"(a clear margin is {results.verdict['needed']:.4f})")
+    if warning and not args.json:
+        sys.stdout.flush()
+        sys.stderr.write(warning + "\n")
     return 0
 
 
@@ -344,11 +373,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     trials = list(study.trials())
     objective = study.config.search.objectives[0]
     direction = study.config.search.directions[0]
+    extra = _status_summary(study, trials, objective, direction)
     if args.json:
         ordered = _sort_best(trials, direction)
         print(json.dumps({"study_dir": str(args.study_dir), "objective": objective,
-                          "direction": direction, "trials": [t.to_dict() for t in ordered]},
-                         default=_json_default))
+                          "direction": direction, "trials": [t.to_dict() for t in ordered],
+                          **extra["data"]}, default=_json_default))
         return 0
     if not trials:
         print(f"{args.study_dir}: no trials yet")
@@ -361,7 +391,69 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
           f"({direction})")
     print(format_trials(trials, objective, direction))
+    for line in extra["lines"]:
+        print(line)
     return 0
+
+
+def _status_summary(study: Any, trials: Sequence[Any], objective: str,
+                    direction: str) -> dict[str, Any]:
+    """What `status` adds under the table: the best trial's value beside the value after the final
+    training and the exported one, the trivial baseline, and the warning when the model does not
+    beat it clearly. Reads final/final.json, best/metrics.yaml and baseline.json; no TensorFlow."""
+    from pathlib import Path
+
+    import yaml
+
+    from segsearch.scores import baseline_text, judge, read_baseline, warning_text
+
+    folder = Path(study.dir)
+    lines: list[str] = []
+    data: dict[str, Any] = {}
+    best = next((t for t in _sort_best(trials, direction)
+                 if t.state == "complete" and t.value is not None), None)
+    final = exported = None
+    try:
+        final = json.loads((folder / "final" / "final.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    try:
+        stored = yaml.safe_load((folder / "best" / "metrics.yaml").read_text(encoding="utf-8"))
+        exported = ((stored or {}).get("objective") or {}).get("value")
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    if best is not None:
+        text = f"Best trial #{best.number}: {objective} {_number(best.value)} (moving average)"
+        if final and final.get("trial") == best.number and final.get("epochs"):
+            kept = "final weights kept" if str(final.get("model", "")).startswith("final") else \
+                "trial checkpoint kept"
+            own = final.get("final_best")
+            own_text = f", its own best {_number(own)}" if own is not None else ""
+            text += (f"; after final training ({_plural(final['epochs'], 'more epoch')}{own_text}"
+                     f"): {_number(final.get('value'))}, {kept}")
+            data["final"] = {k: final.get(k) for k in ("trial", "epochs", "value", "trial_value",
+                                                        "final_best", "model")}
+        lines.append(text)
+    if exported is not None:
+        lines.append(f"Exported model: {objective} {_number(exported)} on the validation images "
+                     "(best/metrics.yaml)")
+        data["exported_value"] = exported
+    baseline = read_baseline(folder)
+    best_constant = (baseline or {}).get("best")
+    if best_constant:
+        value = exported if exported is not None else (
+            final.get("value") if final and best is not None and final.get("trial") == best.number
+            else (best.value if best is not None else None))
+        verdict = judge(value, best_constant.get(objective), direction)
+        text = baseline_text(baseline, objective)
+        margin = (f"; margin {verdict['margin']:+.4f} (clear from {verdict['needed']:.4f})"
+                  if verdict else "")
+        lines.append(f"Baseline: {text}{margin}")
+        warning = warning_text(verdict, objective)
+        if warning:
+            lines.append(warning)
+        data.update(baseline=best_constant, verdict=verdict)
+    return {"lines": lines, "data": data}
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
