@@ -467,7 +467,7 @@ def export_study(
                                            class_names=class_names,
                                            batch_size=int(config.train.batch_size)),
             "background": background,
-            "baseline": baseline["best"],
+            "baseline": {**baseline["best"], "best_by_metric": baseline["best_by_metric"]},
             "verdict": scores.judge(validation.get(objective), baseline["best"].get(objective),
                                     direction),
             "selection": {

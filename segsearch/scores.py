@@ -134,7 +134,9 @@ def constant_baselines(
 
     Returns:
         ``{"objective", "direction", "pixels", "constants": [{"class", "name", "val_dice", ...}],
-        "best": {"best_constant_class", "class_name", "val_dice", ...}}``.
+        "best": {"best_constant_class", "class_name", "val_dice", ...}, "best_by_metric":
+        {"val_mean_iou": {"class", "value"}, ...}}``: "best" is the constant best by the
+        objective, with all its figures.
     """
     from segsearch import metrics as seg_metrics
 
@@ -158,10 +160,14 @@ def constant_baselines(
     by = objective if objective in _METRICS else "val_mean_iou"
     sign = 1 if (direction == "maximize" or by != objective) else -1
     best = max(constants, key=lambda r: sign * r[by])
+    # each metric's own best constant too (the best for mean IoU is often another class)
+    best_by_metric = {m: {"class": max(constants, key=lambda r: r[m])["class"],
+                          "value": max(r[m] for r in constants)} for m in _METRICS}
     return {
         "objective": objective,
         "direction": direction,
         "chosen_by": by,
+        "best_by_metric": best_by_metric,
         "background": background,
         "pixels": [int(c) for c in counts],
         "constants": constants,
