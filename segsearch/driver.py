@@ -500,9 +500,12 @@ class Study:
     def _config_fingerprint(self) -> dict[str, Any]:
         config = self.config
         data = config.data.to_dict() if hasattr(config.data, "to_dict") else {}
+        fixed = {k: _jsonable(data.get(k)) for k in _DATA_KEYS if k in data}
+        if data.get("background", 0) != 0:  # it changes the objective; 0 is how older studies ran
+            fixed["background"] = data["background"]
         return {
             "architectures": list(config.architectures),
-            "data": {k: _jsonable(data.get(k)) for k in _DATA_KEYS if k in data},
+            "data": fixed,
             "engine": config.search.engine,
             "weights": config.train.weights,
         }
@@ -618,17 +621,19 @@ class Study:
         input_shape = (*splits.train.size, splits.train.channels)
         num_classes = int(splits.info.get("num_classes") or config.data.num_classes or 1)
         where = f"{config.source}: space"
+        background = getattr(config.data, "background", 0)
         if len(config.architectures) == 1:
             arch = config.architectures[0]
             self._hypermodel = hypermodels.get(
                 arch, input_shape, num_classes, weights=config.train.weights,
                 space=config.space_for(arch), where=where, jit_compile=self.jit_compile(),
+                background=background,
             )
         else:
             self._hypermodel = hypermodels.get_multi(
                 list(config.architectures), input_shape, num_classes, weights=config.train.weights,
                 spaces={a: config.space_for(a) for a in config.architectures}, where=where,
-                jit_compile=self.jit_compile(),
+                jit_compile=self.jit_compile(), background=background,
             )
         return self._hypermodel
 
