@@ -135,7 +135,7 @@ def export_model(model: Any, folder: str | os.PathLike[str], *,
 #: error colours of the overlays' errors panel (distinct from each other and from grey).
 FALSE_POSITIVE = (255, 0, 255)   # predicted a foreground class where the truth is background
 FALSE_NEGATIVE = (0, 255, 255)   # predicted background where the truth is a foreground class
-WRONG_CLASS = (255, 160, 0)      # predicted another foreground class (or any mismatch, no background)
+WRONG_CLASS = (255, 160, 0)      # another foreground class (without a background: any mismatch)
 IGNORED = (90, 90, 90)
 
 

@@ -108,7 +108,8 @@ def _colours(image, box):
 
 
 def test_overlay_panel_size_colours_errors_and_legend():
-    from segsearch.export import FALSE_NEGATIVE, FALSE_POSITIVE, WRONG_CLASS, _palette, overlay_panel
+    from segsearch.export import (FALSE_NEGATIVE, FALSE_POSITIVE, WRONG_CLASS, _palette,
+                                  overlay_panel)
 
     image = np.full((300, 340, 3), 100, np.uint8)
     truth = np.zeros((300, 340), np.int64)

@@ -65,20 +65,20 @@ def _majority_foreground(freq: list[float], background: int | None, names: list[
             continue
         label = f"class {cls}" + (f" ({names[cls]})" if cls < len(names) else
                                   " (foreground)" if rule.num_classes == 1 else "")
-        if rule.num_classes == 1 and config.values is None and config.colors is None and len(values) == 2:
-            low, high = values
-            cls_of = {low: 0, high: 1}
-            swapped = {v: 1 - c for v, c in cls_of.items()}
-            fix = (f"if the minority (mask value {[v for v, c in cls_of.items() if c != cls][0]}) is what "
-                   f"you segment, make it the foreground with --set 'data.values={{{low}: {swapped[low]}, "
-                   f"{high}: {swapped[high]}}}'")
+        plain = config.values is None and config.colors is None
+        if rule.num_classes == 1 and plain and len(values) == 2:
+            low, high = values  # binary: low -> class 0, high -> class 1
+            minority = low if cls == 1 else high
+            fix = (f"if the minority (mask value {minority}) is what you segment, make it the "
+                   f"foreground with --set 'data.values={{{low}: 1, {high}: 0}}'")
         else:
-            fix = (f"if class {background} is what you segment, set --set data.background={cls}; if every "
-                   "class matters, set --set data.background=null")
+            fix = (f"if class {background} is what you segment, set --set data.background={cls}; "
+                   "if every class matters, set --set data.background=null")
         out.append(
-            f"majority foreground: {label} covers {100 * share:.1f}% of labelled pixels, yet val_dice and "
-            f"val_iou score it as foreground (background is class {background}), so a constant prediction "
-            f"already scores high; {fix}, or use objective val_mean_iou (every class counts)"
+            f"majority foreground: {label} covers {100 * share:.1f}% of labelled pixels, yet "
+            f"val_dice and val_iou score it as foreground (background is class {background}), so a "
+            f"constant prediction already scores high; {fix}, or use objective val_mean_iou "
+            "(every class counts)"
         )
     return out
 
@@ -355,7 +355,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
                             "num_classes": rule.num_classes if rule else None}
     if rule is not None:
         k = max(2, rule.num_classes)
-        background = config.background if config.background is not None and config.background < k else None
+        background = config.background
+        background = background if background is not None and background < k else None
         totals = np.zeros(k, np.int64)
         images_with = np.zeros(k, np.int64)
         ignored = 0

@@ -302,8 +302,8 @@ class DataConfig:
             set_("class_names", tuple(names))
         bg = self.background
         if bg is not None and (isinstance(bg, bool) or not isinstance(bg, int) or bg < 0):
-            raise ConfigError(f"{w}.background: expected a class id >= 0 (default 0) or null when every "
-                              f"class is a real one, got {bg!r}")
+            raise ConfigError(f"{w}.background: expected a class id >= 0 (default 0) or null "
+                              f"when every class is a real one, got {bg!r}")
         if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
             raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
 

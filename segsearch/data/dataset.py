@@ -578,8 +578,9 @@ def check_class_names(config: DataConfig, num_classes: int) -> None:
     k = max(2, num_classes)
     background = getattr(config, "background", 0)
     if background is not None and background >= k:
-        raise ConfigError(f"data.background: {background} is not a class id of these masks (0..{k - 1}); "
-                          "fix: give the background class id, or null when every class is a real one")
+        raise ConfigError(f"data.background: {background} is not a class id of these masks "
+                          f"(0..{k - 1}); fix: give the background class id, or null when every "
+                          "class is a real one")
     names = config.class_names
     if names is not None and len(names) != max(2, num_classes):
         what = "binary masks have 2 classes (background, foreground)" if num_classes == 1 else \

@@ -314,7 +314,8 @@ class _EpochMonitor(keras.callbacks.Callback):
                 and not last:
             self.model.stop_training = True
             self.stop_state = "pruned"
-            self.stop_reason = f"pruned after epoch {number} ({name} {raw:.4g}, average {value:.4g})"
+            self.stop_reason = (f"pruned after epoch {number} ({name} {raw:.4g}, "
+                                f"average {value:.4g})")
             return
         deadline = self.context.deadline
         if deadline is not None and time.monotonic() >= deadline and number < self.task.epochs:
