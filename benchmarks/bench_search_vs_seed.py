@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = judge(figures[key], base)
                 figures[f"{key}_vs_baseline"] = verdict
                 flag = "" if verdict["clear"] else \
-                    f"  NOT CLEARLY ABOVE THE BASELINE (needs {verdict['needed']:+.4f})"
+                    f"  NOT CLEARLY ABOVE THE BASELINE (needs {verdict['needed']:.4f})"
                 print(f"  {side}: {figures[key]:.4f}, {verdict['margin']:+.4f} over the "
                       f"baseline{flag}")
         beaten = [judge(figures[k], base)["clear"] for k in ("segsearch", "seed_best")] \

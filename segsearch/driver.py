@@ -130,6 +130,10 @@ class _Emitter:
         self.epochs_done = 0
         self.epoch_seconds: list[float] = []
         self.planned_epochs = study.budget_epochs()
+        final = getattr(self.config.train, "final_epochs", None)
+        if final is not None:  # trials at most trials * epochs, then the final's own epochs
+            self.planned_epochs = (int(self.config.search.trials) * int(self.config.train.epochs)
+                                   + int(final))
         self.baseline: float | None = None  # the best constant prediction's objective
 
     def seed_records(self, records: list[TrialRecord]) -> None:
