@@ -584,8 +584,8 @@ class Study:
 
         Computed once from the validation masks with the models' own metric code
         (:func:`segsearch.scores.constant_baselines`) and stored in the study folder; read back
-        when it matches the objective and the background class. None when the validation set
-        has no masks in memory to count.
+        when it matches the objective and the background class. None when the validation part
+        holds no masks.
         """
         from segsearch import scores
 
