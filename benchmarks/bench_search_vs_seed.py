@@ -19,6 +19,13 @@ parametrize it down to look in minutes::
 
 The filters override fixes the U-Net's first-level width for both sides (the search then tunes the
 rest: depth, upsampling, dropout, batch norm, learning rate, optimizer, loss).
+
+Both figures are printed beside the trivial baseline (the best constant prediction on the same
+validation images, ``baseline.json``) with their margins over it; a side that does not beat it by a
+clear margin (:func:`segsearch.scores.clear_margin`) is flagged. The verdict between the two is
+"within noise" unless the margin exceeds the noise: the largest of a fixed 0.02, the seed's own
+epoch-to-epoch spread (standard deviation of its last 10 epochs) and ``--spread`` (a split-to-split
+spread measured by running with several ``--seed``).
 """
 
 from __future__ import annotations
@@ -32,11 +39,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
 OBJECTIVE = "val_mean_iou"
+#: a difference between the two below this is never called a win (see the module docstring).
+NOISE_FLOOR = 0.02
 
 
 def _printer(event: dict) -> None:
@@ -69,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
     parser.add_argument("--seed-first", action="store_true",
                         help="train the seed network before the search (same figures)")
+    parser.add_argument("--spread", type=float, default=0.0,
+                        help="the split-to-split spread of the objective, if measured: margins "
+                             "below it are within noise")
     parser.add_argument("--seed-from", type=Path, default=None,
                         help="take the seed network's figures from an earlier --out JSON of the "
                              "same settings instead of training it again")
@@ -83,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from segsearch.config import load_config
     from segsearch.driver import Study
     from segsearch.engines.trial import TrialTask, run_trial
+    from segsearch.scores import judge
 
     per_trial = max(1, args.budget // args.trials)
     work = args.work or Path(tempfile.mkdtemp(prefix="segsearch-vs-seed-"))
@@ -115,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segsearch: {OBJECTIVE} {results.best_value:.4f} (trial {results.best_trial}, "
               f"{counts}, {used} epochs trained in all) in {seconds:.0f} s", flush=True)
         return {"segsearch": results.best_value, "segsearch_trial": results.best_trial,
+                "baseline": results.baseline,
                 "segsearch_params": results.best_params, "segsearch_seconds": seconds,
                 "trial_states": counts}
 
@@ -129,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
                                       save_checkpoint=False))
         seconds = time.perf_counter() - t0
         last = outcome.history[-1].get(OBJECTIVE) if outcome.history else None
+        tail = [r[OBJECTIVE] for r in outcome.history[-10:] if r.get(OBJECTIVE) is not None]
+        spread = float(np.std(tail)) if len(tail) > 1 else 0.0
         print(f"seed network, {args.budget} epochs: {OBJECTIVE} best epoch {outcome.value:.4f} "
-              f"(epoch {outcome.best_epoch}), last epoch {last:.4f} in {seconds:.0f} s",
-              flush=True)
-        return {"seed_best": outcome.value, "seed_last": last, "seed_seconds": seconds}
+              f"(moving average, epoch {outcome.best_epoch}), last epoch {last:.4f}, last-10 "
+              f"spread {spread:.4f} in {seconds:.0f} s", flush=True)
+        return {"seed_best": outcome.value, "seed_last": last, "seed_seconds": seconds,
+                "seed_spread": spread}
 
     try:
         figures = {"size": args.size, "budget": args.budget, "trials": args.trials,
@@ -144,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             if any(earlier.get(k) != figures[k] for k in same):
                 print(f"{args.seed_from} was measured with other settings", file=sys.stderr)
                 return 2
-            figures.update({k: earlier[k] for k in ("seed_best", "seed_last", "seed_seconds")})
+            figures.update({k: earlier.get(k) for k in ("seed_best", "seed_last", "seed_seconds",
+                                                         "seed_spread")})
             print(f"seed network, {args.budget} epochs (from {args.seed_from}): {OBJECTIVE} best "
                   f"epoch {figures['seed_best']:.4f}, last epoch {figures['seed_last']:.4f}",
                   flush=True)
@@ -157,8 +177,29 @@ def main(argv: list[str] | None = None) -> int:
             figures.update(run_search())
             figures.update(run_seed())
         margin = figures["segsearch"] - figures["seed_best"]
-        figures["margin"] = margin
-        verdict = "segsearch ahead" if margin > 0 else "seed ahead"
+        noise = max(NOISE_FLOOR, figures.get("seed_spread") or 0.0, args.spread)
+        figures["margin"], figures["noise"] = margin, noise
+        base = (figures.get("baseline") or {}).get(OBJECTIVE)
+        if base is not None:
+            best = figures["baseline"]
+            print(f"trivial baseline (every pixel class {best.get('best_constant_class')}): "
+                  f"{OBJECTIVE} {base:.4f}")
+            for side, key in (("segsearch", "segsearch"), ("seed", "seed_best")):
+                verdict = judge(figures[key], base)
+                figures[f"{key}_vs_baseline"] = verdict
+                flag = "" if verdict["clear"] else \
+                    f"  NOT CLEARLY ABOVE THE BASELINE (needs {verdict['needed']:.4f})"
+                print(f"  {side}: {figures[key]:.4f}, {verdict['margin']:+.4f} over the "
+                      f"baseline{flag}")
+        beaten = [judge(figures[k], base)["clear"] for k in ("segsearch", "seed_best")] \
+            if base is not None else [True, True]
+        if not any(beaten):
+            verdict = "neither beats the trivial baseline clearly: no winner"
+        elif abs(margin) < noise:
+            verdict = f"within noise (|margin| < {noise:.4f})"
+        else:
+            verdict = "segsearch ahead" if margin > 0 else "seed ahead"
+        figures["verdict"] = verdict
         print(f"segsearch - seed (best epochs): {margin:+.4f} -> {verdict}")
         if args.out:
             args.out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -170,8 +170,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = study.run(progress=progress)
 
     objective_text = f"{objective} {_number(results.best_value)}"
+    from segsearch.scores import baseline_text, warning_text
+
+    warning = warning_text(results.verdict, objective)
     if args.json:
         progress({"event": "result", "best_value": results.best_value,
+                  "baseline": results.baseline, "verdict": results.verdict,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
                   "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
                   "final_failed": results.final_failed, "final_retry": results.final_retry})
@@ -183,6 +187,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
         print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
               f"Study: {results.study_dir} (segsearch status {results.study_dir})")
+        text = baseline_text({"best": results.baseline}, objective)
+        if text and results.verdict:
+            print(f"Baseline: {text}; margin {results.verdict['margin']:+.4f} "
+                  f"(a clear margin is {results.verdict['needed']:.4f})")
+    if warning and not args.json:
+        sys.stdout.flush()
+        sys.stderr.write(warning + "\n")
     return _final_training_status(results)
 
 
@@ -241,11 +252,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     trials = list(study.trials())
     objective = study.config.search.objectives[0]
     direction = study.config.search.directions[0]
+    extra = _status_summary(study, trials, objective, direction)
     if args.json:
         ordered = _sort_best(trials, direction)
         print(json.dumps({"study_dir": str(args.study_dir), "objective": objective,
-                          "direction": direction, "trials": [t.to_dict() for t in ordered]},
-                         default=_json_default))
+                          "direction": direction, "trials": [t.to_dict() for t in ordered],
+                          **extra["data"]}, default=_json_default))
         return 0
     if not trials:
         print(f"{args.study_dir}: no trials yet")
@@ -258,7 +270,69 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
           f"({direction})")
     print(format_trials(trials, objective, direction))
+    for line in extra["lines"]:
+        print(line)
     return 0
+
+
+def _status_summary(study: Any, trials: Sequence[Any], objective: str,
+                    direction: str) -> dict[str, Any]:
+    """What `status` adds under the table: the best trial's value beside the value after the final
+    training and the exported one, the trivial baseline, and the warning when the model does not
+    beat it clearly. Reads final/final.json, best/metrics.yaml and baseline.json; no TensorFlow."""
+    from pathlib import Path
+
+    import yaml
+
+    from segsearch.scores import baseline_text, judge, read_baseline, warning_text
+
+    folder = Path(study.dir)
+    lines: list[str] = []
+    data: dict[str, Any] = {}
+    best = next((t for t in _sort_best(trials, direction)
+                 if t.state == "complete" and t.value is not None), None)
+    final = exported = None
+    try:
+        final = json.loads((folder / "final" / "final.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    try:
+        stored = yaml.safe_load((folder / "best" / "metrics.yaml").read_text(encoding="utf-8"))
+        exported = ((stored or {}).get("objective") or {}).get("value")
+    except (OSError, yaml.YAMLError, AttributeError):
+        pass
+    if best is not None:
+        text = f"Best trial #{best.number}: {objective} {_number(best.value)} (moving average)"
+        if final and final.get("trial") == best.number and final.get("epochs"):
+            kept = "final weights kept" if str(final.get("model", "")).startswith("final") else \
+                "trial checkpoint kept"
+            own = final.get("final_best")
+            own_text = f", its own best {_number(own)}" if own is not None else ""
+            text += (f"; after final training ({_plural(final['epochs'], 'more epoch')}{own_text}"
+                     f"): {_number(final.get('value'))}, {kept}")
+            data["final"] = {k: final.get(k) for k in ("trial", "epochs", "value", "trial_value",
+                                                        "final_best", "model")}
+        lines.append(text)
+    if exported is not None:
+        lines.append(f"Exported model: {objective} {_number(exported)} on the validation images "
+                     "(best/metrics.yaml)")
+        data["exported_value"] = exported
+    baseline = read_baseline(folder)
+    best_constant = (baseline or {}).get("best")
+    if best_constant:
+        value = exported if exported is not None else (
+            final.get("value") if final and best is not None and final.get("trial") == best.number
+            else (best.value if best is not None else None))
+        verdict = judge(value, best_constant.get(objective), direction)
+        text = baseline_text(baseline, objective)
+        margin = (f"; margin {verdict['margin']:+.4f} (clear from {verdict['needed']:.4f})"
+                  if verdict else "")
+        lines.append(f"Baseline: {text}{margin}")
+        warning = warning_text(verdict, objective)
+        if warning:
+            lines.append(warning)
+        data.update(baseline=best_constant, verdict=verdict)
+    return {"lines": lines, "data": data}
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -75,6 +75,7 @@ class TextProgress:
         self.stream = stream if stream is not None else sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self._pending = False  # a live line is on screen without its newline
+        self._trial_value: float | None = None  # the trial the final training continues
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         """Show one progress event (study_start, worker_start, trial_start, epoch, trial_end,
@@ -97,7 +98,9 @@ class TextProgress:
     def _value(self, e: Mapping[str, Any]) -> str:
         metrics = e.get("metrics") or {}
         if self.objective in metrics:
-            return f"{self.objective} {format_number(metrics[self.objective])}"
+            smoothed = metrics.get(f"{self.objective}_ema")
+            avg = f" (avg {format_number(smoothed)})" if smoothed is not None else ""
+            return f"{self.objective} {format_number(metrics[self.objective])}{avg}"
         shown = [(k, v) for k, v in metrics.items() if k.startswith("val_")][:2]
         return "  ".join(f"{k} {format_number(v)}" for k, v in shown)
 
@@ -130,6 +133,12 @@ class TextProgress:
         if e.get("resumed"):
             self._write(f"Resuming {e.get('path', 'the study')}: {done} of "
                         f"{e.get('trials_total', '?')} trials done")
+        if e.get("baseline"):
+            from segsearch.scores import baseline_text
+
+            text = baseline_text({"best": e["baseline"]}, self.objective)
+            if text:
+                self._write(f"Baseline (a constant prediction, to beat clearly): {text}")
 
     def _on_trial_start(self, e: Mapping[str, Any]) -> None:
         params = dict(e.get("params") or {})
@@ -147,7 +156,9 @@ class TextProgress:
         parts = [f"  {state}"]
         value = e.get("value")
         if value is not None:
-            parts.append(f"{self.objective} {format_number(value)}")
+            baseline = e.get("baseline")
+            vs = f" (baseline {format_number(baseline)})" if baseline is not None else ""
+            parts.append(f"{self.objective} {format_number(value)}{vs}")
         if e.get("epochs") is not None:
             seconds = e.get("duration_s")
             took = f", {format_duration(seconds)}" if seconds is not None else ""
@@ -168,6 +179,7 @@ class TextProgress:
     def _on_final_start(self, e: Mapping[str, Any]) -> None:
         trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""
         epochs = f" for {plural(e['epochs'], 'more epoch')}" if e.get("epochs") else ""
+        self._trial_value = e.get("value")
         self._write(f"Training the best configuration{trial}{epochs}")
 
     def _on_final_epoch(self, e: Mapping[str, Any]) -> None:
@@ -175,7 +187,13 @@ class TextProgress:
         value = self._value(e)
         if value:
             parts.append(value)
-        self._write("  ".join(parts + self._tail(e)), transient=True)
+        # the final training's own best (moving average), beside the trial's it has to beat
+        if e.get("own_best") is not None:
+            parts.append(f"final best {format_number(e['own_best'])}")
+        if self._trial_value is not None:
+            parts.append(f"trial {format_number(self._trial_value)}")
+        tail = [p for p in self._tail(e) if not p.startswith("best ")]
+        self._write("  ".join(parts + tail), transient=True)
 
     def _on_final_end(self, e: Mapping[str, Any]) -> None:
         if e.get("state") == "complete":

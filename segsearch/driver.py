@@ -7,6 +7,8 @@
                             objective)
         config.yaml         the resolved configuration of the latest run
         split.json          the data split, reused on every resume
+        baseline.json       the scores of the constant predictions on the validation set
+                            (segsearch.scores), shown beside every figure
         study.db            Optuna's storage (engine optuna, unless --storage names another)
         keras_tuner/        keras-tuner's project (engine keras-tuner)
         trials/<nnnn>/      trial.json (its record), history.csv (metrics per epoch), model.keras
@@ -31,10 +33,12 @@ started over: ``run``, ``status`` and ``export`` refuse it (:class:`StudyError`)
 
 After the search the best configuration is trained further, from its checkpoint (optimizer state
 included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
-``train.final_epochs``, keeping the best weights by the objective; that model is exported. When that
-final training fails (its worker dies, an error), the best trial's checkpoint is exported instead,
-:attr:`Results.final_failed` says why, and the next run retries the final training; a final
-training that diverged is not retried (it would diverge again).
+``train.final_epochs``, keeping the best weights by the objective's moving average (the same
+rule that picks a trial's best epoch, :data:`segsearch.scores.EMA_ALPHA`); the final weights
+replace the trial's checkpoint only when their average beats the trial's; that model is exported.
+When that final training fails (its worker dies, an error), the best trial's checkpoint is exported
+instead, :attr:`Results.final_failed` says why, and the next run retries the final training; a
+final training that diverged is not retried (it would diverge again).
 
 Example:
     >>> from segsearch.config import load_config
@@ -109,6 +113,8 @@ class Results:
             trial's checkpoint is the model then.
         final_retry: the failed final training is retried by the next run (False when it
             diverged, or when nothing failed).
+        baseline: the best constant prediction's scores (``baseline.json``'s "best").
+        verdict: how ``best_value`` compares with it (:func:`segsearch.scores.judge`).
     """
 
     best_value: float | None
@@ -123,6 +129,8 @@ class Results:
     moved_aside: Path | None = None
     final_failed: str | None = None
     final_retry: bool = False
+    baseline: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
 
 
 class _Emitter:
@@ -138,6 +146,11 @@ class _Emitter:
         self.epochs_done = 0
         self.epoch_seconds: list[float] = []
         self.planned_epochs = study.budget_epochs()
+        final = getattr(self.config.train, "final_epochs", None)
+        if final is not None:  # trials at most trials * epochs, then the final's own epochs
+            self.planned_epochs = (int(self.config.search.trials) * int(self.config.train.epochs)
+                                   + int(final))
+        self.baseline: float | None = None  # the best constant prediction's objective
 
     def seed_records(self, records: list[TrialRecord]) -> None:
         finished = [r for r in records if r.finished_ok]
@@ -171,17 +184,29 @@ class _Emitter:
             "elapsed_s": round(time.monotonic() - self.t0, 3),
             "eta_s": self.eta(),
         }
+        if kind == "final_epoch":
+            out["eta_s"] = self.eta(max(0, int(event.get("epochs") or 0)
+                                        - int(event.get("epoch") or 0)))
         if kind in ("trial_start", "epoch", "trial_end") and isinstance(event.get("trial"), int):
             out["index"] = self.done + (0 if kind == "trial_end" else 1)
+        if self.baseline is not None and "baseline" not in out:
+            out["baseline"] = self.baseline
         if self.progress is not None:
             self.progress(out)
 
-    def eta(self) -> float | None:
-        """Seconds left: epochs left of the budget times the mean epoch time (time limit capped)."""
+    def eta(self, epochs_left: int | None = None) -> float | None:
+        """Seconds left: epochs left times the mean epoch time (time limit capped).
+
+        Args:
+            epochs_left: the epochs left (the final training knows its own); None: what is left
+                of the budget.
+        """
         if not self.epoch_seconds:
             return None
         recent = self.epoch_seconds[-20:]
-        left = max(0, self.planned_epochs - self.epochs_done) * (sum(recent) / len(recent))
+        if epochs_left is None:
+            epochs_left = max(0, self.planned_epochs - self.epochs_done)
+        left = epochs_left * (sum(recent) / len(recent))
         deadline = self.study.deadline
         if deadline is not None:
             left = min(left, max(0.0, deadline - time.monotonic()))
@@ -300,6 +325,9 @@ class Study:
             self.deadline = engine.session.start_clock(float(config.search.time_limit))
         records = engine.records()
         emit.seed_records(records)
+        baseline = self.baseline()
+        best_constant = (baseline or {}).get("best") or {}
+        emit.baseline = best_constant.get(self.objective.name)
         emit({
             "event": "study_start",
             "study": config.study,
@@ -309,6 +337,7 @@ class Study:
             "resumed": not new,
             "moved_aside": None if self.moved_aside is None else str(self.moved_aside),
             "data": self._splits.info.get("description"),
+            "baseline": best_constant or None,
         })
         self._engine = engine
         try:
@@ -339,10 +368,16 @@ class Study:
                 export_dir = self.export(progress=emit, final=final, best=best, records=records)
         value = final.get("value", best.value)
         model_path = (export_dir / "model.keras") if export_dir else self.dir / final["model"]
+        from segsearch import scores
+
+        best_constant = (self.baseline() or {}).get("best") or None
+        verdict = scores.judge(value, (best_constant or {}).get(self.objective.name),
+                               self.objective.direction)
         emit({"event": "study_end", "path": str(self.dir), "best_value": value,
               "best_trial": best.number, "model": str(model_path),
               "stopped_early": short and not self._deadline_passed(),
-              "time_limit_reached": short and self._deadline_passed()})
+              "time_limit_reached": short and self._deadline_passed(),
+              "baseline": best_constant, "verdict": verdict})
         return Results(
             best_value=value,
             best_params=dict(best.params),
@@ -357,6 +392,8 @@ class Study:
             final_failed=(final.get("reason") or "unknown reason") if _final_failed(final)
             else None,
             final_retry=_final_retry(final),
+            baseline=best_constant,
+            verdict=verdict,
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -657,9 +694,12 @@ class Study:
     def _config_fingerprint(self) -> dict[str, Any]:
         config = self.config
         data = config.data.to_dict() if hasattr(config.data, "to_dict") else {}
+        fixed = {k: _jsonable(data.get(k)) for k in _DATA_KEYS if k in data}
+        if data.get("background", 0) != 0:  # it changes the objective; 0 is how older studies ran
+            fixed["background"] = data["background"]
         return {
             "architectures": list(config.architectures),
-            "data": {k: _jsonable(data.get(k)) for k in _DATA_KEYS if k in data},
+            "data": fixed,
             "engine": config.search.engine,
             "weights": config.train.weights,
         }
@@ -729,6 +769,35 @@ class Study:
             self._store_split()
         return self._splits
 
+    def baseline(self) -> dict[str, Any] | None:
+        """The constant predictions' scores on the validation set (``baseline.json``).
+
+        Computed once from the validation masks with the models' own metric code
+        (:func:`segsearch.scores.constant_baselines`) and stored in the study folder; read back
+        when it matches the objective and the background class. None when the validation part
+        holds no masks.
+        """
+        from segsearch import scores
+
+        stored = scores.read_baseline(self.dir)
+        background = getattr(self.config.data, "background", 0)
+        if stored is not None and stored.get("objective") == self.objective.name and \
+                stored.get("background", 0) == background and "best" in stored:
+            return stored
+        splits = self._load_data()
+        masks = _validation_masks(splits.val)
+        if masks is None:
+            return None
+        num_classes = int(splits.info.get("num_classes") or self.config.data.num_classes or 1)
+        baseline = scores.constant_baselines(
+            masks, num_classes, background, objective=self.objective.name,
+            direction=self.objective.direction,
+            class_names=getattr(self.config.data, "class_names", None))
+        baseline["validation_images"] = len(getattr(splits.val, "names", ()) or ())
+        if self.dir.is_dir():
+            scores.write_baseline(self.dir, _jsonable(baseline))
+        return baseline
+
     def _store_split(self) -> None:
         """Write split.json into an existing study folder that has none yet."""
         split_path = self.dir / SPLIT_FILE
@@ -746,17 +815,19 @@ class Study:
         input_shape = (*splits.train.size, splits.train.channels)
         num_classes = int(splits.info.get("num_classes") or config.data.num_classes or 1)
         where = f"{config.source}: space"
+        background = getattr(config.data, "background", 0)
         if len(config.architectures) == 1:
             arch = config.architectures[0]
             self._hypermodel = hypermodels.get(
                 arch, input_shape, num_classes, weights=config.train.weights,
                 space=config.space_for(arch), where=where, jit_compile=self.jit_compile(),
+                background=background,
             )
         else:
             self._hypermodel = hypermodels.get_multi(
                 list(config.architectures), input_shape, num_classes, weights=config.train.weights,
                 spaces={a: config.space_for(a) for a in config.architectures}, where=where,
-                jit_compile=self.jit_compile(),
+                jit_compile=self.jit_compile(), background=background,
             )
         return self._hypermodel
 
@@ -857,7 +928,7 @@ class Study:
     def _final_training(self, best: TrialRecord, records: list[TrialRecord],
                         emit: Progress) -> dict[str, Any]:
         """Train the best configuration further from its checkpoint; return the summary."""
-        from segsearch.engines.trial import TrialTask, continuation, run_trial
+        from segsearch.engines.trial import TrialTask, continuation, run_trial, smoothed_at_end
 
         planned = self.final_epochs(records)
         done = self._final_summary(best, planned)
@@ -870,16 +941,21 @@ class Study:
         # epoch of training is thrown away; the trial's best stays the one to beat
         resume = continuation(trial_dir(self.dir, best.number))
         start = int(best.initial_epoch + best.epochs)
+        smoothed = smoothed_at_end(trial_dir(self.dir, best.number), self.objective.name)
         if resume is not None and resume.name == CHECKPOINT_FILE:
             start = int(best.best_epoch or start)
+            smoothed = best.value  # the best epoch's state: its moving average goes on
         emit({"event": "final_start", "trial": best.number, "epochs": planned,
               "from_epoch": start, "value": best.value})
         context = self.training_context(emit)
         folder = self.dir / FINAL_DIR
         if folder.exists():
             shutil.rmtree(folder)  # a final training that was cut off
+        # the average goes on from the trial's; final weights replace the trial's checkpoint
+        # only when their average beats the trial's best average (the same rule as in a trial)
         task = TrialTask(number=-1, out_dir=folder, epochs=start + planned, initial_epoch=start,
-                         resume_from=resume, baseline=best.value, phase="final")
+                         resume_from=resume, baseline=best.value, phase="final",
+                         smoothed_start=smoothed)
         engine = getattr(self, "_engine", None)
         if engine is not None and getattr(engine, "isolated", False):
             # in the search's worker process, like the trials (a crash there fails only this)
@@ -891,6 +967,8 @@ class Study:
             "from_epoch": start,
             "epochs": outcome.epochs,
             "planned_epochs": planned,
+            "trial_value": best.value,
+            "final_best": _final_best(outcome.history, self.objective),
             "final_state": outcome.state,
             "duration_s": outcome.duration_s,
             "started": outcome.started,
@@ -977,6 +1055,22 @@ def _final_failed(final: Mapping[str, Any]) -> bool:
 def _final_retry(final: Mapping[str, Any]) -> bool:
     """Whether the next run trains a failed final training again (not when it diverged)."""
     return _final_failed(final) and not final.get("diverged", False)
+def _validation_masks(val: Any) -> Any:
+    """The validation masks (class ids), one at a time, or None when the part has none."""
+    if hasattr(val, "item"):
+        return (val.item(i)[1] for i in range(len(val)))
+    y = getattr(val, "y", None)
+    return None if y is None else (y[i] for i in range(len(y)))
+
+
+def _final_best(history: list[dict[str, float]], objective: Objective) -> float | None:
+    """The best moving average of the objective among the final training's own epochs."""
+    best = None
+    for row in history:
+        value = row.get(f"{objective.name}_ema")
+        if value is not None and objective.better(value, best):
+            best = value
+    return best
 
 
 def _has_gpu() -> bool:

@@ -8,11 +8,15 @@
 - ``saved_model/``: a TensorFlow SavedModel for serving (``model.export``; TensorFlow backend, when
   ``export.saved_model`` is on);
 - ``hyperparameters.yaml``: architecture, trial, hyperparameter values, epochs trained;
-- ``metrics.yaml``: the exported model's metrics on the validation images;
+- ``metrics.yaml``: the exported model's metrics on the validation images: the objective, every
+  metric, per-class dice/IoU (by class name), the best constant prediction's scores (``baseline``)
+  and whether the model beats it by a clear margin (``verdict``, see :mod:`segsearch.scores`);
 - ``trials.csv``: every trial of the study;
 - ``config.yaml``: the study's resolved configuration (``segsearch predict`` prepares images with
   it);
-- ``overlays/*.png``: image | truth | prediction, side by side, for a few validation images;
+- ``overlays/*.png``: image | truth | prediction | errors for a few validation images, at the
+  image's own size (up to 1024 px a side), every class in its colour, false positives and false
+  negatives marked, a legend with the class names and the image's score in the title;
 - ``export.json``: what was exported, when, from which trial.
 
 Everything is written into a hidden sibling folder (``.best.tmp-<id>``) first and then renamed into
@@ -37,11 +41,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from segsearch import scores
 from segsearch.engines.results import TrialRecord, write_trials_csv
 from segsearch.errors import StudyError, os_error_message
 
-__all__ = ["export_study", "export_model", "recover", "write_overlays", "manifest_key", "BEST_DIR",
-           "MANIFEST"]
+__all__ = ["export_study", "export_model", "recover", "write_overlays", "overlay_panel",
+           "validation_report", "manifest_key", "BEST_DIR", "MANIFEST"]
 
 BEST_DIR = "best"
 MANIFEST = "export.json"
@@ -128,12 +133,20 @@ def export_model(model: Any, folder: str | os.PathLike[str], *,
     return files
 
 
+#: error colours of the overlays' errors panel (distinct from each other and from grey).
+FALSE_POSITIVE = (255, 0, 255)   # predicted a foreground class where the truth is background
+FALSE_NEGATIVE = (0, 255, 255)   # predicted background where the truth is a foreground class
+WRONG_CLASS = (255, 160, 0)      # another foreground class (without a background: any mismatch)
+IGNORED = (90, 90, 90)
+
+
 def _palette(num_classes: int) -> np.ndarray:
-    """RGB colours per class id; class 0 (background) gets none (drawn as the image)."""
+    """RGB colours per class id (row k = class k; row 0 is used when class 0 is not background)."""
     base = np.array([
         [0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
         [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
     ], dtype=np.float32)
+    base[0] = [128, 128, 255]  # class 0 as a real class (data.background null or not 0)
     if num_classes + 1 > len(base):
         rng = np.random.default_rng(0)
         base = np.concatenate([base, rng.uniform(40, 255, (num_classes + 1 - len(base), 3))])
@@ -141,17 +154,175 @@ def _palette(num_classes: int) -> np.ndarray:
 
 
 def _overlay(image: np.ndarray, ids: np.ndarray, palette: np.ndarray,
-             alpha: float = 0.5) -> np.ndarray:
-    """The image (RGB uint8) with class ids > 0 tinted by the palette and ignored pixels greyed."""
+             alpha: float = 0.5, background: int | None = 0) -> np.ndarray:
+    """The image (RGB uint8) with every class but ``background`` tinted and ignored pixels greyed.
+
+    Args:
+        image: (H, W, 3) uint8.
+        ids: (H, W) class ids, -1 = ignored.
+        palette: colours by class id.
+        alpha: the tint's weight.
+        background: the class drawn as the bare image (None: every class is tinted).
+    """
     out = image.astype(np.float32).copy()
     for cls in np.unique(ids):
         cls = int(cls)
-        if cls == 0:
+        if cls == background:
             continue
         where = ids == cls
-        colour = np.array([90, 90, 90], np.float32) if cls < 0 else palette[cls]
+        colour = np.array(IGNORED, np.float32) if cls < 0 else palette[cls]
         out[where] = (1 - alpha) * out[where] + alpha * colour
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _errors(image: np.ndarray, truth: np.ndarray, pred: np.ndarray,
+            background: int | None) -> np.ndarray:
+    """The image dimmed to grey with the wrong pixels coloured: false positives, false negatives,
+    wrong class (see the module's colours); ignored pixels grey."""
+    grey = image.astype(np.float32).mean(-1, keepdims=True) * 0.6
+    out = np.repeat(grey, 3, axis=-1)
+    valid = truth >= 0
+    wrong = valid & (truth != pred)
+    if background is None:
+        out[wrong] = WRONG_CLASS
+    else:
+        out[wrong & (truth == background)] = FALSE_POSITIVE
+        out[wrong & (pred == background)] = FALSE_NEGATIVE
+        out[wrong & (truth != background) & (pred != background)] = WRONG_CLASS
+    out[~valid] = IGNORED
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
+def _display_scale(height: int, width: int, max_side: int, min_side: int) -> float:
+    """The factor that brings the long side to at most ``max_side`` (integer up to ``min_side``)."""
+    long = max(height, width)
+    if long > max_side:
+        return max_side / long
+    if long < min_side:
+        return float(max(1, min_side // long))
+    return 1.0
+
+
+def overlay_panel(
+    image: np.ndarray,
+    truth: np.ndarray,
+    pred: np.ndarray,
+    *,
+    num_classes: int = 1,
+    background: int | None = 0,
+    class_names: Sequence[str] | None = None,
+    title: str = "",
+    max_side: int = 1024,
+    min_side: int = 256,
+) -> Any:
+    """One overlay figure: image | truth | prediction | errors, a title and a legend (a PIL image).
+
+    Each panel is the image at its own size, brought to at most ``max_side`` pixels on the long
+    side (small images are enlarged by a whole factor up to ``min_side``, so they stay crisp).
+
+    Args:
+        image: (H, W, 3) uint8.
+        truth: (H, W) class ids, -1 = ignored.
+        pred: (H, W) predicted class ids.
+        num_classes: 1 for binary, else the number of classes.
+        background: the background class (drawn untinted), None: every class is tinted.
+        class_names: names by class id, for the legend.
+        title: the line above the panels (the image's name and score).
+        max_side: the largest panel side.
+        min_side: small images are enlarged up to this.
+    """
+    from PIL import Image, ImageDraw
+
+    k = 2 if num_classes == 1 else num_classes
+    palette = _palette(k)
+    panels = [image, _overlay(image, truth, palette, background=background),
+              _overlay(image, pred, palette, background=background),
+              _errors(image, truth, pred, background)]
+    h, w = image.shape[:2]
+    scale = _display_scale(h, w, max_side, min_side)
+    ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
+    resample = Image.NEAREST if scale >= 1 else Image.BOX
+    tiles = [Image.fromarray(p).resize((pw, ph), resample) for p in panels]
+
+    text = max(12, min(28, pw // 18))
+    font = _font(text)
+    gap, margin = max(4, text // 3), max(6, text // 2)
+    width = 4 * pw + 3 * gap + 2 * margin
+    # the legend's entries: (colour, label)
+    names = list(class_names or ())
+    entries = []
+    for cls in range(k):
+        label = f"{cls} {names[cls]}" if cls < len(names) else (
+            f"{cls} {'background' if cls == 0 else 'foreground'}" if num_classes == 1 else str(cls))
+        if cls == background:
+            entries.append((None, f"{label} (untinted)"))
+        else:
+            entries.append((tuple(int(v) for v in palette[cls]), label))
+    if background is None:
+        entries.append((WRONG_CLASS, "error (wrong class)"))
+    else:
+        entries += [(FALSE_POSITIVE, "false positive"), (FALSE_NEGATIVE, "false negative")]
+        if k > 2:
+            entries.append((WRONG_CLASS, "wrong class"))
+    if (truth < 0).any():
+        entries.append((IGNORED, "ignored"))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    rows: list[list[tuple[Any, str, int]]] = [[]]
+    x = margin
+    for colour, label in entries:
+        item = text + gap + int(probe.textlength(label, font=font)) + 2 * gap
+        if rows[-1] and x + item > width - margin:
+            rows.append([])
+            x = margin
+        rows[-1].append((colour, label, x))
+        x += item
+    line = text + gap
+    top = margin + 2 * line  # title, then the panel captions
+    height = top + ph + margin + len(rows) * line + margin
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((margin, margin), title, fill=(0, 0, 0), font=font)
+    for i, (tile, caption) in enumerate(zip(tiles, ("image", "truth", "prediction", "errors"))):
+        left = margin + i * (pw + gap)
+        draw.text((left, margin + line), caption, fill=(60, 60, 60), font=font)
+        canvas.paste(tile, (left, top))
+    y0 = top + ph + margin
+    for r, row in enumerate(rows):
+        y = y0 + r * line
+        for colour, label, x in row:
+            box = [x, y, x + text, y + text]
+            if colour is None:
+                draw.rectangle(box, outline=(0, 0, 0), fill=(255, 255, 255))
+            else:
+                draw.rectangle(box, fill=colour, outline=(0, 0, 0))
+            draw.text((x + text + gap, y), label, fill=(0, 0, 0), font=font)
+    return canvas
+
+
+_SCORE_METRICS = {"val_dice": "Dice", "val_iou": "IoU", "val_mean_iou": "MeanIoU",
+                  "val_pixel_accuracy": "PixelAccuracy"}
+
+
+def _image_score(objective: str, num_classes: int, background: int | None, truth: np.ndarray,
+                 prob: np.ndarray) -> tuple[str, float]:
+    """One image's score by the objective's metric class (dice when the objective is not one)."""
+    from segsearch import metrics as seg_metrics
+
+    name = objective if objective in _SCORE_METRICS else "val_dice"
+    cls = getattr(seg_metrics, _SCORE_METRICS[name])
+    kwargs = {"background": background} if name in ("val_dice", "val_iou") else {}
+    metric = cls(num_classes, **kwargs)
+    metric.update_state(truth[None], prob[None])
+    return name, float(np.asarray(metric.result()))
 
 
 def write_overlays(
@@ -162,8 +333,12 @@ def write_overlays(
     *,
     names: Sequence[str] | None = None,
     num_classes: int = 1,
+    background: int | None = 0,
+    class_names: Sequence[str] | None = None,
+    objective: str = "val_dice",
+    max_side: int = 1024,
 ) -> list[Path]:
-    """Write one PNG per image: image | truth | prediction side by side (pillow).
+    """Write one PNG per image: image | truth | prediction | errors, title and legend (pillow).
 
     Args:
         model: the model (sigmoid or softmax output).
@@ -172,30 +347,66 @@ def write_overlays(
         folder: where the PNGs go.
         names: a name per image (file names get it, sanitised).
         num_classes: 1 for binary, else the number of classes.
+        background: the background class (``data.background``); None: every class is real.
+        class_names: names by class id, for the legend.
+        objective: the metric whose per-image value the title shows.
+        max_side: the largest side of a panel.
     """
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if len(x) == 0:
         return []
     prob = np.asarray(model.predict(x, verbose=0, batch_size=min(8, len(x))), dtype=np.float32)
     pred = (prob[..., 0] > 0.5).astype(np.int64) if prob.shape[-1] == 1 else prob.argmax(-1)
-    palette = _palette(max(num_classes, 2))
     paths = []
     for i in range(len(x)):
         image = np.clip(x[i] * 255.0, 0, 255).astype(np.uint8)
         image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
         truth = np.rint(y[i][..., 0]).astype(np.int64)
-        gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
-        panel = np.concatenate([image, gap, _overlay(image, truth, palette), gap,
-                                _overlay(image, pred[i], palette)], axis=1)
+        label = Path(str(names[i])).name if names is not None and i < len(names) else f"image {i}"
+        metric, score = _image_score(objective, num_classes, background, y[i], prob[i])
+        figure = overlay_panel(image, truth, pred[i], num_classes=num_classes,
+                               background=background, class_names=class_names,
+                               title=f"{label}   {metric} {score:.4f} (this image)",
+                               max_side=max_side)
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in
                        (Path(str(names[i])).stem if names is not None and i < len(names) else ""))
         path = folder / (f"{i:02d}_{stem}.png" if stem else f"{i:02d}.png")
-        Image.fromarray(panel).save(path)
+        figure.save(path)
         paths.append(path)
     return paths
+
+
+def validation_report(model: Any, val: Any, *, num_classes: int, background: int | None,
+                      class_names: Sequence[str] | None, batch_size: int = 8) -> dict[str, Any]:
+    """Per-class dice / IoU / pixel counts of ``model`` on the validation part, by class name.
+
+    Args:
+        model: the model.
+        val: the validation part (``item(i) -> (x, y)``).
+        num_classes: 1 for binary, else the number of classes.
+        background: the background class (marked in the report).
+        class_names: names by class id.
+        batch_size: images per prediction batch.
+    """
+    from segsearch import metrics as seg_metrics
+
+    metric = seg_metrics.MeanIoU(num_classes)
+    n = len(val)
+    for start in range(0, n, batch_size):
+        items = [val.item(i) for i in range(start, min(n, start + batch_size))]
+        xb = np.stack([a for a, _ in items])
+        yb = np.stack([b for _, b in items])
+        metric.update_state(yb, model.predict_on_batch(xb))
+    table = metric.per_class()
+    names = list(class_names or ())
+    out = {}
+    for cls in range(len(table["dice"])):
+        key = names[cls] if cls < len(names) else f"class {cls}"
+        out[key] = {"class": cls, "dice": table["dice"][cls], "iou": table["iou"][cls],
+                    "pixels": table["pixels"][cls], "predicted": table["predicted"][cls],
+                    "background": cls == background}
+    return out
 
 
 def export_study(
@@ -245,11 +456,32 @@ def export_study(
                                   return_dict=True, verbose=0)
         validation = {f"val_{k}": float(v) for k, v in measured.items()}
         objective = config.search.objectives[0]
+        direction = config.search.directions[0]
+        classes = int(model.output_shape[-1])
+        background = getattr(config.data, "background", 0)
+        class_names = getattr(config.data, "class_names", None)
+        baseline = scores.constant_baselines(
+            (val.item(i)[1] for i in range(len(val))), classes, background,
+            objective=objective, direction=direction, class_names=class_names)
         metrics = {
-            "objective": {"name": objective, "direction": config.search.directions[0],
+            "objective": {"name": objective, "direction": direction,
                           "value": validation.get(objective)},
             "validation": validation,
             "validation_images": int(len(val)),
+            "per_class": validation_report(model, val, num_classes=classes, background=background,
+                                           class_names=class_names,
+                                           batch_size=int(config.train.batch_size)),
+            "background": background,
+            "baseline": {**baseline["best"], "best_by_metric": baseline["best_by_metric"]},
+            "verdict": scores.judge(validation.get(objective), baseline["best"].get(objective),
+                                    direction),
+            "selection": {
+                "rule": f"best epoch by the moving average of {objective} "
+                        f"(alpha {scores.EMA_ALPHA})",
+                "trial_value": best.value,
+                "final_value": final.get("value") if final.get("epochs") else None,
+                "kept": "final" if str(final.get("model", "")).startswith("final") else "trial",
+            },
             "trial_validation": {k: v for k, v in best.values.items()},
         }
         _write_yaml(tmp / "metrics.yaml", metrics)
@@ -282,9 +514,9 @@ def export_study(
             x, y = val.x[:count], val.y[:count]
             owner = getattr(val, "owner", None)
             names = [val.names[int(i)] for i in owner[:count]] if owner is not None else None
-            classes = int(model.output_shape[-1])
             write_overlays(model, x, y, tmp / "overlays", names=names,
-                           num_classes=1 if classes == 1 else classes)
+                           num_classes=1 if classes == 1 else classes, background=background,
+                           class_names=class_names, objective=objective)
             files["overlays"] = "overlays"
 
         manifest = {

@@ -7,8 +7,10 @@ counts nowhere) and ``y_pred`` the model's probabilities (one sigmoid channel th
 ``num_classes == 1``, else the argmax of the softmax).
 
 - ``dice`` and ``iou``: binary -> of the foreground class; multi-class -> mean over the foreground
-  classes 1..C-1 (class 0 is background; ``include_background=True`` adds it), so a 2-class softmax
-  head and a 1-channel sigmoid head report the same number on the same masks.
+  classes, every class but ``background`` (default 0; ``include_background=True`` adds it), so a
+  2-class softmax head and a 1-channel sigmoid head report the same number on the same masks.
+  ``background=None`` (``data.background: null``: every class is a real one, e.g. street scenes
+  whose class 0 is sky) averages every class, background included.
 - ``mean_iou``: mean IoU over every class including background (binary: background and foreground),
   the "validation mean IoU".
 - ``pixel_accuracy``: share of valid pixels whose class is right.
@@ -37,6 +39,7 @@ __all__ = [
     "IoU",
     "MeanIoU",
     "PixelAccuracy",
+    "check_background",
     "default_metrics",
 ]
 
@@ -108,29 +111,77 @@ class ConfusionMatrixMetric(keras.metrics.Metric):
         return tp, fp, fn
 
     @staticmethod
-    def _nanmean(num: Any, den: Any) -> Any:
-        """Mean of num/den over the entries with den > 0 (0 when there is none)."""
+    def _nanmean(num: Any, den: Any, include: Any = None) -> Any:
+        """Mean of num/den over the entries with den > 0 (0 when there is none).
+
+        Args:
+            num: per-class numerators.
+            den: per-class denominators.
+            include: optional 0/1 weights per class; classes with 0 are left out.
+        """
         present = ops.cast(ops.greater(den, 0.0), "float32")
+        if include is not None:
+            present = present * ops.cast(include, "float32")
         ratio = num / ops.maximum(den, 1e-12) * present
         return ops.sum(ratio) / ops.maximum(ops.sum(present), 1.0)
+
+    def per_class(self) -> dict[str, list[float]]:
+        """Per-class figures of the accumulated matrix: dice, iou, pixels (truth), predicted.
+
+        A class absent from both truth and prediction gets None for dice and iou.
+        """
+        import numpy as np
+
+        cm = np.asarray(ops.convert_to_numpy(self.confusion), dtype=np.float64)
+        tp = np.diag(cm)
+        fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+
+        def ratio(num: Any, den: Any) -> list[float | None]:
+            return [round(float(n / d), 6) if d > 0 else None for n, d in zip(num, den)]
+
+        return {"dice": ratio(2 * tp, 2 * tp + fp + fn), "iou": ratio(tp, tp + fp + fn),
+                "pixels": [int(v) for v in cm.sum(1)], "predicted": [int(v) for v in cm.sum(0)]}
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "num_classes": self.num_classes,
                 "threshold": self.threshold}
 
 
+def check_background(background: Any, num_classes: int, where: str = "background") -> int | None:
+    """Validate a background class id against the number of classes; return it (or None).
+
+    Args:
+        background: a class id, or None when every class is a real one.
+        num_classes: 1 for binary (classes 0 and 1), else the number of classes.
+        where: the key named in the error message.
+    """
+    if background is None:
+        return None
+    k = 2 if num_classes == 1 else num_classes
+    if isinstance(background, bool) or not isinstance(background, int) or not 0 <= background < k:
+        raise ConfigError(f"{where}: expected a class id 0..{k - 1} or null (every class is a real "
+                          f"one), got {background!r}")
+    return int(background)
+
+
 class _ForegroundMetric(ConfusionMatrixMetric):
     def __init__(self, num_classes: int = 1, threshold: float = 0.5,
                  include_background: bool = False, name: str | None = None,
-                 dtype: Any = None) -> None:
+                 dtype: Any = None, background: int | None = 0) -> None:
         super().__init__(num_classes=num_classes, threshold=threshold, name=name, dtype=dtype)
         self.include_background = bool(include_background)
+        self.background = check_background(background, num_classes)
 
-    def _classes(self, values: Any) -> Any:
-        return values if self.include_background else values[1:]
+    def _include(self) -> Any:
+        """0/1 weight per class: every class but the background one (all with none)."""
+        weights = [1.0] * self.k
+        if not self.include_background and self.background is not None:
+            weights[self.background] = 0.0
+        return ops.convert_to_tensor(weights, dtype="float32")
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "include_background": self.include_background}
+        return {**super().get_config(), "include_background": self.include_background,
+                "background": self.background}
 
 
 @keras.saving.register_keras_serializable(package="segsearch")
@@ -140,17 +191,20 @@ class Dice(_ForegroundMetric):
     Args:
         num_classes: 1 for one sigmoid channel, >= 2 for softmax.
         threshold: foreground probability threshold for binary output.
-        include_background: also average class 0 (multi-class; for binary it adds background).
+        include_background: also average the background class (for binary: class 0).
         name: the metric name ("dice").
+        background: the class left out of the mean (default 0); None: no class is.
     """
 
     def __init__(self, num_classes: int = 1, threshold: float = 0.5,
-                 include_background: bool = False, name: str = "dice", dtype: Any = None) -> None:
-        super().__init__(num_classes, threshold, include_background, name=name, dtype=dtype)
+                 include_background: bool = False, name: str = "dice", dtype: Any = None,
+                 background: int | None = 0) -> None:
+        super().__init__(num_classes, threshold, include_background, name=name, dtype=dtype,
+                         background=background)
 
     def result(self) -> Any:
         tp, fp, fn = self._counts()
-        return self._nanmean(self._classes(2.0 * tp), self._classes(2.0 * tp + fp + fn))
+        return self._nanmean(2.0 * tp, 2.0 * tp + fp + fn, self._include())
 
 
 @keras.saving.register_keras_serializable(package="segsearch")
@@ -160,17 +214,20 @@ class IoU(_ForegroundMetric):
     Args:
         num_classes: 1 for one sigmoid channel, >= 2 for softmax.
         threshold: foreground probability threshold for binary output.
-        include_background: also average class 0.
+        include_background: also average the background class.
         name: the metric name ("iou").
+        background: the class left out of the mean (default 0); None: no class is.
     """
 
     def __init__(self, num_classes: int = 1, threshold: float = 0.5,
-                 include_background: bool = False, name: str = "iou", dtype: Any = None) -> None:
-        super().__init__(num_classes, threshold, include_background, name=name, dtype=dtype)
+                 include_background: bool = False, name: str = "iou", dtype: Any = None,
+                 background: int | None = 0) -> None:
+        super().__init__(num_classes, threshold, include_background, name=name, dtype=dtype,
+                         background=background)
 
     def result(self) -> Any:
         tp, fp, fn = self._counts()
-        return self._nanmean(self._classes(tp), self._classes(tp + fp + fn))
+        return self._nanmean(tp, tp + fp + fn, self._include())
 
 
 @keras.saving.register_keras_serializable(package="segsearch")
@@ -212,10 +269,13 @@ class PixelAccuracy(ConfusionMatrixMetric):
         return ops.sum(tp) / ops.maximum(total, 1.0)
 
 
-def default_metrics(num_classes: int = 1) -> list[ConfusionMatrixMetric]:
+def default_metrics(num_classes: int = 1, background: int | None = 0
+                    ) -> list[ConfusionMatrixMetric]:
     """The metrics every segsearch model is compiled with: dice, iou, mean_iou, pixel_accuracy.
 
     Args:
         num_classes: 1 for one sigmoid channel, >= 2 for softmax.
+        background: the class dice and iou leave out (``data.background``); None: none.
     """
-    return [Dice(num_classes), IoU(num_classes), MeanIoU(num_classes), PixelAccuracy(num_classes)]
+    return [Dice(num_classes, background=background), IoU(num_classes, background=background),
+            MeanIoU(num_classes), PixelAccuracy(num_classes)]

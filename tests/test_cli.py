@@ -309,6 +309,27 @@ def test_text_progress_shows_trial_epoch_metric_best_and_time_left() -> None:
     assert "Exported the best model to studies/x/best" in text
 
 
+def test_progress_shows_the_baseline_and_the_final_training_s_own_best() -> None:
+    stream = io.StringIO()
+    show = TextProgress("val_dice", stream, live=False)
+    for event in (
+        {"event": "study_start", "baseline": {"best_constant_class": 0, "class_name": "sky",
+                                              "val_dice": 0.25, "val_mean_iou": 0.1}},
+        {"event": "trial_end", "trial": 0, "index": 1, "trials_total": 1, "state": "complete",
+         "value": 0.5, "epochs": 2, "baseline": 0.25},
+        {"event": "final_start", "trial": 0, "epochs": 3, "value": 0.5},
+        {"event": "final_epoch", "epoch": 3, "epochs": 5, "own_best": 0.45, "best_value": 0.5,
+         "metrics": {"val_dice": 0.45, "val_dice_ema": 0.45}, "eta_s": 8},
+    ):
+        show(event)
+    text = stream.getvalue()
+    assert "Baseline (a constant prediction, to beat clearly): every pixel class 0 (sky): " \
+           "val_dice 0.2500, val_mean_iou 0.1000" in text
+    assert "complete  val_dice 0.5 (baseline 0.25)" in text
+    assert "epoch 3/5  val_dice 0.45 (avg 0.45)  final best 0.45  trial 0.5  left ~8s" in text
+    assert "best 0.5" not in text.splitlines()[-1]
+
+
 def test_multi_architecture_params_are_shown_without_their_prefix() -> None:
     stream = io.StringIO()
     TextProgress("val_dice", stream, live=False)(
@@ -415,11 +436,30 @@ def test_status_lists_trials_best_first(optuna_study: tuple[Path, list[dict]]) -
     lines = out.splitlines()
     assert "2 trials" in lines[0] and "val_dice" in lines[0]
     assert lines[1].split()[:5] == ["#", "state", "val_dice", "epochs", "time"]
-    assert len(lines) == 4
+    assert len(lines) >= 4
+    assert lines[4].startswith("Best trial #") and "(moving average)" in lines[4]
+    assert any(line.startswith("Exported model: val_dice") for line in lines)
+    assert any(line.startswith("Baseline: every pixel class") for line in lines)
     code, out, _ = _run(["status", str(folder), "--json"])
     report = json.loads(out)
     values = [t["value"] for t in report["trials"] if t["state"] == "complete"]
     assert values == sorted(values, reverse=True) and report["objective"] == "val_dice"
+
+
+def test_status_warns_when_the_model_does_not_beat_the_baseline(
+        optuna_study: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(optuna_study[0], folder)
+    stored = json.loads((folder / "baseline.json").read_text())
+    stored["best"]["val_dice"] = 0.99  # a constant that no tiny model beats
+    (folder / "baseline.json").write_text(json.dumps(stored))
+    code, out, err = _run(["status", str(folder)])
+    assert code == 0, err
+    assert "WARNING: the best model (val_dice" in out and "clear margin" in out
+    report = json.loads(_run(["status", str(folder), "--json"])[1])
+    assert report["baseline"]["val_dice"] == 0.99 and report["verdict"]["clear"] is False
 
 
 def test_export_then_predict(optuna_study: tuple[Path, list[dict]], tmp_path: Path) -> None:

@@ -210,3 +210,25 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypa
                               "scipy (traceback: ")
     assert "\n" not in message
     assert "in training_context" in (config.study_dir / "worker_error.txt").read_text()
+def test_data_background_null_reaches_the_model_s_objective_and_the_baseline(npz, tmp_path):
+    import keras_tuner
+
+    from segsearch.config import load_config
+
+    raw = _raw(npz, "optuna", 1)
+    counted = Study(load_config(raw, study_dir=tmp_path / "a", check_space=False))
+    assert counted.hypermodel().background == 0
+    assert counted.baseline()["constants"][0]["val_dice"] == 0  # all background: no foreground
+    raw["data"]["background"] = None  # every class is a real one
+    study = Study(load_config(raw, study_dir=tmp_path / "b", check_space=False))
+    hm = study.hypermodel()
+    assert hm.background is None
+    model = hm.build(keras_tuner.HyperParameters())
+    x, y = study._load_data().val.x, study._load_data().val.y
+    scores = model.evaluate(x, y, verbose=0, return_dict=True)
+    from segsearch import metrics
+
+    every = metrics.Dice(1, background=None)
+    every.update_state(y, model.predict(x, verbose=0))
+    assert scores["dice"] == pytest.approx(float(every.result()), abs=1e-6)
+    assert study.baseline()["constants"][0]["val_dice"] > 0.3  # class 0 counts now

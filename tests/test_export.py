@@ -85,8 +85,71 @@ def test_export_writes_every_file(config, trained, parts):
     from PIL import Image
 
     image = Image.open(overlays[0])
-    assert image.size == (3 * 32 + 2 * 4, 32) and image.mode == "RGB"
+    # four panels (image, truth, prediction, errors), 32x32 enlarged 8x to 256, title and legend
+    assert image.mode == "RGB" and image.size[0] > 4 * 256 and image.size[1] > 256
     assert not list(config.study_dir.glob(".best.*"))
+    # per-class figures and the trivial baseline computed with the same metric code
+    assert set(metrics["per_class"]) == {"class 0", "class 1"}
+    assert metrics["per_class"]["class 0"]["background"] is True
+    base = metrics["baseline"]
+    y = parts.y
+    fg = float((y == 1).sum()) / float((y >= 0).sum())
+    assert base["best_constant_class"] == 1  # all-foreground has a dice above 0, all-background 0
+    assert base["val_dice"] == pytest.approx(2 * fg / (1 + fg), abs=1e-5)
+    assert base["best_by_metric"]["val_pixel_accuracy"]["class"] == (0 if fg < 0.5 else 1)
+    verdict = metrics["verdict"]
+    assert verdict["baseline"] == pytest.approx(base["val_dice"], abs=1e-6)
+    assert verdict["clear"] == (verdict["margin"] >= verdict["needed"])
+    assert metrics["selection"]["kept"] == "trial"
+
+
+def _colours(image, box):
+    return {tuple(c) for c in np.asarray(image.crop(box)).reshape(-1, 3).tolist()}
+
+
+def test_overlay_panel_size_colours_errors_and_legend():
+    from segsearch.export import (FALSE_NEGATIVE, FALSE_POSITIVE, WRONG_CLASS, _palette,
+                                  overlay_panel)
+
+    image = np.full((300, 340, 3), 100, np.uint8)
+    truth = np.zeros((300, 340), np.int64)
+    truth[50:100, 50:100] = 1
+    truth[150:200, 150:200] = 2
+    pred = truth.copy()
+    pred[50:100, 50:75] = 0  # false negatives (class 1 missed)
+    pred[250:260, 10:20] = 2  # false positives
+    pred[150:160, 150:200] = 1  # wrong class
+    names = ["background", "vessel", "crack"]
+    figure = overlay_panel(image, truth, pred, num_classes=3, class_names=names,
+                           title="img.png  val_dice 0.5000")
+    w, h = figure.size
+    assert 4 * 340 < w < 4 * 340 + 200 and 300 < h < 300 + 200  # the image's own size
+    top = h - 300
+    panels = _colours(figure, (0, 0, w, h))
+    palette = _palette(3)
+    for cls in (1, 2):  # every class in its colour (tinted) somewhere
+        tint = tuple(int(v) for v in np.clip(0.5 * 100 + 0.5 * palette[cls], 0, 255).astype(int))
+        assert tint in panels
+    errors = _colours(figure, (0, 0, w, h - 0))
+    assert {FALSE_POSITIVE, FALSE_NEGATIVE, WRONG_CLASS} <= errors
+    legend = _colours(figure, (0, h - max(12, top // 3) - 12, w, h))
+    assert tuple(int(v) for v in palette[1]) in legend and FALSE_POSITIVE in legend
+    big = overlay_panel(np.zeros((2048, 1024, 3), np.uint8), np.zeros((2048, 1024), np.int64),
+                        np.zeros((2048, 1024), np.int64))
+    assert big.size[1] < 1024 + 200  # long side brought down to 1024
+
+
+def test_overlays_without_background_tint_every_class():
+    from segsearch.export import WRONG_CLASS, _palette, overlay_panel
+
+    image = np.full((40, 40, 3), 100, np.uint8)
+    truth = np.zeros((40, 40), np.int64)
+    pred = truth.copy()
+    pred[:5] = 1
+    figure = overlay_panel(image, truth, pred, num_classes=2, background=None)
+    colours = _colours(figure, (0, 0) + figure.size)
+    tint0 = tuple(int(v) for v in np.clip(0.5 * 100 + 0.5 * _palette(2)[0], 0, 255).astype(int))
+    assert tint0 in colours and WRONG_CLASS in colours
 
 
 def test_exported_model_reloads_in_safe_mode_without_segsearch(config, trained, parts, tmp_path):

@@ -128,3 +128,39 @@ def test_serialization_roundtrip():
         cfg = keras.saving.serialize_keras_object(m)
         again = keras.saving.deserialize_keras_object(cfg)
         assert type(again) is type(m) and again.get_config() == m.get_config()
+
+
+def test_background_null_and_other_background_change_the_objective():
+    # binary: truth 1/4 foreground; prediction finds half of it and nothing else
+    y = np.zeros((1, 4, 4, 1), np.float32)
+    y[0, 0, :] = 1
+    p = np.zeros((1, 4, 4, 1), np.float32)
+    p[0, 0, :2] = 1
+    fg = 2 * 2 / (2 * 2 + 2)  # dice of class 1
+    bg = 2 * 12 / (2 * 12 + 2)  # dice of class 0
+    for background, expected in ((0, fg), (None, (fg + bg) / 2), (1, bg)):
+        dice = metrics.Dice(1, background=background)
+        dice.update_state(y, p)
+        assert float(dice.result()) == pytest.approx(expected, abs=1e-6)
+    # multi-class: class 0 is a real class (sky) when background is null
+    y3 = np.array([0, 0, 1, 2], np.float32).reshape(1, 2, 2, 1)
+    p3 = np.eye(3, dtype=np.float32)[[0, 1, 1, 2]].reshape(1, 2, 2, 3)
+    default, every = metrics.IoU(3), metrics.IoU(3, background=None)
+    default.update_state(y3, p3)
+    every.update_state(y3, p3)
+    assert float(default.result()) == pytest.approx((0.5 + 1.0) / 2)
+    assert float(every.result()) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    with pytest.raises(ValueError, match="background"):
+        metrics.Dice(3, background=3)
+    restored = metrics.Dice.from_config(metrics.Dice(3, background=None).get_config())
+    assert restored.background is None
+
+
+def test_per_class_figures():
+    m = metrics.MeanIoU(3)
+    y3 = np.array([0, 0, 1, 2], np.float32).reshape(1, 2, 2, 1)
+    p3 = np.eye(3, dtype=np.float32)[[0, 1, 1, 2]].reshape(1, 2, 2, 3)
+    m.update_state(y3, p3)
+    table = m.per_class()
+    assert table["iou"] == [0.5, 0.5, 1.0] and table["pixels"] == [2, 1, 1]
+    assert table["predicted"] == [1, 2, 1]

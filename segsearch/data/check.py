@@ -41,6 +41,48 @@ FEW_PAIRS = 10
 LOSSY = (".jpg", ".jpeg")
 
 
+def _majority_foreground(freq: list[float], background: int | None, names: list[str],
+                         rule: Any, values: list[int], config: DataConfig) -> list[str]:
+    """A warning when a class the objective scores as foreground is most of the pixels.
+
+    ISBI membrane masks are 255 (cell interior, 78% of pixels) and 0 (membrane): read as binary,
+    the interior becomes class 1, "foreground", and val_dice scores how well the network finds
+    the interior, which a constant prediction already gets mostly right.
+
+    Args:
+        freq: share of each class among labelled pixels.
+        background: the background class id (None: every class is real, nothing to warn).
+        names: class names, index = class id.
+        rule: the mask rule (its kind and number of classes).
+        values: the mask values found (grey masks).
+        config: the data configuration.
+    """
+    if background is None:
+        return []
+    out = []
+    for cls, share in enumerate(freq):
+        if cls == background or share <= 0.5:
+            continue
+        label = f"class {cls}" + (f" ({names[cls]})" if cls < len(names) else
+                                  " (foreground)" if rule.num_classes == 1 else "")
+        plain = config.values is None and config.colors is None
+        if rule.num_classes == 1 and plain and len(values) == 2:
+            low, high = values  # binary: low -> class 0, high -> class 1
+            minority = low if cls == 1 else high
+            fix = (f"if the minority (mask value {minority}) is what you segment, make it the "
+                   f"foreground with --set 'data.values={{{low}: 1, {high}: 0}}'")
+        else:
+            fix = (f"if class {background} is what you segment, set --set data.background={cls}; "
+                   "if every class matters, set --set data.background=null")
+        out.append(
+            f"majority foreground: {label} covers {100 * share:.1f}% of labelled pixels, yet "
+            f"val_dice and val_iou score it as foreground (background is class {background}), so a "
+            f"constant prediction already scores high; {fix}, or use objective val_mean_iou "
+            "(every class counts)"
+        )
+    return out
+
+
 def suggest_size(heights: list[int], widths: list[int]) -> tuple[tuple[int, int], tuple[int, int], str]:
     """Suggested (image_size, (min depth, max depth), resize mode) from the images' sizes.
 
@@ -313,6 +355,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
                             "num_classes": rule.num_classes if rule else None}
     if rule is not None:
         k = max(2, rule.num_classes)
+        background = config.background
+        background = background if background is not None and background < k else None
         totals = np.zeros(k, np.int64)
         images_with = np.zeros(k, np.int64)
         ignored = 0
@@ -328,7 +372,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             totals += per
             images_with += per > 0
             labelled = per.sum()
-            fg_share.append(float(per[1:].sum() / labelled) if labelled else 0.0)
+            fg = labelled - (per[background] if background is not None else 0)
+            fg_share.append(float(fg / labelled) if labelled else 0.0)
         labelled = max(1, int(totals.sum()))
         freq = [round(float(t) / labelled, 6) for t in totals]
         ignoring = [f"value {config.ignore_value}"] if config.ignore_value is not None else []
@@ -336,6 +381,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
         ignoring += ["colour #%02x%02x%02x" % rgb for rgb, c in (config.colors or ()) if c < 0]
         fingerprint["classes"] = {
             "names": list(config.class_names) if config.class_names else None,
+            "background": background,
             "ignoring": ", ".join(ignoring) or None,
             "frequencies": freq,
             "images_with": images_with.tolist(),
@@ -349,7 +395,11 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
                 f"class 0 never occurs: the masks hold values {low}..{all_values[-1]}; if {low} is the background, "
                 f"map the values to class ids with --set 'data.values={{{low}: 0, {low + 1}: 1, ...}}'"
             )
-        for cls in range(1, k):
+        names = list(config.class_names or ())
+        warnings.extend(_majority_foreground(freq, background, names, rule, all_values, config))
+        for cls in range(k):
+            if cls == background:
+                continue
             if freq[cls] == 0:
                 warnings.append(f"class {cls} never occurs in the masks; check num_classes and the masks")
             elif freq[cls] < TINY_FOREGROUND:

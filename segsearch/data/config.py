@@ -171,7 +171,10 @@ class DataConfig:
         mat_key: for MATLAB ``.mat`` masks, the dotted path of the mask's array
             (``groundTruth.Segmentation``), needed when a file holds several 2-D integer arrays.
         class_names: names of the classes, index = class id (binary: background, foreground),
-            shown by ``segsearch data check``.
+            shown by ``segsearch data check``, in metrics files and overlay legends.
+        background: the class id that is background (default 0): foreground scores (dice, iou,
+            the objective ``val_dice``) and statistics leave it out; None when every class is a
+            real one (street scenes whose class 0 is sky), then they average every class.
 
     Example:
         >>> DataConfig(source="data/cells", image_size=256, mask_kind="rgb",
@@ -199,6 +202,7 @@ class DataConfig:
     values: Any = None
     mat_key: str | None = None
     class_names: Any = None
+    background: int | None = 0
 
     def __post_init__(self) -> None:
         w = "data"
@@ -307,6 +311,10 @@ class DataConfig:
                 raise ConfigError(f"{w}.class_names: expected a list of at least two names, index = class id "
                                   f"(binary: [background, foreground]), got {names!r}")
             set_("class_names", tuple(names))
+        bg = self.background
+        if bg is not None and (isinstance(bg, bool) or not isinstance(bg, int) or bg < 0):
+            raise ConfigError(f"{w}.background: expected a class id >= 0 (default 0) or null "
+                              f"when every class is a real one, got {bg!r}")
         if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
             raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
 

@@ -573,7 +573,14 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
 
 
 def check_class_names(config: DataConfig, num_classes: int) -> None:
-    """Raise a ConfigError when ``data.class_names`` does not name every class."""
+    """Raise a ConfigError when ``data.class_names`` does not name every class, or
+    ``data.background`` is not one of the classes."""
+    k = max(2, num_classes)
+    background = getattr(config, "background", 0)
+    if background is not None and background >= k:
+        raise ConfigError(f"data.background: {background} is not a class id of these masks "
+                          f"(0..{k - 1}); fix: give the background class id, or null when every "
+                          "class is a real one")
     names = config.class_names
     if names is not None and len(names) != max(2, num_classes):
         what = "binary masks have 2 classes (background, foreground)" if num_classes == 1 else \
@@ -632,8 +639,9 @@ def _info(
         "cached": cached,
         "split": {"method": rec.get("method", "fraction"), "train": list(rec["train"]), "val": list(rec["val"])},
     }
-    if rule.num_classes == 1:
-        info["foreground_fraction"] = freq[1]
+    background = getattr(config, "background", 0)
+    if rule.num_classes == 1 and background is not None:
+        info["foreground_fraction"] = freq[1 - background]
     return info
 
 

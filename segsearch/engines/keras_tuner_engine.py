@@ -43,13 +43,14 @@ from keras_tuner.src import config as kt_config
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import declare, neighbour_values, space_signature
 from segsearch.engines.results import (
+    CHECKPOINT_FILE,
     TRIAL_FILE,
     TrialRecord,
     keras_tuner_records,
     read_trial_records,
     trial_dir,
 )
-from segsearch.engines.trial import TrialTask, continuation
+from segsearch.engines.trial import TrialTask, continuation, smoothed_at_end
 from segsearch.errors import ConfigError, SegsearchError, StudyError
 
 __all__ = ["Engine", "PROJECT_DIR"]
@@ -286,15 +287,19 @@ class Engine(BaseEngine):
         params = self._params(values)
         epochs = int(values.get("tuner/epochs", self.config.train.epochs))
         initial_epoch = int(values.get("tuner/initial_epoch", 0))
-        resume_from = None
+        resume_from = smoothed = None
         if "tuner/trial_id" in values:
-            resume_from = continuation(trial_dir(self.study_dir, int(values["tuner/trial_id"])))
+            earlier = trial_dir(self.study_dir, int(values["tuner/trial_id"]))
+            resume_from = continuation(earlier)
             if resume_from is None:
                 initial_epoch = 0  # the checkpoint is gone: train this configuration from scratch
+            elif resume_from.name != CHECKPOINT_FILE:  # the last epoch's state: its average too
+                smoothed = smoothed_at_end(earlier, self.objective.name)
         self.clear_trial_dir(number)
         self.trial_started(number, params)
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number), epochs=epochs,
-                         initial_epoch=initial_epoch, resume_from=resume_from)
+                         initial_epoch=initial_epoch, resume_from=resume_from,
+                         smoothed_start=smoothed)
         try:
             # in the worker process (train.isolation: process; the oracle and tuner stay here), with
             # the same failure recording and out-of-memory retry as the Optuna engine

@@ -4,8 +4,9 @@
 reported, not raised), trains it from ``task.initial_epoch`` to ``task.epochs`` while it reports
 the objective each epoch (the reporter may stop it: pruning), stops a network that diverged (a NaN
 or infinite loss or weight, huge weights, a loss risen a thousand-fold, saturated outputs: see
-:func:`divergence`), keeps
-the weights and optimizer state of the best epoch, writes ``history.csv`` (one row per epoch) and,
+:func:`divergence`), keeps the weights and optimizer state of the best epoch (best by an
+exponential moving average of the objective, :data:`segsearch.scores.EMA_ALPHA`, not one lucky
+epoch; the trial's value is that average), writes ``history.csv`` (one row per epoch) and,
 for a trial that completes, the checkpoint ``model.keras`` (the best epoch: weights and optimizer
 state) and, when the best epoch was not the last, ``last.keras`` (the state after the last epoch,
 which a continuation starts from, so no epoch of training is thrown away), and returns a
@@ -39,6 +40,7 @@ from typing import Any, Protocol
 
 import keras
 
+from segsearch import scores
 from segsearch.data.pipeline import producer_error
 from segsearch.engines.results import (
     CHECKPOINT_FILE,
@@ -66,6 +68,7 @@ __all__ = [
     "release_memory",
     "save_checkpoint",
     "continuation",
+    "smoothed_at_end",
     "adapt_batch_norm",
     "now_iso",
     "is_out_of_memory",
@@ -112,6 +115,8 @@ class TrainingContext:
         deadline: a ``time.monotonic()`` value after which training stops at the next epoch end.
         epoch_steps: training batches per epoch; with it, batch norms whose moving statistics
             would lag behind (see :func:`adapt_batch_norm`) are made to follow. None: left as built.
+        smoothing: weight of the newest epoch in the moving average of the objective that picks
+            the best epoch (1: the raw best epoch).
     """
 
     train_data: Any
@@ -126,6 +131,7 @@ class TrainingContext:
     progress: Callable[[dict[str, Any]], None] | None = None
     deadline: float | None = None
     epoch_steps: int | None = None
+    smoothing: float = scores.EMA_ALPHA
 
 
 @dataclass
@@ -146,6 +152,8 @@ class TrialTask:
         save_checkpoint: write ``model.keras`` for a trial that completes.
         batch_size: the batch size to train with (None: ``train.batch_size``; the out-of-memory
             retry halves it).
+        smoothed_start: the moving average of the objective the continued network ended with
+            (a continuation carries its average on); None: the first epoch starts it.
     """
 
     number: int
@@ -157,6 +165,7 @@ class TrialTask:
     phase: str = "trial"
     save_checkpoint: bool = True
     batch_size: int | None = None
+    smoothed_start: float | None = None
 
 
 @dataclass
@@ -165,7 +174,7 @@ class TrialOutcome:
 
     Args:
         state: "complete", "pruned", "failed" or "infeasible".
-        value: the first objective at the best epoch.
+        value: the moving average of the first objective at the best epoch.
         objectives: every objective at the best epoch.
         values: every validation metric (and the loss) at the best epoch.
         epochs: epochs trained by this call.
@@ -334,6 +343,8 @@ class _EpochMonitor(keras.callbacks.Callback):
         self.objective = context.objective
         self.reporter = reporter
         self.best_value = task.baseline
+        self.smoothed: float | None = task.smoothed_start
+        self.own_best: float | None = None  # the best average of this call's own epochs
         self.best_epoch: int | None = None
         self.best_logs: dict[str, float] = {}
         self.best_is_current = False
@@ -397,6 +408,11 @@ class _EpochMonitor(keras.callbacks.Callback):
                 row[key] = float(value)
             except (TypeError, ValueError):
                 continue
+        name = self.objective.name
+        if name in row:
+            smoothed = scores.smooth([row[name]], self.context.smoothing, self.smoothed)[0]
+            self.smoothed = smoothed if math.isfinite(smoothed) else self.smoothed
+            row[f"{name}_ema"] = smoothed
         now = time.monotonic()
         row["time_s"] = round(now - self._last_epoch_time, 3)
         self._last_epoch_time = now
@@ -411,14 +427,16 @@ class _EpochMonitor(keras.callbacks.Callback):
         if what is not None:
             self._diverged(f"{what} in epoch {number}")
             return
-        name = self.objective.name
         if name not in row:
             reported = ", ".join(sorted(k for k in row if k not in ("epoch", "time_s")))
             raise ConfigError(
                 f"search.objective: the model reports no {name!r}; it reports {reported}. "
                 "Set search.objective to one of these"
             )
-        value = row[name]
+        raw = row[name]
+        value = self.smoothed if self.smoothed is not None and math.isfinite(raw) else raw
+        if self.objective.better(value, self.own_best):
+            self.own_best = value
         if self.objective.better(value, self.best_value):
             self.best_value = value
             self.best_epoch = number
@@ -431,6 +449,7 @@ class _EpochMonitor(keras.callbacks.Callback):
             "epochs": self.task.epochs,
             "metrics": {k: v for k, v in row.items() if k != "epoch"},
             "trial_best": self.best_value,
+            "own_best": self.own_best,
         }
         if self.context.progress is not None:
             self.context.progress(event)
@@ -439,7 +458,8 @@ class _EpochMonitor(keras.callbacks.Callback):
                 and not last:
             self.model.stop_training = True
             self.stop_state = "pruned"
-            self.stop_reason = f"pruned after epoch {number} ({name} {value:.4g})"
+            self.stop_reason = (f"pruned after epoch {number} ({name} {raw:.4g}, "
+                                f"average {value:.4g})")
             return
         deadline = self.context.deadline
         if deadline is not None and time.monotonic() >= deadline and number < self.task.epochs:
@@ -500,6 +520,30 @@ def continuation(folder: Path) -> Path | None:
     for name in (LAST_CHECKPOINT_FILE, CHECKPOINT_FILE):
         if (folder / name).is_file():
             return folder / name
+    return None
+
+
+def smoothed_at_end(folder: Path, objective: str) -> float | None:
+    """The moving average of ``objective`` after the last epoch in a trial's ``history.csv``.
+
+    A continuation starts its own average from it (None: no history, or none recorded).
+
+    Args:
+        folder: the trial's folder.
+        objective: the objective's name (the column is ``<objective>_ema``).
+    """
+    try:
+        with open(folder / HISTORY_FILE, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return None
+    for row in reversed(rows):
+        try:
+            value = float(row.get(f"{objective}_ema") or "nan")
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            return value
     return None
 
 
@@ -657,7 +701,8 @@ def _run_trial(
     )
     if monitor.best_logs:
         outcome.objectives = [monitor.best_logs.get(n) for n in context.objective.names]
-    if monitor.stop_state == "failed":  # a NaN or infinite loss
+        outcome.objectives[0] = monitor.best_value  # the average that chose the epoch
+    if monitor.stop_state == "failed":  # diverged: a NaN or infinite loss, huge weights, ...
         outcome.state, outcome.reason = "failed", monitor.stop_reason
         outcome.diverged = monitor.diverged
         outcome.failure = "configuration"

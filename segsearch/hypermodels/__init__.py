@@ -108,7 +108,8 @@ def get(
         space: overrides by hyperparameter name: scalar = fixed, list = choices, mapping = range
             ({min, max, step, sampling, default}) or {values, default} or {fixed}.
         where: prefix of error messages, e.g. "spaces/unet.yaml: space".
-        **options: jit_compile (passed to compile), tunable, name (keras-tuner's).
+        **options: jit_compile (passed to compile), tunable, name (keras-tuner's), background
+            (the class dice and iou leave out; None: none).
 
     Raises:
         ConfigError: unknown architecture, unknown hyperparameter name, bad space entry, or a

@@ -43,7 +43,7 @@ UNIT = Domain(0.0, 1.0)  # SGD momentum (Keras' own check), tversky alpha (beta 
 NON_NEGATIVE = Domain(0.0)  # weight decay, focal gamma
 POSITIVE = Domain(0.0, low_open=True)  # learning rate
 #: Options accepted by ``segsearch.hypermodels.get(..., **options)`` besides weights/space/where.
-OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name")
+OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name", "background")
 
 
 def training_params() -> tuple[Param, ...]:
@@ -136,6 +136,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         jit_compile: passed to ``model.compile``.
         tunable: keras-tuner's flag.
         name: keras-tuner's hypermodel name (default: the registry key).
+        background: the class the dice and iou metrics leave out (``data.background``, default
+            0); None: every class is a real one and counts.
 
     Example:
         >>> import keras_tuner
@@ -161,6 +163,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         jit_compile: bool | str = "auto",
         tunable: bool = True,
         name: str | None = None,
+        background: int | None = 0,
     ) -> None:
         super().__init__(name=name or self.key, tunable=tunable)
         self.where = where
@@ -177,6 +180,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
             raise ConfigError(f"{where}: num_classes must be an integer >= 1 (1 = binary, sigmoid), "
                               f"got {num_classes!r}")
         self.num_classes = num_classes
+        self.background = seg_metrics.check_background(background, num_classes,
+                                                       f"{where}: background")
         if weights is not None and not self.uses_weights:
             raise ConfigError(f"{where}: {self.key} has no pretrained encoder, so weights must be "
                               f"None, got {weights!r}; weights apply to resnet50_unet and "
@@ -322,7 +327,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         loss = make_loss(values["loss"], self.num_classes, focal_gamma=values.get("focal_gamma"),
                          tversky_alpha=values.get("tversky_alpha"))
         model.compile(optimizer=optimizer, loss=loss,
-                      metrics=seg_metrics.default_metrics(self.num_classes),
+                      metrics=seg_metrics.default_metrics(self.num_classes, self.background),
                       jit_compile=self.jit_compile)
         return model
 

@@ -26,9 +26,23 @@ def test_isbi_report(isbi_dir):
     assert d["suggested"] == {"image_size": [512, 512], "depth": [3, 5], "resize": "resize"}
     text = report.format()
     for needle in ("pairs            30", "512x512 x30", "8-bit x30", "binary 0/255 -> num_classes 1", "1: 78.",
-                   "encoder depth 3..5", "warnings (0)", "errors (0)"):
+                   "encoder depth 3..5", "warnings (1)", "errors (0)"):
         assert needle in text, needle
     assert str(report) == text
+    # 255 (cell interior) is read as foreground and is 78% of the pixels: flagged, with the fix
+    (warning,) = report.warnings
+    assert warning.startswith("majority foreground: class 1 (foreground) covers 78.")
+    assert "--set 'data.values={0: 1, 255: 0}'" in warning and "val_mean_iou" in warning
+    fixed = check(isbi_dir, values={0: 1, 255: 0}, class_names=["cell", "membrane"])
+    assert fixed.ok and not fixed.warnings
+    assert fixed.to_dict()["classes"]["frequencies"][1] == pytest.approx(0.22, abs=0.02)
+    assert "1 membrane: 22." in fixed.format()
+    # background 1: membrane (class 0) is what the objective scores; nothing to flag
+    other = check(isbi_dir, background=1).to_dict()
+    assert not other["warnings"] and other["classes"]["background"] == 1
+    assert other["classes"]["foreground_per_image"]["median"] == pytest.approx(0.22, abs=0.02)
+    # every class real: no majority "foreground" to flag either
+    assert not check(isbi_dir, background=None).warnings
 
 
 def test_warnings_for_jpeg_masks_tiny_foreground_and_few_pairs(folder):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import keras
+import pytest
 
 from segsearch.driver import Study
 from segsearch.engines.results import read_history
@@ -31,6 +32,22 @@ def test_best_trial_continues_from_its_checkpoint_with_the_rest_of_the_budget(ma
     assert int(model.optimizer.iterations.numpy()) == steps * final["best_epoch"]
     kinds = [e["event"] for e in events]
     assert kinds.index("final_start") < kinds.index("final_epoch") < kinds.index("study_end")
+    # the final training's own best and the trial's value are recorded; by the same rule (the
+    # moving average) the final weights are kept only when their average beats the trial's
+    assert final["trial_value"] == best.value
+    finals = [e for e in events if e["event"] == "final_epoch"]
+    assert final["final_best"] == pytest.approx(max(e["own_best"] for e in finals))
+    kept_final = final["model"].startswith("final")
+    assert kept_final == (final["final_best"] > best.value)
+    # time left counts the final's own epochs: never ~0 while epochs remain
+    assert all(e["eta_s"] > 0 for e in finals if e["epoch"] < e["epochs"])
+    # the trivial baseline: computed once, stored, beside the objective in the events
+    start = next(e for e in events if e["event"] == "study_start")
+    stored = json.loads((config.study_dir / "baseline.json").read_text())
+    assert start["baseline"] == stored["best"] and "val_dice" in stored["best"]
+    end = next(e for e in events if e["event"] == "study_end")
+    assert end["verdict"]["baseline"] == pytest.approx(stored["best"]["val_dice"], abs=1e-6)
+    assert results.baseline == stored["best"] and results.verdict == end["verdict"]
 
     stamp = (config.study_dir / "final" / "final.json").stat().st_mtime_ns
     again = Study(config).run()  # nothing missing: neither the search nor the final training reruns

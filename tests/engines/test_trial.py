@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import pytest
 
 from segsearch.engines.trial import adapt_batch_norm, continuation
 
@@ -114,3 +115,47 @@ def test_divergence_rules():
     assert "of the pixels of a validation batch a probability of exactly 0" in divergence(
         model, batch=(x, y))
     assert divergence(model, batch=(x, np.ones_like(y))) is None  # and right about all of them
+def _monitor(tmp_path, values, *, baseline=None, start=None, phase="trial"):
+    """Feed an epoch monitor a given history of val_dice; return it, the events and reports."""
+    from segsearch.engines.trial import TrainingContext, TrialTask, _EpochMonitor
+
+    inputs = keras.Input((4, 4, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, activation="sigmoid")(inputs))
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    events, reports = [], []
+    context = TrainingContext(train_data=None, val_data=None, study_dir=tmp_path,
+                              progress=events.append, smoothing=0.6)
+    task = TrialTask(number=0, out_dir=tmp_path, epochs=len(values), baseline=baseline,
+                     smoothed_start=start, phase=phase)
+    monitor = _EpochMonitor(task, context, lambda epoch, v: reports.append(v) or False)
+    monitor.set_model(model)
+    for i, v in enumerate(values):
+        monitor.on_epoch_begin(i)
+        monitor.on_epoch_end(i, {"loss": 0.3, "val_dice": v})
+    return monitor, events, reports
+
+
+def test_the_best_epoch_is_the_best_moving_average_not_the_lucky_one(tmp_path):
+    from segsearch.engines.results import read_history
+    from segsearch.engines.trial import smoothed_at_end
+
+    monitor, events, reports = _monitor(tmp_path, [0.80, 0.81, 0.60, 0.85, 0.55])
+    assert monitor.best_epoch == 2  # not epoch 4, the isolated 0.85
+    assert monitor.best_value == pytest.approx(0.6 * 0.81 + 0.4 * 0.80)
+    assert monitor.best_logs["val_dice"] == 0.81  # the raw figures of the kept epoch
+    assert reports[0] == 0.80 and reports[1] == pytest.approx(monitor.best_value)  # pruner: avg
+    history = read_history(tmp_path / "history.csv")
+    assert [round(r["val_dice_ema"], 4) for r in history][:3] == [0.8, 0.806, 0.6824]
+    assert smoothed_at_end(tmp_path, "val_dice") == pytest.approx(history[-1]["val_dice_ema"])
+    assert events[-1]["own_best"] == pytest.approx(monitor.best_value)
+
+
+def test_a_continuation_goes_on_with_the_average_and_must_beat_the_trial(tmp_path):
+    # the trial's average was 0.80; one raw 0.85 epoch averages 0.83 < 0.84, the trial's best
+    monitor, events, _ = _monitor(tmp_path, [0.85], baseline=0.84, start=0.80, phase="final")
+    assert monitor.best_epoch is None  # the trial's checkpoint stays
+    assert events[0]["event"] == "final_epoch"
+    assert events[0]["own_best"] == pytest.approx(0.83) and events[0]["trial_best"] == 0.84
+    (tmp_path / "b").mkdir()
+    monitor, _, _ = _monitor(tmp_path / "b", [0.9, 0.7], baseline=0.84, start=0.80)
+    assert monitor.best_epoch == 1 and monitor.best_value == pytest.approx(0.86)
