@@ -137,7 +137,8 @@ class DataConfig:
             from the masks (at most ids 0/1 -> 1, else the largest id + 1).
         channels: 1 or 3 channels of the model input; None takes 3 if any image is in colour, else 1.
         val_fraction: share of the pairs held out for validation, by a split seeded with ``seed``.
-        val_source: a folder / file laid out like ``source`` that is the validation set instead.
+        val_source: a folder / file laid out like ``source`` that is the validation set instead;
+            it must not hold the training images.
         seed: seed of the split (and of the synthetic sample).
         mask_suffix: a mask named ``<image stem><mask_suffix>`` pairs with that image
             (``case_3_mask.png`` with ``case_3.jpg``); equal stems always pair.
@@ -158,6 +159,10 @@ class DataConfig:
             "images" also finds ``image/``, ``imgs/``, ``img/``.
         masks_dir: the masks folder, relative to ``source`` (``training/1st_manual``); "masks" also
             finds ``labels/``, ``gt/``, ``groundTruth/``, ``mask/`` ... beside the images folder.
+        val_images_dir: the images folder of ``val_source``, relative to it (``test/images``); None
+            takes ``images_dir``.
+        val_masks_dir: the masks folder of ``val_source`` (``test/1st_manual``); None takes
+            ``masks_dir``.
         sample_count: number of images in the synthetic sample.
         pair: a regular expression whose first group is the key an image and its mask share, searched
             in each file name (``'^(\d+)_'`` pairs ``21_training.tif`` with ``21_manual1.gif``); None
@@ -195,6 +200,8 @@ class DataConfig:
     values: Any = None
     mat_key: str | None = None
     class_names: Any = None
+    val_images_dir: str | None = None
+    val_masks_dir: str | None = None
 
     def __post_init__(self) -> None:
         w = "data"
@@ -268,6 +275,17 @@ class DataConfig:
                 raise ConfigError(f"{w}.{name}: expected a folder relative to data.source, e.g. "
                                   f"training/images, got {value!r}")
             set_(name, Path(value.strip()).as_posix().rstrip("/"))
+        for name in ("val_images_dir", "val_masks_dir"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.strip("/ "):
+                raise ConfigError(f"{w}.{name}: expected a folder relative to data.val_source, e.g. "
+                                  f"test/images, or null (= data.{name[4:]}), got {value!r}")
+            if self.val_source is None:
+                raise ConfigError(f"{w}.{name}: is set but data.val_source is not; give data.val_source, "
+                                  "the folder it is relative to (it may be data.source itself)")
+            set_(name, Path(value.strip()).as_posix().rstrip("/"))
         if self.pair is not None:
             if not isinstance(self.pair, str) or not self.pair:
                 raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', got '{self.pair}'")
@@ -298,6 +316,11 @@ class DataConfig:
             set_("class_names", tuple(names))
         if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
             raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
+
+    @property
+    def val_dirs(self) -> tuple[str, str]:
+        """(images folder, masks folder) of ``val_source``: the val_* keys, else images_dir/masks_dir."""
+        return (self.val_images_dir or self.images_dir, self.val_masks_dir or self.masks_dir)
 
     @property
     def is_sample(self) -> bool:

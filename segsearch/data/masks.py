@@ -30,7 +30,7 @@ from segsearch.data.sources import first_names
 from segsearch.errors import ConfigError, DataError
 
 __all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "signature", "repeated_mask",
-           "repeated_warning", "GREY"]
+           "repeated_warning", "foreground_iou", "GREY"]
 
 GREY = 0x010101  # a grey level g as a colour code: g * GREY == (g << 16) | (g << 8) | g
 MAX_AUTO_ID = 63
@@ -322,8 +322,10 @@ def _decide_values(
     return MaskRule("values", nc, table=table, ignore_value=ignore_value, description=f"values mapped {text}")
 
 
-SIGNATURE = 32  # side of the thumbnail that ``signature`` keeps of a mask
-REPEATED = 0.97  # median agreement of consecutive masks above which they look like one mask repeated
+SIGNATURE = 64  # side of the thumbnail that ``signature`` keeps of a mask
+#: median foreground IoU of consecutive masks above which they look like one mask repeated: field-of-
+#: view circles of one camera overlap by 0.95+, label masks of different images far less
+REPEATED = 0.9
 
 
 def signature(raw: np.ndarray) -> np.ndarray:
@@ -335,15 +337,31 @@ def signature(raw: np.ndarray) -> np.ndarray:
     return np.asarray(values[rows[:, None], cols[None, :]], dtype=np.int64)
 
 
+def foreground_iou(a: np.ndarray, b: np.ndarray, background: int) -> float | None:
+    """IoU of two masks' foreground (pixels not ``background``), a pixel counting as shared only
+    where both hold the same value; None when neither mask has foreground.
+
+    Args:
+        a: one mask signature (or mask).
+        b: another of the same shape.
+        background: the value that is not foreground (the data set's most common value).
+    """
+    union = (a != background) | (b != background)
+    n = int(np.count_nonzero(union))
+    if not n:
+        return None
+    return float(np.count_nonzero(union & (a == b))) / n
+
+
 def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
     """How alike consecutive masks are, when they look like one mask repeated (a field of view).
 
-    Agreement of two masks: the share of pixels, among those either marks (not the most common
-    value of the data set), where both hold the same value.
+    The likeness of two masks is their foreground IoU (``foreground_iou``), the background being the
+    most common value of the data set.
 
     Returns:
-        The median agreement when it is at least REPEATED (with 3 or more masks, some not empty),
-        else None.
+        The median IoU of consecutive masks when it is at least REPEATED (with 3 or more masks,
+        some not empty), else None.
     """
     if len(signatures) < 3:
         return None
@@ -351,11 +369,8 @@ def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
     sigs = list(signatures)[::step]
     vals, counts = np.unique(np.concatenate([s.ravel() for s in sigs]), return_counts=True)
     background = vals[int(np.argmax(counts))]
-    scores = []
-    for a, b in zip(sigs, sigs[1:]):
-        marked = (a != background) | (b != background)
-        if marked.any():
-            scores.append(float(np.mean(a[marked] == b[marked])))
+    scores = [v for v in (foreground_iou(a, b, background) for a, b in zip(sigs, sigs[1:])
+                          if a.shape == b.shape) if v is not None]
     if not scores:
         return None
     score = float(np.median(scores))
@@ -365,9 +380,10 @@ def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
 def repeated_warning(score: float, folder: str) -> str:
     """The warning for masks that are (nearly) all the same."""
     return (
-        f"the masks in {folder} are (nearly) the same for every image ({100 * score:.0f}% of their marked pixels "
-        "agree from one mask to the next): this looks like a field-of-view or region mask repeated for every image, "
-        "not labels; if the labels are in another folder, choose it with --set data.masks_dir=FOLDER"
+        f"the masks in {folder} are (nearly) the same for every image (their foreground overlaps "
+        f"{100 * score:.0f}% from one mask to the next): this looks like a field-of-view or region mask "
+        "repeated for every image, not labels; if the labels are in another folder, choose it with "
+        "--set data.masks_dir=FOLDER"
     )
 
 

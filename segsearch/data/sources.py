@@ -162,13 +162,46 @@ def _subfolders(folder: Path) -> str:
     return first_names(names, 8) if names else "none"
 
 
-def _configured_dir(root: Path, value: str, key: str) -> Path:
-    """``root / value`` for an explicitly set data.images_dir / data.masks_dir; a DataError if absent."""
+def _folders_below(root: Path, levels: int = 2) -> list[str]:
+    """Subfolders of ``root`` down to ``levels`` deep, as relative posix paths (hidden ones skipped)."""
+    out: list[str] = []
+    layer = [root]
+    for _ in range(levels):
+        nxt = []
+        for folder in layer:
+            try:
+                subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            nxt += subs
+            out += [p.relative_to(root).as_posix() for p in subs]
+        layer = nxt
+    return out
+
+
+def _configured_dir(root: Path, value: str, key: str, role: str = "") -> Path:
+    """``root / value`` for an explicitly set data.images_dir / data.masks_dir; a DataError if absent.
+
+    Args:
+        root: the source folder.
+        value: the configured folder, relative to ``root``.
+        key: "images_dir" or "masks_dir".
+        role: "" for data.source, "val_" for data.val_source (the key names in the message).
+    """
     path = root / value
     if not path.is_dir():
+        import difflib
+
+        below = _folders_below(root)
+        close = difflib.get_close_matches(value, below, n=1, cutoff=0.6)
+        if not close:  # compare the last parts: '1st_manul' vs 'training/1st_manual'
+            ends = {b.rsplit("/", 1)[-1]: b for b in below}
+            hit = difflib.get_close_matches(value.rsplit("/", 1)[-1], list(ends), n=1, cutoff=0.75)
+            close = [ends[hit[0]]] if hit else []
+        hint = f"did you mean {close[0]}? (--set data.{role}{key}={close[0]}); " if close else ""
         raise DataError(
-            f"{path}: no such folder (data.{key} {value!r}, relative to data.source {root}); fix: give "
-            f"data.{key} a folder under {root} (its subfolders: {_subfolders(root)})"
+            f"{path}: no such folder (data.{role}{key} {value!r}, relative to data.{role}source {root}); "
+            f"fix: {hint}give data.{role}{key} a folder under {root} (its subfolders: {_subfolders(root)})"
         )
     return path
 
@@ -330,6 +363,21 @@ def _match(
                      tuple(notes), None)
 
 
+def _repeated_score(found: Discovery, sample: int = 8) -> float | None:
+    """The repeated-mask score (``masks.repeated_mask``) of up to ``sample`` of a folder's masks."""
+    from segsearch.data.masks import repeated_mask, signature
+
+    pairs = found.pairs
+    step = max(1, len(pairs) // sample)
+    sigs = []
+    for pair in pairs[::step][:sample]:
+        try:
+            sigs.append(signature(read_mask(pair)))
+        except DataError:
+            return None  # unreadable: load reports it if this folder is used
+    return repeated_mask(sigs)
+
+
 def is_array_source(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is an .npz/.npy file or a folder holding images.npy + masks.npy."""
     p = Path(path)
@@ -418,7 +466,7 @@ def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
 
 def discover(
     folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images",
-    masks_dir: str = "masks", pair: str | None = None,
+    masks_dir: str = "masks", pair: str | None = None, role: str = "",
 ) -> Discovery:
     """Find a folder's pairs and its unpaired files (``find_pairs`` without the empty-result error).
 
@@ -430,23 +478,28 @@ def discover(
             the images folder; when several exist, the one that pairs most images is used, and
             ``Discovery.notes`` lists the others).
         pair: a regular expression whose first group is the key an image and its mask share.
+        role: "" when ``folder`` is data.source, "val_" when it is data.val_source: messages name
+            data.val_source, data.val_images_dir, data.val_masks_dir.
 
     Raises:
         DataError: no such folder, or no image files where they should be.
     """
     root = Path(folder)
+    src = f"data.{role}source"
     if not root.exists():
-        raise DataError(f"{root}: no such folder; fix: give data.source an existing folder, or 'sample' for the built-in synthetic data")
+        raise DataError(f"{root}: no such folder; fix: give {src} an existing folder"
+                        + (", or 'sample' for the built-in synthetic data" if not role else ""))
     if not root.is_dir():
-        raise DataError(f"{root}: is a file, not a folder; fix: give the folder holding images/ and masks/, or an .npz / .npy file")
+        raise DataError(f"{root}: is a file, not a folder ({src}); fix: give the folder holding images/ and "
+                        "masks/, or an .npz / .npy file")
     images_set = images_dir.strip("/") not in ("", "images")
     masks_set = masks_dir.strip("/") not in ("", "masks")
     if images_set:
-        image_dir: Path | None = _configured_dir(root, images_dir.strip("/"), "images_dir")
+        image_dir: Path | None = _configured_dir(root, images_dir.strip("/"), "images_dir", role)
     else:
         image_dir = _subfolder(root, "images", IMAGE_DIR_NAMES)
     if masks_set:
-        candidates = [_configured_dir(root, masks_dir.strip("/"), "masks_dir")]
+        candidates = [_configured_dir(root, masks_dir.strip("/"), "masks_dir", role)]
     else:
         parent = image_dir.parent if image_dir is not None else root
         candidates = _mask_folders(parent, image_dir)
@@ -475,12 +528,28 @@ def discover(
                 f"{image_dir.parent}: the mask folders {', '.join(_rel(m, root) + '/' for m in candidates)} hold no mask "
                 f"files (looked for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there"
             )
-        best = max(with_files, key=lambda d: len(d.pairs))  # first of equals: MASK_DIR_NAMES order
+        pairing = [d for d in with_files if d.pairs]
+        repeated: dict[Path, float] = {}
+        if len(pairing) > 1:  # a folder of one mask repeated (field of view) is never the labels
+            for d in pairing:
+                score = _repeated_score(d)
+                if score is not None:
+                    repeated[d.mask_dir] = score
+        labels = [d for d in pairing if d.mask_dir not in repeated] or with_files
+        best = max(labels, key=lambda d: len(d.pairs))  # first of equals: MASK_DIR_NAMES order
+        if repeated:
+            from segsearch.data.masks import repeated_warning
+
+            for d in pairing:
+                if d.mask_dir in repeated and d is not best:
+                    note = repeated_warning(repeated[d.mask_dir], _rel(d.mask_dir, root) + "/")
+                    note = note.split("; if the labels", 1)[0] + f"; not used (it pairs {len(d.pairs)} images)"
+                    best = dataclasses.replace(best, notes=(*best.notes, note))
         if len(candidates) > 1:
             listed = ", ".join(f"{_rel(d.mask_dir, root)}/ ({len(d.pairs)} pairs)" for d in found)
             others = [d for d in found if d is not best]
             note = (f"{len(candidates)} candidate mask folders: {listed}; used {_rel(best.mask_dir, root)}/; "
-                    f"to use another: --set data.masks_dir={_rel(others[0].mask_dir, root)}"
+                    f"to use another: --set data.{role}masks_dir={_rel(others[0].mask_dir, root)}"
                     + (r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')"
                        if not others[0].pairs and pair is None else ""))
             best = dataclasses.replace(best, notes=(*best.notes, note))
@@ -493,8 +562,8 @@ def discover(
             lines = []
             for sub in subs[:4]:
                 masks = _mask_folders(sub, _subfolder(sub, "images", IMAGE_DIR_NAMES))
-                lines.append(f"--set data.images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
-                             + (f" --set data.masks_dir={_rel(masks[0], root)}" if masks else "")
+                lines.append(f"--set data.{role}images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
+                             + (f" --set data.{role}masks_dir={_rel(masks[0], root)}" if masks else "")
                              + (f" (other mask folders: {', '.join(_rel(m, root) + '/' for m in masks[1:])})"
                                 if len(masks) > 1 else ""))
             raise DataError(
@@ -512,11 +581,11 @@ def discover(
             raise DataError(
                 f"{root}: has a {image_dir.name} folder but no masks folder (looked for "
                 f"{', '.join(n + '/' for n in MASK_DIR_NAMES[:8])} ...; its subfolders: {_subfolders(image_dir.parent)}); "
-                f"fix: name the masks folder with --set data.masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
+                f"fix: name the masks folder with --set data.{role}masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
             )
         raise DataError(
             f"{root}: has a {candidates[0].name} folder but no images folder (its subfolders: {_subfolders(root)}); "
-            f"fix: name the images folder with --set data.images_dir=FOLDER, or put the images in {root / 'images'}/"
+            f"fix: name the images folder with --set data.{role}images_dir=FOLDER, or put the images in {root / 'images'}/"
             f" (same file names as the masks)"
         )
     raise DataError(
