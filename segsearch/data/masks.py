@@ -155,6 +155,14 @@ def _table(colors: Sequence[tuple[tuple[int, int, int], int]], ignore_value: int
     return tuple(sorted(table.items()))
 
 
+def colors_line(codes: Sequence[int], n: int = 24) -> str:
+    """``data.colors={"#000000": 0, "#00ff00": 1, ...}`` for colour codes, ids in their order."""
+    items = [f'"{_hex(c)}": {i}' for i, c in enumerate(codes)]
+    if len(items) > n:
+        items = items[: n - 1] + ["..."]
+    return "data.colors={" + ", ".join(items) + "}"
+
+
 def decide(
     stats: Sequence[MaskStats],
     *,
@@ -212,12 +220,11 @@ def decide(
             )
         return rule
     if colour_masks:
-        example = next(s for s in stats if s.colour)
-        shown = ", ".join(_hex(v) for v in example.values[:4])
+        found = sorted({int(v) if s.colour else int(v) * GREY for s in stats for v in s.values.tolist()})
         raise DataError(
-            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. {first_names(colour_masks, 3)} "
-            f"(colours {shown}); fix: give data.colors, a colour -> class id table such as "
-            f"{{'{_hex(example.values[0])}': 0, '{_hex(example.values[-1])}': 1}}, or save masks as grey class ids"
+            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. {first_names(colour_masks, 3)}, with "
+            f"{len(found)} colours; fix: give each colour its class id (-1 ignores one), e.g. "
+            f"--set '{colors_line(found)}', or save the masks as grey class ids"
         )
 
     totals: dict[int, int] = {}
@@ -261,14 +268,19 @@ def decide(
                 f"losslessly (PNG or TIFF), or set data.mask_kind: binary to count values >= {(top + 1) // 2} as foreground"
             )
         if limit is None and top > MAX_AUTO_ID:
-            hint = ""
-            if ignore_value is None and top == 255 and values[-2] <= MAX_AUTO_ID:
-                hint = " If 255 marks void pixels, set data.ignore_value: 255."
-            example = {v: i for i, v in enumerate(values[:6])}
+            outlier = _void_candidate(values, MAX_AUTO_ID + 1, ignore_value)
+            files = first_names(files_with(lambda v: v > MAX_AUTO_ID), 3)
+            if outlier is not None:
+                ids = [v for v in values if v != outlier]
+                raise DataError(
+                    f"{where}: the masks hold class ids {_listed(ids)} and the value {outlier} (in {files}); fix: if "
+                    f"{outlier} marks void pixels (unlabelled, ignored in training), --set data.ignore_value={outlier}; "
+                    f"if it is a class, map the values to ids with --set '{_values_line(values)}'"
+                )
             raise DataError(
-                f"{where}: mask values {', '.join(map(str, values[:6]))}{' ...' if len(values) > 6 else ''} look like "
-                f"grey levels, not class ids 0..C-1 (in {first_names(files_with(lambda v: v > MAX_AUTO_ID), 3)}); fix: map "
-                f"them with data.colors, e.g. {example}, or, if they are ids, set data.num_classes.{hint}"
+                f"{where}: mask values {_listed(values)} look like grey levels, not class ids 0..C-1 (in {files}); "
+                f"fix: map them to class ids with --set '{_values_line(values)}' (-1 ignores a value), or, if "
+                "they are ids, set data.num_classes"
             )
         # fall through: class ids
 
@@ -277,13 +289,57 @@ def decide(
     if top >= limit:
         bad = files_with(lambda v: v >= limit)
         what = "binary (num_classes 1) allows ids 0 and 1" if nc == 1 else f"num_classes {nc} allows ids 0..{nc - 1}"
+        outliers = [v for v in values if v >= limit]
+        outlier = _void_candidate(values, limit, ignore_value)
+        if outlier is not None:
+            fix = (f"if {outlier} marks void pixels (unlabelled, ignored in training), --set data.ignore_value={outlier}; "
+                   f"if it is a class, set data.num_classes to {top + 1}")
+        elif len(outliers) <= 3 and len(values) > len(outliers) and outliers[0] > values[-len(outliers) - 1] + 1:
+            fix = (f"if {', '.join(map(str, outliers))} mark void pixels, map them to -1 with --set "
+                   f"'{_values_line(values, ignore=outliers)}'; if they are classes, set data.num_classes to {top + 1}")
+        else:
+            fix = f"set data.num_classes to {top + 1}, or data.ignore_value for a void value"
         raise DataError(
-            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; fix: set "
-            f"data.num_classes to {top + 1}, or data.ignore_value for a void value"
-            + (", or data.mask_kind: binary for 0/255 masks" if nc <= 2 else "")
+            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; fix: {fix}"
+            + (", or data.mask_kind: binary for 0/255 masks" if nc <= 2 and len(values) == 2 else "")
         )
     return MaskRule("ids", nc, ignore_value=ignore_value,
                     description=f"class ids {values[0]}..{top}" if nc > 1 else "binary 0/1")
+
+
+def _listed(values: Sequence[int], n: int = 8) -> str:
+    """'0, 1, 2 ... 255' for messages."""
+    values = list(values)
+    if len(values) <= n:
+        return ", ".join(map(str, values))
+    return ", ".join(map(str, values[: n - 1])) + f", ... {values[-1]}"
+
+
+def _void_candidate(values: Sequence[int], limit: int, ignore_value: int | None) -> int | None:
+    """The one value at or above ``limit``, apart from the ids below it (255 among 0..4): a void label?
+
+    A value right after the ids (3 among 0..2) looks like one more class, so it is not a candidate.
+    """
+    above = [v for v in values if v >= limit]
+    below = [v for v in values if v < limit]
+    if ignore_value is None and len(above) == 1 and below and above[0] > below[-1] + 1:
+        return above[0]
+    return None
+
+
+def _values_line(values: Sequence[int], ignore: Sequence[int] = (), n: int = 16) -> str:
+    """A copy-pasteable ``data.values={0: 0, 128: 1, 255: 2}`` for the values found (-1 for ``ignore``)."""
+    ids: list[str] = []
+    k = 0
+    for v in values:
+        if v in ignore:
+            ids.append(f"{v}: -1")
+        else:
+            ids.append(f"{v}: {k}")
+            k += 1
+    if len(ids) > n:
+        ids = ids[: n - 1] + ["..."]
+    return "data.values={" + ", ".join(ids) + "}"
 
 
 def _decide_values(

@@ -201,7 +201,7 @@ def test_colour_masks_with_a_table_and_class_names(tmp_path):
 
 def test_street_scenes_with_a_void_label(tmp_path):
     root, shares, ignored = write_void(tmp_path / "street")
-    assert "If 255 marks void pixels, set data.ignore_value: 255" in check(root).stop
+    assert "if 255 marks void pixels (unlabelled, ignored in training), --set data.ignore_value=255" in check(root).stop
     report, splits = _both(root, ignore_value=255)
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert report.to_dict()["classes"]["ignored_fraction"] == pytest.approx(ignored)
