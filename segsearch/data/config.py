@@ -105,6 +105,17 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
         raise ConfigError(f"{where}: expected a mapping mask value -> class id, e.g. {{1: 0, 2: 1}}, got {value!r}")
     if not items:
         raise ConfigError(f"{where}: the map is empty; give each mask value its class id, or leave it out")
+    glued = {k: _unglue(k) for k, c in items if c is None}
+    if glued and all(pair is not None for pair in glued.values()):
+        fixed = ", ".join("%s: %s" % (glued[k] if c is None else (k, c)) for k, c in items)  # type: ignore[str-format]
+        read = ", ".join(f"{k}: {'null' if c is None else c}" for k, c in items)
+        key, (a, b) = next(iter(glued.items()))  # type: ignore[misc]
+        taken = f"the number {key}" if isinstance(key, int) else f"the text {key!r}"
+        raise ConfigError(
+            f"{where}: read as {{{read}}}: without a space after the colon YAML takes {a}:{b} for one key "
+            f"({taken}) without a class id; write {{{fixed}}} with a space after each colon: "
+            f"--set 'data.values={{{fixed}}}'"
+        )
     out: dict[int, int] = {}
     for key, cls in items:
         raw = key
@@ -121,6 +132,22 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
     if all(cls < 0 for cls in out.values()):
         raise ConfigError(f"{where}: every value maps to -1 (ignored); give the classes their ids")
     return tuple(sorted(out.items()))
+
+
+def _unglue(key: Any) -> tuple[int, int] | None:
+    """The ``a: b`` that YAML read as one key from ``a:b`` (no space after the colon), or None.
+
+    YAML 1.1 reads ``1:0`` as the base-60 number 60 (``255:1`` as 15301), and ``0:0`` as the string
+    '0:0'; either way the map entry has no value.
+    """
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int) and key >= 60:
+        return divmod(key, 60)
+    if isinstance(key, str) and re.fullmatch(r"\s*\d+:\d+\s*", key):
+        a, b = key.split(":")
+        return int(a), int(b)
+    return None
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,15 @@ def _by_pattern(
     return out, unmatched
 
 
+def lost_backslash(pattern: str) -> str | None:
+    """``pattern`` with the backslashes put back when ``d+`` / ``w+`` look like ``\\d+`` / ``\\w+``
+    that lost theirs (``^(d+)_`` -> ``^(\\d+)_``), else None."""
+    rx = r"(?<!\\)(?<![A-Za-z])([dwDWsS])([+*]|\{\d)"
+    if not re.search(rx, pattern):
+        return None
+    return re.sub(rx, r"\\\1\2", pattern)
+
+
 @dataclass(frozen=True)
 class Discovery:
     """What a folder holds: the pairs, and the files that found no partner.
@@ -279,6 +288,10 @@ class Discovery:
         if self.layout.startswith(CASE_LAYOUT):
             return "give each case folder a masks/ folder holding one mask per object"
         if self.pair is not None:
+            lost = lost_backslash(self.pair)
+            if lost is not None and not self.pairs:
+                return (f"data.pair '{self.pair}' looks like it lost its backslashes (d+ matches the letter d, "
+                        f"\\d+ a number): the shell or YAML ate them; quote the value: --set 'data.pair={lost}'")
             return (f"data.pair '{self.pair}' must find the same key in an image's name and its mask's "
                     "(its first group)")
         stem = self.lone_images[0].rsplit(".", 1)[0] if self.lone_images else "NAME"
