@@ -51,6 +51,8 @@ __all__ = [
     "is_array_source",
     "first_names",
     "natural_key",
+    "case_images",
+    "lost_backslash",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -468,13 +470,34 @@ def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
             continue
         mask_dir = _subfolder(case, "masks", MASK_DIR_NAMES)
         parts = tuple(_image_files(mask_dir)) if mask_dir is not None else ()
-        name = f"{case.name}/{images[0].name}"
+        name = f"{case.name}/{image_dir.name}/{images[0].name}"  # type: ignore[union-attr]
         if not parts:
             lone.append(name)
             continue
         pairs.append(Pair(name, images[0], mask_dir, parts))  # type: ignore[arg-type]
     layout = f"{CASE_LAYOUT} (<case>/images/ + <case>/masks/, object masks merged: any object = 1)"
     return Discovery(tuple(pairs), tuple(lone), (), root, root, "", layout)
+
+
+def case_images(folder: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """(case name, image) of each ``<case>/images/<one image>`` of a one-folder-per-case layout
+    (``stage1_test/<id>/images/<id>.png``), in natural order; [] for any other folder.
+
+    Args:
+        folder: the folder that holds the case folders.
+    """
+    root = Path(folder)
+    if not root.is_dir() or _image_files(root):
+        return []
+    subs = _nested(root)
+    if not subs or not _is_case_layout(subs):
+        return []
+    out = []
+    for sub in subs:
+        files = _image_files(_subfolder(sub, "images", IMAGE_DIR_NAMES))  # type: ignore[arg-type]
+        if files:
+            out.append((sub.name, files[0]))
+    return out
 
 
 def discover(

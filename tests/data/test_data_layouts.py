@@ -171,7 +171,9 @@ def test_one_folder_per_case_merges_object_masks(tmp_path):
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert report.fingerprint["layout"].startswith("one folder per case")
     assert splits.info["counts"]["total"] == 4 and splits.info["num_classes"] == 1
-    assert any("case04/case04.png; they are skipped (to pair them: give each case folder a masks/ folder" in w
+    # names are the real relative paths, images/ included
+    assert sorted(splits.split["train"] + splits.split["val"]) == [f"case0{i}/images/case0{i}.png" for i in range(4)]
+    assert any("case04/images/case04.png; they are skipped (to pair them: give each case folder a masks/ folder" in w
                for w in report.warnings)
     case = root / "case01"
     merged = read_mask(Pair("x", case / "images" / "case01.png", case / "masks",
