@@ -378,6 +378,23 @@ def _match(
                      tuple(notes), None)
 
 
+#: data.pair patterns tried to suggest one for a mask folder that pairs nothing by file name
+GUESSED_PAIRS = (r"^(\d+)_", r"^([^_.]+)_", r"^(\d+)")
+
+
+def _guess_pair(images: Sequence[Path], masks: Sequence[Path], image_dir: Path,
+                mask_dir: Path) -> tuple[str, int] | None:
+    """(a data.pair pattern, its pairs) that pairs at least half the images with ``masks``, or None."""
+    for pattern in GUESSED_PAIRS:
+        try:
+            found = _match(images, masks, image_dir, mask_dir, "", pattern)
+        except DataError:  # two files with one key: not this pattern
+            continue
+        if found.pairs and 2 * len(found.pairs) >= len(images):
+            return pattern, len(found.pairs)
+    return None
+
+
 def _repeated_score(found: Discovery, sample: int = 8) -> float | None:
     """The repeated-mask score (``masks.repeated_mask``) of up to ``sample`` of a folder's masks."""
     from segsearch.data.masks import repeated_mask, signature
@@ -584,10 +601,13 @@ def discover(
         if len(candidates) > 1:
             listed = ", ".join(f"{_rel(d.mask_dir, root)}/ ({len(d.pairs)} pairs)" for d in found)
             others = [d for d in found if d is not best]
+            how_other = ""
+            if not others[0].pairs and pair is None:
+                guess = _guess_pair(images, _mask_files(others[0].mask_dir), image_dir, others[0].mask_dir)
+                how_other = (f" --set 'data.pair={guess[0]}' (it pairs {guess[1]} images)" if guess else
+                             r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')")
             note = (f"{len(candidates)} candidate mask folders: {listed}; used {_rel(best.mask_dir, root)}/; "
-                    f"to use another: --set data.{role}masks_dir={_rel(others[0].mask_dir, root)}"
-                    + (r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')"
-                       if not others[0].pairs and pair is None else ""))
+                    f"to use another: --set data.{role}masks_dir={_rel(others[0].mask_dir, root)}{how_other}")
             best = dataclasses.replace(best, notes=(*best.notes, note))
         return best
     if image_dir is None and not candidates:

@@ -54,7 +54,7 @@ def test_drive_field_of_view_masks_are_never_paired_silently(tmp_path):
     report = check(config)
     text = "\n".join(report.warnings)
     assert ("2 candidate mask folders: training/1st_manual/ (0 pairs), training/mask/ (4 pairs); used training/mask/; "
-            "to use another: --set data.masks_dir=training/1st_manual with a data.pair") in text
+            "to use another: --set data.masks_dir=training/1st_manual --set 'data.pair=^(\\d+)_' (it pairs 4 images)") in text
     assert "the masks in training/mask/ are (nearly) the same for every image" in text
     assert "field-of-view" in text
     info = load(config).info  # run says so too, on its "Data:" line
