@@ -352,8 +352,8 @@ class _Parser(argparse.ArgumentParser):
         argv = self.argv if self.argv is not None else sys.argv[1:]
         cut = _cut_set_value(argv) if message.startswith("unrecognized arguments") else None
         if cut is not None:
-            message = (f"--set {cut[0]} was cut at its spaces by the shell ({message}); quote the whole "
-                       f"KEY=VALUE: --set '{cut[1]}'")
+            message = (f"--set {cut[0]} was cut at its spaces by the shell ({message}); "
+                       f"quote the whole KEY=VALUE: --set '{cut[1]}'")
         sys.stderr.write(f"segsearch: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_USER_ERROR)
 

@@ -233,8 +233,8 @@ def predict(
     Args:
         model_path: ``model.keras``, the export folder holding it, or a study folder.
         images_dir: a folder of images (PNG, JPEG, TIFF, BMP, GIF), one image file, or a folder of
-            case folders each holding ``images/`` with one image (``stage1_test/<id>/images/<id>.png``):
-            the masks are then named by case (``<id>.png``).
+            case folders each holding ``images/`` with one image
+            (``stage1_test/<id>/images/<id>.png``): the masks are then named by case (``<id>.png``).
         out_dir: folder for the results; created if needed. Existing files are never replaced.
         overlay: also write ``NAME_overlay.png``, the mask drawn over the image.
         threshold: probability at or above which a pixel is foreground (one-class models).

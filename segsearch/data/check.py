@@ -178,8 +178,9 @@ class Report:
         lines.append(f"warnings ({len(self.warnings)})" + (":" if self.warnings else ""))
         lines += [f"  - {w}" for w in self.warnings]
         errors = list(self.errors)
-        if self.stop is not None and not any(e.startswith(self.stop) or self.stop.startswith(e) for e in errors):
-            errors.append(self.stop)
+        stop = self.stop
+        if stop is not None and not any(e.startswith(stop) or stop.startswith(e) for e in errors):
+            errors.append(stop)
         lines.append(f"errors ({len(errors)})" + (": load would stop at these" if errors else ""))
         lines += [f"  - {e}" for e in errors]
         return "\n".join(lines)
@@ -459,14 +460,16 @@ def _few_pairs(config: DataConfig, n: int) -> str | None:
         return None
     v = split_mod.val_count(n, config.val_fraction)
     return (f"only {_pairs(n)}: {n - v} to train and {v} to validate (data.val_fraction "
-            f"{config.val_fraction:g}), so the validation scores will be noisy; add data if you can")
+            f"{config.val_fraction:g}), so the validation scores will be noisy; add data if you "
+            "can")
 
 
 def _val_pairs(config: DataConfig) -> int | None:
     """The number of pairs in data.val_source, or None when it cannot be read (load says why)."""
     try:
         if sources.is_array_source(str(config.val_source)):
-            return len(sources.load_arrays(str(config.val_source), mask_suffix=config.mask_suffix).names)
+            arrays = sources.load_arrays(str(config.val_source), mask_suffix=config.mask_suffix)
+            return len(arrays.names)
         return len(dataset_mod.discover(str(config.val_source), config, "val_").pairs)
     except DataError:
         return None

@@ -107,14 +107,15 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
         raise ConfigError(f"{where}: the map is empty; give each mask value its class id, or leave it out")
     glued = {k: _unglue(k) for k, c in items if c is None}
     if glued and all(pair is not None for pair in glued.values()):
-        fixed = ", ".join("%s: %s" % (glued[k] if c is None else (k, c)) for k, c in items)  # type: ignore[str-format]
+        fixed = ", ".join("%s: %s" % (glued[k] if c is None else (k, c))  # type: ignore[str-format]
+                          for k, c in items)
         read = ", ".join(f"{k}: {'null' if c is None else c}" for k, c in items)
         key, (a, b) = next(iter(glued.items()))  # type: ignore[misc]
         taken = f"the number {key}" if isinstance(key, int) else f"the text {key!r}"
         raise ConfigError(
-            f"{where}: read as {{{read}}}: without a space after the colon YAML takes {a}:{b} for one key "
-            f"({taken}) without a class id; write {{{fixed}}} with a space after each colon: "
-            f"--set 'data.values={{{fixed}}}'"
+            f"{where}: read as {{{read}}}: without a space after the colon YAML takes {a}:{b} for "
+            f"one key ({taken}) without a class id; write {{{fixed}}} with a space after each "
+            f"colon: --set 'data.values={{{fixed}}}'"
         )
     out: dict[int, int] = {}
     for key, cls in items:
@@ -307,11 +308,12 @@ class DataConfig:
             if value is None:
                 continue
             if not isinstance(value, str) or not value.strip("/ "):
-                raise ConfigError(f"{w}.{name}: expected a folder relative to data.val_source, e.g. "
-                                  f"test/images, or null (= data.{name[4:]}), got {value!r}")
+                raise ConfigError(f"{w}.{name}: expected a folder relative to data.val_source, "
+                                  f"e.g. test/images, or null (= data.{name[4:]}), got {value!r}")
             if self.val_source is None:
-                raise ConfigError(f"{w}.{name}: is set but data.val_source is not; give data.val_source, "
-                                  "the folder it is relative to (it may be data.source itself)")
+                raise ConfigError(f"{w}.{name}: is set but data.val_source is not; give "
+                                  "data.val_source, the folder it is relative to (it may be "
+                                  "data.source itself)")
             set_(name, Path(value.strip()).as_posix().rstrip("/"))
         if self.pair is not None:
             if not isinstance(self.pair, str) or not self.pair:
@@ -346,7 +348,7 @@ class DataConfig:
 
     @property
     def val_dirs(self) -> tuple[str, str]:
-        """(images folder, masks folder) of ``val_source``: the val_* keys, else images_dir/masks_dir."""
+        """(images folder, masks folder) of ``val_source``: the val_* keys, else the others."""
         return (self.val_images_dir or self.images_dir, self.val_masks_dir or self.masks_dir)
 
     @property

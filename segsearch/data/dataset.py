@@ -326,7 +326,8 @@ def discover(path: str, config: DataConfig, role: str = "") -> sources.Discovery
         config: the DataConfig.
         role: "" for data.source, "val_" for data.val_source (its val_images_dir / val_masks_dir).
     """
-    images_dir, masks_dir = config.val_dirs if role == "val_" else (config.images_dir, config.masks_dir)
+    images_dir, masks_dir = (config.val_dirs if role == "val_"
+                             else (config.images_dir, config.masks_dir))
     return sources.discover(path, mask_suffix=config.mask_suffix, images_dir=images_dir,
                             masks_dir=masks_dir, pair=config.pair, role=role)
 
@@ -368,9 +369,10 @@ def check_val_source(config: DataConfig, train: list[Pair] | ArraySource,
     )
 
 
-def _open(path: str, config: DataConfig, warnings: list[str], role: str = "") -> list[Pair] | ArraySource:
+def _open(path: str, config: DataConfig, warnings: list[str],
+          role: str = "") -> list[Pair] | ArraySource:
     if sources.is_array_source(path):
-        return sources.load_arrays(path, mask_suffix=config.mask_suffix)
+        return sources.load_arrays(path, mask_suffix=config.mask_suffix, role=role)
     found = discover(path, config, role)
     found.raise_if_empty()
     unpaired = found.unpaired_warning()
@@ -505,7 +507,8 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
     warnings: list[str] = []
     notes: list[str] = []
     train_src = _open(config.source, config, warnings)
-    val_src = _open(config.val_source, config, warnings, "val_") if config.val_source is not None else None
+    val_src = (_open(config.val_source, config, warnings, "val_")
+               if config.val_source is not None else None)
     if val_src is not None:
         check_val_source(config, train_src, val_src)
     train_names = _names(train_src)

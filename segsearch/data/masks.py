@@ -220,11 +220,13 @@ def decide(
             )
         return rule
     if colour_masks:
-        found = sorted({int(v) if s.colour else int(v) * GREY for s in stats for v in s.values.tolist()})
+        found = sorted({int(v) if s.colour else int(v) * GREY
+                        for s in stats for v in s.values.tolist()})
         raise DataError(
-            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. {first_names(colour_masks, 3)}, with "
-            f"{len(found)} colours; fix: give each colour its class id (-1 ignores one), e.g. "
-            f"--set '{colors_line(found)}', or save the masks as grey class ids"
+            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. "
+            f"{first_names(colour_masks, 3)}, with {len(found)} colours; fix: give each colour its "
+            f"class id (-1 ignores one), e.g. --set '{colors_line(found)}', or save the masks as "
+            "grey class ids"
         )
 
     totals: dict[int, int] = {}
@@ -273,14 +275,14 @@ def decide(
             if outlier is not None:
                 ids = [v for v in values if v != outlier]
                 raise DataError(
-                    f"{where}: the masks hold class ids {_listed(ids)} and the value {outlier} (in {files}); fix: if "
-                    f"{outlier} marks void pixels (unlabelled, ignored in training), --set data.ignore_value={outlier}; "
-                    f"if it is a class, map the values to ids with --set '{_values_line(values)}'"
+                    f"{where}: the masks hold class ids {_listed(ids)} and the value {outlier} (in "
+                    f"{files}); fix: {_void_fix(outlier)}; if it is a class, map the values to ids "
+                    f"with --set '{_values_line(values)}'"
                 )
             raise DataError(
-                f"{where}: mask values {_listed(values)} look like grey levels, not class ids 0..C-1 (in {files}); "
-                f"fix: map them to class ids with --set '{_values_line(values)}' (-1 ignores a value), or, if "
-                "they are ids, set data.num_classes"
+                f"{where}: mask values {_listed(values)} look like grey levels, not class ids "
+                f"0..C-1 (in {files}); fix: map them to class ids with --set '{_values_line(values)}' (-1 "
+                "ignores a value), or, if they are ids, set data.num_classes"
             )
         # fall through: class ids
 
@@ -291,17 +293,19 @@ def decide(
         what = "binary (num_classes 1) allows ids 0 and 1" if nc == 1 else f"num_classes {nc} allows ids 0..{nc - 1}"
         outliers = [v for v in values if v >= limit]
         outlier = _void_candidate(values, limit, ignore_value)
+        apart = len(values) > len(outliers) and outliers[0] > values[-len(outliers) - 1] + 1
         if outlier is not None:
-            fix = (f"if {outlier} marks void pixels (unlabelled, ignored in training), --set data.ignore_value={outlier}; "
-                   f"if it is a class, set data.num_classes to {top + 1}")
-        elif len(outliers) <= 3 and len(values) > len(outliers) and outliers[0] > values[-len(outliers) - 1] + 1:
-            fix = (f"if {', '.join(map(str, outliers))} mark void pixels, map them to -1 with --set "
-                   f"'{_values_line(values, ignore=outliers)}'; if they are classes, set data.num_classes to {top + 1}")
+            fix = f"{_void_fix(outlier)}; if it is a class, set data.num_classes to {top + 1}"
+        elif len(outliers) <= 3 and apart:  # a few far values (254, 255): void labels?
+            fix = (f"if {', '.join(map(str, outliers))} mark void pixels, map them to -1 with "
+                   f"--set '{_values_line(values, ignore=outliers)}'; if they are classes, set "
+                   f"data.num_classes to {top + 1}")
         else:
             fix = f"set data.num_classes to {top + 1}, or data.ignore_value for a void value"
+        binary = nc <= 2 and len(values) == 2
         raise DataError(
-            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; fix: {fix}"
-            + (", or data.mask_kind: binary for 0/255 masks" if nc <= 2 and len(values) == 2 else "")
+            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; "
+            f"fix: {fix}" + (", or data.mask_kind: binary for 0/255 masks" if binary else "")
         )
     return MaskRule("ids", nc, ignore_value=ignore_value,
                     description=f"class ids {values[0]}..{top}" if nc > 1 else "binary 0/1")
@@ -316,7 +320,7 @@ def _listed(values: Sequence[int], n: int = 8) -> str:
 
 
 def _void_candidate(values: Sequence[int], limit: int, ignore_value: int | None) -> int | None:
-    """The one value at or above ``limit``, apart from the ids below it (255 among 0..4): a void label?
+    """The one value at or above ``limit``, apart from the ids below it (255 among 0..4): void?
 
     A value right after the ids (3 among 0..2) looks like one more class, so it is not a candidate.
     """
@@ -327,8 +331,14 @@ def _void_candidate(values: Sequence[int], limit: int, ignore_value: int | None)
     return None
 
 
+def _void_fix(value: int) -> str:
+    """The fix for one far mask value that may mark void pixels."""
+    return (f"if {value} marks void pixels (unlabelled, ignored in training), --set "
+            f"data.ignore_value={value}")
+
+
 def _values_line(values: Sequence[int], ignore: Sequence[int] = (), n: int = 16) -> str:
-    """A copy-pasteable ``data.values={0: 0, 128: 1, 255: 2}`` for the values found (-1 for ``ignore``)."""
+    """A copy-pasteable ``data.values={0: 0, 128: 1, 255: 2}`` of the values (``ignore``: -1)."""
     ids: list[str] = []
     k = 0
     for v in values:
@@ -379,8 +389,8 @@ def _decide_values(
 
 
 SIGNATURE = 64  # side of the thumbnail that ``signature`` keeps of a mask
-#: median foreground IoU of consecutive masks above which they look like one mask repeated: field-of-
-#: view circles of one camera overlap by 0.95+, label masks of different images far less
+#: median foreground IoU of consecutive masks above which they look like one mask repeated:
+#: field-of-view circles of one camera overlap by 0.95+, label masks of different images far less
 REPEATED = 0.9
 
 
@@ -436,10 +446,10 @@ def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
 def repeated_warning(score: float, folder: str) -> str:
     """The warning for masks that are (nearly) all the same."""
     return (
-        f"the masks in {folder} are (nearly) the same for every image (their foreground overlaps "
-        f"{100 * score:.0f}% from one mask to the next): this looks like a field-of-view or region mask "
-        "repeated for every image, not labels; if the labels are in another folder, choose it with "
-        "--set data.masks_dir=FOLDER"
+        f"the masks in {folder} are (nearly) the same for every image (their foreground "
+        f"overlaps {100 * score:.0f}% from one mask to the next): this looks like a field-of-view "
+        "or region mask repeated for every image, not labels; if the labels are in another folder, "
+        "choose it with --set data.masks_dir=FOLDER"
     )
 
 

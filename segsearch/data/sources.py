@@ -165,14 +165,15 @@ def _subfolders(folder: Path) -> str:
 
 
 def _folders_below(root: Path, levels: int = 2) -> list[str]:
-    """Subfolders of ``root`` down to ``levels`` deep, as relative posix paths (hidden ones skipped)."""
+    """Subfolders of ``root`` down to ``levels`` deep, as relative posix paths (not hidden ones)."""
     out: list[str] = []
     layer = [root]
     for _ in range(levels):
         nxt = []
         for folder in layer:
             try:
-                subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+                subs = sorted(p for p in folder.iterdir()
+                              if p.is_dir() and not p.name.startswith("."))
             except OSError:
                 continue
             nxt += subs
@@ -182,7 +183,7 @@ def _folders_below(root: Path, levels: int = 2) -> list[str]:
 
 
 def _configured_dir(root: Path, value: str, key: str, role: str = "") -> Path:
-    """``root / value`` for an explicitly set data.images_dir / data.masks_dir; a DataError if absent.
+    """``root / value`` for a data.images_dir / data.masks_dir that is set; a DataError if absent.
 
     Args:
         root: the source folder.
@@ -202,8 +203,9 @@ def _configured_dir(root: Path, value: str, key: str, role: str = "") -> Path:
             close = [ends[hit[0]]] if hit else []
         hint = f"did you mean {close[0]}? (--set data.{role}{key}={close[0]}); " if close else ""
         raise DataError(
-            f"{path}: no such folder (data.{role}{key} {value!r}, relative to data.{role}source {root}); "
-            f"fix: {hint}give data.{role}{key} a folder under {root} (its subfolders: {_subfolders(root)})"
+            f"{path}: no such folder (data.{role}{key} {value!r}, relative to data.{role}source "
+            f"{root}); fix: {hint}give data.{role}{key} a folder under {root} (its subfolders: "
+            f"{_subfolders(root)})"
         )
     return path
 
@@ -292,8 +294,9 @@ class Discovery:
         if self.pair is not None:
             lost = lost_backslash(self.pair)
             if lost is not None and not self.pairs:
-                return (f"data.pair '{self.pair}' looks like it lost its backslashes (d+ matches the letter d, "
-                        f"\\d+ a number): the shell or YAML ate them; quote the value: --set 'data.pair={lost}'")
+                return (f"data.pair '{self.pair}' looks like it lost its backslashes (d+ matches "
+                        "the letter d, \\d+ a number): the shell or YAML ate them; quote the "
+                        f"value: --set 'data.pair={lost}'")
             return (f"data.pair '{self.pair}' must find the same key in an image's name and its mask's "
                     "(its first group)")
         stem = self.lone_images[0].rsplit(".", 1)[0] if self.lone_images else "NAME"
@@ -384,7 +387,7 @@ GUESSED_PAIRS = (r"^(\d+)_", r"^([^_.]+)_", r"^(\d+)")
 
 def _guess_pair(images: Sequence[Path], masks: Sequence[Path], image_dir: Path,
                 mask_dir: Path) -> tuple[str, int] | None:
-    """(a data.pair pattern, its pairs) that pairs at least half the images with ``masks``, or None."""
+    """(a data.pair pattern, its pairs) pairing at least half the images with ``masks``, or None."""
     for pattern in GUESSED_PAIRS:
         try:
             found = _match(images, masks, image_dir, mask_dir, "", pattern)
@@ -543,8 +546,8 @@ def discover(
         raise DataError(f"{root}: no such folder; fix: give {src} an existing folder"
                         + (", or 'sample' for the built-in synthetic data" if not role else ""))
     if not root.is_dir():
-        raise DataError(f"{root}: is a file, not a folder ({src}); fix: give the folder holding images/ and "
-                        "masks/, or an .npz / .npy file")
+        raise DataError(f"{root}: is a file, not a folder ({src}); fix: give the folder holding "
+                        "images/ and masks/, or an .npz / .npy file")
     images_set = images_dir.strip("/") not in ("", "images")
     masks_set = masks_dir.strip("/") not in ("", "masks")
     if images_set:
@@ -596,18 +599,22 @@ def discover(
             for d in pairing:
                 if d.mask_dir in repeated and d is not best:
                     note = repeated_warning(repeated[d.mask_dir], _rel(d.mask_dir, root) + "/")
-                    note = note.split("; if the labels", 1)[0] + f"; not used (it pairs {len(d.pairs)} images)"
+                    note = (note.split("; if the labels", 1)[0]
+                            + f"; not used (it pairs {len(d.pairs)} images)")
                     best = dataclasses.replace(best, notes=(*best.notes, note))
         if len(candidates) > 1:
             listed = ", ".join(f"{_rel(d.mask_dir, root)}/ ({len(d.pairs)} pairs)" for d in found)
             others = [d for d in found if d is not best]
+            other = others[0].mask_dir
             how_other = ""
             if not others[0].pairs and pair is None:
-                guess = _guess_pair(images, _mask_files(others[0].mask_dir), image_dir, others[0].mask_dir)
-                how_other = (f" --set 'data.pair={guess[0]}' (it pairs {guess[1]} images)" if guess else
-                             r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')")
-            note = (f"{len(candidates)} candidate mask folders: {listed}; used {_rel(best.mask_dir, root)}/; "
-                    f"to use another: --set data.{role}masks_dir={_rel(others[0].mask_dir, root)}{how_other}")
+                guess = _guess_pair(images, _mask_files(other), image_dir, other)
+                how_other = (f" --set 'data.pair={guess[0]}' (it pairs {guess[1]} images)" if guess
+                             else r" with a data.pair that pairs its file names (e.g. --set "
+                                  r"'data.pair=^(\d+)_')")
+            note = (f"{len(candidates)} candidate mask folders: {listed}; used "
+                    f"{_rel(best.mask_dir, root)}/; to use another: --set "
+                    f"data.{role}masks_dir={_rel(other, root)}{how_other}")
             best = dataclasses.replace(best, notes=(*best.notes, note))
         return best
     if image_dir is None and not candidates:
@@ -662,13 +669,16 @@ def _pick(arrays: dict[str, np.ndarray], keys: Sequence[str], path: Path, what: 
     )
 
 
-def load_arrays(path: str | os.PathLike[str], *, mask_suffix: str = "_mask") -> ArraySource:
+def load_arrays(
+    path: str | os.PathLike[str], *, mask_suffix: str = "_mask", role: str = "",
+) -> ArraySource:
     """Read images and masks from an .npz, an images .npy (+ its masks .npy), or a folder of both.
 
     Args:
         path: the .npz / .npy file or the folder holding images.npy and masks.npy.
         mask_suffix: for an ``x.npy`` file, the masks are read from ``x<mask_suffix>.npy``
             (else ``masks.npy`` beside it).
+        role: "" for data.source, "val_" for data.val_source (the key named in messages).
 
     Raises:
         DataError: a missing or unreadable file, missing arrays, or shapes that do not match.
@@ -684,7 +694,8 @@ def load_arrays(path: str | os.PathLike[str], *, mask_suffix: str = "_mask") -> 
     else:
         image_file, mask_file = p, None
     if not image_file.exists():
-        raise DataError(f"{image_file}: no such file; fix: give data.source an existing .npz / .npy file or folder")
+        raise DataError(f"{image_file}: no such file; fix: give data.{role}source an existing "
+                        ".npz / .npy file or folder")
     try:
         if mask_file is None:
             with np.load(image_file, allow_pickle=False) as npz:

@@ -329,6 +329,8 @@ def test_drive_test_folder_as_validation(tmp_path):
     assert "errors (1)" in report.format() and "data.val_masks_dir" in report.format()
     with pytest.raises(DataError, match=r"no such folder; fix: give data.val_source an existing folder$"):
         load(dataclasses.replace(config, val_source=str(tmp_path / "nope")))
+    with pytest.raises(DataError, match=r"no such file; fix: give data.val_source an existing .npz"):
+        load(dataclasses.replace(config, val_source=str(tmp_path / "nope.npz")))
     with pytest.raises(ConfigError, match=r"data.val_images_dir: is set but data.val_source is not"):
         DataConfig(source=str(root), val_images_dir="test/images")
 
