@@ -414,10 +414,45 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _unbalanced(text: str) -> bool:
+    return text.count("{") > text.count("}") or text.count("[") > text.count("]")
+
+
+def _cut_set_value(argv: Sequence[str]) -> tuple[str, str] | None:
+    """(the --set argument as the shell cut it, the whole of it) when a --set value opens a ``{`` or
+    ``[`` that a later, unquoted word closes (``--set data.values={1: 0, 2: 1}``), else None."""
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--set" and i + 1 < len(argv):
+            value, j = argv[i + 1], i + 2
+        elif token.startswith("--set="):
+            value, j = token[len("--set="):], i + 1
+        else:
+            i += 1
+            continue
+        if _unbalanced(value):
+            parts = [value]
+            while j < len(argv) and _unbalanced(" ".join(parts)) and not argv[j].startswith("-"):
+                parts.append(argv[j])
+                j += 1
+            return value, " ".join(parts)
+        i = j
+    return None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in the same one-line form as every other user error."""
 
+    #: the arguments being parsed (set by ``main``), to explain "unrecognized arguments"
+    argv: Sequence[str] | None = None
+
     def error(self, message: str) -> None:  # type: ignore[override]
+        argv = self.argv if self.argv is not None else sys.argv[1:]
+        cut = _cut_set_value(argv) if message.startswith("unrecognized arguments") else None
+        if cut is not None:
+            message = (f"--set {cut[0]} was cut at its spaces by the shell ({message}); "
+                       f"quote the whole KEY=VALUE: --set '{cut[1]}'")
         sys.stderr.write(f"segsearch: error: {message} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_USER_ERROR)
 
@@ -610,6 +645,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
+    parser.argv = list(argv) if argv is not None else sys.argv[1:]  # type: ignore[attr-defined]
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)

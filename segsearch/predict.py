@@ -79,7 +79,13 @@ def _stored_settings(model_file: Path) -> dict[str, Any]:
 
 
 def _image_files(images: Path) -> list[Path]:
-    from segsearch.data.sources import IMAGE_EXTENSIONS
+    """The images to segment: one file, a folder's images, or each case's image of a folder of
+    case folders (``stage1_test/<id>/images/<id>.png``)."""
+    from segsearch.data.sources import IMAGE_EXTENSIONS, case_images
+
+    cases = case_images(images) if images.is_dir() else []
+    if cases:
+        return [file for _, file in cases]
 
     if images.is_file():
         if images.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -96,12 +102,20 @@ def _image_files(images: Path) -> list[Path]:
     return files
 
 
-def _targets(files: Sequence[Path], out_dir: Path, overlay: bool) -> list[tuple[Path, Path | None]]:
-    """Output paths per image: NAME.png (+ NAME_overlay.png); unique even when stems repeat."""
-    stems = [f.stem for f in files]
+def _targets(files: Sequence[Path], out_dir: Path, overlay: bool,
+             names: Sequence[str] | None = None) -> list[tuple[Path, Path | None]]:
+    """Output paths per image: NAME.png (+ NAME_overlay.png); unique even when stems repeat.
+
+    Args:
+        files: the images.
+        out_dir: the output folder.
+        overlay: add the overlay paths.
+        names: the NAME of each image (case ids), instead of the file stems.
+    """
+    stems = list(names) if names is not None else [f.stem for f in files]
     targets = []
-    for f in files:
-        stem = f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+    for f, own in zip(files, stems):
+        stem = own if stems.count(own) == 1 else f"{own}_{f.suffix.lstrip('.').lower()}"
         mask = out_dir / f"{stem}.png"
         targets.append((mask, out_dir / f"{stem}_overlay.png" if overlay else None))
     return targets
@@ -218,7 +232,9 @@ def predict(
 
     Args:
         model_path: ``model.keras``, the export folder holding it, or a study folder.
-        images_dir: a folder of images (PNG, JPEG, TIFF, BMP, GIF), or one image file.
+        images_dir: a folder of images (PNG, JPEG, TIFF, BMP, GIF), one image file, or a folder of
+            case folders each holding ``images/`` with one image
+            (``stage1_test/<id>/images/<id>.png``): the masks are then named by case (``<id>.png``).
         out_dir: folder for the results; created if needed. Existing files are never replaced.
         overlay: also write ``NAME_overlay.png``, the mask drawn over the image.
         threshold: probability at or above which a pixel is foreground (one-class models).
@@ -236,11 +252,14 @@ def predict(
     if not 0.0 < float(threshold) < 1.0:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     model_file = find_model(model_path)
+    from segsearch.data.sources import case_images
+
     files = _image_files(Path(images_dir))
+    cases = case_images(images_dir) if Path(images_dir).is_dir() else []
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; give a folder for --out")
-    targets = _targets(files, out, overlay)
+    targets = _targets(files, out, overlay, [name for name, _ in cases] if cases else None)
     existing = [p for pair in targets for p in pair if p is not None and p.exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""

@@ -578,6 +578,59 @@ def test_data_check_exits_2_where_run_would_stop(tmp_path: Path) -> None:
     run_code, _, run_err = _run(["run", "unet", "--data", str(tmp_path / "one"), "--study-dir",
                                  str(tmp_path / "s"), *TINY])
     assert run_code == 2 and run_err == err
+    # the report's error count matches the errors it lists, and "1 readable pair" is not warned
+    # about as "a validation set of 1": load stops, and that is the error
+    assert "errors (1): load would stop at these" in out and "errors (0)" not in out
+    assert "readable pairs" not in out
+
+
+def test_data_check_an_unquoted_set_value_says_to_quote_it(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_crack(tmp_path / "CRACK500")
+    # what the shell hands over for: --set data.values={1: 0, 2: 1}
+    code, out, err = _run(["data", "check", str(root), "--set", "data.values={1:", "0,", "2:", "1}"])
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert ("--set data.values={1: was cut at its spaces by the shell (unrecognized arguments: 0, 2: 1}); "
+            "quote the whole KEY=VALUE: --set 'data.values={1: 0, 2: 1}'") in err
+    code, _, err = _run(["data", "check", str(root), "--set", "data.class_names=[a,", "b]"])
+    assert code == 2 and "--set 'data.class_names=[a, b]'" in err
+    code, _, err = _run(["data", "check", str(root), "surplus"])
+    assert code == 2 and "unrecognized arguments: surplus" in err and "quote" not in err
+
+
+def test_data_check_values_without_a_space_after_the_colon(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_crack(tmp_path / "CRACK500")
+    code, _, err = _run(["data", "check", str(root), "--set", "data.mat_key=groundTruth.Segmentation",
+                         "--set", "data.values={1:0, 2:1}"])
+    assert code == 2 and err.count("\n") == 1
+    assert ("data.values: read as {60: null, 121: null}: without a space after the colon YAML takes 1:0 for "
+            "one key (the number 60) without a class id; write {1: 0, 2: 1} with a space after each colon: "
+            "--set 'data.values={1: 0, 2: 1}'") in err
+
+
+def test_data_check_a_pair_that_lost_its_backslashes(tmp_path: Path) -> None:
+    root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
+    code, _, err = _run(["data", "check", str(root), *DRIVE_SETS[:4], "--set", "data.pair=^(d+)_"])
+    assert code == 2 and err.count("\n") == 1
+    assert ("data.pair '^(d+)_' looks like it lost its backslashes (d+ matches the letter d, \\d+ a number): the "
+            "shell or YAML ate them; quote the value: --set 'data.pair=^(\\d+)_'") in err
+
+
+def test_data_check_drive_test_folder_for_validation(tmp_path: Path) -> None:
+    """README's lines for DRIVE's own test/ split as the validation set."""
+    import shutil
+
+    root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
+    for path in sorted((root / "training").rglob("2[12]_*")):
+        (root / "test" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "test" / path.parent.name / path.name.replace("training", "test"))
+    val = ["--set", f"data.val_source={root}", "--set", "data.val_images_dir=test/images",
+           "--set", "data.val_masks_dir=test/1st_manual"]
+    code, out, err = _run(["data", "check", str(root), *DRIVE_SETS, *val])
+    assert code == 0, err
+    # the training folders themselves as validation: an error naming data.val_source
+    code, out, err = _run(["data", "check", str(root), *DRIVE_SETS, "--set", f"data.val_source={root}"])
+    assert code == 2 and "data.val_source: " in err and "training images" in err
+    assert "errors (1): load would stop at these" in out
 # ----------------------------------------------------------------------------------- failures
 _PLANTED_FAULT = '''"""Test-only: every batch the input pipeline builds fails like a missing module."""
 import segsearch.data.pipeline as pipeline

@@ -28,6 +28,7 @@ import numpy as np
 
 from segsearch.data import masks as masks_mod
 from segsearch.data import sources
+from segsearch.data import split as split_mod
 from segsearch.data.config import DataConfig
 from segsearch.data import dataset as dataset_mod
 from segsearch.data.dataset import size_mismatch, to_float
@@ -39,6 +40,13 @@ __all__ = ["Report", "check", "suggest_size"]
 TINY_FOREGROUND = 0.01
 FEW_PAIRS = 10
 LOSSY = (".jpg", ".jpeg")
+#: the smallest encoder depth suggested: the shipped spaces search depth from 2 up (unet, resunet,
+#: resblock_unet, resnet50_unet; deeplabv3plus from 3). data/ may not import the hypermodels that
+#: declare these domains, so the floor is kept here; a caller that knows the architecture passes
+#: its own minimum to ``suggest_size`` / ``check``.
+MIN_DEPTH = 2
+#: the default background class (``data.background``; see ``foreground_share``)
+BACKGROUND_CLASS = 0
 
 
 def _majority_foreground(freq: list[float], background: int | None, names: list[str],
@@ -83,12 +91,38 @@ def _majority_foreground(freq: list[float], background: int | None, names: list[
     return out
 
 
-def suggest_size(heights: list[int], widths: list[int]) -> tuple[tuple[int, int], tuple[int, int], str]:
+def foreground_share(per_class: np.ndarray, background: int | None = BACKGROUND_CLASS) -> float:
+    """The share of labelled pixels that are foreground: every class but ``background``.
+
+    The one place ``check`` decides which class is background (``data.background``, class 0 by
+    default; None: every class is real); the foreground line, the "masks without foreground"
+    warning and the tiny-foreground warnings all follow it.
+
+    Args:
+        per_class: labelled pixel counts per class id.
+        background: the background class id, or None when every class is a real one.
+    """
+    labelled = int(per_class.sum())
+    if not labelled:
+        return 0.0
+    if background is None or background >= len(per_class):
+        return 1.0
+    return float((labelled - int(per_class[background])) / labelled)
+
+
+def suggest_size(heights: list[int], widths: list[int], min_depth: int = MIN_DEPTH,
+                 ) -> tuple[tuple[int, int], tuple[int, int], str]:
     """Suggested (image_size, (min depth, max depth), resize mode) from the images' sizes.
 
     The size is the median, rounded down to a multiple of 32 (so depths up to 5 divide it), kept
-    between 32 and 512; the depths are those that leave a bottleneck of at least 8 pixels; "crop"
-    is suggested when the median image is more than twice the suggested size (to keep detail).
+    between 32 and 512; the depths are those that leave a bottleneck of at least 8 pixels, never
+    below ``min_depth``; "crop" is suggested when the median image is more than twice the
+    suggested size (to keep detail).
+
+    Args:
+        heights: the images' heights.
+        widths: the images' widths.
+        min_depth: the smallest encoder depth the architectures accept (MIN_DEPTH).
     """
     mh, mw = float(np.median(heights)), float(np.median(widths))
 
@@ -97,8 +131,8 @@ def suggest_size(heights: list[int], widths: list[int]) -> tuple[tuple[int, int]
 
     size = (side(mh), side(mw))
     small = min(size)
-    d_max = max(1, min(5, int(math.floor(math.log2(small / 8)))))
-    d_min = max(1, d_max - 2)
+    d_max = max(min_depth, min(5, int(math.floor(math.log2(small / 8)))))
+    d_min = max(min_depth, d_max - 2)
     mode = "crop" if min(mh, mw) > 2 * small else "resize"
     return size, (d_min, d_max), mode
 
@@ -189,10 +223,12 @@ class Report:
                              f"encoder depth {sug['depth'][0]}..{sug['depth'][1]}")
         lines.append(f"warnings ({len(self.warnings)})" + (":" if self.warnings else ""))
         lines += [f"  - {w}" for w in self.warnings]
-        lines.append(f"errors ({len(self.errors)})" + (": load would stop at these" if self.errors else ""))
-        lines += [f"  - {e}" for e in self.errors]
-        if self.stop is not None and not any(e.startswith(self.stop) for e in self.errors):
-            lines.append(f"  - {self.stop}")
+        errors = list(self.errors)
+        stop = self.stop
+        if stop is not None and not any(e.startswith(stop) or stop.startswith(e) for e in errors):
+            errors.append(stop)
+        lines.append(f"errors ({len(errors)})" + (": load would stop at these" if errors else ""))
+        lines += [f"  - {e}" for e in errors]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -312,7 +348,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     if not good:
         if not errors:
             errors.append(f"{where}: no readable image/mask pairs; fix: add pairs")
-        return Report(where, fingerprint, tuple(warnings), tuple(errors), _stop(config))
+        return _report(where, fingerprint, warnings, errors, config)
 
     shapes = [r["shape"] for r in good]
     heights, widths = [s[0] for s in shapes], [s[1] for s in shapes]
@@ -371,9 +407,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
                     ignored += c
             totals += per
             images_with += per > 0
-            labelled = per.sum()
-            fg = labelled - (per[background] if background is not None else 0)
-            fg_share.append(float(fg / labelled) if labelled else 0.0)
+            fg_share.append(foreground_share(per, background))
         labelled = max(1, int(totals.sum()))
         freq = [round(float(t) / labelled, 6) for t in totals]
         ignoring = [f"value {config.ignore_value}"] if config.ignore_value is not None else []
@@ -397,9 +431,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             )
         names = list(config.class_names or ())
         warnings.extend(_majority_foreground(freq, background, names, rule, all_values, config))
-        for cls in range(k):
-            if cls == background:
-                continue
+        for cls in (c for c in range(k) if c != background):
             if freq[cls] == 0:
                 warnings.append(f"class {cls} never occurs in the masks; check num_classes and the masks")
             elif freq[cls] < TINY_FOREGROUND:
@@ -426,8 +458,9 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             f"masks are saved as JPEG ({', '.join(lossy_masks)}), a lossy format that blurs class boundaries; "
             "save masks as PNG or TIFF"
         )
-    if n < FEW_PAIRS:
-        warnings.append(f"only {n} readable pairs: a validation set of {max(1, round(0.2 * n))} gives noisy scores; add data if you can")
+    few = _few_pairs(config, n)
+    if few:
+        warnings.append(few)
     if len(channel_counts) > 1:
         warnings.append("some images are grey and some in colour: grey images are repeated to 3 channels")
     ratios = [h / w for h, w in shapes]
@@ -447,7 +480,50 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     score = masks_mod.repeated_mask([r["signature"] for r in good])
     if score is not None:
         warnings.append(masks_mod.repeated_warning(score, mask_dir))
-    return Report(where, fingerprint, tuple(warnings), tuple(errors), _stop(config))
+    return _report(where, fingerprint, warnings, errors, config)
+
+
+def _report(where: str, fingerprint: dict[str, Any], warnings: list[str], errors: list[str],
+            config: DataConfig) -> Report:
+    """The Report, with ``load``'s stop message among the errors (so the count matches the list)."""
+    stop = _stop(config)
+    if stop is not None and not any(e.startswith(stop) or stop.startswith(e) for e in errors):
+        errors = [*errors, stop]
+    return Report(where, fingerprint, tuple(warnings), tuple(errors), stop)
+
+
+def _pairs(n: int) -> str:
+    return f"{n} readable pair" + ("" if n == 1 else "s")
+
+
+def _few_pairs(config: DataConfig, n: int) -> str | None:
+    """The warning for a data set too small for steady validation scores, or None.
+
+    With fewer than 2 pairs (and no data.val_source) ``load`` stops, and that is the error instead.
+    """
+    if config.val_source is not None:
+        n_val = _val_pairs(config)
+        if n_val is None or n + n_val >= FEW_PAIRS:
+            return None
+        return (f"only {_pairs(n)} for training and {n_val} for validation (data.val_source): the "
+                "validation scores will be noisy; add data if you can")
+    if n < 2 or n >= FEW_PAIRS:
+        return None
+    v = split_mod.val_count(n, config.val_fraction)
+    return (f"only {_pairs(n)}: {n - v} to train and {v} to validate (data.val_fraction "
+            f"{config.val_fraction:g}), so the validation scores will be noisy; add data if you "
+            "can")
+
+
+def _val_pairs(config: DataConfig) -> int | None:
+    """The number of pairs in data.val_source, or None when it cannot be read (load says why)."""
+    try:
+        if sources.is_array_source(str(config.val_source)):
+            arrays = sources.load_arrays(str(config.val_source), mask_suffix=config.mask_suffix)
+            return len(arrays.names)
+        return len(dataset_mod.discover(str(config.val_source), config, "val_").pairs)
+    except DataError:
+        return None
 
 
 def _grouped(messages: list[str]) -> list[str]:

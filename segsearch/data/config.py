@@ -109,6 +109,18 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
         raise ConfigError(f"{where}: expected a mapping mask value -> class id, e.g. {{1: 0, 2: 1}}, got {value!r}")
     if not items:
         raise ConfigError(f"{where}: the map is empty; give each mask value its class id, or leave it out")
+    glued = {k: _unglue(k) for k, c in items if c is None}
+    if glued and all(pair is not None for pair in glued.values()):
+        fixed = ", ".join("%s: %s" % (glued[k] if c is None else (k, c))  # type: ignore[str-format]
+                          for k, c in items)
+        read = ", ".join(f"{k}: {'null' if c is None else c}" for k, c in items)
+        key, (a, b) = next(iter(glued.items()))  # type: ignore[misc]
+        taken = f"the number {key}" if isinstance(key, int) else f"the text {key!r}"
+        raise ConfigError(
+            f"{where}: read as {{{read}}}: without a space after the colon YAML takes {a}:{b} for "
+            f"one key ({taken}) without a class id; write {{{fixed}}} with a space after each "
+            f"colon: --set 'data.values={{{fixed}}}'"
+        )
     out: dict[int, int] = {}
     for key, cls in items:
         raw = key
@@ -127,6 +139,22 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
     return tuple(sorted(out.items()))
 
 
+def _unglue(key: Any) -> tuple[int, int] | None:
+    """The ``a: b`` that YAML read as one key from ``a:b`` (no space after the colon), or None.
+
+    YAML 1.1 reads ``1:0`` as the base-60 number 60 (``255:1`` as 15301), and ``0:0`` as the string
+    '0:0'; either way the map entry has no value.
+    """
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, int) and key >= 60:
+        return divmod(key, 60)
+    if isinstance(key, str) and re.fullmatch(r"\s*\d+:\d+\s*", key):
+        a, b = key.split(":")
+        return int(a), int(b)
+    return None
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images and masks are and how they are prepared for a model.
@@ -141,7 +169,8 @@ class DataConfig:
             from the masks (at most ids 0/1 -> 1, else the largest id + 1).
         channels: 1 or 3 channels of the model input; None takes 3 if any image is in colour, else 1.
         val_fraction: share of the pairs held out for validation, by a split seeded with ``seed``.
-        val_source: a folder / file laid out like ``source`` that is the validation set instead.
+        val_source: a folder / file laid out like ``source`` that is the validation set instead;
+            it must not hold the training images.
         seed: seed of the split (and of the synthetic sample).
         mask_suffix: a mask named ``<image stem><mask_suffix>`` pairs with that image
             (``case_3_mask.png`` with ``case_3.jpg``); equal stems always pair.
@@ -162,6 +191,10 @@ class DataConfig:
             "images" also finds ``image/``, ``imgs/``, ``img/``.
         masks_dir: the masks folder, relative to ``source`` (``training/1st_manual``); "masks" also
             finds ``labels/``, ``gt/``, ``groundTruth/``, ``mask/`` ... beside the images folder.
+        val_images_dir: the images folder of ``val_source``, relative to it (``test/images``); None
+            takes ``images_dir``.
+        val_masks_dir: the masks folder of ``val_source`` (``test/1st_manual``); None takes
+            ``masks_dir``.
         sample_count: number of images in the synthetic sample.
         pair: a regular expression whose first group is the key an image and its mask share, searched
             in each file name (``'^(\d+)_'`` pairs ``21_training.tif`` with ``21_manual1.gif``); None
@@ -203,6 +236,8 @@ class DataConfig:
     mat_key: str | None = None
     class_names: Any = None
     background: int | None = 0
+    val_images_dir: str | None = None
+    val_masks_dir: str | None = None
 
     def __post_init__(self) -> None:
         w = "data"
@@ -283,6 +318,18 @@ class DataConfig:
                 raise ConfigError(f"{w}.{name}: expected a folder relative to data.source, e.g. "
                                   f"training/images, got {value!r}")
             set_(name, Path(value.strip()).as_posix().rstrip("/"))
+        for name in ("val_images_dir", "val_masks_dir"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value.strip("/ "):
+                raise ConfigError(f"{w}.{name}: expected a folder relative to data.val_source, "
+                                  f"e.g. test/images, or null (= data.{name[4:]}), got {value!r}")
+            if self.val_source is None:
+                raise ConfigError(f"{w}.{name}: is set but data.val_source is not; give "
+                                  "data.val_source, the folder it is relative to (it may be "
+                                  "data.source itself)")
+            set_(name, Path(value.strip()).as_posix().rstrip("/"))
         if self.pair is not None:
             if not isinstance(self.pair, str) or not self.pair:
                 raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', got '{self.pair}'")
@@ -317,6 +364,11 @@ class DataConfig:
                               f"when every class is a real one, got {bg!r}")
         if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
             raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
+
+    @property
+    def val_dirs(self) -> tuple[str, str]:
+        """(images folder, masks folder) of ``val_source``: the val_* keys, else the others."""
+        return (self.val_images_dir or self.images_dir, self.val_masks_dir or self.masks_dir)
 
     @property
     def is_sample(self) -> bool:

@@ -31,7 +31,7 @@ from segsearch.data.sources import ArraySource, Pair, first_names
 from segsearch.errors import ConfigError, DataError
 
 __all__ = ["Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
-           "size_mismatch", "group_notes", "check_class_names"]
+           "size_mismatch", "group_notes", "check_class_names", "check_val_source"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -318,16 +318,62 @@ def _source_label(path: str) -> str:
     return str(path)
 
 
-def discover(path: str, config: DataConfig) -> sources.Discovery:
-    """The pairs of a folder source the way ``config`` reads it (``images_dir``, ``pair`` ...)."""
-    return sources.discover(path, mask_suffix=config.mask_suffix, images_dir=config.images_dir,
-                            masks_dir=config.masks_dir, pair=config.pair)
+def discover(path: str, config: DataConfig, role: str = "") -> sources.Discovery:
+    """The pairs of a folder source the way ``config`` reads it (``images_dir``, ``pair`` ...).
+
+    Args:
+        path: data.source, or data.val_source.
+        config: the DataConfig.
+        role: "" for data.source, "val_" for data.val_source (its val_images_dir / val_masks_dir).
+    """
+    images_dir, masks_dir = (config.val_dirs if role == "val_"
+                             else (config.images_dir, config.masks_dir))
+    return sources.discover(path, mask_suffix=config.mask_suffix, images_dir=images_dir,
+                            masks_dir=masks_dir, pair=config.pair, role=role)
 
 
-def _open(path: str, config: DataConfig, warnings: list[str]) -> list[Pair] | ArraySource:
+def _files(src: list[Pair] | ArraySource) -> set[str]:
+    """The resolved image files of a source (the array file for arrays), to compare sources."""
+    if isinstance(src, ArraySource):
+        return set()
+    return {os.path.realpath(p.image) for p in src}
+
+
+def check_val_source(config: DataConfig, train: list[Pair] | ArraySource,
+                     val: list[Pair] | ArraySource) -> None:
+    """Raise a ConfigError when data.val_source reads (some of) the training images.
+
+    Args:
+        config: the DataConfig (val_source set).
+        train: the training source's pairs (or arrays).
+        val: the validation source's pairs (or arrays).
+    """
+    same_arrays = (isinstance(train, ArraySource) and isinstance(val, ArraySource)
+                   and os.path.realpath(config.source) == os.path.realpath(str(config.val_source)))
+    shared = _files(train) & _files(val)
+    if not shared and not same_arrays:
+        return
+    n_val = len(val.names) if isinstance(val, ArraySource) else len(val)
+    what = ("it holds the same arrays as data.source" if same_arrays else
+            f"{len(shared)} of its {n_val} images are training images (e.g. "
+            f"{first_names(sorted(Path(p).name for p in shared), 3)})")
+    same_folder = os.path.realpath(config.source) == os.path.realpath(str(config.val_source))
+    fix = ("if the validation images are in other subfolders of this folder, name them with "
+           "--set data.val_images_dir=FOLDER --set data.val_masks_dir=FOLDER (e.g. test/images and "
+           "test/1st_manual), relative to data.val_source" if same_folder else
+           "point data.val_source at a folder of other images, or leave it out to hold out "
+           "data.val_fraction of the training pairs")
+    raise ConfigError(
+        f"data.val_source: {config.val_source}: {what}, so validation would score the network "
+        f"on images it trains on; fix: {fix}"
+    )
+
+
+def _open(path: str, config: DataConfig, warnings: list[str],
+          role: str = "") -> list[Pair] | ArraySource:
     if sources.is_array_source(path):
-        return sources.load_arrays(path, mask_suffix=config.mask_suffix)
-    found = discover(path, config)
+        return sources.load_arrays(path, mask_suffix=config.mask_suffix, role=role)
+    found = discover(path, config, role)
     found.raise_if_empty()
     unpaired = found.unpaired_warning()
     warnings.extend(found.notes + ((unpaired,) if unpaired else ()))
@@ -461,7 +507,10 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
     warnings: list[str] = []
     notes: list[str] = []
     train_src = _open(config.source, config, warnings)
-    val_src = _open(config.val_source, config, warnings) if config.val_source is not None else None
+    val_src = (_open(config.val_source, config, warnings, "val_")
+               if config.val_source is not None else None)
+    if val_src is not None:
+        check_val_source(config, train_src, val_src)
     train_names = _names(train_src)
     val_names = _names(val_src) if val_src is not None else None
     if record is not None:

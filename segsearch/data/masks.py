@@ -30,7 +30,7 @@ from segsearch.data.sources import first_names
 from segsearch.errors import ConfigError, DataError
 
 __all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "signature", "repeated_mask",
-           "repeated_warning", "GREY"]
+           "repeated_warning", "foreground_iou", "GREY"]
 
 GREY = 0x010101  # a grey level g as a colour code: g * GREY == (g << 16) | (g << 8) | g
 MAX_AUTO_ID = 63
@@ -155,6 +155,14 @@ def _table(colors: Sequence[tuple[tuple[int, int, int], int]], ignore_value: int
     return tuple(sorted(table.items()))
 
 
+def colors_line(codes: Sequence[int], n: int = 24) -> str:
+    """``data.colors={"#000000": 0, "#00ff00": 1, ...}`` for colour codes, ids in their order."""
+    items = [f'"{_hex(c)}": {i}' for i, c in enumerate(codes)]
+    if len(items) > n:
+        items = items[: n - 1] + ["..."]
+    return "data.colors={" + ", ".join(items) + "}"
+
+
 def decide(
     stats: Sequence[MaskStats],
     *,
@@ -212,12 +220,13 @@ def decide(
             )
         return rule
     if colour_masks:
-        example = next(s for s in stats if s.colour)
-        shown = ", ".join(_hex(v) for v in example.values[:4])
+        found = sorted({int(v) if s.colour else int(v) * GREY
+                        for s in stats for v in s.values.tolist()})
         raise DataError(
-            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. {first_names(colour_masks, 3)} "
-            f"(colours {shown}); fix: give data.colors, a colour -> class id table such as "
-            f"{{'{_hex(example.values[0])}': 0, '{_hex(example.values[-1])}': 1}}, or save masks as grey class ids"
+            f"{where}: {len(colour_masks)} mask(s) are in colour, e.g. "
+            f"{first_names(colour_masks, 3)}, with {len(found)} colours; fix: give each colour its "
+            f"class id (-1 ignores one), e.g. --set '{colors_line(found)}', or save the masks as "
+            "grey class ids"
         )
 
     totals: dict[int, int] = {}
@@ -261,14 +270,19 @@ def decide(
                 f"losslessly (PNG or TIFF), or set data.mask_kind: binary to count values >= {(top + 1) // 2} as foreground"
             )
         if limit is None and top > MAX_AUTO_ID:
-            hint = ""
-            if ignore_value is None and top == 255 and values[-2] <= MAX_AUTO_ID:
-                hint = " If 255 marks void pixels, set data.ignore_value: 255."
-            example = {v: i for i, v in enumerate(values[:6])}
+            outlier = _void_candidate(values, MAX_AUTO_ID + 1, ignore_value)
+            files = first_names(files_with(lambda v: v > MAX_AUTO_ID), 3)
+            if outlier is not None:
+                ids = [v for v in values if v != outlier]
+                raise DataError(
+                    f"{where}: the masks hold class ids {_listed(ids)} and the value {outlier} (in "
+                    f"{files}); fix: {_void_fix(outlier)}; if it is a class, map the values to ids "
+                    f"with --set '{_values_line(values)}'"
+                )
             raise DataError(
-                f"{where}: mask values {', '.join(map(str, values[:6]))}{' ...' if len(values) > 6 else ''} look like "
-                f"grey levels, not class ids 0..C-1 (in {first_names(files_with(lambda v: v > MAX_AUTO_ID), 3)}); fix: map "
-                f"them with data.colors, e.g. {example}, or, if they are ids, set data.num_classes.{hint}"
+                f"{where}: mask values {_listed(values)} look like grey levels, not class ids "
+                f"0..C-1 (in {files}); fix: map them to class ids with --set '{_values_line(values)}' (-1 "
+                "ignores a value), or, if they are ids, set data.num_classes"
             )
         # fall through: class ids
 
@@ -277,13 +291,65 @@ def decide(
     if top >= limit:
         bad = files_with(lambda v: v >= limit)
         what = "binary (num_classes 1) allows ids 0 and 1" if nc == 1 else f"num_classes {nc} allows ids 0..{nc - 1}"
+        outliers = [v for v in values if v >= limit]
+        outlier = _void_candidate(values, limit, ignore_value)
+        apart = len(values) > len(outliers) and outliers[0] > values[-len(outliers) - 1] + 1
+        if outlier is not None:
+            fix = f"{_void_fix(outlier)}; if it is a class, set data.num_classes to {top + 1}"
+        elif len(outliers) <= 3 and apart:  # a few far values (254, 255): void labels?
+            fix = (f"if {', '.join(map(str, outliers))} mark void pixels, map them to -1 with "
+                   f"--set '{_values_line(values, ignore=outliers)}'; if they are classes, set "
+                   f"data.num_classes to {top + 1}")
+        else:
+            fix = f"set data.num_classes to {top + 1}, or data.ignore_value for a void value"
+        binary = nc <= 2 and len(values) == 2
         raise DataError(
-            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; fix: set "
-            f"data.num_classes to {top + 1}, or data.ignore_value for a void value"
-            + (", or data.mask_kind: binary for 0/255 masks" if nc <= 2 else "")
+            f"{where}: {len(bad)} mask(s) hold values up to {top}, but {what}: {first_names(bad)}; "
+            f"fix: {fix}" + (", or data.mask_kind: binary for 0/255 masks" if binary else "")
         )
     return MaskRule("ids", nc, ignore_value=ignore_value,
                     description=f"class ids {values[0]}..{top}" if nc > 1 else "binary 0/1")
+
+
+def _listed(values: Sequence[int], n: int = 8) -> str:
+    """'0, 1, 2 ... 255' for messages."""
+    values = list(values)
+    if len(values) <= n:
+        return ", ".join(map(str, values))
+    return ", ".join(map(str, values[: n - 1])) + f", ... {values[-1]}"
+
+
+def _void_candidate(values: Sequence[int], limit: int, ignore_value: int | None) -> int | None:
+    """The one value at or above ``limit``, apart from the ids below it (255 among 0..4): void?
+
+    A value right after the ids (3 among 0..2) looks like one more class, so it is not a candidate.
+    """
+    above = [v for v in values if v >= limit]
+    below = [v for v in values if v < limit]
+    if ignore_value is None and len(above) == 1 and below and above[0] > below[-1] + 1:
+        return above[0]
+    return None
+
+
+def _void_fix(value: int) -> str:
+    """The fix for one far mask value that may mark void pixels."""
+    return (f"if {value} marks void pixels (unlabelled, ignored in training), --set "
+            f"data.ignore_value={value}")
+
+
+def _values_line(values: Sequence[int], ignore: Sequence[int] = (), n: int = 16) -> str:
+    """A copy-pasteable ``data.values={0: 0, 128: 1, 255: 2}`` of the values (``ignore``: -1)."""
+    ids: list[str] = []
+    k = 0
+    for v in values:
+        if v in ignore:
+            ids.append(f"{v}: -1")
+        else:
+            ids.append(f"{v}: {k}")
+            k += 1
+    if len(ids) > n:
+        ids = ids[: n - 1] + ["..."]
+    return "data.values={" + ", ".join(ids) + "}"
 
 
 def _decide_values(
@@ -322,8 +388,10 @@ def _decide_values(
     return MaskRule("values", nc, table=table, ignore_value=ignore_value, description=f"values mapped {text}")
 
 
-SIGNATURE = 32  # side of the thumbnail that ``signature`` keeps of a mask
-REPEATED = 0.97  # median agreement of consecutive masks above which they look like one mask repeated
+SIGNATURE = 64  # side of the thumbnail that ``signature`` keeps of a mask
+#: median foreground IoU of consecutive masks above which they look like one mask repeated:
+#: field-of-view circles of one camera overlap by 0.95+, label masks of different images far less
+REPEATED = 0.9
 
 
 def signature(raw: np.ndarray) -> np.ndarray:
@@ -335,15 +403,31 @@ def signature(raw: np.ndarray) -> np.ndarray:
     return np.asarray(values[rows[:, None], cols[None, :]], dtype=np.int64)
 
 
+def foreground_iou(a: np.ndarray, b: np.ndarray, background: int) -> float | None:
+    """IoU of two masks' foreground (pixels not ``background``), a pixel counting as shared only
+    where both hold the same value; None when neither mask has foreground.
+
+    Args:
+        a: one mask signature (or mask).
+        b: another of the same shape.
+        background: the value that is not foreground (the data set's most common value).
+    """
+    union = (a != background) | (b != background)
+    n = int(np.count_nonzero(union))
+    if not n:
+        return None
+    return float(np.count_nonzero(union & (a == b))) / n
+
+
 def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
     """How alike consecutive masks are, when they look like one mask repeated (a field of view).
 
-    Agreement of two masks: the share of pixels, among those either marks (not the most common
-    value of the data set), where both hold the same value.
+    The likeness of two masks is their foreground IoU (``foreground_iou``), the background being the
+    most common value of the data set.
 
     Returns:
-        The median agreement when it is at least REPEATED (with 3 or more masks, some not empty),
-        else None.
+        The median IoU of consecutive masks when it is at least REPEATED (with 3 or more masks,
+        some not empty), else None.
     """
     if len(signatures) < 3:
         return None
@@ -351,11 +435,8 @@ def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
     sigs = list(signatures)[::step]
     vals, counts = np.unique(np.concatenate([s.ravel() for s in sigs]), return_counts=True)
     background = vals[int(np.argmax(counts))]
-    scores = []
-    for a, b in zip(sigs, sigs[1:]):
-        marked = (a != background) | (b != background)
-        if marked.any():
-            scores.append(float(np.mean(a[marked] == b[marked])))
+    scores = [v for v in (foreground_iou(a, b, background) for a, b in zip(sigs, sigs[1:])
+                          if a.shape == b.shape) if v is not None]
     if not scores:
         return None
     score = float(np.median(scores))
@@ -365,9 +446,10 @@ def repeated_mask(signatures: Sequence[np.ndarray]) -> float | None:
 def repeated_warning(score: float, folder: str) -> str:
     """The warning for masks that are (nearly) all the same."""
     return (
-        f"the masks in {folder} are (nearly) the same for every image ({100 * score:.0f}% of their marked pixels "
-        "agree from one mask to the next): this looks like a field-of-view or region mask repeated for every image, "
-        "not labels; if the labels are in another folder, choose it with --set data.masks_dir=FOLDER"
+        f"the masks in {folder} are (nearly) the same for every image (their foreground "
+        f"overlaps {100 * score:.0f}% from one mask to the next): this looks like a field-of-view "
+        "or region mask repeated for every image, not labels; if the labels are in another folder, "
+        "choose it with --set data.masks_dir=FOLDER"
     )
 
 

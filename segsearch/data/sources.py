@@ -51,6 +51,8 @@ __all__ = [
     "is_array_source",
     "first_names",
     "natural_key",
+    "case_images",
+    "lost_backslash",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -162,13 +164,48 @@ def _subfolders(folder: Path) -> str:
     return first_names(names, 8) if names else "none"
 
 
-def _configured_dir(root: Path, value: str, key: str) -> Path:
-    """``root / value`` for an explicitly set data.images_dir / data.masks_dir; a DataError if absent."""
+def _folders_below(root: Path, levels: int = 2) -> list[str]:
+    """Subfolders of ``root`` down to ``levels`` deep, as relative posix paths (not hidden ones)."""
+    out: list[str] = []
+    layer = [root]
+    for _ in range(levels):
+        nxt = []
+        for folder in layer:
+            try:
+                subs = sorted(p for p in folder.iterdir()
+                              if p.is_dir() and not p.name.startswith("."))
+            except OSError:
+                continue
+            nxt += subs
+            out += [p.relative_to(root).as_posix() for p in subs]
+        layer = nxt
+    return out
+
+
+def _configured_dir(root: Path, value: str, key: str, role: str = "") -> Path:
+    """``root / value`` for a data.images_dir / data.masks_dir that is set; a DataError if absent.
+
+    Args:
+        root: the source folder.
+        value: the configured folder, relative to ``root``.
+        key: "images_dir" or "masks_dir".
+        role: "" for data.source, "val_" for data.val_source (the key names in the message).
+    """
     path = root / value
     if not path.is_dir():
+        import difflib
+
+        below = _folders_below(root)
+        close = difflib.get_close_matches(value, below, n=1, cutoff=0.6)
+        if not close:  # compare the last parts: '1st_manul' vs 'training/1st_manual'
+            ends = {b.rsplit("/", 1)[-1]: b for b in below}
+            hit = difflib.get_close_matches(value.rsplit("/", 1)[-1], list(ends), n=1, cutoff=0.75)
+            close = [ends[hit[0]]] if hit else []
+        hint = f"did you mean {close[0]}? (--set data.{role}{key}={close[0]}); " if close else ""
         raise DataError(
-            f"{path}: no such folder (data.{key} {value!r}, relative to data.source {root}); fix: give "
-            f"data.{key} a folder under {root} (its subfolders: {_subfolders(root)})"
+            f"{path}: no such folder (data.{role}{key} {value!r}, relative to data.{role}source "
+            f"{root}); fix: {hint}give data.{role}{key} a folder under {root} (its subfolders: "
+            f"{_subfolders(root)})"
         )
     return path
 
@@ -216,6 +253,15 @@ def _by_pattern(
     return out, unmatched
 
 
+def lost_backslash(pattern: str) -> str | None:
+    """``pattern`` with the backslashes put back when ``d+`` / ``w+`` look like ``\\d+`` / ``\\w+``
+    that lost theirs (``^(d+)_`` -> ``^(\\d+)_``), else None."""
+    rx = r"(?<!\\)(?<![A-Za-z])([dwDWsS])([+*]|\{\d)"
+    if not re.search(rx, pattern):
+        return None
+    return re.sub(rx, r"\\\1\2", pattern)
+
+
 @dataclass(frozen=True)
 class Discovery:
     """What a folder holds: the pairs, and the files that found no partner.
@@ -246,6 +292,11 @@ class Discovery:
         if self.layout.startswith(CASE_LAYOUT):
             return "give each case folder a masks/ folder holding one mask per object"
         if self.pair is not None:
+            lost = lost_backslash(self.pair)
+            if lost is not None and not self.pairs:
+                return (f"data.pair '{self.pair}' looks like it lost its backslashes (d+ matches "
+                        "the letter d, \\d+ a number): the shell or YAML ate them; quote the "
+                        f"value: --set 'data.pair={lost}'")
             return (f"data.pair '{self.pair}' must find the same key in an image's name and its mask's "
                     "(its first group)")
         stem = self.lone_images[0].rsplit(".", 1)[0] if self.lone_images else "NAME"
@@ -330,6 +381,38 @@ def _match(
                      tuple(notes), None)
 
 
+#: data.pair patterns tried to suggest one for a mask folder that pairs nothing by file name
+GUESSED_PAIRS = (r"^(\d+)_", r"^([^_.]+)_", r"^(\d+)")
+
+
+def _guess_pair(images: Sequence[Path], masks: Sequence[Path], image_dir: Path,
+                mask_dir: Path) -> tuple[str, int] | None:
+    """(a data.pair pattern, its pairs) pairing at least half the images with ``masks``, or None."""
+    for pattern in GUESSED_PAIRS:
+        try:
+            found = _match(images, masks, image_dir, mask_dir, "", pattern)
+        except DataError:  # two files with one key: not this pattern
+            continue
+        if found.pairs and 2 * len(found.pairs) >= len(images):
+            return pattern, len(found.pairs)
+    return None
+
+
+def _repeated_score(found: Discovery, sample: int = 8) -> float | None:
+    """The repeated-mask score (``masks.repeated_mask``) of up to ``sample`` of a folder's masks."""
+    from segsearch.data.masks import repeated_mask, signature
+
+    pairs = found.pairs
+    step = max(1, len(pairs) // sample)
+    sigs = []
+    for pair in pairs[::step][:sample]:
+        try:
+            sigs.append(signature(read_mask(pair)))
+        except DataError:
+            return None  # unreadable: load reports it if this folder is used
+    return repeated_mask(sigs)
+
+
 def is_array_source(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is an .npz/.npy file or a folder holding images.npy + masks.npy."""
     p = Path(path)
@@ -407,7 +490,7 @@ def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
             continue
         mask_dir = _subfolder(case, "masks", MASK_DIR_NAMES)
         parts = tuple(_image_files(mask_dir)) if mask_dir is not None else ()
-        name = f"{case.name}/{images[0].name}"
+        name = f"{case.name}/{image_dir.name}/{images[0].name}"  # type: ignore[union-attr]
         if not parts:
             lone.append(name)
             continue
@@ -416,9 +499,30 @@ def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
     return Discovery(tuple(pairs), tuple(lone), (), root, root, "", layout)
 
 
+def case_images(folder: str | os.PathLike[str]) -> list[tuple[str, Path]]:
+    """(case name, image) of each ``<case>/images/<one image>`` of a one-folder-per-case layout
+    (``stage1_test/<id>/images/<id>.png``), in natural order; [] for any other folder.
+
+    Args:
+        folder: the folder that holds the case folders.
+    """
+    root = Path(folder)
+    if not root.is_dir() or _image_files(root):
+        return []
+    subs = _nested(root)
+    if not subs or not _is_case_layout(subs):
+        return []
+    out = []
+    for sub in subs:
+        files = _image_files(_subfolder(sub, "images", IMAGE_DIR_NAMES))  # type: ignore[arg-type]
+        if files:
+            out.append((sub.name, files[0]))
+    return out
+
+
 def discover(
     folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images",
-    masks_dir: str = "masks", pair: str | None = None,
+    masks_dir: str = "masks", pair: str | None = None, role: str = "",
 ) -> Discovery:
     """Find a folder's pairs and its unpaired files (``find_pairs`` without the empty-result error).
 
@@ -430,23 +534,28 @@ def discover(
             the images folder; when several exist, the one that pairs most images is used, and
             ``Discovery.notes`` lists the others).
         pair: a regular expression whose first group is the key an image and its mask share.
+        role: "" when ``folder`` is data.source, "val_" when it is data.val_source: messages name
+            data.val_source, data.val_images_dir, data.val_masks_dir.
 
     Raises:
         DataError: no such folder, or no image files where they should be.
     """
     root = Path(folder)
+    src = f"data.{role}source"
     if not root.exists():
-        raise DataError(f"{root}: no such folder; fix: give data.source an existing folder, or 'sample' for the built-in synthetic data")
+        raise DataError(f"{root}: no such folder; fix: give {src} an existing folder"
+                        + (", or 'sample' for the built-in synthetic data" if not role else ""))
     if not root.is_dir():
-        raise DataError(f"{root}: is a file, not a folder; fix: give the folder holding images/ and masks/, or an .npz / .npy file")
+        raise DataError(f"{root}: is a file, not a folder ({src}); fix: give the folder holding "
+                        "images/ and masks/, or an .npz / .npy file")
     images_set = images_dir.strip("/") not in ("", "images")
     masks_set = masks_dir.strip("/") not in ("", "masks")
     if images_set:
-        image_dir: Path | None = _configured_dir(root, images_dir.strip("/"), "images_dir")
+        image_dir: Path | None = _configured_dir(root, images_dir.strip("/"), "images_dir", role)
     else:
         image_dir = _subfolder(root, "images", IMAGE_DIR_NAMES)
     if masks_set:
-        candidates = [_configured_dir(root, masks_dir.strip("/"), "masks_dir")]
+        candidates = [_configured_dir(root, masks_dir.strip("/"), "masks_dir", role)]
     else:
         parent = image_dir.parent if image_dir is not None else root
         candidates = _mask_folders(parent, image_dir)
@@ -475,14 +584,37 @@ def discover(
                 f"{image_dir.parent}: the mask folders {', '.join(_rel(m, root) + '/' for m in candidates)} hold no mask "
                 f"files (looked for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there"
             )
-        best = max(with_files, key=lambda d: len(d.pairs))  # first of equals: MASK_DIR_NAMES order
+        pairing = [d for d in with_files if d.pairs]
+        repeated: dict[Path, float] = {}
+        if len(pairing) > 1:  # a folder of one mask repeated (field of view) is never the labels
+            for d in pairing:
+                score = _repeated_score(d)
+                if score is not None:
+                    repeated[d.mask_dir] = score
+        labels = [d for d in pairing if d.mask_dir not in repeated] or with_files
+        best = max(labels, key=lambda d: len(d.pairs))  # first of equals: MASK_DIR_NAMES order
+        if repeated:
+            from segsearch.data.masks import repeated_warning
+
+            for d in pairing:
+                if d.mask_dir in repeated and d is not best:
+                    note = repeated_warning(repeated[d.mask_dir], _rel(d.mask_dir, root) + "/")
+                    note = (note.split("; if the labels", 1)[0]
+                            + f"; not used (it pairs {len(d.pairs)} images)")
+                    best = dataclasses.replace(best, notes=(*best.notes, note))
         if len(candidates) > 1:
             listed = ", ".join(f"{_rel(d.mask_dir, root)}/ ({len(d.pairs)} pairs)" for d in found)
             others = [d for d in found if d is not best]
-            note = (f"{len(candidates)} candidate mask folders: {listed}; used {_rel(best.mask_dir, root)}/; "
-                    f"to use another: --set data.masks_dir={_rel(others[0].mask_dir, root)}"
-                    + (r" with a data.pair that pairs its file names (e.g. --set 'data.pair=^(\d+)_')"
-                       if not others[0].pairs and pair is None else ""))
+            other = others[0].mask_dir
+            how_other = ""
+            if not others[0].pairs and pair is None:
+                guess = _guess_pair(images, _mask_files(other), image_dir, other)
+                how_other = (f" --set 'data.pair={guess[0]}' (it pairs {guess[1]} images)" if guess
+                             else r" with a data.pair that pairs its file names (e.g. --set "
+                                  r"'data.pair=^(\d+)_')")
+            note = (f"{len(candidates)} candidate mask folders: {listed}; used "
+                    f"{_rel(best.mask_dir, root)}/; to use another: --set "
+                    f"data.{role}masks_dir={_rel(other, root)}{how_other}")
             best = dataclasses.replace(best, notes=(*best.notes, note))
         return best
     if image_dir is None and not candidates:
@@ -493,8 +625,8 @@ def discover(
             lines = []
             for sub in subs[:4]:
                 masks = _mask_folders(sub, _subfolder(sub, "images", IMAGE_DIR_NAMES))
-                lines.append(f"--set data.images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
-                             + (f" --set data.masks_dir={_rel(masks[0], root)}" if masks else "")
+                lines.append(f"--set data.{role}images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
+                             + (f" --set data.{role}masks_dir={_rel(masks[0], root)}" if masks else "")
                              + (f" (other mask folders: {', '.join(_rel(m, root) + '/' for m in masks[1:])})"
                                 if len(masks) > 1 else ""))
             raise DataError(
@@ -512,11 +644,11 @@ def discover(
             raise DataError(
                 f"{root}: has a {image_dir.name} folder but no masks folder (looked for "
                 f"{', '.join(n + '/' for n in MASK_DIR_NAMES[:8])} ...; its subfolders: {_subfolders(image_dir.parent)}); "
-                f"fix: name the masks folder with --set data.masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
+                f"fix: name the masks folder with --set data.{role}masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
             )
         raise DataError(
             f"{root}: has a {candidates[0].name} folder but no images folder (its subfolders: {_subfolders(root)}); "
-            f"fix: name the images folder with --set data.images_dir=FOLDER, or put the images in {root / 'images'}/"
+            f"fix: name the images folder with --set data.{role}images_dir=FOLDER, or put the images in {root / 'images'}/"
             f" (same file names as the masks)"
         )
     raise DataError(
@@ -537,13 +669,16 @@ def _pick(arrays: dict[str, np.ndarray], keys: Sequence[str], path: Path, what: 
     )
 
 
-def load_arrays(path: str | os.PathLike[str], *, mask_suffix: str = "_mask") -> ArraySource:
+def load_arrays(
+    path: str | os.PathLike[str], *, mask_suffix: str = "_mask", role: str = "",
+) -> ArraySource:
     """Read images and masks from an .npz, an images .npy (+ its masks .npy), or a folder of both.
 
     Args:
         path: the .npz / .npy file or the folder holding images.npy and masks.npy.
         mask_suffix: for an ``x.npy`` file, the masks are read from ``x<mask_suffix>.npy``
             (else ``masks.npy`` beside it).
+        role: "" for data.source, "val_" for data.val_source (the key named in messages).
 
     Raises:
         DataError: a missing or unreadable file, missing arrays, or shapes that do not match.
@@ -559,7 +694,8 @@ def load_arrays(path: str | os.PathLike[str], *, mask_suffix: str = "_mask") -> 
     else:
         image_file, mask_file = p, None
     if not image_file.exists():
-        raise DataError(f"{image_file}: no such file; fix: give data.source an existing .npz / .npy file or folder")
+        raise DataError(f"{image_file}: no such file; fix: give data.{role}source an existing "
+                        ".npz / .npy file or folder")
     try:
         if mask_file is None:
             with np.load(image_file, allow_pickle=False) as npz:

@@ -65,3 +65,27 @@ def test_from_dict_unknown_key_and_where():
     with pytest.raises(ConfigError, match=r"^spaces/unet.yaml: data.val_fraction"):
         DataConfig.from_dict({"val_fraction": 2}, where="spaces/unet.yaml: data")
     assert DataConfig.from_dict({"image_size": [32, 48]}).image_size == (32, 48)
+
+
+def test_values_written_without_a_space_after_the_colon():
+    import yaml
+
+    from segsearch.data.config import parse_values
+
+    with pytest.raises(ConfigError, match=r"YAML takes 0:0 for one key \(the text '0:0'\) without a class id; write "
+                                          r"\{0: 0, 255: 1\} with a space after each colon: --set 'data.values="
+                                          r"\{0: 0, 255: 1\}'"):
+        parse_values(yaml.safe_load("{0:0, 255:1}"))
+    with pytest.raises(ConfigError, match=r"read as \{1: 0, 121: null\}.*write \{1: 0, 2: 1\}"):
+        parse_values(yaml.safe_load("{1: 0, 2:1}"))
+    assert parse_values(yaml.safe_load("{1: 0, 2: 1}")) == ((1, 0), (2, 1))
+
+
+def test_val_dirs_default_to_the_training_folders():
+    config = DataConfig(source="a", val_source="b", images_dir="training/images")
+    assert config.val_dirs == ("training/images", "masks")
+    config = DataConfig(source="a", val_source="a", val_images_dir="test/images/", val_masks_dir="test/1st_manual")
+    assert config.val_dirs == ("test/images", "test/1st_manual")
+    assert DataConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match=r"data.val_masks_dir: expected a folder relative to data.val_source"):
+        DataConfig(source="a", val_source="a", val_masks_dir="  ")

@@ -3,6 +3,7 @@ Bowl 2018 (one folder per case), crop/weed colour masks, street scenes with a vo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -53,7 +54,7 @@ def test_drive_field_of_view_masks_are_never_paired_silently(tmp_path):
     report = check(config)
     text = "\n".join(report.warnings)
     assert ("2 candidate mask folders: training/1st_manual/ (0 pairs), training/mask/ (4 pairs); used training/mask/; "
-            "to use another: --set data.masks_dir=training/1st_manual with a data.pair") in text
+            "to use another: --set data.masks_dir=training/1st_manual --set 'data.pair=^(\\d+)_' (it pairs 4 images)") in text
     assert "the masks in training/mask/ are (nearly) the same for every image" in text
     assert "field-of-view" in text
     info = load(config).info  # run says so too, on its "Data:" line
@@ -170,7 +171,9 @@ def test_one_folder_per_case_merges_object_masks(tmp_path):
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert report.fingerprint["layout"].startswith("one folder per case")
     assert splits.info["counts"]["total"] == 4 and splits.info["num_classes"] == 1
-    assert any("case04/case04.png; they are skipped (to pair them: give each case folder a masks/ folder" in w
+    # names are the real relative paths, images/ included
+    assert sorted(splits.split["train"] + splits.split["val"]) == [f"case0{i}/images/case0{i}.png" for i in range(4)]
+    assert any("case04/images/case04.png; they are skipped (to pair them: give each case folder a masks/ folder" in w
                for w in report.warnings)
     case = root / "case01"
     merged = read_mask(Pair("x", case / "images" / "case01.png", case / "masks",
@@ -200,7 +203,7 @@ def test_colour_masks_with_a_table_and_class_names(tmp_path):
 
 def test_street_scenes_with_a_void_label(tmp_path):
     root, shares, ignored = write_void(tmp_path / "street")
-    assert "If 255 marks void pixels, set data.ignore_value: 255" in check(root).stop
+    assert "if 255 marks void pixels (unlabelled, ignored in training), --set data.ignore_value=255" in check(root).stop
     report, splits = _both(root, ignore_value=255)
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert report.to_dict()["classes"]["ignored_fraction"] == pytest.approx(ignored)
@@ -215,5 +218,119 @@ def test_identical_label_masks_are_warned_about(tmp_path):
         write_image(tmp_path / "images" / f"{i}.png", np.full((32, 32), 10 * i, np.uint8))
         write_image(tmp_path / "labels" / f"{i}.png", mask)
     splits = load(DataConfig(source=str(tmp_path), image_size=32))
-    assert any(w.startswith("the masks in labels/ are (nearly) the same for every image (100%")
-               for w in splits.info["warnings"])
+    assert any(w.startswith("the masks in labels/ are (nearly) the same for every image (their foreground "
+                            "overlaps 100%") for w in splits.info["warnings"])
+
+
+def _circle(size: tuple[int, int], r: float) -> np.ndarray:
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    return ((((yy - h / 2) ** 2 + (xx - w / 2) ** 2) < r ** 2) * 255).astype(np.uint8)
+
+
+def test_field_of_view_circles_of_two_radii_count_as_repeated():
+    from segsearch.data.masks import foreground_iou, repeated_mask, signature
+
+    # the cold trial's DRIVE copy: circles of radius 56 and 57 in turn (96.5% pixel agreement, IoU ~0.96)
+    fov = [signature(_circle((128, 120), 56 + i % 2)) for i in range(6)]
+    assert 0.9 <= foreground_iou(fov[0], fov[1], 0) < 0.99
+    assert repeated_mask(fov) is not None
+    # label masks of different images: mostly background, little overlap -> not repeated
+    rng = np.random.default_rng(0)
+    labels = []
+    for i in range(6):
+        m = np.zeros((128, 120), np.uint8)
+        for _ in range(6):
+            r, c = rng.integers(0, 110, 2)
+            m[r:r + 12, c:c + 3] = 255
+        labels.append(signature(m))
+    assert repeated_mask(labels) is None
+
+
+def test_a_folder_of_repeated_masks_is_never_picked_when_another_pairs(tmp_path):
+    # mask/ holds one field-of-view circle per image (4 pairs); labels/ the labels, one missing (3
+    # pairs): the folder that pairs most used to win
+    for i in range(4):
+        label = np.zeros((40, 48), np.uint8)
+        label[:, 4 + 8 * i:8 + 8 * i] = 255
+        write_image(tmp_path / "images" / f"{i}.png", (label // 2 + 10).astype(np.uint8))
+        write_image(tmp_path / "mask" / f"{i}.png", _circle((40, 48), 19 + 0.5 * (i % 2)))
+        if i < 3:
+            write_image(tmp_path / "labels" / f"{i}.png", label)
+    report = check(DataConfig(source=str(tmp_path), image_size=32))
+    assert report.fingerprint["layout"] == "images/ + labels/, paired by file name"
+    text = "\n".join(report.warnings)
+    assert "the masks in mask/ are (nearly) the same for every image" in text and "not used (it pairs 4 images)" in text
+    assert "used labels/" in text
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx([1 - 4 / 48, 4 / 48], abs=1e-6)
+    # chosen by hand, the repeated folder is read (with the warning)
+    report = check(DataConfig(source=str(tmp_path), image_size=32, masks_dir="mask"))
+    assert report.fingerprint["layout"] == "images/ + mask/, paired by file name"
+    assert any("the masks in mask/ are (nearly) the same" in w for w in report.warnings)
+
+
+def test_a_misspelt_folder_gets_a_did_you_mean(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")
+    with pytest.raises(DataError, match=r"data.masks_dir 'training/1st_manul'.*fix: did you mean training/1st_manual\? "
+                                        r"\(--set data.masks_dir=training/1st_manual\)"):
+        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/1st_manul"))
+    with pytest.raises(DataError, match=r"did you mean training/1st_manual\?"):
+        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="1st_manul"))
+    with pytest.raises(DataError, match=r"data.images_dir 'training/imgaes'.*did you mean training/images\?"):
+        load(DataConfig(source=str(root), images_dir="training/imgaes", masks_dir="training/1st_manual"))
+
+
+# ----------------------------------------------------------------------------------- val_source
+def _drive_with_test(root):
+    """write_drive's training/ and a test/ copy of its first two cases (01_test.tif ...)."""
+    import shutil
+
+    root, _ = write_drive(root)
+    for path in sorted((root / "training").rglob("2[12]_*")):
+        name = path.name.replace("training", "test").replace("21_", "01_").replace("22_", "02_")
+        (root / "test" / path.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "test" / path.parent.name / name)
+    return root
+
+
+def test_val_source_equal_to_source_is_an_error(tmp_path):
+    root = _drive_with_test(tmp_path / "DRIVE")
+    config = dict(source=str(root), image_size=32, **DRIVE_LABELS)
+    with pytest.raises(ConfigError, match=r"data.val_source: .*DRIVE: 4 of its 4 images are training images .*"
+                                          r"fix: .*--set data.val_images_dir=FOLDER --set data.val_masks_dir=FOLDER"):
+        load(DataConfig(val_source=str(root), **config))
+    # the same files through another path (a symlink) are found too
+    (tmp_path / "alias").symlink_to(root)
+    with pytest.raises(ConfigError, match=r"data.val_source: .*alias/training: 4 of its 4 images are training images"):
+        load(DataConfig(val_source=str(tmp_path / "alias" / "training"), **{**config, "images_dir": "training/images"},
+                        val_images_dir="images", val_masks_dir="1st_manual"))
+    report = check(DataConfig(val_source=str(root), **config))
+    assert not report.ok and report.stop.startswith("data.val_source:")
+    assert "errors (1): load would stop at these" in report.format()
+
+
+def test_drive_test_folder_as_validation(tmp_path):
+    root = _drive_with_test(tmp_path / "DRIVE")
+    config = DataConfig(source=str(root), image_size=32, val_source=str(root), val_images_dir="test/images",
+                        val_masks_dir="test/1st_manual", **DRIVE_LABELS)
+    splits = load(config)
+    assert splits.split["method"] == "folder"
+    assert splits.split["val"] == ["01_test.tif", "02_test.tif"] and len(splits.split["train"]) == 4
+    report = check(config)
+    assert report.ok, (report.errors, report.stop)
+    assert "only 4 readable pairs for training and 2 for validation (data.val_source)" in "\n".join(report.warnings)
+    # errors about the validation folder name the val_ keys
+    bad = dataclasses.replace(config, val_masks_dir="test/1st_manul")
+    with pytest.raises(DataError, match=r"no such folder \(data.val_masks_dir 'test/1st_manul', relative to "
+                                        r"data.val_source .*did you mean test/1st_manual\? "
+                                        r"\(--set data.val_masks_dir=test/1st_manual\)"):
+        load(bad)
+    report = check(bad)
+    assert "errors (1)" in report.format() and "data.val_masks_dir" in report.format()
+    with pytest.raises(DataError, match=r"no such folder; fix: give data.val_source an existing folder$"):
+        load(dataclasses.replace(config, val_source=str(tmp_path / "nope")))
+    with pytest.raises(DataError, match=r"no such file; fix: give data.val_source an existing .npz"):
+        load(dataclasses.replace(config, val_source=str(tmp_path / "nope.npz")))
+    with pytest.raises(ConfigError, match=r"data.val_images_dir: is set but data.val_source is not"):
+        DataConfig(source=str(root), val_images_dir="test/images")
+

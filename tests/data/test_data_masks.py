@@ -70,8 +70,23 @@ def test_255_without_ignore_value_hints_at_it(folder):
     images, masks = blobs(4, num_classes=3)
     for m in masks:
         m[:2, :] = 255
-    with pytest.raises(DataError, match=r"look like grey levels.*If 255 marks void pixels, set data.ignore_value: 255"):
-        _load(folder(images, masks))
+    root = folder(images, masks)
+    # the void value is suggested first, then data.values (not colours) for grey masks
+    with pytest.raises(DataError, match=r"the masks hold class ids 0, 1, 2 and the value 255 \(in masks/0.png, "
+                                        r".*\); fix: if 255 marks void pixels \(unlabelled, ignored in training\), "
+                                        r"--set data.ignore_value=255; if it is a class, map the values to ids with "
+                                        r"--set 'data.values=\{0: 0, 1: 1, 2: 2, 255: 3\}'$"):
+        _load(root)
+    # num_classes given: a lone value above the ids is a void label, not a reason for 256 classes
+    with pytest.raises(DataError, match=r"hold values up to 255, but num_classes 5 allows ids 0..4: .*fix: if 255 marks "
+                                        r"void pixels .*--set data.ignore_value=255; if it is a class, set "
+                                        r"data.num_classes to 256$"):
+        _load(root, num_classes=5)
+    for m in masks:
+        m[2, :] = 254
+    with pytest.raises(DataError, match=r"fix: if 254, 255 mark void pixels, map them to -1 with --set "
+                                        r"'data.values=\{0: 0, 1: 1, 2: 2, 254: -1, 255: -1\}'; if they are classes"):
+        _load(folder(images, masks), num_classes=3)
 
 
 def test_rgb_colour_table(folder):
@@ -95,14 +110,17 @@ def test_unknown_colour_and_colour_without_table(folder):
     root = folder(images, rgb)
     with pytest.raises(DataError, match=r"1 mask colour\(s\) are not in data.colors: #0000ff in masks/0.png, masks/1.png, masks/2.png.*fix: add them"):
         _load(root, colors={"#000000": 0, "#ff0000": 1})
-    with pytest.raises(DataError, match=r"mask\(s\) are in colour.*fix: give data.colors"):
+    with pytest.raises(DataError, match=r"mask\(s\) are in colour, e.g. .* with 3 colours; fix: give each colour its "
+                                        r"class id \(-1 ignores one\), e.g. --set 'data.colors=\{\"#000000\": 0, "
+                                        r"\"#0000ff\": 1, \"#ff0000\": 2\}', or save"):
         _load(root)
 
 
 def test_grey_levels_through_colour_table(folder):
     images, masks = blobs(4, num_classes=3)
     grey = [(m * 127).astype(np.uint8) for m in masks]  # 0, 127, 254
-    with pytest.raises(DataError, match=r"look like grey levels.*map them with data.colors"):
+    with pytest.raises(DataError, match=r"mask values 0, 127, 254 look like grey levels.*fix: map them to class ids "
+                                        r"with --set 'data.values=\{0: 0, 127: 1, 254: 2\}'"):
         _load(folder(images, grey))
     splits = _load(folder(images, grey), colors={0: 0, 127: 1, 254: 2})
     assert set(np.unique(_all_y(splits))) == {0.0, 1.0, 2.0}
