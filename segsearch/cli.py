@@ -614,19 +614,12 @@ def _without_passwords(message: str, args: argparse.Namespace) -> str:
     urls = [getattr(args, "storage", None), os.environ.get("SEGSEARCH_STORAGE")]
     if not any(urls):
         return message
-    from segsearch.engines.storage import MASK, mask
+    from segsearch.engines.storage import MASK, mask, secrets
 
     for url in filter(None, urls):
-        masked = mask(url) or ""
-        message = message.replace(url, masked)
-        try:
-            from sqlalchemy.engine import make_url
-
-            password = make_url(url).password
-        except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: masked above
-            password = None
-        if password and password != MASK:
-            message = message.replace(str(password), MASK)
+        message = message.replace(url, mask(url) or "")
+        for password in secrets(url):
+            message = message.replace(password, MASK)
     return message
 
 
@@ -764,13 +757,13 @@ def _storage_error(error: BaseException) -> BaseException | None:
 
 def _storage_message(error: BaseException, url: str | None) -> str:
     """'<file or URL, password masked>: the study's storage cannot be used: <why>; <the fix>'."""
-    where, password = "the study's storage", None
+    where, passwords = "the study's storage", []
     if url:
-        where, password = _mask_url(url)
+        where, passwords = _mask_url(url)
     original = getattr(error, "orig", None) or error
     detail = next((line.strip() for line in str(original).splitlines() if line.strip()),
                   type(original).__name__)
-    if password:
+    for password in passwords:
         detail = detail.replace(password, "***")
     low = detail.lower()
     if "malformed" in low or "not a database" in low or "encrypted" in low:
@@ -790,17 +783,13 @@ def _storage_message(error: BaseException, url: str | None) -> str:
     return f"{where}: the study's storage cannot be used: {detail}; {fix}"
 
 
-def _mask_url(url: str) -> tuple[str, str | None]:
-    """(the URL to show, its password): an SQLite file as its path, any password as ***."""
+def _mask_url(url: str) -> tuple[str, list[str]]:
+    """(the URL to show, its passwords): an SQLite file as its path, any password as ***."""
     if url.startswith("sqlite:///"):
-        return url[len("sqlite:///"):], None
-    try:
-        from sqlalchemy.engine import make_url
+        return url[len("sqlite:///"):], []
+    from segsearch.engines.storage import mask, secrets
 
-        parsed = make_url(url)
-        return parsed.render_as_string(hide_password=True), parsed.password
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: show nothing of it
-        return "the storage URL", None
+    return mask(url) or "the storage URL", secrets(url)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -116,9 +116,35 @@ def mask(url: str | None) -> str | None:
     if url is None:
         return None
     try:
-        return _url(url).render_as_string(hide_password=True)
+        parsed = _url(url)
     except StudyError:
         return _mask_text(url)
+    query = {k: (MASK if k.lower() in _PASSWORD_PARAMS else v) for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+#: query parameters that carry a password (libpq reads ``?password=...``)
+_PASSWORD_PARAMS = ("password", "passwd", "pwd")
+
+
+def secrets(url: str | None) -> list[str]:
+    """Every password a URL carries, in the user part or the query, to blot out of messages.
+
+    Args:
+        url: an SQLAlchemy URL (anything else: its ``user:password@`` part, if any).
+    """
+    if not url:
+        return []
+    try:
+        parsed = _url(url)
+    except StudyError:
+        found = re.search(r"://[^:/@?#]*:([^@/?#]*)@", str(url))
+        return [found.group(1)] if found and found.group(1) else []
+    out = [str(parsed.password)] if parsed.password else []
+    for key, value in parsed.query.items():
+        if key.lower() in _PASSWORD_PARAMS:
+            out += [value] if isinstance(value, str) else list(value)
+    return [v for v in out if v and v != MASK]
 
 
 def _with_driver(url: Any) -> Any:

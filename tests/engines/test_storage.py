@@ -25,6 +25,26 @@ def test_mask_hides_the_password_and_nothing_else():
     assert "s3cret" not in storage.mask("not a url://me:s3cret@db/x")
 
 
+def test_a_password_in_the_query_string_is_masked_too():
+    url = "postgresql://me@db:5432/segsearch?password=qsecretpw&sslmode=require"
+    shown = storage.mask(url)
+    assert "qsecretpw" not in shown and "password=***" in shown and "sslmode=require" in shown
+    assert storage.secrets(url) == ["qsecretpw"]
+    assert storage.secrets("postgresql://me:s3cret@db/x?passwd=two") == ["s3cret", "two"]
+    assert storage.secrets("sqlite:///study.db") == []
+
+
+def test_the_cli_blots_out_every_password_of_the_storage_url(monkeypatch):
+    import argparse
+
+    from segsearch.cli import _without_passwords
+
+    args = argparse.Namespace(storage="postgresql://me@db/x?password=qsecretpw")
+    monkeypatch.delenv("SEGSEARCH_STORAGE", raising=False)
+    text = _without_passwords("could not connect to db/x?password=qsecretpw (qsecretpw)", args)
+    assert "qsecretpw" not in text
+
+
 def test_plain_postgresql_urls_use_psycopg2(monkeypatch):
     monkeypatch.delenv(storage.ENV_URL, raising=False)
     assert storage.resolve("postgresql://me:pw@db/x") == "postgresql+psycopg2://me:pw@db/x"
