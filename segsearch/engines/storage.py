@@ -120,7 +120,8 @@ def mask(url: str | None) -> str | None:
     except StudyError:
         return _mask_text(url)
     query = {k: (MASK if k.lower() in _PASSWORD_PARAMS else v) for k, v in parsed.query.items()}
-    return parsed.set(query=query).render_as_string(hide_password=True)
+    shown = parsed.set(query=query).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", MASK)  # the query's *** is percent-encoded
 
 
 #: query parameters that carry a password (libpq reads ``?password=...``)
