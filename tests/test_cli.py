@@ -248,7 +248,7 @@ def test_sigterm_is_an_interrupt_that_exits_143(tmp_path: Path,
     import segsearch.driver
 
     class Terminated:
-        def __init__(self, config: Any, fresh: bool = False) -> None:
+        def __init__(self, config: Any, fresh: bool = False, **options: Any) -> None:
             pass
 
         def run(self, progress: Any = None) -> Any:
@@ -495,6 +495,7 @@ def test_same_command_resumes_and_adds_missing_trials(
     assert sorted(t["number"] for t in json.loads(out)["trials"]) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_keras_tuner_engine_end_to_end(tmp_path: Path) -> None:
     folder = tmp_path / "kt"
     code, out, err = _run(["run", "resunet", "--engine", "keras-tuner", "--study-dir",
@@ -644,6 +645,7 @@ pipeline.transform = transform
 '''
 
 
+@pytest.mark.slow
 def test_an_error_in_the_workers_pipeline_shows_as_itself_and_the_fixed_run_trains_the_seeds(
         tmp_path: Path) -> None:
     import os

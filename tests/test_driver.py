@@ -123,7 +123,7 @@ def test_changed_configuration_is_refused(optuna_study, tmp_path, npz, change, w
         p.name for p in config.study_dir.iterdir())
 
 
-@pytest.mark.slow  # the default run covers it: tests/test_cli.py's keras-tuner run, test_robust.py
+@pytest.mark.slow  # the default run covers it: tests/engines/test_keras_tuner_engine.py and test_failures.py run real keras-tuner studies
 def test_keras_tuner_end_to_end(npz, tmp_path):
     folder = tmp_path / "kt"
     results = run(_raw(npz, "keras-tuner", 2, saved_model=False), study_dir=folder,
@@ -179,6 +179,7 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(npz, tmp_path):
     assert "best" not in done.stdout
 
 
+@pytest.mark.slow
 def test_a_script_with_the_main_guard_runs_and_shows_its_progress(npz, tmp_path):
     done = _script(npz, tmp_path, guard=True)
     assert done.returncode == 0, done.stderr

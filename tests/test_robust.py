@@ -86,6 +86,7 @@ def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_pat
     assert all(e["cuda_visible_devices"] == "3" and e["memory_growth"] == [] for e in starts)
 
 
+@pytest.mark.slow
 def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEGSEARCH_FAULT", "1:segv")
     config = _config(npz, tmp_path / "kt", trials=2,
@@ -141,6 +142,7 @@ def _space(npz, tmp_path, trials=2, **kw) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_then_resume_gives_the_exact_count(npz, tmp_path):
     space, folder = _space(npz, tmp_path), tmp_path / "study"
     run = _cli(space, folder)
@@ -321,6 +323,7 @@ def test_a_malformed_sqlite_file_is_one_line_in_status_and_run(finished, tmp_pat
     assert not _leftovers(folder)
 
 
+@pytest.mark.slow
 def test_a_locked_sqlite_file_is_one_line(finished, tmp_path, monkeypatch):
     import sqlite3
 
@@ -367,7 +370,7 @@ def test_an_unreachable_database_server_is_one_line_with_the_password_masked(npz
     lines = _error_lines(result.stderr)
     assert len(lines) == 1 and "postgresql+psycopg2://someone:***@127.0.0.1:9/nowhere" in lines[0]
     assert "s3cret-pw" not in result.stderr + result.stdout
-    assert "database server" in lines[0]
+    assert "cannot connect" in lines[0] and "server is running" in lines[0]
 
 
 def _limit_file_size(limit: int):
@@ -702,6 +705,7 @@ def test_rebuild_keeps_the_numbering_so_no_trial_folder_is_overwritten(finished_
     assert trial1.intermediate_values == {1: pytest.approx(records[1].value)}
 
 
+@pytest.mark.slow
 def test_keras_tuner_project_lost_then_rebuilt(npz, tmp_path):
     import shutil
 
@@ -772,6 +776,7 @@ def test_postgresql_password_never_lands_on_disk_or_screen(npz, tmp_path, postgr
     assert "s3cret" not in out + err
 
 # ------------------------------------------------------------------ the final training
+@pytest.mark.slow
 def test_a_worker_killed_in_the_final_training_exits_3_and_the_next_run_retries_it(npz, tmp_path):
     space = _space(npz, tmp_path, trials=1, train={"final_epochs": 1},
                    export={"enabled": True, "saved_model": False, "overlays": 0})
@@ -801,6 +806,7 @@ def test_a_worker_killed_in_the_final_training_exits_3_and_the_next_run_retries_
     _check_finished(folder, 1)
 
 
+@pytest.mark.slow
 def test_the_worker_process_is_recycled_after_train_worker_max_trials(npz, tmp_path):
     config = _config(npz, tmp_path / "recycle", trials=3,
                      train={"worker_max_trials": 2, "final_epochs": 0})
