@@ -236,15 +236,21 @@ def export_study(
         model = keras.saving.load_model(model_path)
         files = export_model(model, tmp, saved_model=bool(config.export.saved_model))
 
-        measured = model.evaluate(batches(val, int(config.train.batch_size), shuffle=False),
-                                  return_dict=True, verbose=0)
+        if getattr(val, "crop", False):  # patch mode: whole images, overlapping windows
+            from segsearch.sliding import score_images
+
+            measured = score_images(model, val, overlap=float(getattr(config.data, "overlap", 0.5)),
+                                    batch_size=int(config.train.batch_size))
+        else:
+            measured = model.evaluate(batches(val, int(config.train.batch_size), shuffle=False),
+                                      return_dict=True, verbose=0)
         validation = {f"val_{k}": float(v) for k, v in measured.items()}
         objective = config.search.objectives[0]
         metrics = {
             "objective": {"name": objective, "direction": config.search.directions[0],
                           "value": validation.get(objective)},
             "validation": validation,
-            "validation_images": int(len(val)),
+            "validation_images": int(len(val.names)),
             "trial_validation": {k: v for k, v in best.values.items()},
         }
         _write_yaml(tmp / "metrics.yaml", metrics)
@@ -269,7 +275,10 @@ def export_study(
 
         write_trials_csv(list(records), tmp / "trials.csv")
         files["trials"] = "trials.csv"
-        _write_yaml(tmp / "config.yaml", config.to_dict())
+        stored = config.to_dict()
+        if stored.get("data", {}).get("resize") == "auto":  # what predict must do: as trained
+            stored["data"]["resize"] = "patch" if getattr(val, "crop", False) else "resize"
+        _write_yaml(tmp / "config.yaml", stored)
         files["config"] = "config.yaml"
 
         count = min(int(config.export.overlays), len(val))

@@ -45,7 +45,7 @@ def suggest_size(heights: list[int], widths: list[int]) -> tuple[tuple[int, int]
     """Suggested (image_size, (min depth, max depth), resize mode) from the images' sizes.
 
     The size is the median, rounded down to a multiple of 32 (so depths up to 5 divide it), kept
-    between 32 and 512; the depths are those that leave a bottleneck of at least 8 pixels; "crop"
+    between 32 and 512; the depths are those that leave a bottleneck of at least 8 pixels; "patch"
     is suggested when the median image is more than twice the suggested size (to keep detail).
     """
     mh, mw = float(np.median(heights)), float(np.median(widths))
@@ -57,7 +57,7 @@ def suggest_size(heights: list[int], widths: list[int]) -> tuple[tuple[int, int]
     small = min(size)
     d_max = max(1, min(5, int(math.floor(math.log2(small / 8)))))
     d_min = max(1, d_max - 2)
-    mode = "crop" if min(mh, mw) > 2 * small else "resize"
+    mode = "patch" if min(mh, mw) > 2 * small else "resize"
     return size, (d_min, d_max), mode
 
 
@@ -384,7 +384,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     if max(ratios) > 1.1 * min(ratios):
         warnings.append(
             f"image aspect ratios differ ({min(ratios):.2f}..{max(ratios):.2f} height/width): resizing to one size "
-            "distorts some images; consider resize: crop"
+            "distorts some images; consider resize: patch"
         )
     dark16 = [r["name"] for r in good if r["bits"] == "16-bit" and r["raw_max"] < 4096]
     if dark16:

@@ -79,6 +79,9 @@ class TrainingContext:
         deadline: a ``time.monotonic()`` value after which training stops at the next epoch end.
         epoch_steps: training batches per epoch; with it, batch norms whose moving statistics
             would lag behind (see :func:`adapt_batch_norm`) are made to follow. None: left as built.
+        val_callback: returns a Keras callback that puts the ``val_*`` metrics into each epoch's
+            logs (patch mode: whole validation images scored through sliding windows, see
+            ``segsearch.sliding``); with it, ``val_data`` is not passed to ``model.fit``.
     """
 
     train_data: Any
@@ -93,6 +96,7 @@ class TrainingContext:
     progress: Callable[[dict[str, Any]], None] | None = None
     deadline: float | None = None
     epoch_steps: int | None = None
+    val_callback: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -452,6 +456,9 @@ def _run_trial(
     sized = {} if task.batch_size is None else {"batch_size": task.batch_size}
     if callable(train_data):
         train_data = train_data(seed, **sized)
+    if context.val_callback is not None:  # first: the callbacks after it read its val_* logs
+        callbacks.insert(0, context.val_callback())
+        val_data = None
     if callable(val_data):
         val_data = val_data(seed, **sized)
     try:

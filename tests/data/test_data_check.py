@@ -111,4 +111,4 @@ def test_npz_and_sample(tmp_path):
 def test_suggest_size():
     assert suggest_size([512] * 3, [512] * 3) == ((512, 512), (3, 5), "resize")
     assert suggest_size([100], [150]) == ((96, 128), (1, 3), "resize")
-    assert suggest_size([2048], [2048]) == ((512, 512), (3, 5), "crop")
+    assert suggest_size([2048], [2048]) == ((512, 512), (3, 5), "patch")
