@@ -24,7 +24,18 @@ import numpy as np
 
 from segsearch.data.windows import sliding_window
 
-__all__ = ["predict_image", "score_images", "SlidingValidation", "part_images"]
+__all__ = ["predict_image", "score_images", "SlidingValidation", "part_images", "window_batch"]
+
+
+def window_batch(window: Sequence[int], batch_size: int) -> int:
+    """Windows per forward pass: the training batch, more for small windows (inference keeps no
+    activations for the gradients): about 2**19 pixels a pass, at most 64 windows.
+
+    Args:
+        window: (h, w) of a window.
+        batch_size: the training batch size (the least used).
+    """
+    return max(int(batch_size), min(64, 2 ** 19 // max(1, int(window[0]) * int(window[1]))))
 
 
 def predict_image(model: Any, image: np.ndarray, *, overlap: float = 0.5,
@@ -35,11 +46,11 @@ def predict_image(model: Any, image: np.ndarray, *, overlap: float = 0.5,
         model: a Keras model with a fixed input size (the windows' size).
         image: float32 (H, W, C), any H and W.
         overlap: share of a window its neighbour overlaps.
-        batch_size: windows per forward pass.
+        batch_size: the training batch size; see ``window_batch`` for the windows per pass.
     """
     window = tuple(int(v) for v in model.input_shape[1:3])
     return sliding_window(image, window, model.predict_on_batch, overlap=overlap,
-                          batch_size=batch_size)
+                          batch_size=window_batch(window, batch_size))
 
 
 def part_images(part: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
