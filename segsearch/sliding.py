@@ -120,7 +120,11 @@ def score_images(model: Any, part_or_images: Any, masks: Sequence[np.ndarray] | 
             metric.update_state(y_true, probs)
         labelled = float(np.count_nonzero(y_true >= 0))
         if loss_fn is not None and labelled > 0:
-            value = float(keras.ops.convert_to_numpy(loss_fn(y_true, probs)))
+            value = np.asarray(keras.ops.convert_to_numpy(loss_fn(y_true, probs)), np.float64)
+            if value.ndim:  # a plain loss function: per pixel, ignored ones left out here
+                valid = (y_true >= 0).reshape(value.shape) if value.size == y_true.size else None
+                value = value[valid] if valid is not None else value
+            value = float(np.mean(value))
             loss_sum += value * labelled
             weight_sum += labelled
     out: dict[str, float] = {}
