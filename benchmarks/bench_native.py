@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                  "score_s": time.monotonic() - t0,
                  **{f"trivial_{k}": v for k, v in _trivial(full_y).items()}}
 
-    labels = {"a": "(a) resize 128, scored at 128", "b": "(b) resize 128, scored at 512 (upsampled)",
+    labels = {"a": "(a) resize 128, scored at 128",
+              "b": "(b) resize 128, scored at 512 (upsampled)",
               "c": "(c) 128 patches, scored at 512 (sliding windows)"}
     print(f"\n{'':<50} {'membrane Dice':>13} {'mean IoU':>9}   trivial Dice / mIoU   train")
     for key, row in rows.items():

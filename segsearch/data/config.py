@@ -273,12 +273,14 @@ class DataConfig:
         if self.resize not in RESIZE_MODES:
             raise ConfigError(unknown_name("resize mode", self.resize, RESIZE_MODES, f"{w}.resize"))
         if self.resize in ("patch", "crop") and self.image_size is None:
-            raise ConfigError(f"{w}.image_size: resize '{self.resize}' needs an image_size, the size of "
-                              "the patches")
-        for name, low, high, closed in (("scale", 0.0, 1.0, True), ("foreground_oversample", 0.0, 1.0, True),
+            raise ConfigError(f"{w}.image_size: resize '{self.resize}' needs an image_size, the "
+                              "size of the patches")
+        for name, low, high, closed in (("scale", 0.0, 1.0, True),
+                                        ("foreground_oversample", 0.0, 1.0, True),
                                         ("overlap", 0.0, 1.0, False)):
             value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
             if ok:
                 ok = (low < value <= high) if name == "scale" else (
                     low <= value <= high if closed else low <= value < high)

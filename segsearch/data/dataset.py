@@ -33,7 +33,8 @@ from segsearch.errors import ConfigError, DataError
 #: Positions kept per foreground class and image for the foreground-centred patches.
 FOREGROUND_POINTS = 10_000
 
-__all__ = ["FOREGROUND_POINTS", "background_class", "Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
+__all__ = ["FOREGROUND_POINTS", "background_class",
+           "Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
            "size_mismatch", "group_notes", "check_class_names"]
 
 
@@ -627,6 +628,10 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
 
     info = _info(config, rule, train, val, rec, all_items, size, channels, keep, synthetic=False)
     info["resize"] = "patch" if crop else "resize"
+    if crop:
+        info["description"] += (f"; trained on {size[0]}x{size[1]} patches at full resolution"
+                                + (f" x {config.scale:g}" if config.scale != 1.0 else "")
+                                + ", validated on whole images (data.resize: patch)")
     info["warnings"] = warnings
     info["description"] += "".join(f"\n  warning: {w}" for w in warnings)
     return Splits(train, val, info, rec)

@@ -79,8 +79,8 @@ class BatchPlan:
             foreground pixel (a foreground class of the image picked at random first).
     """
 
-    def __init__(self, part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0,
-                 steps: int | None = None, foreground: float = 0.33) -> None:
+    def __init__(self, part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True,
+                 seed: int = 0, steps: int | None = None, foreground: float = 0.33) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if len(part) == 0:
@@ -135,8 +135,8 @@ class BatchPlan:
             loaded = {int(i): part.item(int(i)) for i in np.unique(items)}
             images = {i: v[0] for i, v in loaded.items()}
             masks = {i: v[1] for i, v in loaded.items()}
-        return transform(images, masks, items, part.size, aug, rng, offsets=offsets, random_crop=random_crop,
-                         centers=centers)
+        return transform(images, masks, items, part.size, aug, rng, offsets=offsets,
+                         random_crop=random_crop, centers=centers)
 
     def centers(self, items: np.ndarray, epoch: int, index: int) -> np.ndarray:
         """Where the patches of a batch are centred: (n, 2) (row, col), NaN rows = anywhere.
@@ -320,5 +320,5 @@ def batches(
         plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, steps=steps,
                          foreground=foreground)
         return _tf_dataset(plan, repeat, None)
-    return sequence(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, repeat=repeat, steps=steps,
-                    foreground=foreground)
+    return sequence(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, repeat=repeat,
+                    steps=steps, foreground=foreground)

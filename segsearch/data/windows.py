@@ -1,4 +1,4 @@
-"""Whole-image prediction from a model that takes fixed windows: overlapping windows, Gaussian blend.
+"""Whole-image prediction from a model of fixed input size: overlapping windows, Gaussian blend.
 
 The image (of any size; one smaller than a window is padded with zeros at the bottom and right, the
 way training pads it) is covered by windows of the model's input size that overlap by ``overlap``

@@ -27,7 +27,8 @@ def _by_name(splits):
 
 
 def test_isbi_slices(isbi_dir):
-    splits = load(DataConfig(source=str(isbi_dir), image_size=(64, 64), resize="resize", val_fraction=0.2, seed=0))
+    splits = load(DataConfig(source=str(isbi_dir), image_size=(64, 64), resize="resize",
+                             val_fraction=0.2, seed=0))
     info = splits.info
     assert info["counts"]["total"] == 30 and info["counts"]["train"] == 24 and info["counts"]["val"] == 6
     assert info["num_classes"] == 1 and info["channels"] == 1 and info["mask_kind"] == "binary 0/255"

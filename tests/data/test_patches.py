@@ -133,7 +133,8 @@ def test_an_epoch_is_a_fixed_number_of_steps_over_every_image(thin):
 @pytest.mark.parametrize("key, value, match", [
     ("scale", 0, r"data.scale: expected a number in \(0, 1\]"),
     ("scale", 1.5, r"data.scale"),
-    ("foreground_oversample", -0.1, r"data.foreground_oversample: expected a share between 0 and 1"),
+    ("foreground_oversample", -0.1,
+     r"data.foreground_oversample: expected a share between 0 and 1"),
     ("foreground_oversample", True, r"data.foreground_oversample"),
     ("overlap", 1.0, r"data.overlap: expected a share 0 <= overlap < 1"),
     ("resize", "tiles", r"resize mode"),

@@ -1,4 +1,4 @@
-"""segsearch.data.windows: windows cover every pixel, the Gaussian blend of an identity is the identity."""
+"""segsearch.data.windows: windows cover every pixel; an identity model blends to its input."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_gaussian_weights_peak_in_the_middle_with_sigma_an_eighth():
     np.testing.assert_allclose(g, g[::-1, ::-1], rtol=1e-6)  # symmetric
     assert g[31, 31] == g.max()
     # sigma = 64 / 8 = 8 pixels about the centre 31.5: pixel 39 is 7.5 away, pixel 31 0.5
-    assert g[31, 39] / g[31, 31] == pytest.approx(np.exp(-0.5 * (7.5 ** 2 - 0.5 ** 2) / 64), rel=1e-4)
+    expected = np.exp(-0.5 * (7.5 ** 2 - 0.5 ** 2) / 64)
+    assert g[31, 39] / g[31, 31] == pytest.approx(expected, rel=1e-4)
     assert not g.flags.writeable
 
 

@@ -45,7 +45,7 @@ def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
         tmp_path, make_config, standin):
     """32x32 patches of 70x90 thin-line images: the epoch has train.steps_per_epoch steps, and the
     val_* figures in history.csv, the trial record and best/metrics.yaml are those of the whole
-    validation images predicted through overlapping windows (recomputed here from the checkpoint)."""
+    validation images predicted through overlapping windows (recomputed from the checkpoint)."""
     import csv
 
     import numpy as np
