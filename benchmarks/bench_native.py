@@ -62,15 +62,17 @@ def _trivial(masks) -> dict[str, float]:
     return out
 
 
-def _model(size: int, filters: int, depth: int, seed: int):
+def _model(args: argparse.Namespace):
     import keras
 
     from segsearch import losses, metrics
     from segsearch.architectures.unet import build_unet
 
-    keras.utils.set_random_seed(seed)
-    model = build_unet((size, size, 1), 1, encoder_depth=depth, encoder_filters=filters)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=losses.get("ce", num_classes=1),
+    keras.utils.set_random_seed(args.seed)
+    model = build_unet((args.size, args.size, 1), 1, encoder_depth=args.depth,
+                       encoder_filters=args.filters)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
+                  loss=losses.get(args.loss, num_classes=1),
                   metrics=metrics.default_metrics(1), jit_compile=False)
     return model
 
@@ -88,13 +90,14 @@ def _train(model, part, args, **batch_kwargs) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128, help="input / patch size (default 128)")
-    parser.add_argument("--steps", type=int, default=480,
-                        help="optimiser steps of each training (default 480)")
-    parser.add_argument("--steps-per-epoch", type=int, default=48,
-                        help="steps per epoch (default 48: 24 slices of 512 in 128-patches)")
+    parser.add_argument("--steps", type=int, default=300,
+                        help="optimiser steps of each training (default 300)")
+    parser.add_argument("--steps-per-epoch", type=int, default=30, help="steps per epoch")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--filters", type=int, default=16,
-                        help="the U-Net's first-level filters (default 16)")
+    parser.add_argument("--filters", type=int, default=8,
+                        help="the U-Net's first-level filters (default 8)")
+    parser.add_argument("--loss", default="ce_dice", help="segsearch loss (default ce_dice)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's (default 1e-3)")
     parser.add_argument("--depth", type=int, default=4, help="U-Net depth (default 4)")
     parser.add_argument("--augment", type=float, default=1.0, help="augmentation strength")
     parser.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap")
@@ -121,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     share = float(np.mean(np.concatenate([y.ravel() for y in full_y]) == 1))
     print(f"ISBI: {len(native.train.names)} train / {len(native.val.names)} validation slices of "
           f"{full_x[0].shape[0]}x{full_x[0].shape[1]}, membrane {100 * share:.1f}% of pixels; "
-          f"U-Net depth {args.depth}, {args.filters} filters, {args.steps} steps of "
-          f"{args.batch_size} at {args.size}x{args.size}", flush=True)
+          f"U-Net depth {args.depth}, {args.filters} filters, loss {args.loss}, {args.steps} "
+          f"steps of {args.batch_size} at {args.size}x{args.size}", flush=True)
 
     rows: dict[str, dict[str, float]] = {}
-    model = _model(args.size, args.filters, args.depth, args.seed)
+    model = _model(args)
     seconds = _train(model, resized.train, args, repeat=True)
+    print(f"(a)/(b) trained in {seconds:.0f} s", flush=True)
     small = np.asarray(model.predict(resized.val.x, verbose=0, batch_size=args.batch_size))
     rows["a"] = {**_scores(zip(resized.val.y, small)), "train_s": seconds,
                  **{f"trivial_{k}": v for k, v in _trivial(resized.val.y).items()}}
@@ -135,9 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                  **{f"trivial_{k}": v for k, v in _trivial(full_y).items()}}
     del model
 
-    model = _model(args.size, args.filters, args.depth, args.seed)
+    model = _model(args)
     seconds = _train(model, native.train, args, steps=args.steps_per_epoch,
                      foreground=DataConfig().foreground_oversample)
+    print(f"(c) trained in {seconds:.0f} s", flush=True)
     t0 = time.monotonic()
     scored = score_images(model, full_x, full_y, overlap=args.overlap, batch_size=args.batch_size)
     rows["c"] = {"dice": scored["dice"], "mean_iou": scored["mean_iou"], "train_s": seconds,
