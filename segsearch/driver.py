@@ -694,9 +694,13 @@ class Study:
     def _config_fingerprint(self) -> dict[str, Any]:
         config = self.config
         data = config.data.to_dict() if hasattr(config.data, "to_dict") else {}
+        if data.get("resize") == "auto":  # what it resolved to: a study made before "auto" matches
+            data["resize"] = self._load_data().info.get("resize", "resize")
         fixed = {k: _jsonable(data.get(k)) for k in _DATA_KEYS if k in data}
         if data.get("background", 0) != 0:  # it changes the objective; 0 is how older studies ran
             fixed["background"] = data["background"]
+        if data.get("scale", 1.0) != 1.0:  # absent at 1, as in studies made before data.scale
+            fixed["scale"] = data["scale"]
         return {
             "architectures": list(config.architectures),
             "data": fixed,
@@ -855,18 +859,36 @@ class Study:
         splits = self._load_data()
         augment = getattr(config.data, "augment", None)
         seed = int(config.search.seed)
-        epoch_steps = train.steps_per_epoch or math.ceil(len(splits.train) / train.batch_size)
+        # patch mode: an epoch is a fixed number of random patches; validation scores whole images
+        patch = bool(getattr(splits.train, "crop", False))
+        steps = train.steps_per_epoch
+        val_callback = None
+        if patch:
+            from segsearch.data.pipeline import default_steps
+
+            steps = steps or default_steps(splits.train, train.batch_size)
+            overlap = float(getattr(config.data, "overlap", 0.5))
+
+            def val_callback() -> Any:
+                from segsearch.sliding import SlidingValidation, part_images
+
+                return SlidingValidation(*part_images(splits.val), overlap=overlap,
+                                         batch_size=train.batch_size)
+        epoch_steps = steps or math.ceil(len(splits.train) / train.batch_size)
         return TrainingContext(
             train_data=lambda trial_seed, batch_size=None: batches(
                 splits.train, batch_size or train.batch_size, augment=augment, shuffle=True,
                 seed=trial_seed,
-                repeat=train.steps_per_epoch is not None,
+                repeat=train.steps_per_epoch is not None and not patch,
+                steps=steps if patch else None,
+                foreground=float(getattr(config.data, "foreground_oversample", 0.33)),
             ),
             val_data=lambda trial_seed, batch_size=None: batches(
                 splits.val, batch_size or train.batch_size, shuffle=False),
+            val_callback=val_callback,
             study_dir=self.dir,
             objective=self.objective,
-            steps_per_epoch=train.steps_per_epoch,
+            steps_per_epoch=None if patch else train.steps_per_epoch,
             mixed_precision=train.mixed_precision,
             jit_compile=self.jit_compile(),
             verbose=train.verbose,

@@ -452,8 +452,14 @@ def export_study(
         model = keras.saving.load_model(model_path)
         files = export_model(model, tmp, saved_model=bool(config.export.saved_model))
 
-        measured = model.evaluate(batches(val, int(config.train.batch_size), shuffle=False),
-                                  return_dict=True, verbose=0)
+        if getattr(val, "crop", False):  # patch mode: whole images, overlapping windows
+            from segsearch.sliding import score_images
+
+            measured = score_images(model, val, overlap=float(getattr(config.data, "overlap", 0.5)),
+                                    batch_size=int(config.train.batch_size))
+        else:
+            measured = model.evaluate(batches(val, int(config.train.batch_size), shuffle=False),
+                                      return_dict=True, verbose=0)
         validation = {f"val_{k}": float(v) for k, v in measured.items()}
         objective = config.search.objectives[0]
         direction = config.search.directions[0]
@@ -467,7 +473,7 @@ def export_study(
             "objective": {"name": objective, "direction": direction,
                           "value": validation.get(objective)},
             "validation": validation,
-            "validation_images": int(len(val)),
+            "validation_images": int(len(val.names)),
             "per_class": validation_report(model, val, num_classes=classes, background=background,
                                            class_names=class_names,
                                            batch_size=int(config.train.batch_size)),
@@ -506,7 +512,10 @@ def export_study(
 
         write_trials_csv(list(records), tmp / "trials.csv")
         files["trials"] = "trials.csv"
-        _write_yaml(tmp / "config.yaml", config.to_dict())
+        stored = config.to_dict()
+        if stored.get("data", {}).get("resize") == "auto":  # what predict must do: as trained
+            stored["data"]["resize"] = "patch" if getattr(val, "crop", False) else "resize"
+        _write_yaml(tmp / "config.yaml", stored)
         files["config"] = "config.yaml"
 
         count = min(int(config.export.overlays), len(val))

@@ -2,8 +2,11 @@
 
 The model is loaded with ``keras.saving.load_model`` in safe mode. Images are read and prepared the
 way the training data was (the data package's readers, the ``data:`` settings the study stored in
-``config.yaml`` beside the model): same scaling, channels and size. The model's output is resized
-back to each image's original size before the mask is taken, so masks line up with their images.
+``config.yaml`` beside the model): same scaling, channels and size. A model trained on patches
+(``data.resize: patch``) sees each image whole at its own resolution (after ``data.scale``) through
+overlapping windows blended with Gaussian weights, the code validation uses; a model trained on
+resized images sees the image resized. The output is brought back to each image's original size
+before the mask is taken, so masks line up with their images.
 
 Masks: one-class (sigmoid) models give 0/255 PNGs (foreground where probability >= threshold);
 several classes (softmax) give the class id of each pixel (8-bit PNG, 16-bit above 255 classes).
@@ -121,39 +124,28 @@ def _targets(files: Sequence[Path], out_dir: Path, overlay: bool,
     return targets
 
 
-def _tiles(height: int, width: int, size: tuple[int, int]) -> list[tuple[int, int]]:
-    """Top-left corners of windows of ``size`` that cover an image (the last ones flush with the
-    border)."""
-    def starts(total: int, step: int) -> list[int]:
-        if total <= step:
-            return [0]
-        out = list(range(0, total - step, step))
-        return out + [total - step]
-
-    return [(y, x) for y in starts(height, size[0]) for x in starts(width, size[1])]
-
-
 def _predict_probabilities(model: Any, x: np.ndarray, size: tuple[int, int] | None,
-                           mode: str) -> np.ndarray:
-    """Class probabilities (H, W, K) at the image's own size, for one prepared image (H, W, C)."""
+                           mode: str, scale: float = 1.0, overlap: float = 0.5) -> np.ndarray:
+    """Class probabilities (H, W, K) at the image's own size, for one prepared image (H, W, C).
+
+    Patch mode ("patch", its old name "crop", or "auto" for an image larger than the model's
+    input): the image (scaled by ``scale`` first) is covered with overlapping windows blended
+    with Gaussian weights, the code validation uses (``segsearch.data.windows``). Resize mode: the
+    image is resized to the model's input and the prediction back.
+    """
+    from segsearch.data.dataset import resize_image
+    from segsearch.data.windows import sliding_window
+
     height, width = x.shape[:2]
     if size is None:
         return np.asarray(model.predict(x[None], verbose=0)[0], dtype=np.float32)
-    if mode == "crop":
-        pad_h, pad_w = max(0, size[0] - height), max(0, size[1] - width)
-        padded = np.pad(x, ((0, pad_h), (0, pad_w), (0, 0)), mode="reflect") \
-            if pad_h or pad_w else x
-        corners = _tiles(padded.shape[0], padded.shape[1], size)
-        batch = np.stack([padded[y:y + size[0], c:c + size[1]] for y, c in corners])
-        preds = np.asarray(model.predict(batch, verbose=0), dtype=np.float32)
-        total = np.zeros(padded.shape[:2] + (preds.shape[-1],), np.float32)
-        count = np.zeros(padded.shape[:2] + (1,), np.float32)
-        for (y, c), p in zip(corners, preds):
-            total[y:y + size[0], c:c + size[1]] += p
-            count[y:y + size[0], c:c + size[1]] += 1.0
-        return (total / count)[:height, :width]
-    from segsearch.data.dataset import resize_image
-
+    scaled = (max(1, int(round(height * scale))), max(1, int(round(width * scale))))
+    patch = mode in ("patch", "crop") or (
+        mode == "auto" and (scaled[0] > size[0] or scaled[1] > size[1]))
+    if patch:
+        image = resize_image(x, scaled) if scaled != (height, width) else x
+        probs = sliding_window(image, size, model.predict_on_batch, overlap=overlap, batch_size=8)
+        return resize_image(probs, (height, width)) if scaled != (height, width) else probs
     pred = np.asarray(model.predict(resize_image(x, size)[None], verbose=0)[0], dtype=np.float32)
     return resize_image(pred, (height, width))
 
@@ -202,7 +194,7 @@ def _model_settings(model: Any, stored: Mapping[str, Any],
         raise ConfigError(f"the model takes inputs of shape {shape}; predict handles 2-D images "
                           "(batch, height, width, channels)")
     channels = int(shape[-1])
-    mode = str(stored.get("resize", "resize"))
+    mode = str(stored.get("resize", "auto"))
     if image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     elif shape[1] is not None and shape[2] is not None:
@@ -227,6 +219,7 @@ def predict(
     overlay: bool = False,
     threshold: float = 0.5,
     image_size: int | Sequence[int] | None = None,
+    overlap: float | None = None,
 ) -> list[Path]:
     """Write a mask PNG (and optionally an overlay) for every image, at the image's own size.
 
@@ -240,6 +233,8 @@ def predict(
         threshold: probability at or above which a pixel is foreground (one-class models).
         image_size: size the model is fed (N or (H, W)); default: the model's input size, else the
             size in the stored config.
+        overlap: in patch mode, the share neighbouring windows overlap (default: the stored
+            ``data.overlap``, else 0.5).
 
     Returns:
         The paths written, masks and overlays, in image order.
@@ -270,13 +265,18 @@ def predict(
     from segsearch.data.sources import read_array
 
     model = _load(model_file)
-    size, channels, mode = _model_settings(model, _stored_settings(model_file), image_size)
+    stored = _stored_settings(model_file)
+    size, channels, mode = _model_settings(model, stored, image_size)
+    scale = float(stored.get("scale", 1.0) or 1.0)
+    overlap = float(stored.get("overlap", 0.5) if overlap is None else overlap)
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"overlap must be at least 0 and below 1, got {overlap}")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for file, (mask_path, overlay_path) in zip(files, targets):
         raw = read_array(file)
         x = fit_channels(to_float(raw, str(file)), channels)
-        probabilities = _predict_probabilities(model, x, size, mode)
+        probabilities = _predict_probabilities(model, x, size, mode, scale, overlap)
         mask, ids = _mask(probabilities, float(threshold))
         _write_png(mask_path, mask)
         written.append(mask_path)

@@ -163,3 +163,32 @@ def test_input_errors(binary_model: Path, tmp_path: Path) -> None:
         predict(binary_model, tmp_path / "a.png", tmp_path / "out", image_size=32)
     with pytest.raises(ConfigError, match="threshold"):
         predict(binary_model, tmp_path / "a.png", tmp_path / "out", threshold=1.5)
+
+
+@pytest.mark.parametrize("data", [{"resize": "patch", "image_size": [32, 32]},
+                                  {"resize": "auto", "image_size": [32, 32]},
+                                  {"resize": "patch", "image_size": [32, 32], "overlap": 0.25}])
+def test_patch_mode_predicts_thin_lines_whole_at_the_input_size(tmp_path: Path, data) -> None:
+    """A 300x340 image (no power of two divides it) through 32x32 windows: the mask has the
+    image's size and, for a per-pixel model, exactly the per-pixel answer (no seams, no shift)."""
+    from _thin import thin_lines
+
+    model = _save_model(tmp_path / "best", classes=3, size=32, data=data)
+    images, _ = thin_lines(1, (300, 340), seed=4)
+    Image.fromarray(images[0]).save(tmp_path / "thin.png")
+    predict(model, tmp_path / "thin.png", tmp_path / "out")
+    mask = np.array(Image.open(tmp_path / "out" / "thin.png"))
+    assert mask.shape == (300, 340)
+    expected = np.where(images[0] / 255.0 > 0.25, 1, 2)  # the model: 100x - 50 > -100x
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_patch_mode_with_scale_writes_masks_at_the_input_size(tmp_path: Path) -> None:
+    model = _save_model(tmp_path / "best", classes=3, size=32,
+                        data={"resize": "patch", "image_size": [32, 32], "scale": 0.5})
+    _write_image(tmp_path / "odd.png", (301, 97))
+    _write_image(tmp_path / "small.png", (20, 25))  # smaller than a window, even before scaling
+    predict(model, tmp_path, tmp_path / "out", overlay=True)
+    assert np.array(Image.open(tmp_path / "out" / "odd.png")).shape == (301, 97)
+    assert np.array(Image.open(tmp_path / "out" / "small.png")).shape == (20, 25)
+    assert np.array(Image.open(tmp_path / "out" / "odd_overlay.png")).shape[:2] == (301, 97)

@@ -182,7 +182,7 @@ def _fold(coord: np.ndarray, size: int) -> np.ndarray:
 
 def _params(
     n: int, out_hw: tuple[int, int], src_hw: Sequence[tuple[int, int]], aug: Augment | None,
-    rng: np.random.Generator, random_crop: bool,
+    rng: np.random.Generator, random_crop: bool, centers: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Draw the random parameters of ``n`` items (drawn in a fixed order, so seeds reproduce)."""
     h, w = out_hw
@@ -208,6 +208,10 @@ def _params(
     if random_crop or (on and aug.scale > 0):
         u = rng.random((n, 2))
         p["center"] = np.minimum(lo, hi) + u * np.abs(hi - lo)
+        if centers is not None:  # foreground-centred patches: as close as the window fits
+            chosen = np.all(np.isfinite(centers), axis=1)
+            p["center"][chosen] = np.clip(centers[chosen], np.minimum(lo, hi)[chosen],
+                                          np.maximum(lo, hi)[chosen])
         # Unzoomed windows start on whole pixels, so a plain random crop copies pixels exactly.
         plain = p["zoom"] == 1
         out_half = (np.array([h, w], np.float64) - 1) / 2.0
@@ -324,6 +328,7 @@ def transform(
     *,
     offsets: np.ndarray | None = None,
     random_crop: bool = False,
+    centers: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch out of source arrays through random (or identity) coordinate maps.
 
@@ -336,7 +341,9 @@ def transform(
         rng: the random generator of this batch.
         offsets: (len(indices), 2) top-left corner of each item's window when not random (crop
             mode tiles); None puts the window at the centre of the source.
-        random_crop: place each window anywhere in its source instead (crop mode, training).
+        random_crop: place each window anywhere in its source instead (patch mode, training).
+        centers: with ``random_crop``, (len(indices), 2) source (row, col) to centre each window
+            on (moved inwards as far as needed to fit), NaN rows for a random place.
 
     Returns:
         (x, y): float32 arrays (B, h, w, C) and (B, h, w, 1).
@@ -349,7 +356,8 @@ def transform(
         src_hw = [images.shape[1:3]] * n
     else:
         src_hw = [images[i].shape[:2] for i in idx]
-    p = _params(n, out_hw, src_hw, aug, rng, random_crop)
+    p = _params(n, out_hw, src_hw, aug, rng, random_crop,
+                None if centers is None else np.asarray(centers, np.float64).reshape(n, 2))
     if offsets is not None and not random_crop:
         p["center"] = np.asarray(offsets, np.float64).reshape(n, 2) + (np.array([h, w]) - 1) / 2.0
     ys, xs = _coordinates(n, out_hw, p, aug)

@@ -116,7 +116,7 @@ def suggest_size(heights: list[int], widths: list[int], min_depth: int = MIN_DEP
 
     The size is the median, rounded down to a multiple of 32 (so depths up to 5 divide it), kept
     between 32 and 512; the depths are those that leave a bottleneck of at least 8 pixels, never
-    below ``min_depth``; "crop" is suggested when the median image is more than twice the
+    below ``min_depth``; "patch" is suggested when the median image is more than twice the
     suggested size (to keep detail).
 
     Args:
@@ -133,7 +133,7 @@ def suggest_size(heights: list[int], widths: list[int], min_depth: int = MIN_DEP
     small = min(size)
     d_max = max(min_depth, min(5, int(math.floor(math.log2(small / 8)))))
     d_min = max(min_depth, d_max - 2)
-    mode = "crop" if min(mh, mw) > 2 * small else "resize"
+    mode = "patch" if min(mh, mw) > 2 * small else "resize"
     return size, (d_min, d_max), mode
 
 
@@ -467,7 +467,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     if max(ratios) > 1.1 * min(ratios):
         warnings.append(
             f"image aspect ratios differ ({min(ratios):.2f}..{max(ratios):.2f} height/width): resizing to one size "
-            "distorts some images; consider resize: crop"
+            "distorts some images; consider resize: patch"
         )
     dark16 = [r["name"] for r in good if r["bits"] == "16-bit" and r["raw_max"] < 4096]
     if dark16:

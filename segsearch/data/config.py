@@ -23,7 +23,7 @@ __all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "MAX_IMAGE_SIDE", "parse_
            "parse_values"]
 
 MASK_KINDS = ("auto", "binary", "ids", "rgb")
-RESIZE_MODES = ("resize", "crop")
+RESIZE_MODES = ("auto", "patch", "resize", "crop")
 #: the largest side of data.image_size: a network trains on whole inputs of that size, and one
 #: 8192x8192 input of a small U-Net already needs gigabytes of activations.
 MAX_IMAGE_SIDE = 8192
@@ -180,9 +180,21 @@ class DataConfig:
         colors: colour -> class id table for colour (or grey-level) masks; id -1 = ignored.
         ignore_value: a mask value marking void pixels, e.g. 255; they become -1 and count in neither
             loss nor metrics.
-        resize: "resize" scales each image to ``image_size`` (bilinear; masks nearest-neighbour);
-            "crop" keeps the full resolution and takes ``image_size`` windows (random for training,
-            tiles covering the image for validation), padding smaller images with ignored pixels.
+        resize: "auto" (default): "patch" when a side of some image (after ``scale``) exceeds
+            ``image_size``, else "resize". "patch" keeps the full resolution: training takes random
+            ``image_size`` patches (a new draw each epoch, ``foreground_oversample`` of them centred
+            on a foreground pixel), validation and ``predict`` run overlapping windows over whole
+            images, blended with Gaussian weights; images smaller than a patch are padded with
+            ignored pixels. "crop" is the former name of "patch". "resize" scales each image to
+            ``image_size`` (bilinear; masks nearest-neighbour).
+        scale: in patch mode, downsample every image (bilinear) and mask (nearest) by this factor
+            first, e.g. 0.5 for huge images; validation scores at that scale, ``predict`` scales
+            its masks back to the input's size.
+        foreground_oversample: in patch mode, the share of training patches centred on a random
+            foreground pixel (a pixel of a class other than background, class 0); the rest lie
+            anywhere. 0.33 as nnU-Net.
+        overlap: in patch mode, how much neighbouring windows of validation and ``predict``
+            overlap, as a share of the window (0 <= overlap < 1; 0.5 as nnU-Net).
         augment: training augmentation: a strength (0 = off, 1 = default), true/false, a mapping of
             :class:`~segsearch.data.augment.Augment` fields, or an Augment.
         cache: keep the decoded arrays in memory (True), read files every epoch (False), or decide
@@ -225,7 +237,7 @@ class DataConfig:
     mask_kind: Literal["auto", "binary", "ids", "rgb"] = "auto"
     colors: Any = None
     ignore_value: int | None = None
-    resize: Literal["resize", "crop"] = "resize"
+    resize: Literal["auto", "patch", "resize", "crop"] = "auto"
     augment: Any = field(default_factory=Augment)
     cache: bool | None = None
     images_dir: str = "images"
@@ -238,6 +250,9 @@ class DataConfig:
     background: int | None = 0
     val_images_dir: str | None = None
     val_masks_dir: str | None = None
+    scale: float = 1.0
+    foreground_oversample: float = 0.33
+    overlap: float = 0.5
 
     def __post_init__(self) -> None:
         w = "data"
@@ -307,8 +322,24 @@ class DataConfig:
             raise ConfigError(f"{w}.ignore_value: expected a mask value 0..65535 or null, got {self.ignore_value!r}")
         if self.resize not in RESIZE_MODES:
             raise ConfigError(unknown_name("resize mode", self.resize, RESIZE_MODES, f"{w}.resize"))
-        if self.resize == "crop" and self.image_size is None:
-            raise ConfigError(f"{w}.image_size: resize 'crop' needs an image_size, the size of the windows")
+        if self.resize in ("patch", "crop") and self.image_size is None:
+            raise ConfigError(f"{w}.image_size: resize '{self.resize}' needs an image_size, the "
+                              "size of the patches")
+        for name, low, high, closed in (("scale", 0.0, 1.0, True),
+                                        ("foreground_oversample", 0.0, 1.0, True),
+                                        ("overlap", 0.0, 1.0, False)):
+            value = getattr(self, name)
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                  and math.isfinite(value))
+            if ok:
+                ok = (low < value <= high) if name == "scale" else (
+                    low <= value <= high if closed else low <= value < high)
+            if not ok:
+                allowed = {"scale": "a number in (0, 1], e.g. 0.5 to halve huge images",
+                           "foreground_oversample": "a share between 0 and 1, e.g. 0.33",
+                           "overlap": "a share 0 <= overlap < 1, e.g. 0.5"}[name]
+                raise ConfigError(f"{w}.{name}: expected {allowed}, got {value!r}")
+            set_(name, float(value))
         set_("augment", Augment.from_config(self.augment, f"{w}.augment"))
         if self.cache is not None and not isinstance(self.cache, bool):
             raise ConfigError(f"{w}.cache: expected true, false or null (decide by memory), got {self.cache!r}")
@@ -364,6 +395,19 @@ class DataConfig:
                               f"when every class is a real one, got {bg!r}")
         if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
             raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
+
+    def patch_mode(self, sizes: Sequence[tuple[int, int]]) -> bool:
+        """Whether images of these sizes (after ``scale``) train on patches (``resize`` resolved).
+
+        Args:
+            sizes: (height, width) of every image, already multiplied by ``scale``.
+        """
+        if self.resize in ("patch", "crop"):
+            return True
+        if self.resize == "resize" or self.image_size is None:
+            return False
+        h, w = self.image_size
+        return any(a > h or b > w for a, b in sizes)
 
     @property
     def val_dirs(self) -> tuple[str, str]:

@@ -30,7 +30,11 @@ from segsearch.data.config import DataConfig
 from segsearch.data.sources import ArraySource, Pair, first_names
 from segsearch.errors import ConfigError, DataError
 
-__all__ = ["Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
+#: Positions kept per foreground class and image for the foreground-centred patches.
+FOREGROUND_POINTS = 10_000
+
+__all__ = ["FOREGROUND_POINTS", "background_class",
+           "Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
            "size_mismatch", "group_notes", "check_class_names", "check_val_source"]
 
 
@@ -128,6 +132,22 @@ def _pad(img: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.n
     return img, mask
 
 
+def background_class(config: DataConfig) -> int | None:
+    """The class id patches do not centre on: ``data.background`` where it exists, else class 0.
+
+    Args:
+        config: the DataConfig.
+    """
+    return getattr(config, "background", 0)
+
+
+def _scaled(hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """An image size times ``data.scale`` (at least one pixel a side)."""
+    if scale == 1.0:
+        return (int(hw[0]), int(hw[1]))
+    return (max(1, int(round(hw[0] * scale))), max(1, int(round(hw[1] * scale))))
+
+
 # ----------------------------------------------------------------------------------------------
 # Parts and splits
 
@@ -148,7 +168,9 @@ class Part:
             (resize mode) or at full resolution (crop mode).
         arrays: the items already in memory: one (N, H, W, C) + (N, H, W, 1) pair of arrays, or two
             lists; None reads through ``load_item`` every time.
-        crop: crop mode (items are full images, samples are tiles).
+        crop: patch mode (items are full images, samples are tiles; training draws patches).
+        background: the background class id (foreground patches centre on any other class), or
+            None when every class is a real one.
     """
 
     def __init__(
@@ -159,8 +181,11 @@ class Part:
         load_item: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
         arrays: tuple[Any, Any] | None = None,
         crop: bool = False,
+        background: int | None = 0,
     ) -> None:
         self.names = tuple(names)
+        self.background = background
+        self._foreground: dict[int, tuple[np.ndarray, ...]] = {}
         self.size = (int(size[0]), int(size[1]))
         self.channels = int(channels)
         self.crop = bool(crop)
@@ -170,10 +195,12 @@ class Part:
         self._xy: tuple[np.ndarray, np.ndarray] | None = None
         if arrays is None and load_item is None:
             raise ValueError("Part needs arrays or load_item")
+        self.item_sizes: list[tuple[int, int]] = []
         if crop:
             owner, offsets = [], []
             for i in range(len(self.names)):
                 H, W = self._item_hw(i)
+                self.item_sizes.append((int(H), int(W)))
                 for oy in _tiles(H, self.size[0]):
                     for ox in _tiles(W, self.size[1]):
                         owner.append(i)
@@ -214,6 +241,33 @@ class Part:
         if self._arrays is not None:
             return self._arrays[0][i], self._arrays[1][i]
         return self._load_item(i)  # type: ignore[misc]
+
+    def foreground(self, i: int) -> tuple[np.ndarray, ...]:
+        """Where item i's foreground is: one (n, 2) int array of (row, col) per foreground class.
+
+        A class is foreground when it is not ``background`` (and not ignored, -1). Each class keeps
+        at most ``FOREGROUND_POINTS`` positions, drawn once with a fixed seed (as nnU-Net does), so
+        a rare class is as likely to be picked as a common one. Computed on first use, then kept.
+
+        Args:
+            i: the item (file) index.
+        """
+        found = self._foreground.get(i)
+        if found is None:
+            ids = np.asarray(self.item(i)[1])[..., 0]
+            classes = np.unique(ids[ids >= 0]).astype(np.int64)
+            if self.background is not None:
+                classes = classes[classes != self.background]
+            rng = np.random.default_rng([i, 7])
+            points = []
+            for cls in classes:
+                flat = np.flatnonzero(ids == cls)
+                if len(flat) > FOREGROUND_POINTS:
+                    flat = flat[rng.choice(len(flat), FOREGROUND_POINTS, replace=False)]
+                points.append(np.stack(np.unravel_index(flat, ids.shape), axis=1).astype(np.int32))
+            found = tuple(points)
+            self._foreground[i] = found
+        return found
 
     def _materialise(self) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:
@@ -535,8 +589,10 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
     first = _read_all(entries_train[:1], palette, keep=True, where=where, mat_key=config.mat_key)[0]
     h0, w0 = first.image.shape[:2]
     n_total = len(entries_train) + len(entries_val)
-    per_item = (config.image_size[0] * config.image_size[1] if config.image_size and config.resize == "resize" else h0 * w0)
-    estimate = n_total * per_item * (3 + 1) * 4 * (2 if config.resize == "crop" else 1)
+    patch_likely = config.patch_mode([_scaled((h0, w0), config.scale)])
+    per_item = (h0 * w0 * config.scale ** 2 if patch_likely or not config.image_size
+                else config.image_size[0] * config.image_size[1])
+    estimate = n_total * per_item * (3 + 1) * 4 * (2 if patch_likely else 1)
     keep = config.cache if config.cache is not None else estimate < 0.5 * _available_memory()
 
     items_train = _read_all(entries_train, palette, keep=keep, where=where, mat_key=config.mat_key, notes=notes)
@@ -568,12 +624,14 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
                 "is not set; fix: set data.image_size, e.g. [256, 256], to resize (or crop) them all to one size"
             )
         size = next(iter(shapes))
-    crop = config.resize == "crop"
+    crop = config.patch_mode([_scaled(s, config.scale) for s in shapes])
 
     def prepare(image: np.ndarray, raw_mask: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
         img = fit_channels(image, channels)
         ids = masks_mod.to_ids(raw_mask, rule, name)
         if crop:
+            scaled = _scaled(img.shape[:2], config.scale)
+            img, ids = resize_image(img, scaled), resize_mask(ids, scaled)
             img, ids3 = _pad(img, ids[..., None], size)
             return np.ascontiguousarray(img, np.float32), ids3.astype(np.float32)
         img = resize_image(img, size)
@@ -588,7 +646,8 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
                 arrays: tuple[Any, Any] = (np.stack(xs), np.stack(ys))
             else:
                 arrays = (xs, ys)
-            return Part(names, size, channels, arrays=arrays, crop=crop)
+            return Part(names, size, channels, arrays=arrays, crop=crop,
+                        background=background_class(config))
         chosen = [refs[i] for i in idx]
 
         def load_item(j: int) -> tuple[np.ndarray, np.ndarray]:
@@ -604,7 +663,8 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
                 image = image[..., 0]
             return prepare(to_float(image[..., :3] if image.ndim == 3 else image, name), mask, label)
 
-        return Part(names, size, channels, load_item=load_item, crop=crop)
+        return Part(names, size, channels, load_item=load_item, crop=crop,
+                    background=background_class(config))
 
     if val_src is not None:
         train = build_part(train_idx, items_train, entries_train)
@@ -616,6 +676,11 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
         it.image = it.mask = None
 
     info = _info(config, rule, train, val, rec, all_items, size, channels, keep, synthetic=False)
+    info["resize"] = "patch" if crop else "resize"
+    if crop:
+        info["description"] += (f"; trained on {size[0]}x{size[1]} patches at full resolution"
+                                + (f" x {config.scale:g}" if config.scale != 1.0 else "")
+                                + ", validated on whole images (data.resize: patch)")
     info["warnings"] = warnings
     info["description"] += "".join(f"\n  warning: {w}" for w in warnings)
     return Splits(train, val, info, rec)
@@ -709,9 +774,14 @@ def _load_sample(config: DataConfig, record: Mapping[str, Any] | None) -> Splits
         index = {n: i for i, n in enumerate(names)}
         train_idx, val_idx = [index[n] for n in rec["train"]], [index[n] for n in rec["val"]]
     rec["synthetic"] = True
-    train = Part([names[i] for i in train_idx], size, channels, arrays=(x[train_idx], y[train_idx]))
-    val = Part([names[i] for i in val_idx], size, channels, arrays=(x[val_idx], y[val_idx]))
+    crop = config.resize in ("patch", "crop")
+    background = background_class(config)
+    train = Part([names[i] for i in train_idx], size, channels, arrays=(x[train_idx], y[train_idx]),
+                 crop=crop, background=background)
+    val = Part([names[i] for i in val_idx], size, channels, arrays=(x[val_idx], y[val_idx]),
+               crop=crop, background=background)
     rule = masks_mod.MaskRule("ids", num_classes, description="synthetic class ids" if num_classes > 1 else "synthetic binary 0/1")
     fake = [_Item(n, bit_depth=32) for n in names]
     info = _info(config, rule, train, val, rec, fake, size, channels, True, synthetic=True)
+    info["resize"] = "patch" if crop else "resize"
     return Splits(train, val, info, rec)

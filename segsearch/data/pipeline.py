@@ -40,8 +40,11 @@ import numpy as np
 from segsearch.data.augment import Augment, transform
 from segsearch.data.dataset import Part
 
-__all__ = ["BatchPlan", "ProducerErrors", "batches", "default_workers", "iterate",
-           "producer_error", "sequence"]
+__all__ = ["BatchPlan", "ProducerErrors", "batches", "default_workers", "default_steps", "iterate",
+           "producer_error", "sequence", "MIN_STEPS"]
+
+#: The fewest optimiser steps a patch-mode epoch has (see ``default_steps``).
+MIN_STEPS = 16
 
 #: attribute of the datasets ``batches`` returns that holds their plan's ProducerErrors.
 _ERRORS_ATTR = "segsearch_producer_errors"
@@ -89,6 +92,23 @@ def default_workers() -> int:
     return max(1, min(16, os.cpu_count() or 1))
 
 
+def default_steps(part: Part, batch_size: int, minimum: int = MIN_STEPS) -> int:
+    """Steps of a patch-mode epoch: about as many patch pixels as the training images hold.
+
+    ``ceil(image pixels / (batch_size * patch pixels))``, at least ``minimum``: 24 images of
+    512x512 in patches of 128x128, 8 a batch, give 48 steps.
+
+    Args:
+        part: the training part.
+        batch_size: patches per step.
+        minimum: the floor, so that an epoch of few images is still worth a pruning decision.
+    """
+    h, w = part.size
+    sizes = part.item_sizes or [part.size] * len(part.names)
+    pixels = sum(int(a) * int(b) for a, b in sizes)
+    return max(int(minimum), math.ceil(pixels / (int(batch_size) * h * w)))
+
+
 class BatchPlan:
     """Which items, and which random augmentation, make batch ``index`` of epoch ``epoch``.
 
@@ -96,12 +116,18 @@ class BatchPlan:
         part: the data (a Part from ``load``).
         batch_size: items per batch; the last batch of an epoch may be smaller.
         augment: an Augment, a strength, a mapping of Augment fields, or None for none.
-        shuffle: a new seeded order each epoch (and, in crop mode, random windows); False keeps the
-            files' order and the fixed tiles (for validation).
+        shuffle: a new seeded order each epoch (and, in patch mode, random patches); False keeps
+            the files' order and the fixed tiles (for validation).
         seed: seed of the order and of the augmentation.
+        steps: in patch mode with shuffle, batches per epoch (default ``default_steps``); each
+            batch takes its images from seeded permutations of the images, so each image
+            gives about as many patches as any other.
+        foreground: in patch mode with shuffle, the chance that a patch is centred on a random
+            foreground pixel (a foreground class of the image picked at random first).
     """
 
-    def __init__(self, part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True,
+                 seed: int = 0, steps: int | None = None, foreground: float = 0.33) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if len(part) == 0:
@@ -111,7 +137,12 @@ class BatchPlan:
         self.augment = Augment.from_config(augment)
         self.shuffle = bool(shuffle)
         self.seed = int(seed)
-        self.num_batches = math.ceil(len(part) / batch_size)
+        self.patches = bool(part.crop and self.shuffle)
+        self.foreground = float(foreground)
+        if self.patches:
+            self.num_batches = int(steps) if steps else default_steps(part, batch_size)
+        else:
+            self.num_batches = math.ceil(len(part) / batch_size)
         self.errors = ProducerErrors()
         self._orders: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
 
@@ -120,7 +151,13 @@ class BatchPlan:
         if not self.shuffle:
             return np.arange(len(self.part))
         if epoch not in self._orders:
-            self._orders[epoch] = np.random.default_rng([self.seed, epoch, 1]).permutation(len(self.part))
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            if self.patches:  # images, each once before any twice
+                n = len(self.part.names)
+                rounds = -(-self.num_batches * self.batch_size // n)
+                self._orders[epoch] = np.concatenate([rng.permutation(n) for _ in range(rounds)])
+            else:
+                self._orders[epoch] = rng.permutation(len(self.part))
             while len(self._orders) > 4:
                 self._orders.popitem(last=False)
         return self._orders[epoch]
@@ -140,9 +177,14 @@ class BatchPlan:
         samples = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, index, 2])
         part = self.part
-        items = part.owner[samples]
-        offsets = part.offsets[samples]
-        random_crop = part.crop and self.shuffle
+        centers = None
+        if self.patches:
+            items, offsets = samples, None
+            centers = self.centers(samples, epoch, index)
+        else:
+            items = part.owner[samples]
+            offsets = part.offsets[samples]
+        random_crop = self.patches
         aug = self.augment if self.augment.enabled else None
         stacked = part.stacked
         if stacked is not None:
@@ -151,7 +193,33 @@ class BatchPlan:
             loaded = {int(i): part.item(int(i)) for i in np.unique(items)}
             images = {i: v[0] for i, v in loaded.items()}
             masks = {i: v[1] for i, v in loaded.items()}
-        return transform(images, masks, items, part.size, aug, rng, offsets=offsets, random_crop=random_crop)
+        return transform(images, masks, items, part.size, aug, rng, offsets=offsets,
+                         random_crop=random_crop, centers=centers)
+
+    def centers(self, items: np.ndarray, epoch: int, index: int) -> np.ndarray:
+        """Where the patches of a batch are centred: (n, 2) (row, col), NaN rows = anywhere.
+
+        Each patch is, with chance ``foreground``, centred on a foreground pixel of its image: a
+        foreground class present in the image first (each equally likely), then one of its pixels.
+        An image without foreground gives a random patch.
+
+        Args:
+            items: the images of the batch.
+            epoch: the epoch (seeds the draw with ``index``).
+            index: the batch index.
+        """
+        n = len(items)
+        rng = np.random.default_rng([self.seed, epoch, index, 3])
+        forced = rng.random(n) < self.foreground
+        pick = rng.random((n, 2))
+        out = np.full((n, 2), np.nan)
+        for j in np.flatnonzero(forced):
+            classes = self.part.foreground(int(items[j]))
+            if not classes:
+                continue
+            points = classes[min(int(pick[j, 0] * len(classes)), len(classes) - 1)]
+            out[j] = points[min(int(pick[j, 1] * len(points)), len(points) - 1)]
+        return out
 
 
 def iterate(
@@ -192,7 +260,7 @@ def iterate(
 
 def sequence(
     part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0, repeat: bool = False,
-    workers: int | None = None,
+    workers: int | None = None, steps: int | None = None, foreground: float = 0.33,
 ):
     """The batches as a ``keras.utils.PyDataset`` (works with every Keras backend, no TensorFlow needed).
 
@@ -204,10 +272,13 @@ def sequence(
         seed: seed of order and augmentation.
         repeat: an endless dataset (use ``steps_per_epoch``); else one epoch per pass.
         workers: threads Keras uses to build batches ahead (default ``default_workers()``).
+        steps: patch mode: batches per epoch (see BatchPlan).
+        foreground: patch mode: share of foreground-centred patches (see BatchPlan).
     """
     import keras
 
-    plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed)
+    plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, steps=steps,
+                     foreground=foreground)
 
     class SegmentationBatches(keras.utils.PyDataset):
         """Batches of (images, class-id masks) for ``model.fit``; a new epoch after each pass."""
@@ -276,6 +347,8 @@ def batches(
     shuffle: bool = True,
     seed: int = 0,
     repeat: bool = False,
+    steps: int | None = None,
+    foreground: float = 0.33,
 ):
     """Batches of (x, y) for ``model.fit``: tf.data under TensorFlow, a PyDataset otherwise.
 
@@ -292,6 +365,10 @@ def batches(
             validation.
         seed: seed of the order and the augmentation.
         repeat: loop forever instead of one epoch per pass.
+        steps: patch mode (``part.crop`` and shuffle): batches per epoch, each of ``batch_size``
+            random patches (default ``default_steps``).
+        foreground: patch mode: share of the patches centred on a foreground pixel
+            (``data.foreground_oversample``).
 
     Example:
         >>> train = batches(splits.train, 8, augment=config.augment, seed=trial_seed)
@@ -301,6 +378,8 @@ def batches(
     import keras
 
     if keras.backend.backend() == "tensorflow":
-        plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed)
+        plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, steps=steps,
+                         foreground=foreground)
         return _tf_dataset(plan, repeat, None)
-    return sequence(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, repeat=repeat)
+    return sequence(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, repeat=repeat,
+                    steps=steps, foreground=foreground)

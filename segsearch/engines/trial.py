@@ -117,6 +117,9 @@ class TrainingContext:
             would lag behind (see :func:`adapt_batch_norm`) are made to follow. None: left as built.
         smoothing: weight of the newest epoch in the moving average of the objective that picks
             the best epoch (1: the raw best epoch).
+        val_callback: returns a Keras callback that puts the ``val_*`` metrics into each epoch's
+            logs (patch mode: whole validation images scored through sliding windows, see
+            ``segsearch.sliding``); with it, ``val_data`` is not passed to ``model.fit``.
     """
 
     train_data: Any
@@ -132,6 +135,7 @@ class TrainingContext:
     deadline: float | None = None
     epoch_steps: int | None = None
     smoothing: float = scores.EMA_ALPHA
+    val_callback: Callable[[], Any] | None = None
 
 
 @dataclass
@@ -651,6 +655,9 @@ def _run_trial(
     sized = {} if task.batch_size is None else {"batch_size": task.batch_size}
     if callable(train_data):
         train_data = train_data(seed, **sized)
+    if context.val_callback is not None:  # first: the callbacks after it read its val_* logs
+        callbacks.insert(0, context.val_callback())
+        val_data = None
     if callable(val_data):
         val_data = val_data(seed, **sized)
     monitor.probe = _first_batch(val_data)

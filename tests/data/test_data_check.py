@@ -128,4 +128,4 @@ def test_suggest_size():
     assert suggest_size([100], [150]) == ((96, 128), (2, 3), "resize")
     assert suggest_size([32], [32]) == ((32, 32), (2, 2), "resize")
     assert suggest_size([100], [150], min_depth=3) == ((96, 128), (3, 3), "resize")
-    assert suggest_size([2048], [2048]) == ((512, 512), (3, 5), "crop")
+    assert suggest_size([2048], [2048]) == ((512, 512), (3, 5), "patch")

@@ -27,7 +27,8 @@ def _by_name(splits):
 
 
 def test_isbi_slices(isbi_dir):
-    splits = load(DataConfig(source=str(isbi_dir), image_size=(64, 64), val_fraction=0.2, seed=0))
+    splits = load(DataConfig(source=str(isbi_dir), image_size=(64, 64), resize="resize",
+                             val_fraction=0.2, seed=0))
     info = splits.info
     assert info["counts"]["total"] == 30 and info["counts"]["train"] == 24 and info["counts"]["val"] == 6
     assert info["num_classes"] == 1 and info["channels"] == 1 and info["mask_kind"] == "binary 0/255"
@@ -83,7 +84,8 @@ def test_rgb_rgba_and_mixed_channels(folder, tmp_path):
 def test_different_sizes_resized_and_masks_keep_their_ids(folder, tmp_path):
     images, masks = blobs(3, size=(40, 60), num_classes=4)
     more_i, more_m = blobs(3, size=(25, 25), num_classes=4, seed=1)
-    splits = _load(folder(images + more_i, masks + more_m), image_size=(24, 36), val_fraction=0.34)
+    splits = _load(folder(images + more_i, masks + more_m), image_size=(24, 36), val_fraction=0.34,
+                   resize="resize")
     assert splits.train.x.shape[1:] == (24, 36, 1)
     assert set(np.unique(np.concatenate([splits.train.y, splits.val.y]))) == {0.0, 1.0, 2.0, 3.0}
     with pytest.raises(DataError, match=r"images have 2 different sizes .*data.image_size is not set; fix: set data.image_size"):

@@ -159,3 +159,62 @@ def test_a_continuation_goes_on_with_the_average_and_must_beat_the_trial(tmp_pat
     (tmp_path / "b").mkdir()
     monitor, _, _ = _monitor(tmp_path / "b", [0.9, 0.7], baseline=0.84, start=0.80)
     assert monitor.best_epoch == 1 and monitor.best_value == pytest.approx(0.86)
+def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
+        tmp_path, make_config, standin):
+    """32x32 patches of 70x90 thin-line images: the epoch has train.steps_per_epoch steps, and the
+    val_* figures in history.csv, the trial record and best/metrics.yaml are those of the whole
+    validation images predicted through overlapping windows (recomputed from the checkpoint)."""
+    import csv
+
+    import numpy as np
+    import yaml
+
+    from _thin import thin_lines
+    from segsearch.driver import Study
+    from segsearch.sliding import part_images, score_images
+
+    images, masks = thin_lines(6, (70, 90), seed=2, lines=3)
+    source = tmp_path / "thin.npz"
+    np.savez(source, images=np.stack(images)[..., None], masks=np.stack(masks)[..., None])
+    config = make_config(trials=1, epochs=1, train={"final_epochs": 0, "steps_per_epoch": 3},
+                         export={"enabled": True, "overlays": 0, "saved_model": False})
+    data = {**config.data.to_dict(), "source": str(source), "image_size": [32, 32]}
+    from segsearch.config import load_config
+
+    raw = {**config.to_dict(), "data": data}
+    config = load_config(raw, study_dir=config.study_dir, check_space=False)
+    assert config.data.resize == "auto"
+
+    steps: list[int] = []
+    study = Study(config)
+    context = study.training_context()
+    train = context.train_data(0)
+    assert context.steps_per_epoch is None and context.epoch_steps == 3
+    assert context.val_callback is not None
+    steps.append(sum(1 for _ in train.take(10)))  # one pass = one epoch of exactly 3 batches
+    assert steps == [3]
+
+    results = Study(config).run()
+    splits = study._load_data()
+    assert splits.info["resize"] == "patch" and splits.train.item(0)[0].shape == (70, 90, 1)
+    record = results.trials[0]
+    assert record.state == "complete"
+    trial_dir = config.study_dir / "trials" / "0000"
+    with open(trial_dir / "history.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and {"val_dice", "val_loss", "val_mean_iou", "dice"} <= set(rows[0])
+    import keras
+
+    model = keras.saving.load_model(trial_dir / "model.keras")
+    images_val, masks_val = part_images(splits.val)
+    assert images_val[0].shape == (70, 90, 1)
+    again = score_images(model, images_val, masks_val, overlap=config.data.overlap,
+                         batch_size=config.train.batch_size)
+    assert float(rows[0]["val_dice"]) == pytest.approx(again["dice"], abs=1e-5)
+    assert float(rows[0]["val_loss"]) == pytest.approx(again["loss"], rel=1e-4)
+    assert record.values["val_mean_iou"] == pytest.approx(again["mean_iou"], abs=1e-5)
+    metrics = yaml.safe_load((config.study_dir / "best" / "metrics.yaml").read_text())
+    assert metrics["validation"]["val_dice"] == pytest.approx(again["dice"], abs=1e-5)
+    assert metrics["validation_images"] == len(splits.val.names)
+    stored = yaml.safe_load((config.study_dir / "best" / "config.yaml").read_text())
+    assert stored["data"]["resize"] == "patch"  # what predict must do, not "auto"
