@@ -1080,7 +1080,8 @@ def _final_retry(final: Mapping[str, Any]) -> bool:
 def _validation_masks(val: Any) -> Any:
     """The validation masks (class ids), one at a time, or None when the part has none."""
     if hasattr(val, "item"):
-        return (val.item(i)[1] for i in range(len(val)))
+        count = len(val.names) if getattr(val, "crop", False) else len(val)  # patch: whole images
+        return (val.item(i)[1] for i in range(count))
     y = getattr(val, "y", None)
     return None if y is None else (y[i] for i in range(len(y)))
 

@@ -377,8 +377,14 @@ def write_overlays(
     return paths
 
 
+def _images(part: Any) -> int:
+    """How many validation images a part holds (patch mode: its whole images, not its tiles)."""
+    return len(part.names) if getattr(part, "crop", False) else len(part)
+
+
 def validation_report(model: Any, val: Any, *, num_classes: int, background: int | None,
-                      class_names: Sequence[str] | None, batch_size: int = 8) -> dict[str, Any]:
+                      class_names: Sequence[str] | None, batch_size: int = 8,
+                      overlap: float = 0.5) -> dict[str, Any]:
     """Per-class dice / IoU / pixel counts of ``model`` on the validation part, by class name.
 
     Args:
@@ -388,16 +394,25 @@ def validation_report(model: Any, val: Any, *, num_classes: int, background: int
         background: the background class (marked in the report).
         class_names: names by class id.
         batch_size: images per prediction batch.
+        overlap: the sliding windows' overlap (patch mode).
     """
     from segsearch import metrics as seg_metrics
 
     metric = seg_metrics.MeanIoU(num_classes)
-    n = len(val)
-    for start in range(0, n, batch_size):
-        items = [val.item(i) for i in range(start, min(n, start + batch_size))]
-        xb = np.stack([a for a, _ in items])
-        yb = np.stack([b for _, b in items])
-        metric.update_state(yb, model.predict_on_batch(xb))
+    if getattr(val, "crop", False):  # patch mode: whole images of any size, through windows
+        from segsearch.sliding import predict_image
+
+        for i in range(len(val.names)):
+            x, y = val.item(i)
+            probs = predict_image(model, x, overlap=overlap, batch_size=batch_size)
+            metric.update_state(y[None], probs[None])
+    else:
+        n = len(val)
+        for start in range(0, n, batch_size):
+            items = [val.item(i) for i in range(start, min(n, start + batch_size))]
+            xb = np.stack([a for a, _ in items])
+            yb = np.stack([b for _, b in items])
+            metric.update_state(yb, model.predict_on_batch(xb))
     table = metric.per_class()
     names = list(class_names or ())
     out = {}
@@ -467,7 +482,7 @@ def export_study(
         background = getattr(config.data, "background", 0)
         class_names = getattr(config.data, "class_names", None)
         baseline = scores.constant_baselines(
-            (val.item(i)[1] for i in range(len(val))), classes, background,
+            (val.item(i)[1] for i in range(_images(val))), classes, background,
             objective=objective, direction=direction, class_names=class_names)
         metrics = {
             "objective": {"name": objective, "direction": direction,
@@ -476,7 +491,8 @@ def export_study(
             "validation_images": int(len(val.names)),
             "per_class": validation_report(model, val, num_classes=classes, background=background,
                                            class_names=class_names,
-                                           batch_size=int(config.train.batch_size)),
+                                           batch_size=int(config.train.batch_size),
+                                           overlap=float(getattr(config.data, "overlap", 0.5))),
             "background": background,
             "baseline": {**baseline["best"], "best_by_metric": baseline["best_by_metric"]},
             "verdict": scores.judge(validation.get(objective), baseline["best"].get(objective),
