@@ -627,14 +627,7 @@ class Study:
         if not state.local or state.status in ("missing",) or (
                 state.status in ("empty", "no_study") and self.config.search.engine == "optuna"):
             return  # nothing there, or Optuna adds the study to the file as it is
-        path = Path(state.where)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        target = path.with_name(f"{path.name}.broken-{stamp}")
-        n = 2
-        while target.exists():
-            target = path.with_name(f"{path.name}.broken-{stamp}-{n}")
-            n += 1
-        os.replace(path, target)
+        _move_aside(Path(state.where), "broken")
 
     def _deadline_passed(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -652,14 +645,7 @@ class Study:
             self.hypermodel()
         if exists and self.fresh:
             self._check_fresh_storage()
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            target = folder.with_name(f"{folder.name}.old-{stamp}")
-            n = 2
-            while target.exists():
-                target = folder.with_name(f"{folder.name}.old-{stamp}-{n}")
-                n += 1
-            os.replace(folder, target)
-            self.moved_aside = target
+            self.moved_aside = _move_aside(folder, "old")
             exists = False
         meta = _read_meta(folder) if exists else None
         if exists and meta is None:
@@ -1156,6 +1142,18 @@ def _check_folder_path(folder: Path) -> None:
     else:  # pragma: no cover - exists() said otherwise
         return
     raise StudyError(f"{folder}: {problem}; fix or remove the link, or give another --study-dir")
+
+
+def _move_aside(path: Path, tag: str) -> Path:
+    """Rename ``path`` to ``<name>.<tag>-<timestamp>`` (``-2``, ``-3``... if taken); the new path."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.{tag}-{stamp}")
+    n = 2
+    while target.exists():
+        target = path.with_name(f"{path.name}.{tag}-{stamp}-{n}")
+        n += 1
+    os.replace(path, target)
+    return target
 
 
 def _remove_unstarted(folder: Path) -> None:
