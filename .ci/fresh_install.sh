@@ -13,7 +13,14 @@ PYTHON="${PYTHON:-python3}"
 # shellcheck disable=SC1091
 source "$work/venv/bin/activate"
 python -m pip install -q "$repo"
-mkdir "$work/run" && cp -r "$repo/spaces" "$work/run/spaces"
+# The space files from the INSTALLED package (spaces/ in the clone is a link to segsearch/spaces/):
+# a wheel that lacks them fails here.
+shipped="$(python -c 'import importlib.resources as r; print(r.files("segsearch") / "spaces")')"
+test -f "$shipped/resunet.yaml" || {
+    echo "fresh_install.sh: FAILED: the installed package ships no spaces/resunet.yaml ($shipped)" >&2
+    exit 1
+}
+mkdir "$work/run" && cp -r "$shipped" "$work/run/spaces"
 cd "$work/run"
 start=$SECONDS
 segsearch run spaces/resunet.yaml

@@ -1,4 +1,4 @@
-"""The shipped space files: they load, their packaged copies match, every trial they allow fits."""
+"""The shipped space files: one copy (spaces/ links to it), they load, every trial they allow fits."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ PACKAGED = REPO / "segsearch" / "spaces"
 ARCHITECTURES = ("unet", "resunet", "resnet50_unet", "deeplabv3plus", "resblock_unet")
 
 
-def test_packaged_copies_are_identical() -> None:
-    assert [p.name for p in SPACES] == sorted(p.name for p in PACKAGED.glob("*.yaml"))
-    for path in SPACES:
-        assert (PACKAGED / path.name).read_bytes() == path.read_bytes(), (
-            f"segsearch/spaces/{path.name} differs from spaces/{path.name}; copy it over"
-        )
+def test_space_files_ship_once() -> None:
+    """spaces/ is a link to the package's segsearch/spaces/, the one copy (git stores the link)."""
+    link = REPO / "spaces"
+    assert link.is_symlink(), "spaces should be a symbolic link to segsearch/spaces, not a copy"
+    assert link.readlink() == Path("segsearch", "spaces")
+    assert link.resolve() == PACKAGED.resolve()
+    assert SPACES, "segsearch/spaces holds no space file"
 
 
 def test_one_space_per_architecture_and_one_across_them() -> None:
