@@ -12,8 +12,9 @@ and prints both in images/s with their ratio. The issue asks for a ratio of at l
 status is 1 when the ratio is below ``--require``.
 
 Usage:
-    python benchmarks/bench_data.py                        # ISBI slices beside the checkout, 128x128
-    python benchmarks/bench_data.py --size 256 --batch-size 4 --data path/to/folder --json out.json
+    python benchmarks/bench_data.py                        # ISBI slices beside the checkout,
+    128x128 python benchmarks/bench_data.py --size 256 --batch-size 4 --data path/to/folder --json
+    out.json
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "isbi2012-membrane"
 
 
 def measure_pipeline(part, batch_size: int, seconds: float, *, producer_only: bool = False) -> dict:
-    """Images per second delivered by batches() (or by the NumPy producer alone) with default augmentation."""
+    """Images per second delivered by batches() (or by the NumPy producer alone) with default
+    augmentation."""
     import keras
 
     from segsearch.data import Augment, batches
@@ -62,11 +64,15 @@ def measure_pipeline(part, batch_size: int, seconds: float, *, producer_only: bo
         x, _ = next(stream)
         images += int(x.shape[0])
     elapsed = time.perf_counter() - start
-    return {"path": path, "images": images, "seconds": round(elapsed, 3), "images_per_s": images / elapsed}
+    return {"path": path, "images": images, "seconds": round(elapsed, 3),
+            "images_per_s": images / elapsed}
 
 
-def measure_unet(shape: tuple[int, int, int], batch_size: int, seconds: float, min_steps: int) -> dict:
-    """Images per second that training steps of the default U-Net consume (data already in memory)."""
+def measure_unet(
+    shape: tuple[int, int, int], batch_size: int, seconds: float, min_steps: int,
+) -> dict:
+    """Images per second that training steps of the default U-Net consume (data already in
+    memory)."""
     import keras
     import numpy as np
 
@@ -114,12 +120,15 @@ def device_name() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else "sample",
-                        help="data folder (default: the ISBI 2012 slices beside the checkout, else the synthetic sample)")
+                        help="data folder (default: the ISBI 2012 slices beside the checkout, else "
+                             "the synthetic sample)")
     parser.add_argument("--size", type=int, default=128, help="input height = width (default 128)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10.0, help="time spent measuring each side")
+    parser.add_argument("--seconds", type=float, default=10.0,
+                        help="time spent measuring each side")
     parser.add_argument("--min-steps", type=int, default=3, help="fewest timed U-Net steps")
-    parser.add_argument("--require", type=float, default=10.0, help="fail (exit 1) below this ratio")
+    parser.add_argument("--require", type=float, default=10.0,
+                        help="fail (exit 1) below this ratio")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -130,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     splits = load(DataConfig(source=args.data, image_size=args.size))
     part = splits.train
     shape = (args.size, args.size, part.channels)
-    print(f"data: {splits.info['description']} ({len(part)} training samples at {args.size}x{args.size}x{part.channels})")
-    print(f"backend: {keras.backend.backend()}; device: {device_name()}; batch size {args.batch_size}")
+    print(f"data: {splits.info['description']} ({len(part)} training samples at "
+          f"{args.size}x{args.size}x{part.channels})")
+    print(f"backend: {keras.backend.backend()}; device: {device_name()}; batch size "
+          f"{args.batch_size}")
     pipe = measure_pipeline(part, args.batch_size, args.seconds)
     producer = measure_pipeline(part, args.batch_size, min(args.seconds, 5.0), producer_only=True)
     unet = measure_unet(shape, args.batch_size, args.seconds, args.min_steps)
@@ -145,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({
             "data": splits.info["description"], "size": args.size, "batch_size": args.batch_size,
-            "backend": keras.backend.backend(), "device": device_name(), "cpu_count": os.cpu_count(),
+            "backend": keras.backend.backend(), "device": device_name(),
+            "cpu_count": os.cpu_count(),
             "pipeline": pipe, "producer": producer, "unet": unet, "ratio": ratio,
         }, indent=2))
     return 0 if ratio >= args.require else 1

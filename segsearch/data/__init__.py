@@ -1,4 +1,5 @@
-"""segsearch.data: read image/mask folders of every common kind, check them, split them, feed a model.
+"""segsearch.data: read image/mask folders of every common kind, check them, split them, feed a
+model.
 
 Public API:
 
@@ -15,7 +16,8 @@ Importing this package imports neither TensorFlow nor Keras; ``batches`` does, l
 Example:
     >>> from segsearch.data import DataConfig, load, batches
     >>> splits = load(DataConfig(source="data/membrane", image_size=(256, 256)))
-    >>> model.fit(batches(splits.train, 8, augment=1.0), validation_data=batches(splits.val, 8, shuffle=False))
+    >>> model.fit(batches(splits.train, 8, augment=1.0),
+    ...           validation_data=batches(splits.val, 8, shuffle=False))
 """
 
 from __future__ import annotations
@@ -27,4 +29,5 @@ from segsearch.data.dataset import Part, Splits, load
 from segsearch.data.pipeline import batches
 from segsearch.data.sample import make_sample
 
-__all__ = ["Augment", "DataConfig", "Part", "Report", "Splits", "batches", "check", "load", "make_sample"]
+__all__ = ["Augment", "DataConfig", "Part", "Report", "Splits", "batches", "check", "load",
+           "make_sample"]

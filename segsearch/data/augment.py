@@ -41,14 +41,15 @@ class Augment:
         brightness: random offset added to the image, drawn from [-brightness, brightness].
         contrast: random factor around the image mean, drawn from [1 - contrast, 1 + contrast].
         elastic: elastic deformation as in the U-Net paper: displacement vectors on a coarse
-            ``elastic_grid`` x ``elastic_grid`` grid drawn with this standard deviation, as a fraction
-            of the image side (0.02 is the paper's 10 pixels on a 512-pixel image), then interpolated
-            to every pixel with cubic splines.
+            ``elastic_grid`` x ``elastic_grid`` grid drawn with this standard deviation, as a
+            fraction of the image side (0.02 is the paper's 10 pixels on a 512-pixel image), then
+            interpolated to every pixel with cubic splines.
         elastic_grid: points per side of the coarse displacement grid (>= 2).
 
     Example:
         >>> Augment.from_config({"strength": 0.5, "elastic": 0})
-        Augment(strength=0.5, flip=True, rotate90=True, scale=0.15, brightness=0.1, contrast=0.1, elastic=0.0, elastic_grid=3)
+        Augment(strength=0.5, flip=True, rotate90=True, scale=0.15, brightness=0.1, contrast=0.1,
+                elastic=0.0, elastic_grid=3)
     """
 
     strength: float = 1.0
@@ -64,30 +65,36 @@ class Augment:
         where = "data.augment"
         for name in ("strength", "scale", "brightness", "contrast", "elastic"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not math.isfinite(value)):
                 raise ConfigError(f"{where}.{name}: expected a number >= 0, got {value!r}")
             if value < 0:
-                raise ConfigError(f"{where}.{name}: must be >= 0, got {value!r}; use 0 to turn it off")
+                raise ConfigError(f"{where}.{name}: must be >= 0, got {value!r}; use "
+                                  "0 to turn it off")
             object.__setattr__(self, name, float(value))
         if self.strength > 4:
             raise ConfigError(f"{where}.strength: must be between 0 and 4, got {self.strength!r}")
         if self.contrast * self.strength >= 1:
             raise ConfigError(
-                f"{where}.contrast: contrast x strength must stay below 1 (a factor in [1-c, 1+c]), "
-                f"got contrast={self.contrast} with strength={self.strength}"
+                f"{where}.contrast: contrast x strength must stay below 1 (a factor in [1-c, "
+                f"1+c]), got contrast={self.contrast} with strength={self.strength}"
             )
         for name in ("flip", "rotate90"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{where}.{name}: expected true or false, got {getattr(self, name)!r}")
-        if isinstance(self.elastic_grid, bool) or not isinstance(self.elastic_grid, int) or self.elastic_grid < 2:
-            raise ConfigError(f"{where}.elastic_grid: expected an integer >= 2, got {self.elastic_grid!r}")
+                raise ConfigError(f"{where}.{name}: expected true or false, got "
+                                  f"{getattr(self, name)!r}")
+        if (isinstance(self.elastic_grid, bool) or not isinstance(self.elastic_grid, int)
+                or self.elastic_grid < 2):
+            raise ConfigError(f"{where}.elastic_grid: expected an integer >= 2, got "
+                              f"{self.elastic_grid!r}")
 
     @property
     def enabled(self) -> bool:
         """True when this augmentation changes anything at all."""
         if self.strength <= 0:
             return False
-        return bool(self.flip or self.rotate90 or self.scale or self.brightness or self.contrast or self.elastic)
+        return bool(self.flip or self.rotate90 or self.scale or self.brightness or self.contrast
+                    or self.elastic)
 
     @classmethod
     def from_config(cls, value: Any, where: str = "data.augment") -> Augment:
@@ -117,7 +124,8 @@ class Augment:
                     raise ConfigError(unknown_name("augmentation option", key, names, where))
             return cls(**dict(value))
         raise ConfigError(
-            f"{where}: expected a strength (number), true/false or a mapping of options, got {value!r}"
+            f"{where}: expected a strength (number), true/false or a mapping of "
+            f"options, got {value!r}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,8 +142,9 @@ def _spline_matrix(n: int, grid: int) -> np.ndarray:
     """(n, grid) matrix that interpolates ``grid`` evenly spaced values to ``n`` pixels.
 
     The basis of a natural cubic spline (zero second derivative at both ends) through knots at
-    ``linspace(0, n - 1, grid)``, the same as ``scipy.interpolate.CubicSpline(..., bc_type="natural")``
-    applied to the identity, in NumPy: row ``i`` holds the weights of the grid values at pixel ``i``.
+    ``linspace(0, n - 1, grid)``, the same as ``scipy.interpolate.CubicSpline(...,
+    bc_type="natural")`` applied to the identity, in NumPy: row ``i`` holds the weights of the grid
+    values at pixel ``i``.
     """
     if grid < 2:
         raise ValueError(f"a spline needs at least 2 knots, got {grid}")
@@ -264,8 +273,13 @@ def _index_dtype(flat: np.ndarray) -> type:
     return np.int32 if len(flat) < 2**31 - 1 else np.int64
 
 
-def _gather_bilinear(flat: np.ndarray, base: np.ndarray, ys: np.ndarray, xs: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear read of ``flat`` ((items*H*W, C)) at folded (ys, xs); ``base``: each item's first index."""
+def _gather_bilinear(
+    flat: np.ndarray, base: np.ndarray, ys: np.ndarray, xs: np.ndarray, hw: tuple[int, int],
+) -> np.ndarray:
+    """Bilinear read of ``flat`` ((items*H*W, C)) at folded (ys, xs).
+
+    ``base`` holds each item's first index.
+    """
     H, W = hw
     it = _index_dtype(flat)
     y0f = np.floor(ys)
@@ -297,7 +311,9 @@ def _gather_bilinear(flat: np.ndarray, base: np.ndarray, ys: np.ndarray, xs: np.
     return top.astype(np.float32, copy=False)
 
 
-def _gather_nearest(flat: np.ndarray, base: np.ndarray, ys: np.ndarray, xs: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def _gather_nearest(
+    flat: np.ndarray, base: np.ndarray, ys: np.ndarray, xs: np.ndarray, hw: tuple[int, int],
+) -> np.ndarray:
     """Nearest-neighbour read of ``flat`` at folded (ys, xs)."""
     H, W = hw
     it = _index_dtype(flat)
@@ -362,20 +378,23 @@ def transform(
         p["center"] = np.asarray(offsets, np.float64).reshape(n, 2) + (np.array([h, w]) - 1) / 2.0
     ys, xs = _coordinates(n, out_hw, p, aug)
     identity = (
-        "elastic" not in p and not np.any(p["flip_y"]) and not np.any(p["flip_x"]) and not np.any(p["rot"])
-        and np.all(p["zoom"] == 1)
+        "elastic" not in p and not np.any(p["flip_y"]) and not np.any(p["flip_x"])
+        and not np.any(p["rot"]) and np.all(p["zoom"] == 1)
     )
     if stacked:
         H, W = images.shape[1:3]
         starts = p["center"] - (np.array([h, w]) - 1) / 2.0
-        if identity and np.all(starts == np.round(starts)) and np.all(starts >= 0) and np.all(starts[:, 0] + h <= H) and np.all(starts[:, 1] + w <= W):
+        if (identity and np.all(starts == np.round(starts)) and np.all(starts >= 0)
+                and np.all(starts[:, 0] + h <= H) and np.all(starts[:, 1] + w <= W)):
             s = starts.astype(int)
             if H == h and W == w:
                 x = images[idx].astype(np.float32, copy=True)
                 y = masks[idx].astype(np.float32, copy=True)
             else:
-                x = np.stack([images[i, a:a + h, b:b + w] for i, (a, b) in zip(idx, s)]).astype(np.float32)
-                y = np.stack([masks[i, a:a + h, b:b + w] for i, (a, b) in zip(idx, s)]).astype(np.float32)
+                x = np.stack([images[i, a:a + h, b:b + w]
+                              for i, (a, b) in zip(idx, s)]).astype(np.float32)
+                y = np.stack([masks[i, a:a + h, b:b + w]
+                              for i, (a, b) in zip(idx, s)]).astype(np.float32)
         else:
             flat_x = images.reshape(-1, images.shape[-1])
             flat_y = masks.reshape(-1, 1)
@@ -401,7 +420,8 @@ def transform(
 
 
 def apply(
-    x: np.ndarray, y: np.ndarray, aug: Augment | float | Mapping[str, Any] | None, rng: np.random.Generator | int = 0,
+    x: np.ndarray, y: np.ndarray, aug: Augment | float | Mapping[str, Any] | None,
+    rng: np.random.Generator | int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Augment a batch of images and masks of one size, with the same geometric map for both.
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
+from segsearch.data import dataset as dataset_mod
 from segsearch.data import masks as masks_mod
 from segsearch.data import sources
 from segsearch.data import split as split_mod
 from segsearch.data.config import DataConfig
-from segsearch.data import dataset as dataset_mod
 from segsearch.data.dataset import size_mismatch, to_float
 from segsearch.data.sources import first_names
 from segsearch.errors import ConfigError, DataError
@@ -146,7 +146,8 @@ class Report:
         fingerprint: JSON-able facts (counts, sizes, channels, bit depths, classes, suggestion ...).
         warnings: what looks wrong but would load.
         errors: what would stop ``load`` (one message per problem, naming files and the fix).
-        stop: the message ``load`` (and ``segsearch run``) stops with, or None when it reads the data.
+        stop: the message ``load`` (and ``segsearch run``) stops with, or None when it reads the
+            data.
     """
 
     source: str
@@ -162,8 +163,8 @@ class Report:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: source, fingerprint keys, warnings, errors, stop, ok."""
-        out = {"source": self.source, **self.fingerprint, "warnings": list(self.warnings), "errors": list(self.errors),
-               "stop": self.stop, "ok": self.ok}
+        out = {"source": self.source, **self.fingerprint, "warnings": list(self.warnings),
+               "errors": list(self.errors), "stop": self.stop, "ok": self.ok}
         json.dumps(out)  # fail here, not in the caller, if something is not JSON-able
         return out
 
@@ -179,7 +180,8 @@ class Report:
 
         counts = f.get("counts", {})
         row("pairs", f"{counts.get('pairs', 0)}" + (f" ({f['layout']})" if f.get("layout") else ""))
-        for key, label in (("lone_images", "images w/o mask"), ("lone_masks", "masks w/o image"), ("unreadable", "unreadable")):
+        for key, label in (("lone_images", "images w/o mask"), ("lone_masks", "masks w/o image"),
+                           ("unreadable", "unreadable")):
             if counts.get(key):
                 row(label, str(counts[key]))
         img = f.get("images", {})
@@ -187,36 +189,46 @@ class Report:
             sizes = ", ".join(f"{s} x{n}" for s, n in img["sizes"].items())
             row("image sizes", sizes + (" (height x width)" if img["sizes"] else ""))
             if len(img["sizes"]) > 1:
-                row("", f"height {img['height']['min']}..{img['height']['max']} (median {img['height']['median']}), "
-                        f"width {img['width']['min']}..{img['width']['max']} (median {img['width']['median']})")
+                row("", f"height {img['height']['min']}..{img['height']['max']} (median "
+                        f"{img['height']['median']}), width "
+                        f"{img['width']['min']}..{img['width']['max']} (median "
+                        f"{img['width']['median']})")
         if img.get("channels"):
             row("channels", ", ".join(f"{k} x{v}" for k, v in img["channels"].items()))
         if img.get("bit_depths"):
             row("bit depth", ", ".join(f"{k} x{v}" for k, v in img["bit_depths"].items()))
         fmts = f.get("formats", {})
         if fmts:
-            row("formats", "images " + ", ".join(f"{k} x{v}" for k, v in fmts.get("images", {}).items())
+            row("formats",
+                "images " + ", ".join(f"{k} x{v}" for k, v in fmts.get("images", {}).items())
                 + "; masks " + ", ".join(f"{k} x{v}" for k, v in fmts.get("masks", {}).items()))
         if img.get("intensity"):
             it = img["intensity"]
-            row("intensity", f"mean {it['mean']:.3f}, std {it['std']:.3f}, range {it['min']:.3f}..{it['max']:.3f} (scaled to [0, 1])")
+            row("intensity", f"mean {it['mean']:.3f}, std {it['std']:.3f}, range "
+                             f"{it['min']:.3f}..{it['max']:.3f} (scaled to [0, 1])")
         m = f.get("masks", {})
         if m.get("kind"):
             row("masks", f"{m['kind']} -> num_classes {m['num_classes']}")
         elif m.get("values"):
-            row("mask values", ", ".join(map(str, m["values"][:12])) + (" ..." if len(m["values"]) > 12 else ""))
+            row("mask values",
+                ", ".join(map(str, m["values"][:12])) + (" ..." if len(m["values"]) > 12 else ""))
         cls = f.get("classes", {})
         if cls.get("frequencies"):
             names = cls.get("names") or []
-            label = [f"{i} {names[i]}" if i < len(names) else str(i) for i in range(len(cls["frequencies"]))]
-            shares = "  ".join(f"{label[i]}: {100 * v:.1f}%" for i, v in enumerate(cls["frequencies"]))
+            label = [f"{i} {names[i]}" if i < len(names) else str(i)
+                     for i in range(len(cls["frequencies"]))]
+            shares = "  ".join(f"{label[i]}: {100 * v:.1f}%"
+                               for i, v in enumerate(cls["frequencies"]))
             row("classes", f"{shares}   (share of labelled pixels)")
-            row("", "in images: " + "  ".join(f"{label[i]}: {v}" for i, v in enumerate(cls["images_with"])))
+            row("", "in images: " + "  ".join(f"{label[i]}: {v}"
+                                              for i, v in enumerate(cls["images_with"])))
             if cls.get("ignored_fraction") or cls.get("ignoring"):
-                row("ignored", f"{100 * cls['ignored_fraction']:.2f}% of pixels ({cls.get('ignoring') or 'void'})")
+                row("ignored", f"{100 * cls['ignored_fraction']:.2f}% of pixels "
+                               f"({cls.get('ignoring') or 'void'})")
         fg = cls.get("foreground_per_image")
         if fg:
-            row("foreground", f"per image min {100 * fg['min']:.1f}%, median {100 * fg['median']:.1f}%, max {100 * fg['max']:.1f}%")
+            row("foreground", f"per image min {100 * fg['min']:.1f}%, median "
+                              f"{100 * fg['median']:.1f}%, max {100 * fg['max']:.1f}%")
         sug = f.get("suggested")
         if sug:
             row("suggested", f"image_size {sug['image_size']}, resize: {sug['resize']}, "
@@ -237,8 +249,9 @@ class Report:
 
 def _sizes_table(shapes: list[tuple[int, int]]) -> dict[str, int]:
     counts = Counter(f"{h}x{w}" for h, w in shapes)
-    return dict(counts.most_common(6)) | ({"other": sum(counts.values()) - sum(dict(counts.most_common(6)).values())}
-                                         if len(counts) > 6 else {})
+    return dict(counts.most_common(6)) | (
+        {"other": sum(counts.values()) - sum(dict(counts.most_common(6)).values())}
+        if len(counts) > 6 else {})
 
 
 def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
@@ -299,7 +312,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
         except DataError as exc:
             errors.append(str(exc))
         image_exts = Counter(p.image.suffix.lower() for p in found.pairs)
-        mask_exts = Counter(p.parts[0].suffix.lower() if p.parts else p.mask.suffix.lower() for p in found.pairs)
+        mask_exts = Counter(p.parts[0].suffix.lower() if p.parts else p.mask.suffix.lower()
+                            for p in found.pairs)
         mask_dir = dataset_mod.mask_folder(list(found.pairs), config.source)
 
     palette = "rgb" if config.colors is not None else "index"
@@ -324,7 +338,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
                 return out
             out["shape"] = tuple(int(v) for v in image.shape[:2])
             out["channels"] = 1 if image.ndim == 2 else image.shape[-1]
-            out["bits"] = "float" if image.dtype.kind == "f" else ("16-bit" if image.dtype.itemsize > 1 else "8-bit")
+            out["bits"] = ("float" if image.dtype.kind == "f"
+                           else ("16-bit" if image.dtype.itemsize > 1 else "8-bit"))
             out["raw_max"] = float(image.max()) if image.size else 0.0
             scaled = to_float(image[..., :3] if image.ndim == 3 else image, name)
             out["mean"], out["std"] = float(scaled.mean()), float(scaled.std())
@@ -343,8 +358,10 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
     counts["unreadable"] = sum(1 for r in results if "error" in r and "cannot r" in r["error"])
     warnings.extend(dataset_mod.group_notes(notes))
 
-    fingerprint: dict[str, Any] = {"synthetic": False, "layout": layout, "counts": counts,
-                                   "formats": {"images": dict(image_exts), "masks": dict(mask_exts)}}
+    fingerprint: dict[str, Any] = {
+        "synthetic": False, "layout": layout, "counts": counts,
+        "formats": {"images": dict(image_exts), "masks": dict(mask_exts)},
+    }
     if not good:
         if not errors:
             errors.append(f"{where}: no readable image/mask pairs; fix: add pairs")
@@ -352,7 +369,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
 
     shapes = [r["shape"] for r in good]
     heights, widths = [s[0] for s in shapes], [s[1] for s in shapes]
-    channel_counts = Counter("1 (grey)" if r["channels"] == 1 else f"{r['channels']} (colour)" for r in good)
+    channel_counts = Counter("1 (grey)" if r["channels"] == 1 else f"{r['channels']} (colour)"
+                             for r in good)
     bit_counts = Counter(r["bits"] for r in good)
     n = len(good)
     weights = np.array([s[0] * s[1] for s in shapes], dtype=np.float64)
@@ -368,7 +386,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
         "channels": dict(channel_counts),
         "bit_depths": dict(bit_counts),
         "intensity": {"mean": round(mean, 4), "std": round(std, 4),
-                      "min": round(min(r["min"] for r in good), 4), "max": round(max(r["max"] for r in good), 4)},
+                      "min": round(min(r["min"] for r in good), 4),
+                      "max": round(max(r["max"] for r in good), 4)},
     }
     fingerprint["suggested"] = {"image_size": list(size), "depth": list(depth), "resize": mode}
 
@@ -412,7 +431,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
         freq = [round(float(t) / labelled, 6) for t in totals]
         ignoring = [f"value {config.ignore_value}"] if config.ignore_value is not None else []
         ignoring += [f"value {v}" for v, c in (config.values or ()) if c < 0]
-        ignoring += ["colour #%02x%02x%02x" % rgb for rgb, c in (config.colors or ()) if c < 0]
+        ignoring += ["colour #{:02x}{:02x}{:02x}".format(*rgb)
+                     for rgb, c in (config.colors or ()) if c < 0]
         fingerprint["classes"] = {
             "names": list(config.class_names) if config.class_names else None,
             "background": background,
@@ -420,63 +440,73 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             "frequencies": freq,
             "images_with": images_with.tolist(),
             "ignored_fraction": round(ignored / max(1, labelled + ignored), 6),
-            "foreground_per_image": {"min": round(min(fg_share), 4), "median": round(float(np.median(fg_share)), 4),
-                                     "max": round(max(fg_share), 4), "mean": round(float(np.mean(fg_share)), 4)},
+            "foreground_per_image": {"min": round(min(fg_share), 4),
+                                     "median": round(float(np.median(fg_share)), 4),
+                                     "max": round(max(fg_share), 4),
+                                     "mean": round(float(np.mean(fg_share)), 4)},
         }
         if freq[0] == 0 and rule.kind == "ids" and k > 2:
             low = min(v for v in all_values if v != config.ignore_value)
             warnings.append(
-                f"class 0 never occurs: the masks hold values {low}..{all_values[-1]}; if {low} is the background, "
-                f"map the values to class ids with --set 'data.values={{{low}: 0, {low + 1}: 1, ...}}'"
+                f"class 0 never occurs: the masks hold values {low}..{all_values[-1]}; if {low} is "
+                "the background, map the values to class ids with --set "
+                f"'data.values={{{low}: 0, {low + 1}: 1, ...}}'"
             )
         names = list(config.class_names or ())
         warnings.extend(_majority_foreground(freq, background, names, rule, all_values, config))
         for cls in (c for c in range(k) if c != background):
             if freq[cls] == 0:
-                warnings.append(f"class {cls} never occurs in the masks; check num_classes and the masks")
+                warnings.append(f"class {cls} never occurs in the masks; check "
+                                "num_classes and the masks")
             elif freq[cls] < TINY_FOREGROUND:
                 warnings.append(
-                    f"tiny foreground: class {cls} covers only {100 * freq[cls]:.2f}% of labelled pixels; "
-                    "consider a dice, focal or tversky loss, or crops around the objects"
+                    f"tiny foreground: class {cls} covers only {100 * freq[cls]:.2f}% of labelled "
+                    "pixels; consider a dice, focal or tversky loss, or crops around the objects"
                 )
         empty = [r["name"] for r, share in zip(good, fg_share) if share == 0]
         if empty and len(empty) < len(good):
-            warnings.append(f"{len(empty)} of {len(good)} masks have no foreground at all: {first_names(empty)}")
+            warnings.append(f"{len(empty)} of {len(good)} masks have no foreground at all: "
+                            f"{first_names(empty)}")
 
     # What looks wrong.
     if not jpeg_reported:
-        damaged = [s.name for s in stats if not s.colour and len(s.values) > 2 and s.values[-1] >= 128
+        damaged = [s.name for s in stats
+                   if not s.colour and len(s.values) > 2 and s.values[-1] >= 128
                    and (s.counts[s.values == 0].sum() + s.counts[-1]) >= 0.9 * s.counts.sum()
                    and rule is not None and rule.kind == "binary"]
         if damaged:
             warnings.append(
-                f"{len(damaged)} mask(s) hold intermediate values between 0 and their maximum, as JPEG compression "
-                f"leaves: {first_names(damaged)}; they are thresholded at half the maximum; prefer PNG masks"
+                f"{len(damaged)} mask(s) hold intermediate values between 0 and their maximum, as "
+                f"JPEG compression leaves: {first_names(damaged)}; they are thresholded at half "
+                "the maximum; prefer PNG masks"
             )
     if lossy_masks:
         warnings.append(
-            f"masks are saved as JPEG ({', '.join(lossy_masks)}), a lossy format that blurs class boundaries; "
-            "save masks as PNG or TIFF"
+            f"masks are saved as JPEG ({', '.join(lossy_masks)}), a lossy format that blurs class "
+            "boundaries; save masks as PNG or TIFF"
         )
     few = _few_pairs(config, n)
     if few:
         warnings.append(few)
     if len(channel_counts) > 1:
-        warnings.append("some images are grey and some in colour: grey images are repeated to 3 channels")
+        warnings.append("some images are grey and some in colour: grey images are "
+                        "repeated to 3 channels")
     ratios = [h / w for h, w in shapes]
     if max(ratios) > 1.1 * min(ratios):
         warnings.append(
-            f"image aspect ratios differ ({min(ratios):.2f}..{max(ratios):.2f} height/width): resizing to one size "
-            "distorts some images; consider resize: patch"
+            f"image aspect ratios differ ({min(ratios):.2f}..{max(ratios):.2f} height/width): "
+            "resizing to one size distorts some images; consider resize: patch"
         )
     dark16 = [r["name"] for r in good if r["bits"] == "16-bit" and r["raw_max"] < 4096]
     if dark16:
         warnings.append(
-            f"{len(dark16)} 16-bit image(s) use values below 4096 only (12-bit data?), so after scaling by 65535 "
-            f"they span less than 1/16 of [0, 1]: {first_names(dark16)}; consider rescaling them"
+            f"{len(dark16)} 16-bit image(s) use values below 4096 only (12-bit data?), so after "
+            f"scaling by 65535 they span less than 1/16 of [0, 1]: {first_names(dark16)}; "
+            "consider rescaling them"
         )
     if min(min(heights), min(widths)) < 32:
-        warnings.append(f"some images are smaller than 32 pixels a side (smallest {min(heights)}x{min(widths)})")
+        warnings.append("some images are smaller than 32 pixels a side (smallest "
+                        f"{min(heights)}x{min(widths)})")
     score = masks_mod.repeated_mask([r["signature"] for r in good])
     if score is not None:
         warnings.append(masks_mod.repeated_warning(score, mask_dir))
@@ -538,7 +568,8 @@ def _grouped(messages: list[str]) -> list[str]:
             out += paths if paths[0] == problem else [f"{paths[0]}: {problem}"]
         else:
             names = [Path(p).name for p in paths[1:]]
-            out.append(f"{paths[0]}: {problem} (the same problem in {len(names)} more: {first_names(names)})")
+            out.append(f"{paths[0]}: {problem} (the same problem in {len(names)} more: "
+                       f"{first_names(names)})")
     return out
 
 
@@ -571,9 +602,11 @@ def _check_sample(config: DataConfig) -> Report:
         "synthetic": True,
         "layout": info["description"],
         "counts": {"pairs": total},
-        "images": {"sizes": {f"{size[0]}x{size[1]}": total}, "channels": {str(info["channels"]): total}},
+        "images": {"sizes": {f"{size[0]}x{size[1]}": total},
+                   "channels": {str(info["channels"]): total}},
         "masks": {"kind": info["mask_kind"], "num_classes": info["num_classes"]},
         "classes": {"frequencies": info["class_frequencies"], "images_with": images_with.tolist()},
         "suggested": {"image_size": list(suggested_size), "depth": list(depth), "resize": mode},
     }
-    return Report("sample (SYNTHETIC)", fingerprint, ("this is the built-in SYNTHETIC sample, not real images",), ())
+    return Report("sample (SYNTHETIC)", fingerprint, ("this is the built-in SYNTHETIC "
+                                                      "sample, not real images",), ())

@@ -46,11 +46,13 @@ def _color(key: Any, where: str) -> Color:
         elif text.isdigit():
             rgb = (int(text),) * 3
         else:
-            raise ConfigError(f"{where}: cannot read colour {key!r}; write '#rrggbb', 'r,g,b' or a grey level 0-255")
+            raise ConfigError(f"{where}: cannot read colour {key!r}; write '#rrggbb', 'r,g,b' or a "
+                              "grey level 0-255")
     elif isinstance(key, Sequence) and len(key) == 3:
         rgb = tuple(key)
     else:
-        raise ConfigError(f"{where}: cannot read colour {key!r}; write '#rrggbb', 'r,g,b' or a grey level 0-255")
+        raise ConfigError(f"{where}: cannot read colour {key!r}; write '#rrggbb', 'r,g,b' or a "
+                          "grey level 0-255")
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgb):
         raise ConfigError(f"{where}: colour {key!r} must have three integer channels in 0..255")
     return (int(rgb[0]), int(rgb[1]), int(rgb[2]))
@@ -60,9 +62,9 @@ def parse_colors(value: Any, where: str = "data.colors") -> tuple[tuple[Color, i
     """Normalise a colour table to ``((rgb, class_id), ...)``; class id -1 marks an ignored colour.
 
     Args:
-        value: None; a mapping colour -> class id (``{"#000000": 0, "#ff0000": 1, "255,255,255": -1}``,
-            grey levels as ints ``{0: 0, 128: 1}``); or a list of colours whose position is the class
-            id (``[[0, 0, 0], [255, 0, 0]]``).
+        value: None; a mapping colour -> class id (``{"#000000": 0, "#ff0000": 1, "255,255,255":
+            -1}``, grey levels as ints ``{0: 0, 128: 1}``); or a list of colours whose position is
+            the class id (``[[0, 0, 0], [255, 0, 0]]``).
         where: location used in error messages.
     """
     if value is None:
@@ -71,21 +73,26 @@ def parse_colors(value: Any, where: str = "data.colors") -> tuple[tuple[Color, i
         items = list(value.items())
     elif isinstance(value, Sequence) and not isinstance(value, str):
         items = list(value)
-        if items and all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[1], int) and not isinstance(i[0], int) for i in items):
+        if items and all(isinstance(i, tuple) and len(i) == 2 and isinstance(i[1], int)
+                         and not isinstance(i[0], int) for i in items):
             pass  # already ((rgb, id), ...)
         else:
             items = [(c, i) for i, c in enumerate(items)]
     else:
-        raise ConfigError(f"{where}: expected a mapping colour -> class id or a list of colours, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping colour -> class id or a list of "
+                          f"colours, got {value!r}")
     if not items:
-        raise ConfigError(f"{where}: the colour table is empty; give at least two colours or leave it out")
+        raise ConfigError(f"{where}: the colour table is empty; give at least two "
+                          "colours or leave it out")
     out: dict[Color, int] = {}
     for key, cls in items:
         rgb = _color(key, f"{where}[{key!r}]")
         if isinstance(cls, bool) or not isinstance(cls, int) or cls < -1:
-            raise ConfigError(f"{where}[{key!r}]: class id must be an integer >= 0 (or -1 to ignore), got {cls!r}")
+            raise ConfigError(f"{where}[{key!r}]: class id must be an integer >= 0 (or -1 to "
+                              f"ignore), got {cls!r}")
         if rgb in out and out[rgb] != cls:
-            raise ConfigError(f"{where}: colour {rgb} is given twice, as class {out[rgb]} and class {cls}")
+            raise ConfigError(f"{where}: colour {rgb} is given twice, as class "
+                              f"{out[rgb]} and class {cls}")
         out[rgb] = int(cls)
     return tuple(sorted(out.items(), key=lambda kv: (kv[1], kv[0])))
 
@@ -106,9 +113,11 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
     ):
         items = [tuple(i) for i in value]
     else:
-        raise ConfigError(f"{where}: expected a mapping mask value -> class id, e.g. {{1: 0, 2: 1}}, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping mask value -> class id, e.g. "
+                          f"{{1: 0, 2: 1}}, got {value!r}")
     if not items:
-        raise ConfigError(f"{where}: the map is empty; give each mask value its class id, or leave it out")
+        raise ConfigError(f"{where}: the map is empty; give each mask value its class "
+                          "id, or leave it out")
     glued = {k: _unglue(k) for k, c in items if c is None}
     if glued and all(pair is not None for pair in glued.values()):
         fixed = ", ".join("%s: %s" % (glued[k] if c is None else (k, c))  # type: ignore[str-format]
@@ -125,14 +134,16 @@ def parse_values(value: Any, where: str = "data.values") -> tuple[tuple[int, int
     for key, cls in items:
         raw = key
         if cls is None:
-            raise ConfigError(f"{where}: {raw!r} has no class id; write the map as {{1: 0, 2: 1}}, with a space "
-                              "after each colon (YAML reads 1:0 as one number)")
+            raise ConfigError(f"{where}: {raw!r} has no class id; write the map as {{1: 0, 2: 1}}, "
+                              "with a space after each colon (YAML reads 1:0 as one number)")
         if isinstance(key, str) and key.strip().isdigit():
             key = int(key.strip())
         if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key <= 2 ** 31:
-            raise ConfigError(f"{where}[{raw!r}]: a mask value must be an integer >= 0, got {raw!r}")
+            raise ConfigError(f"{where}[{raw!r}]: a mask value must be an integer >= 0, "
+                              f"got {raw!r}")
         if isinstance(cls, bool) or not isinstance(cls, int) or cls < -1:
-            raise ConfigError(f"{where}[{raw!r}]: class id must be an integer >= 0 (or -1 to ignore), got {cls!r}")
+            raise ConfigError(f"{where}[{raw!r}]: class id must be an integer >= 0 (or -1 to "
+                              f"ignore), got {cls!r}")
         out[key] = int(cls)
     if all(cls < 0 for cls in out.values()):
         raise ConfigError(f"{where}: every value maps to -1 (ignored); give the classes their ids")
@@ -165,9 +176,10 @@ class DataConfig:
             ``images.npy`` + ``masks.npy``), an ``.npz`` file, or an images ``.npy`` file.
         image_size: (height, width) every sample is brought to (an int means square); None keeps the
             files' own size, which must then be the same for all.
-        num_classes: 1 for binary (one sigmoid channel), >= 2 for softmax over classes; None infers it
-            from the masks (at most ids 0/1 -> 1, else the largest id + 1).
-        channels: 1 or 3 channels of the model input; None takes 3 if any image is in colour, else 1.
+        num_classes: 1 for binary (one sigmoid channel), >= 2 for softmax over classes; None infers
+            it from the masks (at most ids 0/1 -> 1, else the largest id + 1).
+        channels: 1 or 3 channels of the model input; None takes 3 if any image is in colour,
+            else 1.
         val_fraction: share of the pairs held out for validation, by a split seeded with ``seed``.
         val_source: a folder / file laid out like ``source`` that is the validation set instead;
             it must not hold the training images.
@@ -175,11 +187,11 @@ class DataConfig:
         mask_suffix: a mask named ``<image stem><mask_suffix>`` pairs with that image
             (``case_3_mask.png`` with ``case_3.jpg``); equal stems always pair.
         mask_kind: "auto" (detect), "binary" (0 = background, values >= half the type's maximum =
-            foreground, so 0/255, 0/1 and JPEG-damaged masks all work), "ids" (values are class ids),
-            or "rgb" (colours mapped through ``colors``).
+            foreground, so 0/255, 0/1 and JPEG-damaged masks all work), "ids" (values are class
+            ids), or "rgb" (colours mapped through ``colors``).
         colors: colour -> class id table for colour (or grey-level) masks; id -1 = ignored.
-        ignore_value: a mask value marking void pixels, e.g. 255; they become -1 and count in neither
-            loss nor metrics.
+        ignore_value: a mask value marking void pixels, e.g. 255; they become -1 and count in
+            neither loss nor metrics.
         resize: "auto" (default): "patch" when a side of some image (after ``scale``) exceeds
             ``image_size``, else "resize". "patch" keeps the full resolution: training takes random
             ``image_size`` patches (a new draw each epoch, ``foreground_oversample`` of them centred
@@ -199,8 +211,8 @@ class DataConfig:
             :class:`~segsearch.data.augment.Augment` fields, or an Augment.
         cache: keep the decoded arrays in memory (True), read files every epoch (False), or decide
             by the available memory (None).
-        images_dir: the images folder, relative to ``source`` (nested ones too: ``training/images``);
-            "images" also finds ``image/``, ``imgs/``, ``img/``.
+        images_dir: the images folder, relative to ``source`` (nested ones too:
+            ``training/images``); "images" also finds ``image/``, ``imgs/``, ``img/``.
         masks_dir: the masks folder, relative to ``source`` (``training/1st_manual``); "masks" also
             finds ``labels/``, ``gt/``, ``groundTruth/``, ``mask/`` ... beside the images folder.
         val_images_dir: the images folder of ``val_source``, relative to it (``test/images``); None
@@ -208,9 +220,10 @@ class DataConfig:
         val_masks_dir: the masks folder of ``val_source`` (``test/1st_manual``); None takes
             ``masks_dir``.
         sample_count: number of images in the synthetic sample.
-        pair: a regular expression whose first group is the key an image and its mask share, searched
-            in each file name (``'^(\d+)_'`` pairs ``21_training.tif`` with ``21_manual1.gif``); None
-            pairs by stem, a mask's stem without a mask suffix (``_mask``, ``_gt`` ...) too.
+        pair: a regular expression whose first group is the key an image and its mask share,
+            searched in each file name (``'^(\\d+)_'`` pairs ``21_training.tif`` with
+            ``21_manual1.gif``); None pairs by stem, a mask's stem without a mask suffix (``_mask``,
+            ``_gt`` ...) too.
         values: mask value -> class id, e.g. ``{1: 0, 2: 1}`` (1 = background, 2 = crack); id -1
             ignores a value; a mask value not in the map is an error. For grey (not colour) masks.
         mat_key: for MATLAB ``.mat`` masks, the dotted path of the mask's array
@@ -261,12 +274,14 @@ class DataConfig:
         if isinstance(self.source, os.PathLike):
             set_("source", os.fspath(self.source))
         if not isinstance(self.source, str) or not self.source.strip():
-            raise ConfigError(f"{w}.source: expected 'sample' or a folder / .npz path, got {self.source!r}")
+            raise ConfigError(f"{w}.source: expected 'sample' or a folder / .npz path, "
+                              f"got {self.source!r}")
         if self.val_source is not None:
             if isinstance(self.val_source, os.PathLike):
                 set_("val_source", os.fspath(self.val_source))
             if not isinstance(self.val_source, str) or not self.val_source.strip():
-                raise ConfigError(f"{w}.val_source: expected a folder / .npz path or null, got {self.val_source!r}")
+                raise ConfigError(f"{w}.val_source: expected a folder / .npz path or null, got "
+                                  f"{self.val_source!r}")
 
         size = self.image_size
         if size is not None:
@@ -276,9 +291,11 @@ class DataConfig:
                 isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
             ):
-                raise ConfigError(f"{w}.image_size: expected [height, width] or one integer, got {self.image_size!r}")
+                raise ConfigError(f"{w}.image_size: expected [height, width] or one integer, got "
+                                  f"{self.image_size!r}")
             if min(size) < 8:
-                raise ConfigError(f"{w}.image_size: each side must be >= 8 pixels, got {list(size)}")
+                raise ConfigError(f"{w}.image_size: each side must be >= 8 pixels, "
+                                  f"got {list(size)}")
             if max(size) > MAX_IMAGE_SIDE:
                 raise ConfigError(
                     f"{w}.image_size: each side must be <= {MAX_IMAGE_SIDE} pixels, "
@@ -289,11 +306,15 @@ class DataConfig:
             set_("image_size", (int(size[0]), int(size[1])))
 
         if self.num_classes is not None and (
-            isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1
+            isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int)
+            or self.num_classes < 1
         ):
-            raise ConfigError(f"{w}.num_classes: expected 1 (binary) or >= 2 classes, or null to infer, got {self.num_classes!r}")
-        if self.channels is not None and self.channels not in (1, 3) or isinstance(self.channels, bool):
-            raise ConfigError(f"{w}.channels: expected 1, 3 or null (from the data), got {self.channels!r}")
+            raise ConfigError(f"{w}.num_classes: expected 1 (binary) or >= 2 classes, or null to "
+                              f"infer, got {self.num_classes!r}")
+        if (self.channels is not None and self.channels not in (1, 3)
+                or isinstance(self.channels, bool)):
+            raise ConfigError(f"{w}.channels: expected 1, 3 or null (from the data), got "
+                              f"{self.channels!r}")
 
         vf = self.val_fraction
         if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not math.isfinite(vf):
@@ -307,19 +328,23 @@ class DataConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"{w}.seed: expected an integer >= 0, got {self.seed!r}")
         if not isinstance(self.mask_suffix, str):
-            raise ConfigError(f"{w}.mask_suffix: expected a string such as '_mask', got {self.mask_suffix!r}")
+            raise ConfigError(f"{w}.mask_suffix: expected a string such as '_mask', got "
+                              f"{self.mask_suffix!r}")
         if self.mask_kind not in MASK_KINDS:
-            raise ConfigError(unknown_name("mask kind", self.mask_kind, MASK_KINDS, f"{w}.mask_kind"))
+            raise ConfigError(unknown_name("mask kind", self.mask_kind, MASK_KINDS,
+                                           f"{w}.mask_kind"))
         set_("colors", parse_colors(self.colors, f"{w}.colors"))
         if self.mask_kind == "rgb" and self.colors is None:
             raise ConfigError(
-                f"{w}.colors: mask_kind 'rgb' needs a colour table, e.g. colors: {{'#000000': 0, '#ff0000': 1}}"
+                f"{w}.colors: mask_kind 'rgb' needs a colour table, e.g. colors: "
+                "{'#000000': 0, '#ff0000': 1}"
             )
         if self.ignore_value is not None and (
             isinstance(self.ignore_value, bool) or not isinstance(self.ignore_value, int)
             or not 0 <= self.ignore_value <= 65535
         ):
-            raise ConfigError(f"{w}.ignore_value: expected a mask value 0..65535 or null, got {self.ignore_value!r}")
+            raise ConfigError(f"{w}.ignore_value: expected a mask value 0..65535 or null, got "
+                              f"{self.ignore_value!r}")
         if self.resize not in RESIZE_MODES:
             raise ConfigError(unknown_name("resize mode", self.resize, RESIZE_MODES, f"{w}.resize"))
         if self.resize in ("patch", "crop") and self.image_size is None:
@@ -342,7 +367,8 @@ class DataConfig:
             set_(name, float(value))
         set_("augment", Augment.from_config(self.augment, f"{w}.augment"))
         if self.cache is not None and not isinstance(self.cache, bool):
-            raise ConfigError(f"{w}.cache: expected true, false or null (decide by memory), got {self.cache!r}")
+            raise ConfigError(f"{w}.cache: expected true, false or null (decide by memory), "
+                              f"got {self.cache!r}")
         for name in ("images_dir", "masks_dir"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip("/ "):
@@ -363,38 +389,44 @@ class DataConfig:
             set_(name, Path(value.strip()).as_posix().rstrip("/"))
         if self.pair is not None:
             if not isinstance(self.pair, str) or not self.pair:
-                raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', got '{self.pair}'")
+                raise ConfigError(f"{w}.pair: expected a regular expression such as '^(\\d+)_', "
+                                  f"got '{self.pair}'")
             try:
                 groups = re.compile(self.pair).groups
             except re.error as exc:
-                raise ConfigError(f"{w}.pair: '{self.pair}' is not a valid regular expression ({exc}); "
-                                  "quote it in YAML, e.g. --set 'data.pair=^(\\d+)_'") from None
+                raise ConfigError(f"{w}.pair: '{self.pair}' is not a valid regular expression "
+                                  f"({exc}); quote it in YAML, e.g. --set "
+                                  "'data.pair=^(\\d+)_'") from None
             if groups < 1:
-                raise ConfigError(f"{w}.pair: '{self.pair}' has no group; its first group (...) is the key an "
-                                  "image and its mask share, e.g. '^(\\d+)_'")
+                raise ConfigError(f"{w}.pair: '{self.pair}' has no group; its first group (...) is "
+                                  "the key an image and its mask share, e.g. '^(\\d+)_'")
         set_("values", parse_values(self.values, f"{w}.values"))
         if self.values is not None:
             if self.colors is not None:
-                raise ConfigError(f"{w}.values: give either values (grey mask values) or colors (colour masks), not both")
+                raise ConfigError(f"{w}.values: give either values (grey mask values) or colors "
+                                  "(colour masks), not both")
             if self.mask_kind not in ("auto", "ids"):
-                raise ConfigError(f"{w}.values: maps mask values to class ids, so mask_kind must be auto or ids, "
-                                  f"got {self.mask_kind!r}; remove one of them")
-        if self.mat_key is not None and (not isinstance(self.mat_key, str) or not self.mat_key.strip(". ")):
-            raise ConfigError(f"{w}.mat_key: expected a dotted path such as groundTruth.Segmentation, got {self.mat_key!r}")
+                raise ConfigError(f"{w}.values: maps mask values to class ids, so mask_kind must "
+                                  f"be auto or ids, got {self.mask_kind!r}; remove one of them")
+        if self.mat_key is not None and (not isinstance(self.mat_key, str)
+                                         or not self.mat_key.strip(". ")):
+            raise ConfigError(f"{w}.mat_key: expected a dotted path such as "
+                              f"groundTruth.Segmentation, got {self.mat_key!r}")
         names = self.class_names
         if names is not None:
-            if isinstance(names, str) or not isinstance(names, Sequence) or len(names) < 2 or not all(
-                isinstance(n, str) and n.strip() for n in names
-            ):
-                raise ConfigError(f"{w}.class_names: expected a list of at least two names, index = class id "
-                                  f"(binary: [background, foreground]), got {names!r}")
+            if (isinstance(names, str) or not isinstance(names, Sequence) or len(names) < 2
+                    or not all(isinstance(n, str) and n.strip() for n in names)):
+                raise ConfigError(f"{w}.class_names: expected a list of at least two names, index "
+                                  f"= class id (binary: [background, foreground]), got {names!r}")
             set_("class_names", tuple(names))
         bg = self.background
         if bg is not None and (isinstance(bg, bool) or not isinstance(bg, int) or bg < 0):
             raise ConfigError(f"{w}.background: expected a class id >= 0 (default 0) or null "
                               f"when every class is a real one, got {bg!r}")
-        if isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int) or self.sample_count < 2:
-            raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got {self.sample_count!r}")
+        if (isinstance(self.sample_count, bool) or not isinstance(self.sample_count, int)
+                or self.sample_count < 2):
+            raise ConfigError(f"{w}.sample_count: expected an integer >= 2, got "
+                              f"{self.sample_count!r}")
 
     def patch_mode(self, sizes: Sequence[tuple[int, int]]) -> bool:
         """Whether images of these sizes (after ``scale``) train on patches (``resize`` resolved).
@@ -450,7 +482,7 @@ class DataConfig:
             if f.name == "image_size" and value is not None:
                 value = list(value)
             elif f.name == "colors" and value is not None:
-                value = {"#%02x%02x%02x" % rgb: cls for rgb, cls in value}
+                value = {"#{:02x}{:02x}{:02x}".format(*rgb): cls for rgb, cls in value}
             elif f.name == "augment":
                 value = value.to_dict()
             elif f.name == "values" and value is not None:

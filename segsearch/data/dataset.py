@@ -34,8 +34,8 @@ from segsearch.errors import ConfigError, DataError
 FOREGROUND_POINTS = 10_000
 
 __all__ = ["FOREGROUND_POINTS", "background_class",
-           "Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask", "discover",
-           "size_mismatch", "group_notes", "check_class_names", "check_val_source"]
+           "Part", "Splits", "load", "to_float", "fit_channels", "resize_image", "resize_mask",
+           "discover", "size_mismatch", "group_notes", "check_class_names", "check_val_source"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -56,8 +56,9 @@ def to_float(arr: np.ndarray, name: str) -> np.ndarray:
     if kind == "f":
         if arr.size and (not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 1):
             raise DataError(
-                f"{name}: floating-point pixels outside [0, 1] (range {np.nanmin(arr):.3g}..{np.nanmax(arr):.3g}); "
-                "fix: scale the image to [0, 1] or save it as 8- or 16-bit integers"
+                f"{name}: floating-point pixels outside [0, 1] (range "
+                f"{np.nanmin(arr):.3g}..{np.nanmax(arr):.3g}); fix: scale the image to [0, 1] or "
+                "save it as 8- or 16-bit integers"
             )
         return arr.astype(np.float32, copy=False)
     if arr.dtype == np.uint8:
@@ -68,11 +69,13 @@ def to_float(arr: np.ndarray, name: str) -> np.ndarray:
         lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
         if lo < 0 or hi > 65535:
             raise DataError(
-                f"{name}: integer pixels {lo}..{hi} do not fit 8 or 16 bits; fix: save the image as 8- or 16-bit"
+                f"{name}: integer pixels {lo}..{hi} do not fit 8 or 16 bits; fix: save the "
+                "image as 8- or 16-bit"
             )
         scale = 255 if hi <= 255 else 65535
         return arr.astype(np.float32) / np.float32(scale)
-    raise DataError(f"{name}: pixels of type {arr.dtype} cannot be used; fix: save the image as 8- or 16-bit")
+    raise DataError(f"{name}: pixels of type {arr.dtype} cannot be used; fix: save the "
+                    "image as 8- or 16-bit")
 
 
 def fit_channels(img: np.ndarray, channels: int) -> np.ndarray:
@@ -89,14 +92,16 @@ def fit_channels(img: np.ndarray, channels: int) -> np.ndarray:
 
 
 def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a float32 (H, W, C) image with bilinear interpolation (anti-aliased when shrinking)."""
+    """Resize a float32 (H, W, C) image with bilinear interpolation (anti-aliased when
+    shrinking)."""
     h, w = size
     if img.shape[:2] == (h, w):
         return img
     from PIL import Image
 
     planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F").resize((w, h), Image.BILINEAR))
+        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c]), mode="F")
+                   .resize((w, h), Image.BILINEAR))
         for c in range(img.shape[-1])
     ]
     return np.clip(np.stack(planes, axis=-1), 0.0, 1.0).astype(np.float32)
@@ -222,7 +227,8 @@ class Part:
     def __repr__(self) -> str:
         where = "in memory" if self.cached else "read from disk"
         mode = ", crop tiles" if self.crop else ""
-        return f"Part({len(self)} samples of {self.size[0]}x{self.size[1]}x{self.channels} from {len(self.names)} files, {where}{mode})"
+        return (f"Part({len(self)} samples of {self.size[0]}x{self.size[1]}x{self.channels} "
+                f"from {len(self.names)} files, {where}{mode})")
 
     @property
     def cached(self) -> bool:
@@ -231,7 +237,8 @@ class Part:
 
     @property
     def stacked(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The items as one (N, H, W, C) and one (N, H, W, 1) array when in memory and of one size."""
+        """The items as one (N, H, W, C) and one (N, H, W, 1) array when in memory and of one
+        size."""
         if self._arrays is not None and isinstance(self._arrays[0], np.ndarray):
             return self._arrays
         return None
@@ -309,7 +316,8 @@ class Splits:
         val: the validation part.
         info: JSON-able facts: source, synthetic, description, counts, num_classes, channels,
             image_size, mask_kind, class_frequencies, split (file names), cached ...
-        split: the JSON-able split record; pass it to ``load(config, split=...)`` to reuse the split.
+        split: the JSON-able split record; pass it to ``load(config, split=...)`` to reuse the
+            split.
     """
 
     train: Part
@@ -478,8 +486,8 @@ def _workers() -> int:
 
 
 def _read_all(
-    entries: list[tuple[str, Any]], palette: str, keep: bool, where: str, mat_key: str | None = None,
-    notes: list[str] | None = None,
+    entries: list[tuple[str, Any]], palette: str, keep: bool, where: str,
+    mat_key: str | None = None, notes: list[str] | None = None,
 ) -> list[_Item]:
     """Decode every pair once: readability, sizes, mask statistics. Raises grouped DataErrors."""
     problems: list[tuple[str, str, str]] = []
@@ -505,7 +513,8 @@ def _read_all(
                 return None
             item.stats = masks_mod.mask_stats(mask, mask_label)
             item.signature = masks_mod.signature(mask)
-            item.bit_depth = 32 if image.dtype.kind == "f" else (16 if image.dtype.itemsize > 1 else 8)
+            item.bit_depth = (32 if image.dtype.kind == "f"
+                              else (16 if image.dtype.itemsize > 1 else 8))
             item.native_channels = 1 if image.ndim == 2 else 3
             image = to_float(image, image_label)
             if keep:
@@ -531,7 +540,9 @@ def _entries(src: list[Pair] | ArraySource) -> list[tuple[str, Any]]:
     return [(p.name, p) for p in src]
 
 
-def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] | None = None) -> Splits:
+def load(
+    config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+) -> Splits:
     """Read, check, split and prepare the data a config describes.
 
     Args:
@@ -573,10 +584,13 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
     elif val_src is not None:
         train_idx, val_idx = list(range(len(train_names))), list(range(len(val_names or [])))
         if not train_idx or not val_idx:
-            raise DataError(f"{where}: no training pairs; fix: add pairs")  # unreachable: sources raise on empty
-        rec = split_mod.folder_split(train_names, val_names or [], val_source=str(config.val_source))
+            # unreachable: sources raise on empty
+            raise DataError(f"{where}: no training pairs; fix: add pairs")
+        rec = split_mod.folder_split(train_names, val_names or [],
+                                     val_source=str(config.val_source))
     else:
-        rec = split_mod.make_split(train_names, val_fraction=config.val_fraction, seed=config.seed, where=where)
+        rec = split_mod.make_split(train_names, val_fraction=config.val_fraction,
+                                   seed=config.seed, where=where)
         index = {n: i for i, n in enumerate(train_names)}
         train_idx = [index[n] for n in rec["train"]]
         val_idx = [index[n] for n in rec["val"]]
@@ -595,9 +609,10 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
     estimate = n_total * per_item * (3 + 1) * 4 * (2 if patch_likely else 1)
     keep = config.cache if config.cache is not None else estimate < 0.5 * _available_memory()
 
-    items_train = _read_all(entries_train, palette, keep=keep, where=where, mat_key=config.mat_key, notes=notes)
-    items_val = (_read_all(entries_val, palette, keep=keep, where=str(config.val_source), mat_key=config.mat_key,
-                           notes=notes) if entries_val else [])
+    items_train = _read_all(entries_train, palette, keep=keep, where=where,
+                            mat_key=config.mat_key, notes=notes)
+    items_val = (_read_all(entries_val, palette, keep=keep, where=str(config.val_source),
+                           mat_key=config.mat_key, notes=notes) if entries_val else [])
     all_items = items_train + items_val
     rule = masks_mod.decide(
         [it.stats for it in all_items], mask_kind=config.mask_kind, num_classes=config.num_classes,
@@ -620,8 +635,9 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
                 by_shape.setdefault(tuple(it.image.shape[:2] if keep else it.image), it.name)
             shown = ", ".join(f"{s[0]}x{s[1]} ({n})" for s, n in list(by_shape.items())[:4])
             raise DataError(
-                f"{where}: images have {len(shapes)} different sizes (height x width: {shown}) and data.image_size "
-                "is not set; fix: set data.image_size, e.g. [256, 256], to resize (or crop) them all to one size"
+                f"{where}: images have {len(shapes)} different sizes (height x width: {shown}) and "
+                "data.image_size is not set; fix: set data.image_size, e.g. [256, 256], to resize "
+                "(or crop) them all to one size"
             )
         size = next(iter(shapes))
     crop = config.patch_mode([_scaled(s, config.scale) for s in shapes])
@@ -661,7 +677,8 @@ def load(config: DataConfig, split: Mapping[str, Any] | str | os.PathLike[str] |
                 label = name
             if image.ndim == 3 and image.shape[-1] == 1:
                 image = image[..., 0]
-            return prepare(to_float(image[..., :3] if image.ndim == 3 else image, name), mask, label)
+            return prepare(to_float(image[..., :3] if image.ndim == 3 else image, name),
+                           mask, label)
 
         return Part(names, size, channels, load_item=load_item, crop=crop,
                     background=background_class(config))
@@ -699,8 +716,8 @@ def check_class_names(config: DataConfig, num_classes: int) -> None:
     if names is not None and len(names) != max(2, num_classes):
         what = "binary masks have 2 classes (background, foreground)" if num_classes == 1 else \
             f"the masks have {num_classes} classes"
-        raise ConfigError(f"data.class_names: {len(names)} names ({', '.join(names)}) but {what}; fix: give one "
-                          "name per class id")
+        raise ConfigError(f"data.class_names: {len(names)} names ({', '.join(names)}) but {what}; "
+                          "fix: give one name per class id")
 
 
 def _frequencies(parts: Sequence[Part], num_classes: int) -> tuple[list[float], float]:
@@ -718,7 +735,8 @@ def _frequencies(parts: Sequence[Part], num_classes: int) -> tuple[list[float], 
             total += ids.size
             counts += np.bincount(ids[ids >= 0], minlength=len(counts))[: len(counts)]
     labelled = max(1, int(counts.sum()))
-    return [round(float(c) / labelled, 6) for c in counts], (round(ignored / total, 6) if total else 0.0)
+    return ([round(float(c) / labelled, 6) for c in counts],
+            (round(ignored / total, 6) if total else 0.0))
 
 
 def _info(
@@ -728,7 +746,8 @@ def _info(
     freq, ignored = _frequencies([train, val], rule.num_classes)
     source = "sample" if synthetic else str(config.source)
     if synthetic:
-        description = sample_mod.describe(len(train.names) + len(val.names), size, rule.num_classes, channels)
+        description = sample_mod.describe(len(train.names) + len(val.names), size,
+                                          rule.num_classes, channels)
     else:
         description = (
             f"{len(train.names) + len(val.names)} image/mask pairs from {source}"
@@ -740,7 +759,8 @@ def _info(
         "val_source": None if config.val_source is None else str(config.val_source),
         "synthetic": synthetic,
         "description": description,
-        "counts": {"train": len(train.names), "val": len(val.names), "total": len(train.names) + len(val.names),
+        "counts": {"train": len(train.names), "val": len(val.names),
+                   "total": len(train.names) + len(val.names),
                    "train_samples": len(train), "val_samples": len(val)},
         "num_classes": rule.num_classes,
         "channels": channels,
@@ -751,7 +771,8 @@ def _info(
         "ignored_fraction": ignored,
         "bit_depths": sorted({it.bit_depth for it in items}),
         "cached": cached,
-        "split": {"method": rec.get("method", "fraction"), "train": list(rec["train"]), "val": list(rec["val"])},
+        "split": {"method": rec.get("method", "fraction"), "train": list(rec["train"]),
+                  "val": list(rec["val"])},
     }
     background = getattr(config, "background", 0)
     if rule.num_classes == 1 and background is not None:
@@ -764,13 +785,15 @@ def _load_sample(config: DataConfig, record: Mapping[str, Any] | None) -> Splits
     size = config.image_size or (128, 128)
     num_classes = config.num_classes or 1
     channels = config.channels or 1
-    x, y, names = sample_mod.make_sample(config.sample_count, size, num_classes, channels=channels, seed=config.seed)
+    x, y, names = sample_mod.make_sample(config.sample_count, size, num_classes,
+                                         channels=channels, seed=config.seed)
     where = "sample (synthetic)"
     if record is not None:
         train_idx, val_idx = split_mod.resolve(record, names, None, where=where)
         rec = dict(record)
     else:
-        rec = split_mod.make_split(names, val_fraction=config.val_fraction, seed=config.seed, where=where)
+        rec = split_mod.make_split(names, val_fraction=config.val_fraction, seed=config.seed,
+                                   where=where)
         index = {n: i for i, n in enumerate(names)}
         train_idx, val_idx = [index[n] for n in rec["train"]], [index[n] for n in rec["val"]]
     rec["synthetic"] = True
@@ -780,7 +803,9 @@ def _load_sample(config: DataConfig, record: Mapping[str, Any] | None) -> Splits
                  crop=crop, background=background)
     val = Part([names[i] for i in val_idx], size, channels, arrays=(x[val_idx], y[val_idx]),
                crop=crop, background=background)
-    rule = masks_mod.MaskRule("ids", num_classes, description="synthetic class ids" if num_classes > 1 else "synthetic binary 0/1")
+    rule = masks_mod.MaskRule(
+        "ids", num_classes,
+        description="synthetic class ids" if num_classes > 1 else "synthetic binary 0/1")
     fake = [_Item(n, bit_depth=32) for n in names]
     info = _info(config, rule, train, val, rec, fake, size, channels, True, synthetic=True)
     info["resize"] = "patch" if crop else "resize"

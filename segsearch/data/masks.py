@@ -15,13 +15,14 @@ The kind is decided once for the whole data set (not file by file), from the val
 
 ``ignore_value`` (e.g. 255, checked first), colours and values mapped to -1 become -1: ignored in
 loss and metrics.
-What does not fit (values above the classes, intermediate values as JPEG leaves, grey levels that are
-not ids, unknown colours, colour masks without a table) raises one DataError naming files and the fix.
+What does not fit (values above the classes, intermediate values as JPEG leaves, grey levels that
+are not ids, unknown colours, colour masks without a table) raises one DataError naming files and
+the fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,24 @@ JPEG_MIN_MIDDLE = 8  # a binary mask saved as JPEG gains many rare values betwee
 
 
 def _hex(code: int) -> str:
-    return "#%06x" % int(code)
+    return f"#{int(code):06x}"
+
+
+def _not_in_table(where: str, items: list[tuple[int, list[str]]], what: str, key: str,
+                  label: Callable[[int], str]) -> DataError:
+    """The error for mask values (or colours) missing from data.values (data.colors).
+
+    Args:
+        where: the data source, for the message.
+        items: (value or colour code, the files holding it), in the order to show them.
+        what: "value" or "colour".
+        key: the table's key, "data.values" or "data.colors".
+        label: how a value or colour code is written (``str``, ``_hex``).
+    """
+    shown = "; ".join(f"{label(v)} in {first_names(n, 3)}" for v, n in items[:5])
+    more = f" and {len(items) - 5} more {what}s" if len(items) > 5 else ""
+    return DataError(f"{where}: {len(items)} mask {what}(s) are not in {key}: {shown}{more}; "
+                     f"fix: add them to {key} with their class id (or -1 to ignore them)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,14 +103,17 @@ def mask_stats(raw: np.ndarray, name: str) -> MaskStats:
     """
     values, colour = _codes(raw)
     if values.dtype.kind == "f":
-        if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)) or values.min() < 0:
+        if (not np.all(np.isfinite(values)) or not np.all(values == np.round(values))
+                or values.min() < 0):
             raise DataError(
-                f"{name}: the mask holds non-integer or negative values (e.g. {values.ravel()[0]!r}); "
-                "fix: save masks as 8- or 16-bit integer images of class ids"
+                f"{name}: the mask holds non-integer or negative values (e.g. "
+                f"{values.ravel()[0]!r}); fix: save masks as 8- or 16-bit integer "
+                "images of class ids"
             )
         values = values.astype(np.int64)
     elif values.dtype.kind == "i" and values.size and values.min() < 0:
-        raise DataError(f"{name}: the mask holds negative values; fix: use 0..C-1 class ids (and data.ignore_value for void)")
+        raise DataError(f"{name}: the mask holds negative values; fix: use 0..C-1 class ids (and "
+                        "data.ignore_value for void)")
     dtype_max = 65535 if (raw.dtype.itemsize > 1 or (values.size and values.max() > 255)) else 255
     if values.dtype == np.uint8:
         counts = np.bincount(values.ravel(), minlength=256)
@@ -148,7 +169,9 @@ class MaskRule:
         return out
 
 
-def _table(colors: Sequence[tuple[tuple[int, int, int], int]], ignore_value: int | None) -> tuple[tuple[int, int], ...]:
+def _table(
+    colors: Sequence[tuple[tuple[int, int, int], int]], ignore_value: int | None,
+) -> tuple[tuple[int, int], ...]:
     table = {(r << 16) | (g << 8) | b: cls for (r, g, b), cls in colors}
     if ignore_value is not None and ignore_value <= 255:
         table.setdefault(ignore_value * GREY, -1)
@@ -212,12 +235,7 @@ def decide(
             for code in (s.values[ids == -2] if s.colour else s.values[ids == -2] * GREY):
                 unknown.setdefault(int(code), []).append(s.name)
         if unknown:
-            shown = "; ".join(f"{_hex(c)} in {first_names(n, 3)}" for c, n in list(unknown.items())[:5])
-            more = f" and {len(unknown) - 5} more colours" if len(unknown) > 5 else ""
-            raise DataError(
-                f"{where}: {len(unknown)} mask colour(s) are not in data.colors: {shown}{more}; "
-                f"fix: add them to data.colors with their class id (or -1 to ignore them)"
-            )
+            raise _not_in_table(where, list(unknown.items()), "colour", "data.colors", _hex)
         return rule
     if colour_masks:
         found = sorted({int(v) if s.colour else int(v) * GREY
@@ -237,13 +255,15 @@ def decide(
             totals[v] = totals.get(v, 0) + c
     if not totals:
         raise DataError(
-            f"{where}: every mask pixel equals ignore_value {ignore_value}; fix: check data.ignore_value"
+            f"{where}: every mask pixel equals ignore_value {ignore_value}; fix: check "
+            "data.ignore_value"
         )
     values = sorted(totals)
     top = values[-1]
 
     def files_with(pred) -> list[str]:
-        return [s.name for s in stats if any(pred(v) for v in s.values.tolist() if v != ignore_value)]
+        return [s.name for s in stats
+                if any(pred(v) for v in s.values.tolist() if v != ignore_value)]
 
     if mask_kind == "binary":
         threshold = 1 if top <= 1 else (top + 1) // 2
@@ -253,21 +273,23 @@ def decide(
 
     if mask_kind == "auto":
         if top <= 1:
-            return MaskRule("ids", num_classes or 1, ignore_value=ignore_value, description="binary 0/1")
+            return MaskRule("ids", num_classes or 1, ignore_value=ignore_value,
+                            description="binary 0/1")
         limit = (2 if num_classes == 1 else num_classes) if num_classes is not None else None
         if len(values) == 2 and values[0] == 0 and (limit is None or top >= limit):
-            return MaskRule("binary", num_classes or 1, threshold=(top + 1) // 2, ignore_value=ignore_value,
-                            description=f"binary 0/{top}")
+            return MaskRule("binary", num_classes or 1, threshold=(top + 1) // 2,
+                            ignore_value=ignore_value, description=f"binary 0/{top}")
         extremes = totals.get(0, 0) + totals.get(top, 0)
         middle_values = len(values) - 2 if values[0] == 0 else len(values) - 1
-        if (top >= 128 and middle_values >= JPEG_MIN_MIDDLE and extremes >= 0.8 * sum(totals.values())
-                and (limit is None or top >= limit)):
+        if (top >= 128 and middle_values >= JPEG_MIN_MIDDLE
+                and extremes >= 0.8 * sum(totals.values()) and (limit is None or top >= limit)):
             damaged = files_with(lambda v: 0 < v < top)
             middle = [v for v in values if 0 < v < top][:4]
             raise DataError(
-                f"{where}: {len(damaged)} mask(s) hold intermediate values ({', '.join(map(str, middle))}, ...) "
-                f"between 0 and {top}, as JPEG compression leaves: {first_names(damaged)}; fix: save the masks "
-                f"losslessly (PNG or TIFF), or set data.mask_kind: binary to count values >= {(top + 1) // 2} as foreground"
+                f"{where}: {len(damaged)} mask(s) hold intermediate values "
+                f"({', '.join(map(str, middle))}, ...) between 0 and {top}, as JPEG compression "
+                f"leaves: {first_names(damaged)}; fix: save the masks losslessly (PNG or TIFF), or "
+                f"set data.mask_kind: binary to count values >= {(top + 1) // 2} as foreground"
             )
         if limit is None and top > MAX_AUTO_ID:
             outlier = _void_candidate(values, MAX_AUTO_ID + 1, ignore_value)
@@ -281,8 +303,9 @@ def decide(
                 )
             raise DataError(
                 f"{where}: mask values {_listed(values)} look like grey levels, not class ids "
-                f"0..C-1 (in {files}); fix: map them to class ids with --set '{_values_line(values)}' (-1 "
-                "ignores a value), or, if they are ids, set data.num_classes"
+                f"0..C-1 (in {files}); fix: map them to class ids with --set "
+                f"'{_values_line(values)}' (-1 ignores a value), or, if they are ids, set "
+                "data.num_classes"
             )
         # fall through: class ids
 
@@ -290,7 +313,8 @@ def decide(
     limit = 2 if nc == 1 else nc
     if top >= limit:
         bad = files_with(lambda v: v >= limit)
-        what = "binary (num_classes 1) allows ids 0 and 1" if nc == 1 else f"num_classes {nc} allows ids 0..{nc - 1}"
+        what = ("binary (num_classes 1) allows ids 0 and 1" if nc == 1
+                else f"num_classes {nc} allows ids 0..{nc - 1}")
         outliers = [v for v in values if v >= limit]
         outlier = _void_candidate(values, limit, ignore_value)
         apart = len(values) > len(outliers) and outliers[0] > values[-len(outliers) - 1] + 1
@@ -362,14 +386,15 @@ def _decide_values(
     nc = num_classes if num_classes is not None else (1 if top <= 1 else top + 1)
     if top >= (2 if nc == 1 else nc):
         raise ConfigError(
-            f"data.values: class id {top} does not fit num_classes {nc}; fix: set data.num_classes to "
-            f"{top + 1} or renumber the map"
+            f"data.values: class id {top} does not fit num_classes {nc}; fix: set data.num_classes "
+            f"to {top + 1} or renumber the map"
         )
     colour = [s.name for s in stats if s.colour]
     if colour:
         raise DataError(
-            f"{where}: {len(colour)} mask(s) are in colour, e.g. {first_names(colour, 3)}, but data.values maps "
-            "grey values; fix: give data.colors, a colour -> class id table, instead"
+            f"{where}: {len(colour)} mask(s) are in colour, e.g. {first_names(colour, 3)}, but "
+            "data.values maps grey values; fix: give data.colors, a colour -> class "
+            "id table, instead"
         )
     known = {v for v, _ in table}
     unknown: dict[int, list[str]] = {}
@@ -378,14 +403,10 @@ def _decide_values(
             if v not in known and v != ignore_value:
                 unknown.setdefault(int(v), []).append(s.name)
     if unknown:
-        shown = "; ".join(f"{v} in {first_names(n, 3)}" for v, n in sorted(unknown.items())[:5])
-        more = f" and {len(unknown) - 5} more values" if len(unknown) > 5 else ""
-        raise DataError(
-            f"{where}: {len(unknown)} mask value(s) are not in data.values: {shown}{more}; fix: add them to "
-            "data.values with their class id (or -1 to ignore them)"
-        )
+        raise _not_in_table(where, sorted(unknown.items()), "value", "data.values", str)
     text = ", ".join(f"{v}->{c}" for v, c in table)
-    return MaskRule("values", nc, table=table, ignore_value=ignore_value, description=f"values mapped {text}")
+    return MaskRule("values", nc, table=table, ignore_value=ignore_value,
+                    description=f"values mapped {text}")
 
 
 SIGNATURE = 64  # side of the thumbnail that ``signature`` keeps of a mask
@@ -476,10 +497,12 @@ def to_ids(raw: np.ndarray, rule: MaskRule, name: str) -> np.ndarray:
     if np.any(out == -2):
         bad = values[out == -2].ravel()[0]
         if rule.kind == "values":
-            raise DataError(f"{name}: mask value {int(bad)} is not in data.values; fix: add it with its class id "
-                            "(or -1 to ignore it)")
-        raise DataError(f"{name}: colour {_hex(bad if colour else bad * GREY)} is not in data.colors; fix: add it with its class id")
+            raise DataError(f"{name}: mask value {int(bad)} is not in data.values; fix: add it "
+                            "with its class id (or -1 to ignore it)")
+        raise DataError(f"{name}: colour {_hex(bad if colour else bad * GREY)} is not in "
+                        "data.colors; fix: add it with its class id")
     limit = 2 if rule.num_classes == 1 else rule.num_classes
     if out.size and out.max() >= limit:
-        raise DataError(f"{name}: mask value {int(out.max())} does not fit {rule.num_classes} class(es); fix: set data.num_classes")
+        raise DataError(f"{name}: mask value {int(out.max())} does not fit {rule.num_classes} "
+                        "class(es); fix: set data.num_classes")
     return out.astype(np.int16)

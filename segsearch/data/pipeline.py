@@ -20,7 +20,8 @@ touches the disk, unless the data did not fit (``DataConfig.cache``).
 
 Example:
     >>> splits = load(DataConfig(source="data/membrane", image_size=128))
-    >>> model.fit(batches(splits.train, 8, augment=1.0), validation_data=batches(splits.val, 8, shuffle=False))
+    >>> model.fit(batches(splits.train, 8, augment=1.0),
+    ...           validation_data=batches(splits.val, 8, shuffle=False))
 """
 
 from __future__ import annotations
@@ -223,7 +224,8 @@ class BatchPlan:
 
 
 def iterate(
-    plan: BatchPlan, *, epochs: int | None = 1, start_epoch: int = 0, workers: int | None = None, prefetch: int | None = None,
+    plan: BatchPlan, *, epochs: int | None = 1, start_epoch: int = 0, workers: int | None = None,
+    prefetch: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield the plan's batches in order, built ahead by a thread pool.
 
@@ -236,7 +238,9 @@ def iterate(
     """
     workers = workers or default_workers()
     prefetch = prefetch or 2 * workers
-    keys = ((e, i) for e in (itertools.count(start_epoch) if epochs is None else range(start_epoch, start_epoch + epochs))
+    keys = ((e, i)
+            for e in (itertools.count(start_epoch) if epochs is None
+                      else range(start_epoch, start_epoch + epochs))
             for i in range(plan.num_batches))
     if workers <= 1:
         for e, i in keys:
@@ -259,10 +263,12 @@ def iterate(
 
 
 def sequence(
-    part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0, repeat: bool = False,
-    workers: int | None = None, steps: int | None = None, foreground: float = 0.33,
+    part: Part, batch_size: int, *, augment: Any = None, shuffle: bool = True, seed: int = 0,
+    repeat: bool = False, workers: int | None = None, steps: int | None = None,
+    foreground: float = 0.33,
 ):
-    """The batches as a ``keras.utils.PyDataset`` (works with every Keras backend, no TensorFlow needed).
+    """The batches as a ``keras.utils.PyDataset`` (works with every Keras backend, no TensorFlow
+    needed).
 
     Args:
         part: the data.
@@ -284,7 +290,8 @@ def sequence(
         """Batches of (images, class-id masks) for ``model.fit``; a new epoch after each pass."""
 
         def __init__(self) -> None:
-            super().__init__(workers=workers or default_workers(), use_multiprocessing=False, max_queue_size=2 * (workers or default_workers()))
+            super().__init__(workers=workers or default_workers(), use_multiprocessing=False,
+                             max_queue_size=2 * (workers or default_workers()))
             self.plan = plan
             self.epoch = 0
             setattr(self, _ERRORS_ATTR, plan.errors)

@@ -8,8 +8,8 @@ Pairing rules, in order:
    ``mask``..., or the folders ``images_dir`` / ``masks_dir`` name, nested ones too). When several
    mask folders sit beside the images, the one that pairs most images is used and the others are
    listed. An image pairs with the mask of the same stem, whatever the extensions (``12.png`` +
-   ``12.png``, ``case_3.jpg`` + ``case_3.png``), or with the mask whose stem is the image stem plus a
-   mask suffix (``mask_suffix``, ``_mask``, ``_label(s)``, ``_gt``, ``_manual1``, ``_annotation``,
+   ``12.png``, ``case_3.jpg`` + ``case_3.png``), or with the mask whose stem is the image stem plus
+   a mask suffix (``mask_suffix``, ``_mask``, ``_label(s)``, ``_gt``, ``_manual1``, ``_annotation``,
    ``_segmentation``); with ``pair`` (a regular expression), by the key its first group finds in
    both file names. Files without a partner are left out (``Discovery`` lists them).
 2. One folder per case: ``<case>/images/`` with one image, ``<case>/masks/`` with one binary mask
@@ -159,8 +159,8 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _subfolders(folder: Path) -> str:
-    names = sorted((p.name + "/" for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                   key=natural_key)
+    names = sorted((p.name + "/" for p in folder.iterdir()
+                    if p.is_dir() and not p.name.startswith(".")), key=natural_key)
     return first_names(names, 8) if names else "none"
 
 
@@ -225,8 +225,8 @@ def _by_stem(files: Sequence[Path], folder: Path, what: str) -> dict[str, Path]:
     for p in files:
         if p.stem in out:
             raise DataError(
-                f"{folder}: two {what} share the name {p.stem!r} ({out[p.stem].name} and {p.name}); "
-                f"fix: keep one of them, so each {what[:-1]} pairs with exactly one file"
+                f"{folder}: two {what} share the name {p.stem!r} ({out[p.stem].name} and "
+                f"{p.name}); fix: keep one of them, so each {what[:-1]} pairs with exactly one file"
             )
         out[p.stem] = p
     return out
@@ -235,7 +235,8 @@ def _by_stem(files: Sequence[Path], folder: Path, what: str) -> dict[str, Path]:
 def _by_pattern(
     files: Sequence[Path], folder: Path, what: str, rx: re.Pattern[str],
 ) -> tuple[dict[str, Path], list[str]]:
-    """Map pair key (the first group of ``data.pair``) -> file; files it does not match are returned apart."""
+    """Map pair key (the first group of ``data.pair``) -> file; files it does not match are returned
+    apart."""
     out: dict[str, Path] = {}
     unmatched: list[str] = []
     for p in files:
@@ -246,8 +247,9 @@ def _by_pattern(
             continue
         if key in out:
             raise DataError(
-                f"{folder}: data.pair '{rx.pattern}' gives two {what} the key {key!r} ({out[key].name} and "
-                f"{p.name}); fix: make its first group capture what tells the {what} apart"
+                f"{folder}: data.pair '{rx.pattern}' gives two {what} the key {key!r} "
+                f"({out[key].name} and {p.name}); fix: make its first group capture what tells "
+                f"the {what} apart"
             )
         out[key] = p
     return out, unmatched
@@ -297,11 +299,12 @@ class Discovery:
                 return (f"data.pair '{self.pair}' looks like it lost its backslashes (d+ matches "
                         "the letter d, \\d+ a number): the shell or YAML ate them; quote the "
                         f"value: --set 'data.pair={lost}'")
-            return (f"data.pair '{self.pair}' must find the same key in an image's name and its mask's "
-                    "(its first group)")
+            return (f"data.pair '{self.pair}' must find the same key in an image's name and its "
+                    "mask's (its first group)")
         stem = self.lone_images[0].rsplit(".", 1)[0] if self.lone_images else "NAME"
-        return (f"name the masks like the images (e.g. {stem}.png or {stem}{self.suffix or '_mask'}.png), or "
-                r"give data.pair, a regular expression whose first group is the shared key, e.g. '^(\d+)_'")
+        return (f"name the masks like the images (e.g. {stem}.png or "
+                f"{stem}{self.suffix or '_mask'}.png), or give data.pair, a regular expression "
+                r"whose first group is the shared key, e.g. '^(\d+)_'")
 
     def unpaired_warning(self) -> str | None:
         """The warning that lists the files left out for lack of a partner, or None."""
@@ -320,14 +323,17 @@ class Discovery:
         """Raise a DataError when not a single image found its mask."""
         if self.pairs:
             return
-        shown = (f"images {first_names(self.lone_images, 3)}; masks {first_names(self.lone_masks, 3)}"
+        shown = (f"images {first_names(self.lone_images, 3)}; masks "
+                 f"{first_names(self.lone_masks, 3)}"
                  if self.lone_images or self.lone_masks else "nothing")
         raise DataError(
-            f"{self.image_dir}: no image pairs with a mask in {self.mask_dir} ({shown}); fix: {self._hint()}"
+            f"{self.image_dir}: no image pairs with a mask in {self.mask_dir} ({shown}); "
+            f"fix: {self._hint()}"
         )
 
     def raise_unpaired(self) -> None:
-        """Raise a DataError listing the unpaired files, if there are any (stricter than ``load``)."""
+        """Raise a DataError listing the unpaired files, if there are any (stricter than
+        ``load``)."""
         warning = self.unpaired_warning()
         if warning:
             raise DataError(warning)
@@ -354,8 +360,8 @@ def _match(
         order = {p.name: i for i, p in enumerate(images)}
         missing = sorted(missing + lone_images, key=lambda n: order[n])
         orphans = sorted([p.name for p in by_mask.values()] + lone_masks, key=natural_key)
-        return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix, layout,
-                         tuple(notes), pair)
+        return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix,
+                         layout, tuple(notes), pair)
     by_image = _by_stem(images, image_dir, "images")
     by_mask = _by_stem(masks, mask_dir, "masks")
     stripped: dict[str, Path] = {}
@@ -364,8 +370,8 @@ def _match(
         if key is not None and key not in by_mask:
             if key in stripped:
                 raise DataError(
-                    f"{mask_dir}: two masks belong to {key!r} ({stripped[key].name} and {p.name}); fix: keep one of "
-                    "them, so each image pairs with exactly one mask"
+                    f"{mask_dir}: two masks belong to {key!r} ({stripped[key].name} and {p.name}); "
+                    "fix: keep one of them, so each image pairs with exactly one mask"
                 )
             stripped[key] = p
     used: set[Path] = set()
@@ -377,8 +383,8 @@ def _match(
         used.add(mask)
         pairs.append(Pair(image.name, image, mask))
     orphans = [p.name for p in by_mask.values() if p not in used]
-    return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix, layout,
-                     tuple(notes), None)
+    return Discovery(tuple(pairs), tuple(missing), tuple(orphans), image_dir, mask_dir, suffix,
+                     layout, tuple(notes), None)
 
 
 #: data.pair patterns tried to suggest one for a mask folder that pairs nothing by file name
@@ -431,7 +437,8 @@ def find_pairs(
 
     Args:
         folder: a folder with images/ and masks/ subfolders, one folder of images and
-            ``<stem><mask_suffix>`` masks, or one folder per case (``<case>/images/``, ``<case>/masks/``).
+            ``<stem><mask_suffix>`` masks, or one folder per case (``<case>/images/``,
+            ``<case>/masks/``).
         mask_suffix: the suffix that marks a mask's stem (default ``_mask``).
         images_dir: the images folder, relative to ``folder`` (may be nested: ``training/images``).
         masks_dir: the masks folder, relative to ``folder``.
@@ -444,7 +451,8 @@ def find_pairs(
         >>> [p.name for p in find_pairs("data/membrane")][:3]
         ['0.png', '1.png', '2.png']
     """
-    found = discover(folder, mask_suffix=mask_suffix, images_dir=images_dir, masks_dir=masks_dir, pair=pair)
+    found = discover(folder, mask_suffix=mask_suffix, images_dir=images_dir, masks_dir=masks_dir,
+                     pair=pair)
     found.raise_if_empty()
     return list(found.pairs)
 
@@ -483,8 +491,9 @@ def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
         images = _image_files(image_dir) if image_dir is not None else []
         if len(images) > 1:
             raise DataError(
-                f"{image_dir}: {len(images)} images ({first_names([p.name for p in images], 3)}) in one case folder; "
-                "fix: keep one image per case folder (its masks/ folder holds one mask per object)"
+                f"{image_dir}: {len(images)} images ({first_names([p.name for p in images], 3)}) "
+                "in one case folder; fix: keep one image per case folder (its masks/ folder holds "
+                "one mask per object)"
             )
         if not images:
             continue
@@ -529,10 +538,11 @@ def discover(
     Args:
         folder: the folder (see ``find_pairs``).
         mask_suffix: the suffix that marks a mask's stem.
-        images_dir: the images folder, relative to ``folder`` ("images" also tries the usual aliases).
-        masks_dir: the masks folder, relative to ``folder`` ("masks" also tries the usual aliases, beside
-            the images folder; when several exist, the one that pairs most images is used, and
-            ``Discovery.notes`` lists the others).
+        images_dir: the images folder, relative to ``folder`` ("images" also tries the usual
+            aliases).
+        masks_dir: the masks folder, relative to ``folder`` ("masks" also tries the usual aliases,
+            beside the images folder; when several exist, the one that pairs most images is used,
+            and ``Discovery.notes`` lists the others).
         pair: a regular expression whose first group is the key an image and its mask share.
         role: "" when ``folder`` is data.source, "val_" when it is data.val_source: messages name
             data.val_source, data.val_images_dir, data.val_masks_dir.
@@ -565,11 +575,13 @@ def discover(
         images = _image_files(image_dir)
         if not images and not any(_mask_files(m) for m in candidates):
             raise DataError(
-                f"{root}: {_rel(image_dir, root)}/ and {_rel(candidates[0], root)}/ hold no image files "
-                f"(looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the images and masks there"
+                f"{root}: {_rel(image_dir, root)}/ and {_rel(candidates[0], root)}/ hold no image "
+                f"files (looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the "
+                "images and masks there"
             )
         if not images:
-            raise DataError(f"{image_dir}: no image files (looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the images there")
+            raise DataError(f"{image_dir}: no image files (looked for "
+                            f"{', '.join(IMAGE_EXTENSIONS)}); fix: put the images there")
         how = f"data.pair '{pair}'" if pair is not None else "file name"
         found: list[Discovery] = []
         for mask_dir in candidates:
@@ -579,10 +591,12 @@ def discover(
         with_files = [d for d, m in zip(found, candidates) if _mask_files(m)]
         if not with_files:
             if len(candidates) == 1:
-                raise DataError(f"{candidates[0]}: no mask files (looked for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there")
+                raise DataError(f"{candidates[0]}: no mask files (looked for "
+                                f"{', '.join(MASK_EXTENSIONS)}); fix: put the masks there")
             raise DataError(
-                f"{image_dir.parent}: the mask folders {', '.join(_rel(m, root) + '/' for m in candidates)} hold no mask "
-                f"files (looked for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there"
+                f"{image_dir.parent}: the mask folders "
+                f"{', '.join(_rel(m, root) + '/' for m in candidates)} hold no mask files (looked "
+                f"for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there"
             )
         pairing = [d for d in with_files if d.pairs]
         repeated: dict[Path, float] = {}
@@ -624,38 +638,45 @@ def discover(
         if subs:  # e.g. DRIVE: training/images, training/mask, training/1st_manual, test/...
             lines = []
             for sub in subs[:4]:
-                masks = _mask_folders(sub, _subfolder(sub, "images", IMAGE_DIR_NAMES))
-                lines.append(f"--set data.{role}images_dir={_rel(_subfolder(sub, 'images', IMAGE_DIR_NAMES), root)}"
-                             + (f" --set data.{role}masks_dir={_rel(masks[0], root)}" if masks else "")
-                             + (f" (other mask folders: {', '.join(_rel(m, root) + '/' for m in masks[1:])})"
+                sub_images = _subfolder(sub, "images", IMAGE_DIR_NAMES)
+                masks = _mask_folders(sub, sub_images)
+                lines.append(f"--set data.{role}images_dir={_rel(sub_images, root)}"
+                             + (f" --set data.{role}masks_dir={_rel(masks[0], root)}"
+                                if masks else "")
+                             + (" (other mask folders: "
+                                f"{', '.join(_rel(m, root) + '/' for m in masks[1:])})"
                                 if len(masks) > 1 else ""))
             raise DataError(
-                f"{root}: the images are one level down, in {', '.join(_rel(s_, root) + '/' for s_ in subs[:4])}; "
-                f"fix: say which folders to read: {'; or '.join(lines)}"
+                f"{root}: the images are one level down, in "
+                f"{', '.join(_rel(s_, root) + '/' for s_ in subs[:4])}; fix: say which folders to "
+                f"read: {'; or '.join(lines)}"
             )
     files = _image_files(root)
     if files:
         masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
         images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
         if masks and images:
-            return _match(images, masks, root, root, mask_suffix, pair, "one folder, masks named <image><suffix>")
+            return _match(images, masks, root, root, mask_suffix, pair,
+                          "one folder, masks named <image><suffix>")
     if image_dir is not None or candidates:
         if image_dir is not None:
             raise DataError(
                 f"{root}: has a {image_dir.name} folder but no masks folder (looked for "
-                f"{', '.join(n + '/' for n in MASK_DIR_NAMES[:8])} ...; its subfolders: {_subfolders(image_dir.parent)}); "
-                f"fix: name the masks folder with --set data.{role}masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
+                f"{', '.join(n + '/' for n in MASK_DIR_NAMES[:8])} ...; its subfolders: "
+                f"{_subfolders(image_dir.parent)}); fix: name the masks folder with --set "
+                f"data.{role}masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
             )
         raise DataError(
-            f"{root}: has a {candidates[0].name} folder but no images folder (its subfolders: {_subfolders(root)}); "
-            f"fix: name the images folder with --set data.{role}images_dir=FOLDER, or put the images in {root / 'images'}/"
-            f" (same file names as the masks)"
+            f"{root}: has a {candidates[0].name} folder but no images folder (its subfolders: "
+            f"{_subfolders(root)}); fix: name the images folder with --set "
+            f"data.{role}images_dir=FOLDER, or put the images in {root / 'images'}/ (same file "
+            "names as the masks)"
         )
     raise DataError(
         f"{root}: found no images/ and masks/ subfolders"
         + (f" and no '*{mask_suffix}' mask files" if mask_suffix else "")
-        + f" (it holds {len(files)} image file(s)); fix: put the images in {root / 'images'}/ and the masks, "
-        f"with the same file names, in {root / 'masks'}/"
+        + f" (it holds {len(files)} image file(s)); fix: put the images in {root / 'images'}/ and "
+          f"the masks, with the same file names, in {root / 'masks'}/"
     )
 
 
@@ -723,15 +744,18 @@ def load_arrays(
     if masks.ndim == 4 and masks.shape[-1] == 1:
         masks = masks[..., 0]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise DataError(f"{name}: images must be (N, H, W) or (N, H, W, C) with C = 1, 3 or 4, got {images.shape}; fix: reshape them")
+        raise DataError(f"{name}: images must be (N, H, W) or (N, H, W, C) with C = 1, 3 or 4, got "
+                        f"{images.shape}; fix: reshape them")
     if masks.ndim not in (3, 4) or (masks.ndim == 4 and masks.shape[-1] not in (3, 4)):
-        raise DataError(f"{name}: masks must be (N, H, W), (N, H, W, 1) or (N, H, W, 3), got {masks.shape}; fix: reshape them")
+        raise DataError(f"{name}: masks must be (N, H, W), (N, H, W, 1) or (N, H, W, 3), got "
+                        f"{masks.shape}; fix: reshape them")
     if len(images) != len(masks):
-        raise DataError(f"{name}: {len(images)} images but {len(masks)} masks; fix: save one mask per image, in the same order")
+        raise DataError(f"{name}: {len(images)} images but {len(masks)} masks; fix: save one mask "
+                        "per image, in the same order")
     if images.shape[1:3] != masks.shape[1:3]:
         raise DataError(
-            f"{name}: images are {images.shape[1]}x{images.shape[2]} but masks are {masks.shape[1]}x{masks.shape[2]}; "
-            "fix: save masks of the images' size"
+            f"{name}: images are {images.shape[1]}x{images.shape[2]} but masks are "
+            f"{masks.shape[1]}x{masks.shape[2]}; fix: save masks of the images' size"
         )
     if len(images) == 0:
         raise DataError(f"{name}: holds no images (N = 0); fix: save at least two images and masks")
@@ -760,7 +784,8 @@ def _normalise_array(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _palette_array(img, palette: str) -> np.ndarray:
-    """A palette image as indices (colour palettes of indexed masks) or as its colours / grey levels."""
+    """A palette image as indices (colour palettes of indexed masks) or as its colours / grey
+    levels."""
     index = np.array(img)
     colours = np.array(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
     used = np.unique(index)
@@ -825,15 +850,17 @@ def _read_tiff(path: Path, palette: str, notes: list[str] | None) -> np.ndarray:
         except DataError:
             raise
         except Exception as second:
-            cause = f"tifffile: {type(first).__name__}: {first}; Pillow: {type(second).__name__}: {second}"
+            cause = (f"tifffile: {type(first).__name__}: {first}; "
+                     f"Pillow: {type(second).__name__}: {second}")
             if "imagecodecs" in str(first):
                 raise DataError(
-                    f"{path}: cannot decode this TIFF's compression ({cause}); fix: pip install imagecodecs "
-                    "(a segsearch dependency; it decodes every TIFF compression)"
+                    f"{path}: cannot decode this TIFF's compression ({cause}); fix: pip install "
+                    "imagecodecs (a segsearch dependency; it decodes every TIFF compression)"
                 ) from None
             raise DataError(
                 f"{path}: cannot read the TIFF file ({cause}); it may be truncated or not a TIFF; "
-                "fix: check the file (does it open in an image viewer?), or remove it and its partner"
+                "fix: check the file (does it open in an image viewer?), or remove "
+                "it and its partner"
             ) from None
     if pages > 1 and notes is not None:
         notes.append("TIFF file(s) of several pages, of which only the first page is read: "
@@ -844,7 +871,8 @@ def _read_tiff(path: Path, palette: str, notes: list[str] | None) -> np.ndarray:
 def read_array(
     path: str | os.PathLike[str], *, palette: str = "rgb", notes: list[str] | None = None,
 ) -> np.ndarray:
-    """Decode one image file to an (H, W) or (H, W, C) array of its own dtype (uint8, uint16, float).
+    """Decode one image file to an (H, W) or (H, W, C) array of its own dtype (uint8, uint16,
+    float).
 
     The readers are Pillow (PNG, JPEG, BMP, GIF) and tifffile (TIFF, with imagecodecs for LZW,
     JPEG ... compression; Pillow when tifffile cannot decode a file). Alpha channels are dropped,
@@ -871,10 +899,12 @@ def read_array(
                 arr = _pillow_array(img, path, palette)
     except DataError:
         raise
-    except Exception as exc:  # OSError (truncated), UnidentifiedImageError, SyntaxError, ValueError ...
+    # OSError (truncated), UnidentifiedImageError, SyntaxError, ValueError ...
+    except Exception as exc:
         raise DataError(
-            f"{path}: cannot read the file ({type(exc).__name__}: {exc}); it may be truncated or not an "
-            "image; fix: check the file (does it open in an image viewer?), or remove it and its partner"
+            f"{path}: cannot read the file ({type(exc).__name__}: {exc}); it may be truncated or "
+            "not an image; fix: check the file (does it open in an image viewer?), or remove "
+            "it and its partner"
         ) from None
     if arr.dtype.byteorder == ">" or (arr.dtype.byteorder == "=" and not arr.dtype.isnative):
         arr = arr.astype(arr.dtype.newbyteorder("="))
@@ -882,11 +912,13 @@ def read_array(
 
 
 def _mat_arrays_v5(path: Path) -> dict[str, np.ndarray]:
-    """Every numeric 2-D array of a MATLAB v4-v7.2 file, by dotted path through structs and cells."""
+    """Every numeric 2-D array of a MATLAB v4-v7.2 file, by dotted path through structs and
+    cells."""
     try:
         import scipy.io
     except ImportError as exc:
-        raise DataError(f"{path}: reading .mat masks needs scipy ({exc}); fix: pip install scipy") from None
+        raise DataError(f"{path}: reading .mat masks needs scipy ({exc}); "
+                        "fix: pip install scipy") from None
     data = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
     out: dict[str, np.ndarray] = {}
 
@@ -917,7 +949,8 @@ def _mat_arrays_h5(path: Path) -> dict[str, np.ndarray]:
     try:
         import h5py
     except ImportError as exc:
-        raise DataError(f"{path}: reading MATLAB v7.3 masks needs h5py ({exc}); fix: pip install h5py") from None
+        raise DataError(f"{path}: reading MATLAB v7.3 masks needs h5py ({exc}); fix: "
+                        "pip install h5py") from None
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
 
@@ -938,7 +971,8 @@ def _mat_arrays_h5(path: Path) -> dict[str, np.ndarray]:
             if cls == "char" or "MATLAB_empty" in obj.attrs:
                 return
             if obj.dtype.kind in "biuf" and obj.ndim == 2 and min(obj.shape) > 1:
-                out[name] = np.asarray(obj[()]).T  # MATLAB is column-major: HDF5 holds the transpose
+                # MATLAB is column-major: HDF5 holds the transpose
+                out[name] = np.asarray(obj[()]).T
 
         walk("", f)
     return out
@@ -971,12 +1005,14 @@ def read_mat(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray
         raise
     except Exception as exc:  # scipy MatReadError / ValueError, OSError ...
         raise DataError(
-            f"{path}: cannot read the MATLAB file ({type(exc).__name__}: {exc}); it may be truncated or not a "
-            "MATLAB file; fix: check that it opens in MATLAB / scipy.io.loadmat, or remove it and its image"
+            f"{path}: cannot read the MATLAB file ({type(exc).__name__}: {exc}); it may be "
+            "truncated or not a MATLAB file; fix: check that it opens in MATLAB / "
+            "scipy.io.loadmat, or remove it and its image"
         ) from None
 
     def listed() -> str:
-        return ", ".join(f"{k} ({a.shape[0]}x{a.shape[1]} {a.dtype})" for k, a in arrays.items()) or "none"
+        return ", ".join(f"{k} ({a.shape[0]}x{a.shape[1]} {a.dtype})"
+                         for k, a in arrays.items()) or "none"
 
     if key is not None:
         arr = arrays.get(key)
@@ -985,18 +1021,20 @@ def read_mat(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray
             arr = arrays.get(lowered.get(key.lower(), ""))
         if arr is None:
             raise DataError(
-                f"{path}: data.mat_key {key!r} names no 2-D numeric array; the file holds: {listed()}; "
-                "fix: set data.mat_key to one of these"
+                f"{path}: data.mat_key {key!r} names no 2-D numeric array; the file holds: "
+                f"{listed()}; fix: set data.mat_key to one of these"
             )
     else:
         ints = {k: a for k, a in arrays.items() if a.dtype.kind in "biu"}
         if not ints:  # MATLAB saves double by default: integer-valued floats are labels too
-            ints = {k: a for k, a in arrays.items() if a.dtype.kind == "f" and np.all(a == np.round(a))}
+            ints = {k: a for k, a in arrays.items()
+                    if a.dtype.kind == "f" and np.all(a == np.round(a))}
         if len(ints) != 1:
             what = "no 2-D integer array" if not ints else f"{len(ints)} 2-D integer arrays"
             raise DataError(
                 f"{path}: holds {what}, so the mask is not clear; 2-D arrays there: {listed()}; "
-                "fix: name the mask's array with --set data.mat_key=KEY (a dotted path, e.g. groundTruth.Segmentation)"
+                "fix: name the mask's array with --set data.mat_key=KEY (a dotted path, e.g. "
+                "groundTruth.Segmentation)"
             )
         arr = next(iter(ints.values()))
     arr = np.asarray(arr)
@@ -1008,7 +1046,8 @@ def read_mat(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray
 
 
 def read_mask(
-    pair: Pair, *, palette: str = "index", mat_key: str | None = None, notes: list[str] | None = None,
+    pair: Pair, *, palette: str = "index", mat_key: str | None = None,
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Decode a pair's mask: an image file, a MATLAB ``.mat`` file, or a case's object masks merged.
 
@@ -1031,8 +1070,9 @@ def read_mask(
                 merged = np.zeros(obj.shape[:2], np.uint8)
             if obj.shape[:2] != merged.shape:
                 raise DataError(
-                    f"{part}: object mask is {obj.shape[0]}x{obj.shape[1]} but {pair.parts[0].name} is "
-                    f"{merged.shape[0]}x{merged.shape[1]} (height x width); fix: save every object mask at the image's size"
+                    f"{part}: object mask is {obj.shape[0]}x{obj.shape[1]} but "
+                    f"{pair.parts[0].name} is {merged.shape[0]}x{merged.shape[1]} (height x "
+                    "width); fix: save every object mask at the image's size"
                 )
             merged[obj > 0] = 1
         return merged  # type: ignore[return-value]

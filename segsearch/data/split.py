@@ -1,4 +1,5 @@
-"""The train/validation split: seeded by fraction or given by a folder, recorded so it can be reused.
+"""The train/validation split: seeded by fraction or given by a folder, recorded so it can be
+reused.
 
 The record is a plain JSON-able dict of file names, saved by the study; a resumed study passes it
 back (``load(config, split=record)``) and gets exactly the same split, or a DataError if the files
@@ -29,11 +30,14 @@ SPLIT_VERSION = 1
 
 
 def val_count(n: int, fraction: float) -> int:
-    """How many of ``n`` pairs go to validation: round(n * fraction), at least 1, leaving 1 to train."""
+    """How many of ``n`` pairs go to validation: round(n * fraction), at least 1, leaving 1 to
+    train."""
     return int(min(max(1, round(n * fraction)), n - 1))
 
 
-def make_split(names: Sequence[str], *, val_fraction: float, seed: int, where: str = "data") -> dict[str, Any]:
+def make_split(
+    names: Sequence[str], *, val_fraction: float, seed: int, where: str = "data",
+) -> dict[str, Any]:
     """A seeded random split of ``names`` into train and validation, as a record.
 
     Args:
@@ -49,16 +53,17 @@ def make_split(names: Sequence[str], *, val_fraction: float, seed: int, where: s
     ordered = sorted(names)
     if len(ordered) < 2:
         raise DataError(
-            f"{where}: found {len(ordered)} image/mask pair(s), but a train/validation split needs at least 2 "
-            f"(val_fraction {val_fraction}); fix: add more pairs, or give data.val_source, a separate validation folder"
+            f"{where}: found {len(ordered)} image/mask pair(s), but a train/validation split needs "
+            f"at least 2 (val_fraction {val_fraction}); fix: add more pairs, or give "
+            "data.val_source, a separate validation folder"
         )
     perm = np.random.default_rng(seed).permutation(len(ordered))
     n_val = val_count(len(ordered), val_fraction)
     chosen = set(perm[:n_val].tolist())
     val = [n for i, n in enumerate(ordered) if i in chosen]
     train = [n for i, n in enumerate(ordered) if i not in chosen]
-    return {"version": SPLIT_VERSION, "method": "fraction", "seed": int(seed), "val_fraction": float(val_fraction),
-            "train": train, "val": val}
+    return {"version": SPLIT_VERSION, "method": "fraction", "seed": int(seed),
+            "val_fraction": float(val_fraction), "train": train, "val": val}
 
 
 def folder_split(train: Sequence[str], val: Sequence[str], *, val_source: str) -> dict[str, Any]:
@@ -79,23 +84,30 @@ def read_record(record: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str,
         try:
             record = json.loads(Path(record).read_text())
         except (OSError, ValueError) as exc:
-            raise DataError(f"{where}: cannot read the split record ({exc}); fix: restore the file or start a new study") from None
+            raise DataError(f"{where}: cannot read the split record ({exc}); fix: restore the file "
+                            "or start a new study") from None
     if not isinstance(record, Mapping):
-        raise DataError(f"{where}: expected a mapping with 'train' and 'val' lists, got {type(record).__name__}")
+        raise DataError(f"{where}: expected a mapping with 'train' and 'val' lists, got "
+                        f"{type(record).__name__}")
     for key in ("train", "val"):
         value = record.get(key)
-        if not isinstance(value, Sequence) or isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise DataError(f"{where}: '{key}' must be a list of file names; fix: restore the record or start a new study")
+        if (not isinstance(value, Sequence) or isinstance(value, str)
+                or not all(isinstance(v, str) for v in value)):
+            raise DataError(f"{where}: '{key}' must be a list of file names; fix: restore the "
+                            "record or start a new study")
     if record.get("version", SPLIT_VERSION) != SPLIT_VERSION:
-        raise DataError(f"{where}: version {record.get('version')!r} is not {SPLIT_VERSION}; fix: start a new study")
+        raise DataError(f"{where}: version {record.get('version')!r} is not {SPLIT_VERSION}; fix: "
+                        "start a new study")
     overlap = set(record["train"]) & set(record["val"])
     if overlap and record.get("method") != "folder":
-        raise DataError(f"{where}: names in both train and val: {first_names(sorted(overlap))}; fix: restore the record")
+        raise DataError(f"{where}: names in both train and val: {first_names(sorted(overlap))}; "
+                        "fix: restore the record")
     return dict(record)
 
 
 def resolve(
-    record: Mapping[str, Any], train_pool: Sequence[str], val_pool: Sequence[str] | None, *, where: str,
+    record: Mapping[str, Any], train_pool: Sequence[str], val_pool: Sequence[str] | None, *,
+    where: str,
 ) -> tuple[list[int], list[int]]:
     """Indices of a recorded split's train and val names in the pairs found now.
 
@@ -114,32 +126,37 @@ def resolve(
     method = record.get("method", "fraction")
     if method == "folder" and val_pool is None:
         raise DataError(
-            f"{where}: the recorded split used a validation folder ({record.get('val_source')}) but data.val_source "
-            "is not set now; fix: set data.val_source as when the study started"
+            f"{where}: the recorded split used a validation folder ({record.get('val_source')}) "
+            "but data.val_source is not set now; fix: set data.val_source as when "
+            "the study started"
         )
     if method != "folder" and val_pool is not None:
         raise DataError(
-            f"{where}: the recorded split was by fraction but data.val_source is set now; fix: remove "
-            "data.val_source as when the study started"
+            f"{where}: the recorded split was by fraction but data.val_source is set now; fix: "
+            "remove data.val_source as when the study started"
         )
-    pools = {"train": list(train_pool), "val": list(val_pool if val_pool is not None else train_pool)}
+    pools = {"train": list(train_pool),
+             "val": list(val_pool if val_pool is not None else train_pool)}
     out: dict[str, list[int]] = {}
     for part in ("train", "val"):
         index = {n: i for i, n in enumerate(pools[part])}
         missing = [n for n in record[part] if n not in index]
         if missing:
             raise DataError(
-                f"{where}: {len(missing)} file(s) of the recorded {part} split are no longer there: "
-                f"{first_names(missing)}; fix: restore them, or start a new study for the changed data"
+                f"{where}: {len(missing)} file(s) of the recorded {part} split are no longer "
+                f"there: {first_names(missing)}; fix: restore them, or start a new study for "
+                "the changed data"
             )
         out[part] = [index[n] for n in record[part]]
     if val_pool is None:
         extra = sorted(set(pools["train"]) - set(record["train"]) - set(record["val"]))
     else:
-        extra = sorted(set(pools["train"]) - set(record["train"])) + sorted(set(pools["val"]) - set(record["val"]))
+        extra = (sorted(set(pools["train"]) - set(record["train"]))
+                 + sorted(set(pools["val"]) - set(record["val"])))
     if extra:
         raise DataError(
-            f"{where}: {len(extra)} file(s) were added since the split was recorded: {first_names(extra)}; "
-            "fix: remove them to resume this study, or start a new study to use them"
+            f"{where}: {len(extra)} file(s) were added since the split was recorded: "
+            f"{first_names(extra)}; fix: remove them to resume this study, or start a new "
+            "study to use them"
         )
     return out["train"], out["val"]
