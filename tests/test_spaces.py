@@ -1,4 +1,4 @@
-"""The shipped space files: one copy (spaces/ links to it), they load, every trial they allow fits."""
+"""Shipped space files: one copy (spaces/ links to it); they load; each trial they allow fits."""
 
 from __future__ import annotations
 
