@@ -1,4 +1,4 @@
-"""segsearch.spacefile: space files -> validated frozen dataclasses, overrides, and error messages."""
+"""segsearch.spacefile: space files -> validated frozen dataclasses, overrides, error messages."""
 
 from __future__ import annotations
 

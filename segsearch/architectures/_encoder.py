@@ -86,7 +86,9 @@ def encoder(
     return inputs, backbone, resnet50_features(backbone)
 
 
-def finish(inputs: keras.KerasTensor, x: keras.KerasTensor, p: EncoderArgs, name: str) -> keras.Model:
+def finish(
+    inputs: keras.KerasTensor, x: keras.KerasTensor, p: EncoderArgs, name: str
+) -> keras.Model:
     """The head on ``x``, the model, and its encoder frozen as ``p.freeze`` says."""
     import keras
 

@@ -26,7 +26,7 @@ class ResUNetArgs(LevelArgs):
 
 
 def validate_resunet(args: Mapping[str, Any]) -> ResUNetArgs:
-    """Check :func:`build_resunet` arguments (ConfigError / InfeasibleError), once, before building."""
+    """Check :func:`build_resunet` arguments (ConfigError / InfeasibleError), once."""
     return check_levels(ARCH, args, cls=ResUNetArgs, upsampling_conv=bool(args["upsampling_conv"]))
 
 

@@ -18,7 +18,7 @@ ARCH = "unet"
 
 
 def validate_unet(args: Mapping[str, Any]) -> LevelArgs:
-    """Check :func:`build_unet` arguments (ConfigError / InfeasibleError), once, before building."""
+    """Check :func:`build_unet` arguments (ConfigError / InfeasibleError), once."""
     return check_levels(ARCH, args)
 
 

@@ -1,4 +1,4 @@
-"""DeepLabV3PlusHyperModel: the ``deeplabv3plus`` architecture of the registry (ResNet50 encoder)."""
+"""DeepLabV3PlusHyperModel: the ``deeplabv3plus`` architecture of the registry."""
 
 from __future__ import annotations
 

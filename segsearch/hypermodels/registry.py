@@ -188,13 +188,14 @@ def check_input_size(architecture: str, input_shape: Sequence[int | None], **opt
         The checked arguments, as the frozen object the builder builds from.
 
     Raises:
-        InfeasibleError: the configuration cannot work at this input size (the message says the fix).
+        InfeasibleError: the configuration cannot work at this input size (the message says the
+            fix).
         ConfigError: unknown architecture or option, or a bad value.
         WeightsError: a weights path that does not exist, or ImageNet weights with != 3 channels.
 
     Example:
         >>> check_input_size("deeplabv3plus", (64, 64, 3))
-        InfeasibleError: deeplabv3plus: ASPP rate(s) 6, 12, 18 >= the 4x4 feature map at the ASPP ...
+        InfeasibleError: deeplabv3plus: ASPP rate(s) 6, 12, 18 >= the 4x4 feature map at ...
     """
     s = spec(architecture)
     signature = inspect.signature(s.builder)
@@ -212,7 +213,8 @@ def _upsampling(default: str, input_shape: Sequence[Any]) -> Param:
     """``upsampling``; bilinear is left out for 3D inputs (no trilinear layer)."""
     values = UPSAMPLING_MODES if len(tuple(input_shape)) == 3 else ("transpose", "nearest")
     return Param.Choice("upsampling", values, default=default, closed=True,
-                        help="decoder upsampling: transposed conv, or nearest/bilinear resize + conv")
+                        help="decoder upsampling: transposed conv, or nearest/bilinear resize "
+                             "+ conv")
 
 
 def _filters(default: int, values: Sequence[int] = (8, 16, 32, 64), help: str = "") -> Param:
@@ -295,7 +297,8 @@ def _deeplabv3plus_params(input_shape: Sequence[Any], weights: Any) -> tuple[Par
             Param.Choice("aspp_rates", ASPP_RATES, default=",".join(map(str, d["aspp_rates"])),
                          help="dilation rates of the three atrous ASPP branches"),
             Param.Choice("aspp_filters", (64, 128, 256), default=d["aspp_filters"],
-                         domain=POSITIVE_INT, help="filters of every ASPP branch and its projection"),
+                         domain=POSITIVE_INT,
+                         help="filters of every ASPP branch and its projection"),
             Param.Boolean("aspp_pooling", default=d["aspp_pooling"],
                           help="ASPP image-pooling branch"),
             Param.Choice("filters", (64, 128, 256), default=d["filters"], domain=POSITIVE_INT,

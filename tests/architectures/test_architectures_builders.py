@@ -1,7 +1,8 @@
 """One shared test case run over every builder of the registry (keras applications / smp
 BaseModelTester).
 
-Each architecture goes through the same checks: its preset's parameter count at the preset's input, a forward pass on a tiny input, every upsampling mode, several depths, a float32 head under
+Each architecture goes through the same checks: its preset's parameter count at the preset's
+input, a forward pass on a tiny input, every upsampling mode, several depths, a float32 head under
 mixed precision, deterministic layer names, save/reload in safe mode, and InfeasibleError for a bad
 size. The ResNet50-based builders also go through freezing and weights loading.
 """
@@ -370,7 +371,7 @@ def test_stackwise_widths():
     assert model.get_layer("enc2_conv1").filters == 5
     assert model.get_layer("bridge_conv2").filters == 7
     assert model.get_layer("dec1_up").filters == 3
-    # decoder widths are given deepest level first, as the preset's article writes them (512, 256, 128, 64)
+    # decoder widths are given deepest level first, as the article writes them (512, 256, 128, 64)
     args = dict(
         input_shape=(64, 64, 3), num_classes=1, depth=3, filters=64,
         upsampling="transpose", dropout=0.0, batch_norm=True, weights=None, freeze="none",

@@ -1,7 +1,8 @@
 """One shared test case run on every architecture (keras applications / smp BaseModelTester style).
 
 For each registry key: the default build is the network of its preset (the parameter count of
-the registry's preset table at the preset's input), the space has the contract's names and conditions,
+the registry's preset table at the preset's input), the space has the contract's names and
+conditions,
 tiny non-default configurations (every upsampling mode, several depths, heads) run a forward pass,
 one of them trains one step, is saved to .keras and reloaded in safe mode with equal outputs, and
 the errors (infeasible size before building, unknown space key) are the documented ones.
