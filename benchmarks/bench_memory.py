@@ -44,7 +44,7 @@ def rss_mib() -> float:
 
 def run(mode: str, trials: int, folder: Path, data: Path,
         worker_max_trials: int | None = 10) -> dict:
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
     from segsearch.driver import Study
 
     raw = {

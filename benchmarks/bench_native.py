@@ -69,8 +69,8 @@ def _model(args: argparse.Namespace):
     from segsearch.architectures.unet import build_unet
 
     keras.utils.set_random_seed(args.seed)
-    model = build_unet((args.size, args.size, 1), 1, encoder_depth=args.depth,
-                       encoder_filters=args.filters)
+    model = build_unet((args.size, args.size, 1), 1, depth=args.depth,
+                       filters=args.filters)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate),
                   loss=losses.get(args.loss, num_classes=1),
                   metrics=metrics.default_metrics(1), jit_compile=False)

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import keras_tuner
 
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
     from segsearch.driver import Study
     from segsearch.engines.trial import TrialTask, run_trial
     from segsearch.scores import judge

@@ -81,7 +81,7 @@ def plain_fit(args: argparse.Namespace) -> None:
 
 def segsearch_trial(args: argparse.Namespace, folder: Path) -> float:
     """``Study(config).run()`` with one trial; returns the trial's own duration (seconds)."""
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
     from segsearch.driver import Study
 
     shutil.rmtree(folder, ignore_errors=True)

@@ -133,7 +133,7 @@ class JsonProgress:
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     sets = list(args.set or ())
     if getattr(args, "workers", None):
@@ -359,7 +359,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
     from segsearch.data.check import check
 
     # the data: section exactly as `run` builds it (same keys, same checks, same messages)
@@ -378,7 +378,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:
-    from segsearch.config import shipped_spaces, spaces_dir
+    from segsearch.spacefile import shipped_spaces, spaces_dir
 
     folder = spaces_dir()
     names = shipped_spaces()

@@ -41,7 +41,7 @@ instead, :attr:`Results.final_failed` says why, and the next run retries the fin
 final training that diverged is not retried (it would diverge again).
 
 Example:
-    >>> from segsearch.config import load_config
+    >>> from segsearch.spacefile import load_config
     >>> from segsearch.driver import Study
     >>> results = Study(load_config("unet", trials=4, epochs=3)).run(progress=print)
     >>> results.best_value, results.best_model_path
@@ -217,7 +217,7 @@ class Study:
     """One study: its folder, its engine, its trials, its best model.
 
     Args:
-        config: the :class:`segsearch.config.Config` (``config.study_dir`` is the folder).
+        config: the :class:`segsearch.spacefile.Config` (``config.study_dir`` is the folder).
         fresh: move an existing study folder aside (to ``<name>.old-<timestamp>``) and start anew.
         rebuild_storage: rebuild the engine's records (Optuna storage, keras-tuner project) from
             the trial folders, when they are missing, empty or unreadable, then resume.
@@ -255,7 +255,7 @@ class Study:
         Raises:
             StudyError: the folder is not a segsearch study.
         """
-        from segsearch.config import load_config
+        from segsearch.spacefile import load_config
 
         folder = Path(study_dir)
         _recover_export(folder)
@@ -798,27 +798,14 @@ class Study:
         """The study's hypermodel (one architecture, or several with "architecture" searched)."""
         if self._hypermodel is not None:
             return self._hypermodel
-        from segsearch import hypermodels
+        from segsearch.hypermodels import for_config
 
-        config = self.config
         splits = self._load_data()
-        input_shape = (*splits.train.size, splits.train.channels)
-        num_classes = int(splits.info.get("num_classes") or config.data.num_classes or 1)
-        where = f"{config.source}: space"
-        background = getattr(config.data, "background", 0)
-        if len(config.architectures) == 1:
-            arch = config.architectures[0]
-            self._hypermodel = hypermodels.get(
-                arch, input_shape, num_classes, weights=config.train.weights,
-                space=config.space_for(arch), where=where, jit_compile=self.jit_compile(),
-                background=background,
-            )
-        else:
-            self._hypermodel = hypermodels.get_multi(
-                list(config.architectures), input_shape, num_classes, weights=config.train.weights,
-                spaces={a: config.space_for(a) for a in config.architectures}, where=where,
-                jit_compile=self.jit_compile(), background=background,
-            )
+        self._hypermodel = for_config(
+            self.config, (*splits.train.size, splits.train.channels),
+            int(splits.info.get("num_classes") or self.config.data.num_classes or 1),
+            jit_compile=self.jit_compile(), background=getattr(self.config.data, "background", 0),
+        )
         return self._hypermodel
 
     def jit_compile(self) -> bool:
@@ -1006,13 +993,13 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
     the script again.
 
     Args:
-        config_or_path: a :class:`segsearch.config.Config`, a path to a space file, a bare shipped
-            space name ("unet"), or a mapping of the space file's sections.
+        config_or_path: a :class:`segsearch.spacefile.Config`, a path to a space file, a bare
+            shipped space name ("unet"), or a mapping of the space file's sections.
         fresh: move an existing study folder aside and start anew.
         progress: True (the default) prints each trial and epoch on stdout; a callable is called
             with each progress event (a dict) instead; None or False shows nothing.
         quiet: show nothing (the same as ``progress=None``).
-        **overrides: what ``segsearch.config.load_config`` accepts: sets=["train.epochs=3"],
+        **overrides: what ``segsearch.spacefile.load_config`` accepts: sets=["train.epochs=3"],
             trials, epochs, image_size, engine, data, study_dir, storage.
 
     Returns:
@@ -1031,7 +1018,7 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
 
     leave_spawn_bootstrap()  # before anything is read or written (see Study.run)
     import_tensorflow_quietly()  # before the space's check builds a model
-    from segsearch.config import Config, load_config
+    from segsearch.spacefile import Config, load_config
 
     if isinstance(config_or_path, Config):
         config = config_or_path.with_overrides(**overrides) if overrides else config_or_path

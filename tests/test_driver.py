@@ -50,7 +50,7 @@ class _StopAt:
 @pytest.fixture(scope="module")
 def optuna_study(npz, tmp_path_factory):
     """An Optuna study interrupted during trial 1, then resumed by the same command."""
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     config = load_config(_raw(npz, "optuna", 2), study_dir=tmp_path_factory.mktemp("s") / "u",
                          check_space=False)
@@ -103,7 +103,7 @@ def test_optuna_resumes_a_cut_off_trial_and_exports(optuna_study):
     ({"architecture": "resunet"}, "architectures"),
 ])
 def test_changed_configuration_is_refused(optuna_study, tmp_path, npz, change, words):
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     config, *_ = optuna_study
     copy = tmp_path / "copy"
@@ -191,7 +191,7 @@ def test_a_script_with_the_main_guard_runs_and_shows_its_progress(npz, tmp_path)
 
 
 def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypatch):
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     site = tmp_path / "site"  # its sitecustomize breaks the worker's start, not this process
     site.mkdir()
@@ -214,7 +214,7 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypa
 def test_data_background_null_reaches_the_model_s_objective_and_the_baseline(npz, tmp_path):
     import keras_tuner
 
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     raw = _raw(npz, "optuna", 1)
     counted = Study(load_config(raw, study_dir=tmp_path / "a", check_space=False))

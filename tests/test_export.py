@@ -51,7 +51,7 @@ def parts(trained):
 
 @pytest.fixture
 def config(tmp_path):
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     return load_config({"study": "exp", "architecture": "unet", "data": {"image_size": 32},
                         "export": {"overlays": 2, "saved_model": False}},

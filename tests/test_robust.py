@@ -54,7 +54,7 @@ def _raw(npz, trials=2, study="robust", **sections):
 
 
 def _config(npz, folder, **kw):
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     return load_config(_raw(npz, **kw), study_dir=folder, check_space=False)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from segsearch.config import load_config, shipped_spaces
+from segsearch.spacefile import load_config, shipped_spaces
 from segsearch.errors import InfeasibleError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def _grid(params: tuple) -> list[dict]:
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_no_shipped_trial_is_infeasible(path: Path) -> None:
     """Every depth x ASPP-rate combination a shipped space allows fits its image size."""
-    from segsearch.architectures import check_input_size
+    from segsearch.hypermodels.registry import check_input_size
 
     config = load_config(path)
     for arch in config.architectures:
@@ -75,10 +75,8 @@ def test_no_shipped_trial_is_infeasible(path: Path) -> None:
                               "space": config.space_for(arch)})
         hypermodel = single.hypermodel()
         for values in _grid(hypermodel.params()):
-            kwargs = {"encoder_depth": values["depth"]}
-            if "aspp_rates" in values:
-                kwargs["aspp_rates"] = values["aspp_rates"]
-                kwargs["aspp_image_pooling"] = values.get("aspp_pooling", True)
+            # hyperparameters are named as the builder's arguments
+            kwargs = {k: values[k] for k in ("depth", "aspp_rates", "aspp_pooling") if k in values}
             try:
                 check_input_size(arch, (*config.data.image_size, 1), **kwargs)
             except InfeasibleError as e:  # pragma: no cover - the failure message

@@ -56,7 +56,7 @@ def check_input_shape(
 
 
 def check_depth(
-    arch: str, depth: Any, low: int, high: int | None = None, what: str = "encoder_depth"
+    arch: str, depth: Any, low: int, high: int | None = None, what: str = "depth"
 ) -> int:
     """Return ``depth`` as an int in [low, high], or raise ConfigError."""
     value = as_int(depth)
@@ -79,7 +79,7 @@ def check_divisible(
     depth: int,
     *,
     min_depth: int = 1,
-    what: str = "encoder_depth",
+    what: str = "depth",
 ) -> None:
     """Raise InfeasibleError when a known spatial size is not divisible by the total stride 2**depth.
 
@@ -171,7 +171,7 @@ def check_aspp(
     if min(fmap) < 1:
         raise InfeasibleError(
             f"{arch}: input {_fmt(spatial)} gives a feature map smaller than 1x1 at the ASPP input "
-            f"(stride {stride}); use an input of at least {stride}x{stride} or a smaller encoder_depth"
+            f"(stride {stride}); use an input of at least {stride}x{stride} or a smaller depth"
         )
     size = min(fmap)
     bad = [r for r in rates if r >= size]
@@ -183,10 +183,10 @@ def check_aspp(
             if suggestion
             else "no atrous rates (aspp_rates=())"
         )
-        smaller = f", or a smaller encoder_depth (down to {min_depth})" if depth > min_depth else ""
+        smaller = f", or a smaller depth (down to {min_depth})" if depth > min_depth else ""
         raise InfeasibleError(
             f"{arch}: ASPP rate(s) {', '.join(map(str, bad))} >= the {_fmt(fmap)} feature map at the "
-            f"ASPP input (input {_fmt(spatial)}, stride {stride}, encoder_depth={depth}): every "
+            f"ASPP input (input {_fmt(spatial)}, stride {stride}, depth={depth}): every "
             f"off-centre tap would read padding. Use {rates_hint}, an input of at least "
             f"{need}x{need}{smaller}"
         )
@@ -199,7 +199,7 @@ def level_filters(
     count: int,
     stackwise: Sequence[int] | None = None,
     *,
-    what: str = "encoder_filters",
+    what: str = "filters",
     stackwise_name: str = "stackwise_filters",
 ) -> list[int]:
     """Return ``count`` widths: ``round(base * growth**i)`` or the ``stackwise`` list when given."""

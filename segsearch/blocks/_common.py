@@ -6,15 +6,16 @@ Keras is imported inside the functions so that importing :mod:`segsearch.blocks`
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from segsearch.errors import ConfigError, unknown_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
+#: The decoder upsampling modes: the one list (the hyperparameter ``upsampling`` reads it too).
 UpsamplingMode = Literal["transpose", "nearest", "bilinear"]
-UPSAMPLING_MODES: tuple[str, ...] = ("transpose", "nearest", "bilinear")
+UPSAMPLING_MODES: tuple[str, ...] = get_args(UpsamplingMode)
 
 
 def layer_class(kind: Literal["conv", "conv_transpose", "max_pool", "upsampling"], ndim: int) -> Any:
@@ -73,7 +74,7 @@ def check_dropout(value: Any, what: str = "dropout") -> float:
     return rate
 
 
-def check_upsampling(mode: Any, what: str = "decoder_upsampling") -> str:
+def check_upsampling(mode: Any, what: str = "upsampling") -> str:
     """Return ``mode`` if it is one of "transpose", "nearest", "bilinear", else raise ConfigError."""
     if mode not in UPSAMPLING_MODES:
         raise ConfigError(unknown_name(f"{what} mode", mode, UPSAMPLING_MODES))

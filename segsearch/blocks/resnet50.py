@@ -14,15 +14,18 @@ import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from segsearch.errors import ConfigError, WeightsError, unknown_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-FreezeMode = Literal["none", "all", "stage1", "stage2", "stage3", "stage4", "stage5"]
-FREEZE_MODES: tuple[str, ...] = ("none", "all", "stage1", "stage2", "stage3", "stage4", "stage5")
+#: The freeze modes: the one list (the hyperparameter ``freeze`` reads it too). Keras' ResNet50 has
+#: five stages (conv1 + pool1, conv2_x .. conv5_x); "stageN" freezes stages 1..N and "all" all five,
+#: so "stage5" would be a second name for "all" and is not a mode.
+FreezeMode = Literal["none", "all", "stage1", "stage2", "stage3", "stage4"]
+FREEZE_MODES: tuple[str, ...] = get_args(FreezeMode)
 Weights = Literal["imagenet"] | str | os.PathLike | None
 
 #: stride -> layer whose output is the feature map at that stride (1 is the input itself).
@@ -301,7 +304,7 @@ def freeze_encoder(
 
     Args:
         layers: the layers (or a model whose ``.layers``) to go through.
-        freeze: "none", "all", "stage1" .. "stage5".
+        freeze: "none", "all" (stages 1..5), "stage1" .. "stage4".
         freeze_batch_norm: whether BatchNormalization layers in the frozen part are frozen.
 
     Returns:

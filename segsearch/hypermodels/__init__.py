@@ -1,9 +1,10 @@
-"""The hypermodels: one per architecture, found by one snake_case key.
+"""The hypermodels: one per architecture of the registry, found by one snake_case key.
 
-``names()`` lists the keys, ``get(key, input_shape, ...)`` makes a hypermodel (a
-``keras_tuner.HyperModel``) and ``get_multi(keys, ...)`` one that also searches the architecture.
-Importing this package is cheap: keras-tuner (and so TensorFlow) is imported when a hypermodel is
-made, not before.
+The architectures, with their hyperparameters and presets, are declared once in
+:mod:`segsearch.hypermodels.registry`. ``names()`` lists the keys, ``get(key, input_shape, ...)``
+makes a hypermodel (a ``keras_tuner.HyperModel``), ``get_multi(keys, ...)`` one that also searches
+the architecture, and ``for_config(config)`` the one a space file describes. Importing this package
+is cheap: keras-tuner (and so TensorFlow) is imported when a hypermodel is made, not before.
 
 Example:
     >>> import keras_tuner
@@ -20,53 +21,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from segsearch.errors import ConfigError, unknown_name
+from segsearch.hypermodels.registry import ARCHITECTURES, PRESETS, names, register, spec
 
 if TYPE_CHECKING:  # pragma: no cover
     from segsearch.hypermodels.base import MultiArchitectureHyperModel, SegmentationHyperModel
 
-__all__ = ["names", "get", "get_class", "get_multi", "register", "HYPERMODELS"]
+__all__ = ["names", "get", "get_class", "get_multi", "for_config", "register", "ARCHITECTURES",
+           "PRESETS"]
 
-#: key -> "module:ClassName"; filled by :func:`register` (a duplicate key is an error at import).
-HYPERMODELS: dict[str, str] = {}
-
-_CLASS_MODULES = {
-    "SegmentationHyperModel": "segsearch.hypermodels.base",
-    "MultiArchitectureHyperModel": "segsearch.hypermodels.base",
-}
-
-
-def register(key: str, target: str) -> None:
-    """Register a hypermodel class under ``key``.
-
-    Args:
-        key: the snake_case registry key (YAML value, CLI word, export record).
-        target: "package.module:ClassName", imported when the key is first used.
-
-    Raises:
-        ConfigError: the key is already registered.
-    """
-    if key in HYPERMODELS:
-        raise ConfigError(f"hypermodel key {key!r} registered twice ({HYPERMODELS[key]} and "
-                          f"{target}); every architecture needs its own key")
-    if ":" not in target:
-        raise ConfigError(f"hypermodel target must be 'module:ClassName', got {target!r}")
-    HYPERMODELS[key] = target
-    _CLASS_MODULES[target.split(":")[1]] = target.split(":")[0]
-
-
-for _key, _target in (
-    ("unet", "segsearch.hypermodels.unet:UNetHyperModel"),
-    ("resunet", "segsearch.hypermodels.resunet:ResUNetHyperModel"),
-    ("resnet50_unet", "segsearch.hypermodels.resnet50_unet:ResNet50UNetHyperModel"),
-    ("deeplabv3plus", "segsearch.hypermodels.deeplabv3plus:DeepLabV3PlusHyperModel"),
-    ("resblock_unet", "segsearch.hypermodels.resblock_unet:ResBlockUNetHyperModel"),
-):
-    register(_key, _target)
-
-
-def names() -> list[str]:
-    """The registry keys, sorted."""
-    return sorted(HYPERMODELS)
+_BASE_CLASSES = ("SegmentationHyperModel", "MultiArchitectureHyperModel")
 
 
 def get_class(name: str, where: str = "") -> type[SegmentationHyperModel]:
@@ -79,9 +42,7 @@ def get_class(name: str, where: str = "") -> type[SegmentationHyperModel]:
     Raises:
         ConfigError: unknown key (the message lists the keys and the closest one).
     """
-    if name not in HYPERMODELS:
-        raise ConfigError(unknown_name("architecture", name, HYPERMODELS, where=where))
-    module, cls_name = HYPERMODELS[name].split(":")
+    module, cls_name = spec(name, where=where).hypermodel.split(":")
     cls = getattr(importlib.import_module(module), cls_name)
     if cls.key != name:  # pragma: no cover - programming error
         raise ConfigError(f"{cls_name}.key is {cls.key!r} but it is registered as {name!r}")
@@ -103,7 +64,7 @@ def get(
     Args:
         name: registry key: "unet", "resunet", "resnet50_unet", "deeplabv3plus", "resblock_unet".
         input_shape: (H, W, C) of the images ((D, H, W, C) for a 3D resblock_unet).
-        num_classes: 1 = binary (sigmoid), >= 2 = softmax; None = the seed's head.
+        num_classes: 1 = binary (sigmoid), >= 2 = softmax; None = the preset's head.
         weights: None, "imagenet" or a weights file (resnet50_unet and deeplabv3plus only).
         space: overrides by hyperparameter name: scalar = fixed, list = choices, mapping = range
             ({min, max, step, sampling, default}) or {values, default} or {fixed}.
@@ -138,7 +99,7 @@ def get_multi(
     Args:
         keys: the architectures to search, the first being the default.
         input_shape: (H, W, C) of the images.
-        num_classes: 1 = binary, >= 2 = softmax; None = each architecture's seed head.
+        num_classes: 1 = binary, >= 2 = softmax; None = each architecture's preset head.
         weights: encoder weights, given to the architectures that have a ResNet50 encoder.
         spaces: per-architecture overrides, {key: {name: entry}}.
         where: prefix of error messages; an architecture's entries report as "<where>.<key>.<name>".
@@ -164,11 +125,47 @@ def get_multi(
     name = options.pop("name", "auto")
     hms = [
         get(key, input_shape, num_classes,
-            weights=weights if get_class(key).uses_weights else None,
+            weights=weights if spec(key).takes_weights else None,
             space=spaces.get(key), where=f"{where}.{key}", **options)
         for key in keys
     ]
     return MultiArchitectureHyperModel(hms, where=where, tunable=tunable, name=name)
+
+
+def for_config(
+    config: Any,
+    input_shape: Sequence[int | None] | None = None,
+    num_classes: int | None = None,
+    **options: Any,
+) -> SegmentationHyperModel | MultiArchitectureHyperModel:
+    """Make the hypermodel a space file's configuration searches (one architecture or several).
+
+    The one factory behind ``Config.hypermodel()`` (which checks a space file) and the study's
+    hypermodel (which knows the data's size and classes).
+
+    Args:
+        config: a :class:`segsearch.spacefile.Config`.
+        input_shape: (H, W, C) of the images; default: data.image_size with data.channels (3 when
+            the channels come from the data).
+        num_classes: 1 = binary, >= 2 = softmax; default: data.num_classes (None = the preset's).
+        **options: as for :func:`get` (jit_compile defaults to train.jit_compile).
+
+    Raises:
+        ConfigError: a ``space:`` entry does not fit the hypermodel ("FILE: space.NAME: ...").
+    """
+    if input_shape is None:
+        height, width = config.data.image_size or (None, None)
+        input_shape = (height, width, config.data.channels or 3)
+    if num_classes is None:
+        num_classes = config.data.num_classes
+    options.setdefault("jit_compile", config.train.jit_compile)
+    where = f"{config.source}: space"
+    archs = list(config.architectures)
+    if len(archs) == 1:
+        return get(archs[0], input_shape, num_classes, weights=config.train.weights,
+                   space=config.space_for(archs[0]), where=where, **options)
+    return get_multi(archs, input_shape, num_classes, weights=config.train.weights,
+                     spaces={a: config.space_for(a) for a in archs}, where=where, **options)
 
 
 def _check_options(options: Mapping[str, Any], where: str) -> None:
@@ -181,6 +178,10 @@ def _check_options(options: Mapping[str, Any], where: str) -> None:
 
 def __getattr__(attr: str) -> Any:
     """Lazy access to the classes, e.g. ``segsearch.hypermodels.UNetHyperModel``."""
-    if attr in _CLASS_MODULES:
-        return getattr(importlib.import_module(_CLASS_MODULES[attr]), attr)
+    if attr in _BASE_CLASSES:
+        return getattr(importlib.import_module("segsearch.hypermodels.base"), attr)
+    for architecture in ARCHITECTURES.values():
+        module, cls_name = architecture.hypermodel.split(":")
+        if cls_name == attr:
+            return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'segsearch.hypermodels' has no attribute {attr!r}")

@@ -1,11 +1,12 @@
 """SegmentationHyperModel: read hyperparameters, call a pure builder, compile.
 
-A hypermodel is thin. Its hyperparameters are :class:`~segsearch.params.Param` specs (the seed's
-values as defaults), declared on the ``hp`` object through :meth:`Param.declare`; ``build(hp)``
-turns the values into keyword arguments of the architecture's builder
-(:data:`segsearch.architectures.BUILDERS`), checks the input size first (an
-:class:`~segsearch.errors.InfeasibleError` before any layer is made), builds and compiles with the
-chosen optimizer, loss (:mod:`segsearch.losses`) and metrics (:mod:`segsearch.metrics`).
+A hypermodel is thin. Its architecture's hyperparameters come from the registry
+(:mod:`segsearch.hypermodels.registry`: :class:`~segsearch.params.Param` specs named as the
+builder's keyword arguments, the preset's values as defaults), declared on the ``hp`` object
+through :meth:`Param.declare`; ``build(hp)`` gives the values to the builder as they are (the
+builder checks them once, an :class:`~segsearch.errors.InfeasibleError` before any layer is made)
+and compiles with the chosen optimizer, loss (:mod:`segsearch.losses`) and metrics
+(:mod:`segsearch.metrics`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import keras_tuner
 from segsearch import losses as seg_losses
 from segsearch import metrics as seg_metrics
 from segsearch.errors import ConfigError, unknown_name
-from segsearch.params import Domain, Param, active_defaults
+from segsearch.hypermodels.registry import NON_NEGATIVE, POSITIVE, UNIT, ArchitectureSpec, spec
+from segsearch.params import Param, active_defaults
 
 __all__ = [
     "SegmentationHyperModel",
@@ -26,22 +28,11 @@ __all__ = [
     "training_params",
     "make_optimizer",
     "make_loss",
-    "FREEZE_VALUES",
-    "UPSAMPLING_VALUES",
     "OPTIONS",
 ]
 
-UPSAMPLING_VALUES: tuple[str, ...] = ("transpose", "nearest", "bilinear")
-FREEZE_VALUES: tuple[str, ...] = ("none", "all", "stage1", "stage2", "stage3", "stage4")
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES: tuple[str, ...] = ("ce", "dice", "ce_dice", "focal", "tversky")
-#: The valid values of the numeric hyperparameters (what a space file may use; see
-#: segsearch.params.Domain): what the layers, losses and optimizers accept.
-POSITIVE_INT = Domain(1)  # filters, blocks: at least one
-RATE = Domain(0.0, 1.0, high_open=True)  # dropout: 1 would drop everything
-UNIT = Domain(0.0, 1.0)  # SGD momentum (Keras' own check), tversky alpha (beta = 1 - alpha)
-NON_NEGATIVE = Domain(0.0)  # weight decay, focal gamma
-POSITIVE = Domain(0.0, low_open=True)  # learning rate
 #: Options accepted by ``segsearch.hypermodels.get(..., **options)`` besides weights/space/where.
 OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name", "background")
 
@@ -123,13 +114,13 @@ def _check_input_shape(input_shape: Any, where: str) -> tuple:
 class SegmentationHyperModel(keras_tuner.HyperModel):
     """Base of the five architecture hypermodels.
 
-    Subclasses set the class attributes and implement :meth:`architecture_params` and
-    :meth:`builder_kwargs`; everything else (space overrides, declaration, size check, freezing
-    check, compile) lives here.
+    A subclass sets ``key``; what the architecture is (builder, hyperparameters, preset) is its
+    :class:`~segsearch.hypermodels.registry.ArchitectureSpec`. Everything else (space overrides,
+    declaration, freezing check, compile) lives here.
 
     Args:
         input_shape: (H, W, C) of the images, e.g. (256, 256, 3).
-        num_classes: 1 for binary (sigmoid), >= 2 for softmax; None = the seed's head.
+        num_classes: 1 for binary (sigmoid), >= 2 for softmax; None = the preset's head.
         weights: encoder weights for ResNet50-based architectures: None, "imagenet" or a file path.
         space: YAML-style overrides by hyperparameter name (see :meth:`Param.override`).
         where: prefix for error messages, e.g. "spaces/unet.yaml: space".
@@ -146,11 +137,6 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
     """
 
     key: ClassVar[str] = ""
-    default_num_classes: ClassVar[int] = 1
-    reference_input_shape: ClassVar[tuple[int, ...]] = (512, 512, 3)
-    uses_weights: ClassVar[bool] = False
-    allows_3d: ClassVar[bool] = False
-    title: ClassVar[str] = ""
 
     def __init__(
         self,
@@ -166,23 +152,25 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         background: int | None = 0,
     ) -> None:
         super().__init__(name=name or self.key, tunable=tunable)
+        self.spec: ArchitectureSpec = spec(self.key)
         self.where = where
         self.input_shape = _check_input_shape(input_shape, where)
-        ranks = (3, 4) if self.allows_3d else (3,)
+        allows_3d = self.spec.allows_3d
+        ranks = (3, 4) if allows_3d else (3,)
         if len(self.input_shape) not in ranks:
-            expected = "(H, W, C) or (D, H, W, C)" if self.allows_3d else "(H, W, C)"
-            hint = "" if self.allows_3d else "; 3D volumes (D, H, W, C) work with resblock_unet"
+            expected = "(H, W, C) or (D, H, W, C)" if allows_3d else "(H, W, C)"
+            hint = "" if allows_3d else "; 3D volumes (D, H, W, C) work with resblock_unet"
             raise ConfigError(f"{where}: {self.key} needs input_shape {expected}, got "
                               f"{self.input_shape}{hint}")
         if num_classes is None:
-            num_classes = self.default_num_classes
+            num_classes = self.spec.default_num_classes
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ConfigError(f"{where}: num_classes must be an integer >= 1 (1 = binary, sigmoid), "
                               f"got {num_classes!r}")
         self.num_classes = num_classes
         self.background = seg_metrics.check_background(background, num_classes,
                                                        f"{where}: background")
-        if weights is not None and not self.uses_weights:
+        if weights is not None and not self.spec.takes_weights:
             raise ConfigError(f"{where}: {self.key} has no pretrained encoder, so weights must be "
                               f"None, got {weights!r}; weights apply to resnet50_unet and "
                               "deeplabv3plus")
@@ -197,8 +185,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
 
     # ------------------------------------------------------------------ the space
     def architecture_params(self) -> tuple[Param, ...]:
-        """The architecture's own hyperparameters, defaults = the seed (subclasses)."""
-        raise NotImplementedError
+        """The architecture's own hyperparameters (the registry's), defaults = the preset."""
+        return self.spec.params(self.input_shape, self.weights)
 
     def base_params(self) -> tuple[Param, ...]:
         """Architecture params then training params, before space overrides."""
@@ -213,7 +201,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         return [p.name for p in self._params]
 
     def defaults(self) -> dict[str, Any]:
-        """The default (seed) values of the params active when every param is at its default."""
+        """The default (preset) values of the params active when every param is at its default."""
         return active_defaults(self._params)
 
     def normalize_entry(self, name: str, entry: Any, where: str) -> Any:
@@ -270,15 +258,11 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         """keras-tuner's hook: register the whole space (every conditional branch) on ``hp``."""
         self.declare(hp)
 
-    def builder_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """Keyword arguments of the builder from hyperparameter values (subclasses)."""
-        raise NotImplementedError
-
     def build(self, hp: keras_tuner.HyperParameters) -> Any:
         """Build and compile the model for the hyperparameter values in ``hp``.
 
         Args:
-            hp: a ``keras_tuner.HyperParameters``; ``HyperParameters()`` gives the seed network.
+            hp: a ``keras_tuner.HyperParameters``; ``HyperParameters()`` gives the preset network.
 
         Raises:
             InfeasibleError: the values cannot work at this input size (raised before building).
@@ -294,8 +278,6 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         Args:
             values: values by name; missing active ones take their defaults.
         """
-        from segsearch.architectures import BUILDERS, check_input_size
-
         values = self._complete(values)
         freeze = values.get("freeze")
         if freeze not in (None, "none") and self.weights is None:
@@ -303,11 +285,13 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
                 f"{self.where}.freeze: freeze={freeze!r} needs pretrained weights, but weights is "
                 "None; pass weights='imagenet' or a weights file, or use freeze='none'"
             )
-        kwargs = self.builder_kwargs(values)
-        if self.uses_weights:
+        # hyperparameters are named as the builder's keyword arguments; inactive ones (None) are
+        # left to the builder's defaults, and the builder checks the values once before building
+        kwargs = {p.name: values[p.name] for p in self.architecture_params()
+                  if values.get(p.name) is not None}
+        if self.spec.takes_weights:
             kwargs["weights"] = self.weights
-        check_input_size(self.key, self.input_shape, **kwargs)
-        model = BUILDERS[self.key](self.input_shape, self.num_classes, **kwargs)
+        model = self.spec.builder(self.input_shape, self.num_classes, **kwargs)
         self.compile_model(model, values)
         return model
 
@@ -354,46 +338,6 @@ def _space_is_complete(hp: Any) -> None:
     if isinstance(active, list) and isinstance(inactive, list):
         active.extend(inactive)
         inactive.clear()
-
-
-def _upsampling(default: str, input_shape: Sequence[Any]) -> Param:
-    """The ``upsampling`` choice; bilinear is left out for 3D inputs (no trilinear layer)."""
-    values = UPSAMPLING_VALUES if len(tuple(input_shape)) == 3 else ("transpose", "nearest")
-    return Param.Choice("upsampling", values, default=default, closed=True,
-                        help="decoder upsampling: transposed conv, or nearest/bilinear resize + conv")
-
-
-def _filters(default: int, values: Sequence[int] = (8, 16, 32, 64), help: str = "") -> Param:
-    return Param.Choice("filters", values, default=default, domain=POSITIVE_INT,
-                        help=help or "filters of the first level (doubling per level)")
-
-
-def _depth(low: int, high: int, default: int, help: str, domain: Domain = POSITIVE_INT) -> Param:
-    """``depth``, searched in low..high; ``domain``: the depths the builder accepts at all."""
-    return Param.Int("depth", low, high, default=default, help=help, domain=domain)
-
-
-def _dropout() -> Param:
-    return Param.Float("dropout", 0.0, 0.5, default=0.0, help="dropout rate after each block",
-                       domain=RATE)
-
-
-def _batch_norm() -> Param:
-    return Param.Boolean("batch_norm", default=True, help="batch normalization in the conv blocks")
-
-
-def _freeze(weights: Any) -> tuple[Param, Param]:
-    """``freeze`` (searchable only with pretrained weights) and ``freeze_batch_norm``."""
-    if weights is None:
-        freeze = Param.Fixed("freeze", "none", allowed=FREEZE_VALUES,
-                             help="encoder stages to freeze (needs pretrained weights)")
-    else:
-        freeze = Param.Choice("freeze", FREEZE_VALUES, default="none", closed=True,
-                              help="encoder stages to freeze: none, all, or stages 1..N")
-    freeze_bn = Param.Boolean("freeze_batch_norm", default=True, parent="freeze",
-                              parent_values=[v for v in FREEZE_VALUES if v != "none"],
-                              help="also freeze the batch norms of the frozen stages")
-    return freeze, freeze_bn
 
 
 class MultiArchitectureHyperModel(keras_tuner.HyperModel):
@@ -444,7 +388,7 @@ class MultiArchitectureHyperModel(keras_tuner.HyperModel):
         return tuple(out)
 
     def defaults(self) -> dict[str, Any]:
-        """The default values: the first architecture and its seed values (scoped names)."""
+        """The default values: the first architecture and its preset values (scoped names)."""
         key = self.keys[0]
         out: dict[str, Any] = {"architecture": key}
         out.update({f"{key}/{n}": v for n, v in self.hypermodels[key].defaults().items()})

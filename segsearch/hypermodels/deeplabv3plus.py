@@ -1,4 +1,4 @@
-"""DeepLabV3PlusHyperModel: DeepLabV3+ on a ResNet50 encoder (seed 002)."""
+"""DeepLabV3PlusHyperModel: the ``deeplabv3plus`` architecture of the registry."""
 
 from __future__ import annotations
 
@@ -7,21 +7,12 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from segsearch.errors import ConfigError
-from segsearch.hypermodels.base import (
-    POSITIVE_INT,
-    SegmentationHyperModel,
-    _batch_norm,
-    _depth,
-    _dropout,
-    _freeze,
-    _upsampling,
-)
-from segsearch.params import Domain, Param
+from segsearch.hypermodels.base import SegmentationHyperModel
+from segsearch.hypermodels.registry import ASPP_RATES
+from segsearch.params import Param
 
 __all__ = ["DeepLabV3PlusHyperModel", "ASPP_RATES"]
 
-#: The atrous-rate sets offered by default ("12,24,36" is the paper's choice at output stride 8).
-ASPP_RATES: tuple[str, ...] = ("6,12,18", "12,24,36", "3,6,9", "2,4,6")
 _RATES_RE = re.compile(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$")
 
 
@@ -31,7 +22,8 @@ class DeepLabV3PlusHyperModel(SegmentationHyperModel):
     Hyperparameters: depth (ASPP input stage: 3 = stride 8, 4 = stride 16), aspp_rates (strings
     such as "6,12,18"), aspp_filters, aspp_pooling, filters (decoder convs), upsampling, dropout,
     batch_norm, freeze and freeze_batch_norm (searchable only with ``weights``) + the training
-    ones. The defaults build seed 002 (17,830,209 parameters at 512x512x3, 1 sigmoid channel).
+    ones. The defaults build the ``deeplabv3plus`` preset
+    (``segsearch.hypermodels.registry.PRESETS``).
 
     Example:
         >>> import keras_tuner
@@ -40,28 +32,6 @@ class DeepLabV3PlusHyperModel(SegmentationHyperModel):
     """
 
     key: ClassVar[str] = "deeplabv3plus"
-    default_num_classes: ClassVar[int] = 1
-    reference_input_shape: ClassVar[tuple[int, ...]] = (512, 512, 3)
-    uses_weights: ClassVar[bool] = True
-    title: ClassVar[str] = "DeepLabV3+ with ResNet50 (seed 002)"
-
-    def architecture_params(self) -> tuple[Param, ...]:
-        return (
-            _depth(3, 4, 4,
-                   "ResNet50 stage feeding the ASPP (stride 2**depth; 4 = conv4_block6_out)",
-                   domain=Domain(3, 5)),  # the builder's MIN_DEPTH..MAX_DEPTH
-            Param.Choice("aspp_rates", ASPP_RATES, default="6,12,18",
-                         help="dilation rates of the three atrous ASPP branches"),
-            Param.Choice("aspp_filters", (64, 128, 256), default=256, domain=POSITIVE_INT,
-                         help="filters of every ASPP branch and its projection"),
-            Param.Boolean("aspp_pooling", default=True, help="ASPP image-pooling branch"),
-            Param.Choice("filters", (64, 128, 256), default=256, domain=POSITIVE_INT,
-                         help="filters of the two 3x3 decoder convs"),
-            _upsampling("bilinear", self.input_shape),
-            _dropout(),
-            _batch_norm(),
-            *_freeze(self.weights),
-        )
 
     def normalize_entry(self, name: str, entry: Any, where: str) -> Any:
         """aspp_rates: accept [6, 12, 18]-style lists inside a list of choices ([[6,12,18], ...])."""
@@ -101,18 +71,3 @@ class DeepLabV3PlusHyperModel(SegmentationHyperModel):
             rates = [int(r) for r in v.split(",") if r.strip()]
             if any(r < 1 for r in rates) or len(set(rates)) != len(rates):
                 raise ConfigError(f"{where}: aspp_rates must be distinct integers >= 1, got {v!r}")
-
-    def builder_kwargs(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            "encoder_depth": values["depth"],
-            "aspp_rates": values["aspp_rates"],
-            "aspp_filters": values["aspp_filters"],
-            "aspp_image_pooling": values["aspp_pooling"],
-            "decoder_filters": values["filters"],
-            "decoder_upsampling": values["upsampling"],
-            "dropout": values["dropout"],
-            "batch_norm": values["batch_norm"],
-            "freeze": values["freeze"],
-            "freeze_batch_norm": (True if values.get("freeze_batch_norm") is None
-                                  else values["freeze_batch_norm"]),
-        }

@@ -1,6 +1,7 @@
-"""One shared test case run over every builder in BUILDERS (keras applications / smp BaseModelTester).
+"""One shared test case run over every builder of the registry (keras applications / smp
+BaseModelTester).
 
-Each architecture goes through the same checks: the seed's parameter count at the seed's reference
+Each architecture goes through the same checks: its preset's parameter count at the preset's
 input, a forward pass on a tiny input, every upsampling mode, several depths, a float32 head under
 mixed precision, deterministic layer names, save/reload in safe mode, and InfeasibleError for a bad
 size. The ResNet50-based builders also go through freezing and weights loading.
@@ -16,8 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from segsearch.architectures import BUILDERS, check_input_size
 from segsearch.errors import InfeasibleError, WeightsError
+from segsearch.hypermodels.registry import ARCHITECTURES, PRESETS, check_input_size
+
+BUILDERS = {key: s.builder for key, s in ARCHITECTURES.items()}
 
 MODES = ("transpose", "nearest", "bilinear")
 
@@ -25,9 +28,6 @@ MODES = ("transpose", "nearest", "bilinear")
 @dataclass(frozen=True)
 class Case:
     key: str
-    reference_shape: tuple[int, ...]
-    reference_classes: int
-    reference_params: int
     tiny_shape: tuple[int, ...]
     tiny: dict[str, Any]
     default_mode: str
@@ -39,37 +39,37 @@ class Case:
 
     @property
     def num_classes(self) -> int:
-        return self.reference_classes
+        return PRESETS[self.key].num_classes
 
 
 CASES = [
     Case(
-        "unet", (512, 512, 3), 1, 31_055_297,
-        (32, 32, 3), {"encoder_depth": 2, "encoder_filters": 4}, "transpose",
+        "unet",
+        (32, 32, 3), {"depth": 2, "filters": 4}, "transpose",
         ((1, {}), (3, {})), (30, 30, 3), "bridge_conv1",
     ),
     Case(
-        "resunet", (224, 224, 3), 1, 8_227_393,
-        (32, 32, 3), {"encoder_depth": 2, "encoder_filters": 4}, "nearest",
+        "resunet",
+        (32, 32, 3), {"depth": 2, "filters": 4}, "nearest",
         ((1, {}), (4, {})), (30, 30, 3), "dec{depth}_up",
     ),
     Case(
-        "resnet50_unet", (512, 512, 3), 1, 20_676_545,
-        (32, 32, 3), {"encoder_depth": 3, "decoder_filters": 4}, "transpose",
+        "resnet50_unet",
+        (32, 32, 3), {"depth": 3, "filters": 4}, "transpose",
         ((2, {}), (5, {})), (36, 36, 3), "dec{depth}_up", resnet=True,
     ),
     Case(
-        "deeplabv3plus", (512, 512, 3), 1, 17_830_209,
+        "deeplabv3plus",
         (64, 64, 3),
-        {"encoder_depth": 3, "aspp_rates": (1, 2, 4), "aspp_filters": 8, "low_level_filters": 4,
-         "decoder_filters": 8},
+        {"depth": 3, "aspp_rates": (1, 2, 4), "aspp_filters": 8, "low_level_filters": 4,
+         "filters": 8},
         "bilinear",
         ((4, {"aspp_rates": "1,2"}), (5, {"aspp_rates": (1,)})), (60, 60, 3), "aspp_1x1", resnet=True,
     ),
     Case(
-        "resblock_unet", (256, 256, 1), 2, 32_446_914,
-        (32, 32, 1), {"encoder_depth": 2, "encoder_filters": 4}, "nearest",
-        ((1, {}), (3, {"blocks_per_level": 2})), (30, 30, 1), "bridge_res1_shortcut",
+        "resblock_unet",
+        (32, 32, 1), {"depth": 2, "filters": 4}, "nearest",
+        ((1, {}), (3, {"blocks": 2})), (30, 30, 1), "bridge_res1_shortcut",
     ),
 ]
 BY_KEY = {c.key: c for c in CASES}
@@ -117,10 +117,11 @@ def test_registry_holds_every_case():
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
-def test_seed_parameter_count_at_reference_input(case):
-    model = BUILDERS[case.key](case.reference_shape, case.reference_classes)
-    assert model.count_params() == case.reference_params
-    assert model.output_shape == (None, *case.reference_shape[:-1], case.reference_classes)
+def test_preset_parameter_count_at_its_input(case):
+    preset = PRESETS[case.key]
+    model = preset.build()
+    assert model.count_params() == preset.parameters
+    assert model.output_shape == (None, *preset.input_shape[:-1], preset.num_classes)
     assert model.get_layer("head_act").dtype_policy.name == "float32"
 
 
@@ -173,7 +174,7 @@ def test_upsampling_modes_and_depths(case, mode, depth, extra):
     """Every upsampling mode (the default one is the tiny model's) and two more depths per builder."""
     from keras import layers
 
-    model = _build(case, decoder_upsampling=mode, encoder_depth=depth, **extra)
+    model = _build(case, upsampling=mode, depth=depth, **extra)
     _, y = _forward(model, case.tiny_shape)
     _check_output(y, case.tiny_shape, case.num_classes)
     deepest = model.get_layer(case.deepest.format(depth=depth)).input
@@ -216,7 +217,7 @@ def test_infeasible_size_raises_before_building(case):
 def test_resblock_unet_3d_forward():
     from keras import layers
 
-    model = BUILDERS["resblock_unet"]((16, 16, 16, 1), 2, encoder_depth=2, encoder_filters=4)
+    model = BUILDERS["resblock_unet"]((16, 16, 16, 1), 2, depth=2, filters=4)
     rng = np.random.default_rng(0)
     y = np.asarray(model(rng.uniform(size=(2, 16, 16, 16, 1)).astype("float32"), training=False))
     assert y.shape == (2, 16, 16, 16, 2)
@@ -370,12 +371,12 @@ def test_stackwise_widths():
     assert model.get_layer("enc2_conv1").filters == 5
     assert model.get_layer("bridge_conv2").filters == 7
     assert model.get_layer("dec1_up").filters == 3
-    # decoder widths are given deepest level first, as the seed writes them (512, 256, 128, 64)
+    # decoder widths are given deepest level first, as the article writes them (512, 256, 128, 64)
     args = dict(
-        input_shape=(64, 64, 3), num_classes=1, encoder_depth=3, decoder_filters=64,
-        decoder_upsampling="transpose", dropout=0.0, batch_norm=True, weights=None, freeze="none",
+        input_shape=(64, 64, 3), num_classes=1, depth=3, filters=64,
+        upsampling="transpose", dropout=0.0, batch_norm=True, weights=None, freeze="none",
         freeze_batch_norm=True, stackwise_decoder_filters=(32, 16, 8),
     )
-    assert validate_resnet50_unet(args)["widths"] == [8, 16, 32]
+    assert validate_resnet50_unet(args).widths == (8, 16, 32)
     args["stackwise_decoder_filters"] = None
-    assert validate_resnet50_unet(args)["widths"] == [64, 128, 256]
+    assert validate_resnet50_unet(args).widths == (64, 128, 256)

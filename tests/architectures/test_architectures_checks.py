@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
-from segsearch import architectures
-from segsearch.architectures import BUILDERS, check_input_size, get_builder, register
 from segsearch.architectures._checks import parse_rates
 from segsearch.errors import ConfigError, InfeasibleError, WeightsError
+from segsearch.hypermodels.registry import ARCHITECTURES, PRESETS, check_input_size, register, spec
 
-REFERENCE = {
-    "unet": (512, 512, 3),
-    "resunet": (224, 224, 3),
-    "resnet50_unet": (512, 512, 3),
-    "deeplabv3plus": (512, 512, 3),
-    "resblock_unet": (256, 256, 1),
-}
+BUILDERS = {key: s.builder for key, s in ARCHITECTURES.items()}
 
 
 def test_registry_keys():
     assert list(BUILDERS) == ["unet", "resunet", "resnet50_unet", "deeplabv3plus", "resblock_unet"]
-    for key, builder in BUILDERS.items():
-        assert builder.__name__ == f"build_{key}"
+    for key, s in ARCHITECTURES.items():
+        assert s.builder.__name__ == f"build_{key}" and s.validate.__name__ == f"validate_{key}"
+        assert PRESETS[key] is s.preset and s.preset.architecture == key
 
 
 def test_duplicate_key_is_an_error():
-    before = dict(BUILDERS)
+    before = dict(ARCHITECTURES)
     with pytest.raises(ConfigError, match="registered twice"):
-        register("unet", BUILDERS["resunet"], architectures._VALIDATORS["resunet"])
-    assert BUILDERS == before
+        register(dataclasses.replace(ARCHITECTURES["unet"], title="another U-Net"))
+    assert ARCHITECTURES == before
 
 
 def test_unknown_architecture_names_the_closest():
     with pytest.raises(ConfigError, match="did you mean 'resunet'"):
-        get_builder("resunet50")
+        spec("resunet50")
     with pytest.raises(ConfigError, match="Valid: deeplabv3plus, resblock_unet"):
         check_input_size("deeplab", (64, 64, 3))
 
@@ -50,27 +45,32 @@ def test_importing_builders_does_not_import_keras():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("key", list(REFERENCE))
-def test_reference_sizes_are_feasible(key):
-    assert check_input_size(key, REFERENCE[key]) is None
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_preset_sizes_are_feasible_and_checked_once_into_a_frozen_object(key):
+    args = check_input_size(key, PRESETS[key].input_shape)
+    assert args.num_classes == PRESETS[key].num_classes  # the builder's default head
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        args.depth = 1
 
 
 def test_unknown_option_is_a_config_error():
-    with pytest.raises(ConfigError, match="did you mean 'encoder_depth'"):
-        check_input_size("unet", (64, 64, 3), encoder_dept=3)
+    with pytest.raises(ConfigError, match="did you mean 'depth'"):
+        check_input_size("unet", (64, 64, 3), dept=3)
+    with pytest.raises(ConfigError, match="unknown unet option 'encoder_depth'"):
+        check_input_size("unet", (64, 64, 3), **{"encoder_depth": 3})  # renamed: depth
 
 
 def test_size_not_divisible_message_says_the_fix():
     with pytest.raises(InfeasibleError) as info:
         check_input_size("unet", (100, 100, 3))
     message = str(info.value)
-    assert "100x100" in message and "divisible by 16" in message and "encoder_depth=4" in message
+    assert "100x100" in message and "divisible by 16" in message and "depth=4" in message
     assert "such as 96 or 112" in message and "at most 2" in message
 
 
 def test_size_smaller_than_the_stride():
     with pytest.raises(InfeasibleError, match="such as 32 or 64"):
-        check_input_size("resnet50_unet", (16, 16, 3), encoder_depth=5)
+        check_input_size("resnet50_unet", (16, 16, 3), depth=5)
 
 
 def test_unknown_sizes_are_allowed_where_the_network_is_fully_convolutional():
@@ -88,7 +88,7 @@ def test_aspp_rates_larger_than_the_feature_map():
     with pytest.raises(InfeasibleError, match=r"rate\(s\) 4 >="):
         check_input_size("deeplabv3plus", (64, 64, 3), aspp_rates="2,4")
     check_input_size("deeplabv3plus", (64, 64, 3), aspp_rates="1,2,3")
-    check_input_size("deeplabv3plus", (64, 64, 3), aspp_rates=(1, 2, 4), encoder_depth=3)
+    check_input_size("deeplabv3plus", (64, 64, 3), aspp_rates=(1, 2, 4), depth=3)
 
 
 def test_builder_raises_the_same_before_building():
@@ -109,21 +109,21 @@ def test_image_pooling_on_a_map_smaller_than_one_pixel():
 
 
 def test_depth_ranges():
-    with pytest.raises(ConfigError, match="encoder_depth must be 2..5"):
-        check_input_size("resnet50_unet", (64, 64, 3), encoder_depth=6)
-    with pytest.raises(ConfigError, match="encoder_depth must be 3..5"):
-        check_input_size("deeplabv3plus", (64, 64, 3), encoder_depth=2)
+    with pytest.raises(ConfigError, match="depth must be 2..5"):
+        check_input_size("resnet50_unet", (64, 64, 3), depth=6)
+    with pytest.raises(ConfigError, match="depth must be 3..5"):
+        check_input_size("deeplabv3plus", (64, 64, 3), depth=2)
     with pytest.raises(ConfigError, match=">= 1"):
-        check_input_size("unet", (64, 64, 3), encoder_depth=0)
+        check_input_size("unet", (64, 64, 3), depth=0)
 
 
 def test_dimensions():
     with pytest.raises(InfeasibleError, match="3D volumes .* resblock_unet"):
         check_input_size("unet", (16, 16, 16, 1))
-    check_input_size("resblock_unet", (16, 16, 16, 1), encoder_depth=2)
+    check_input_size("resblock_unet", (16, 16, 16, 1), depth=2)
     with pytest.raises(InfeasibleError, match="2D only"):
         check_input_size(
-            "resblock_unet", (16, 16, 16, 1), encoder_depth=2, decoder_upsampling="bilinear"
+            "resblock_unet", (16, 16, 16, 1), depth=2, upsampling="bilinear"
         )
     with pytest.raises(ConfigError, match="channel count"):
         check_input_size("unet", (64, 64, None))
@@ -131,9 +131,11 @@ def test_dimensions():
 
 def test_bad_values():
     with pytest.raises(ConfigError, match="did you mean 'bilinear'"):
-        check_input_size("unet", (64, 64, 3), decoder_upsampling="bilinera")
+        check_input_size("unet", (64, 64, 3), upsampling="bilinera")
     with pytest.raises(ConfigError, match="freeze mode"):
         check_input_size("resnet50_unet", (64, 64, 3), freeze="stage9")
+    with pytest.raises(ConfigError, match="unknown freeze mode 'stage5'"):  # "all" freezes 1..5
+        check_input_size("resnet50_unet", (64, 64, 3), freeze="stage5")
     with pytest.raises(ConfigError, match="dropout"):
         check_input_size("unet", (64, 64, 3), dropout=1.5)
     with pytest.raises(ConfigError, match="num_classes"):

@@ -92,7 +92,7 @@ def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def make_config(tiny_npz: Path, tmp_path: Path):
     """make_config(engine, trials=2, epochs=1, **sections) -> Config of a tiny study in tmp_path."""
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     def make(engine: str = "optuna", *, trials: int = 2, epochs: int = 1, study: str = "tiny",
              search: dict | None = None, train: dict | None = None, export: dict | None = None,

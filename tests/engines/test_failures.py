@@ -65,7 +65,7 @@ def test_a_diverged_trial_is_failed_and_never_the_best(make_config, standin):
 
 
 def test_a_real_network_at_learning_rate_1e6_diverges_and_nothing_is_exported(tmp_path):
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     raw = {
         "study": "diverge", "architecture": "unet",

@@ -179,7 +179,7 @@ def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
     config = make_config(trials=1, epochs=1, train={"final_epochs": 0, "steps_per_epoch": 3},
                          export={"enabled": True, "overlays": 0, "saved_model": False})
     data = {**config.data.to_dict(), "source": str(source), "image_size": [32, 32]}
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     raw = {**config.to_dict(), "data": data}
     config = load_config(raw, study_dir=config.study_dir, check_space=False)

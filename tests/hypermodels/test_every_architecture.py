@@ -1,7 +1,8 @@
 """One shared test case run on every architecture (keras applications / smp BaseModelTester style).
 
-For each registry key: the default build is the seed network (parameter count of
-ARCHITECTURES.md at the reference input), the space has the contract's names and conditions,
+For each registry key: the default build is the network of its preset (the parameter count of
+the registry's preset table at the preset's input), the space has the contract's names and
+conditions,
 tiny non-default configurations (every upsampling mode, several depths, heads) run a forward pass,
 one of them trains one step, is saved to .keras and reloaded in safe mode with equal outputs, and
 the errors (infeasible size before building, unknown space key) are the documented ones.
@@ -16,20 +17,16 @@ kt = pytest.importorskip("keras_tuner")
 keras = pytest.importorskip("keras")
 
 from segsearch import hypermodels  # noqa: E402
+from segsearch.blocks import FREEZE_MODES  # noqa: E402
 from segsearch.errors import ConfigError, InfeasibleError  # noqa: E402
+from segsearch.hypermodels.registry import PRESETS  # noqa: E402
 
 from .conftest import tiny_batch  # noqa: E402
 
 KEYS = ["unet", "resunet", "resnet50_unet", "deeplabv3plus", "resblock_unet"]
 
-#: ARCHITECTURES.md: what the seed's own Keras code gives (weights=None).
-SEED = {
-    "unet": ((512, 512, 3), 1, 31_055_297),
-    "resunet": ((224, 224, 3), 1, 8_227_393),
-    "resnet50_unet": ((512, 512, 3), 1, 20_676_545),
-    "deeplabv3plus": ((512, 512, 3), 1, 17_830_209),
-    "resblock_unet": ((256, 256, 1), 2, 32_446_914),
-}
+#: The preset of each architecture: its input, head and exact parameter count (weights=None).
+SEED = {key: (p.input_shape, p.num_classes, p.parameters) for key, p in PRESETS.items()}
 
 TRAINING = ["learning_rate", "optimizer", "weight_decay", "momentum", "loss", "focal_gamma",
             "tversky_alpha"]
@@ -48,7 +45,7 @@ UPSAMPLING = {"unet": "transpose", "resunet": "nearest", "resnet50_unet": "trans
               "deeplabv3plus": "bilinear", "resblock_unet": "nearest"}
 CONDITIONS = {"weight_decay": ("optimizer", ["adamw"]), "momentum": ("optimizer", ["sgd"]),
               "focal_gamma": ("loss", ["focal"]), "tversky_alpha": ("loss", ["tversky"]),
-              "freeze_batch_norm": ("freeze", ["all", "stage1", "stage2", "stage3", "stage4"])}
+              "freeze_batch_norm": ("freeze", [m for m in FREEZE_MODES if m != "none"])}
 
 # (input_shape, num_classes, space): tiny, non-default. The first case of each key trains one step
 # and is saved; together they cover every upsampling mode, several depths, both heads, every
@@ -215,15 +212,10 @@ def test_save_and_reload_in_safe_mode(key, trained, tmp_path):
 
 
 def test_infeasible_size_raises_before_building(key, monkeypatch):
-    import functools
-
-    from segsearch import architectures
-
-    @functools.wraps(architectures.BUILDERS[key])  # keeps the signature check_input_size reads
     def must_not_build(*args, **kwargs):  # pragma: no cover - the point is that it is not called
-        raise AssertionError("the builder ran before the size check")
+        raise AssertionError("a layer was made before the size check")
 
-    monkeypatch.setitem(architectures.BUILDERS, key, must_not_build)
+    monkeypatch.setattr(keras, "Input", must_not_build)  # every builder starts with keras.Input
     hm = hypermodels.get(key, INFEASIBLE[key])
     with pytest.raises(InfeasibleError, match="36"):
         hm.build(kt.HyperParameters())

@@ -22,7 +22,7 @@ This module imports neither TensorFlow, Keras, Optuna nor keras-tuner, except th
 as its last step.
 
 Example:
-    >>> from segsearch.config import load_config
+    >>> from segsearch.spacefile import load_config
     >>> config = load_config("resunet", trials=2, epochs=1, sets=["data.image_size=32"])
     >>> config.search.trials, config.data.image_size, str(config.study_dir)
     (2, (32, 32), 'studies/resunet')
@@ -569,28 +569,15 @@ class Config:
             input_shape: (H, W, C) of the images; default: data.image_size with data.channels
                 (3 when the channels come from the data).
             num_classes: 1 = binary, >= 2 = softmax; default: data.num_classes (None = the seed's).
-            **options: passed on to segsearch.hypermodels.get / get_multi (jit_compile defaults to
+            **options: passed on to segsearch.hypermodels.for_config (jit_compile defaults to
                 train.jit_compile).
 
         Raises:
             ConfigError: a ``space:`` entry does not fit the hypermodel ("FILE: space.NAME: ...").
         """
-        from segsearch import hypermodels
+        from segsearch.hypermodels import for_config
 
-        if input_shape is None:
-            height, width = self.data.image_size or (None, None)
-            input_shape = (height, width, self.data.channels or 3)
-        if num_classes is None:
-            num_classes = self.data.num_classes
-        options.setdefault("jit_compile", self.train.jit_compile)
-        where = f"{self.source}: space"
-        if len(self.architectures) == 1:
-            return hypermodels.get(self.architectures[0], input_shape, num_classes,
-                                   weights=self.train.weights, space=self.space, where=where,
-                                   **options)
-        return hypermodels.get_multi(list(self.architectures), input_shape, num_classes,
-                                     weights=self.train.weights, spaces=self.space, where=where,
-                                     **options)
+        return for_config(self, input_shape, num_classes, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration as a plain, YAML-able dict (what a study stores).

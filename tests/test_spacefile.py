@@ -1,4 +1,4 @@
-"""segsearch.config: space files -> validated frozen dataclasses, overrides, and error messages."""
+"""segsearch.spacefile: space files -> validated frozen dataclasses, overrides, error messages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from segsearch.config import (
+from segsearch.spacefile import (
     ALGORITHMS,
     METRIC_NAMES,
     Config,
