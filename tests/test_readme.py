@@ -216,7 +216,7 @@ def test_every_command_line_in_the_docs_parses():
 def test_every_run_line_in_the_docs_loads(monkeypatch):
     """The options and --set keys of each `segsearch run` line are ones a run accepts."""
     from segsearch.cli import build_parser
-    from segsearch.config import load_config
+    from segsearch.spacefile import load_config
 
     monkeypatch.chdir(REPO)  # spaces/NAME.yaml as in a clone
     checked = 0

@@ -60,7 +60,7 @@ class SearchSession:
     """What the driver hands an engine.
 
     Args:
-        config: the study's :class:`segsearch.config.Config`.
+        config: the study's :class:`segsearch.spacefile.Config`.
         study_dir: the study folder.
         hypermodel: the keras-tuner HyperModel of the study (one architecture or several).
         context: the training context every trial shares.
