@@ -60,7 +60,7 @@ _STATE_WORDS = {"stale": "stale (cut off)"}
 
 
 def _sort_best(trials: Sequence[Any], direction: str) -> list[Any]:
-    from segsearch.engines.results import sort_best
+    from segsearch.records import sort_best
 
     return sort_best(trials, direction)
 
@@ -70,7 +70,7 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
     """A text table of trials, best first: number, state, objective, epochs, time, hyperparameters.
 
     Args:
-        trials: TrialRecord objects (segsearch.engines.results).
+        trials: TrialRecord objects (segsearch.records).
         objective: the objective's name, for the column header.
         direction: "maximize" or "minimize".
         limit: show at most this many rows.

@@ -42,9 +42,9 @@ import numpy as np
 import yaml
 
 from segsearch import scores
-from segsearch.engines.results import TrialRecord, write_trials_csv
 from segsearch.errors import StudyError, os_error_message
 from segsearch.jsonable import jsonable
+from segsearch.records import TrialRecord, write_trials_csv
 
 __all__ = ["export_study", "export_model", "recover", "write_overlays", "overlay_panel",
            "validation_report", "manifest_key", "BEST_DIR", "MANIFEST"]

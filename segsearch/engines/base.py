@@ -6,7 +6,7 @@ An engine (``segsearch.engines.optuna_engine.Engine``,
 - ``run()``: run trials (each through :func:`segsearch.engines.trial.run_trial`) until
   ``search.trials`` trials are finished (complete or pruned), the time limit passes, or too many
   trials in a row fail;
-- ``records()``: every trial as a :class:`~segsearch.engines.results.TrialRecord`;
+- ``records()``: every trial as a :class:`~segsearch.records.TrialRecord`;
 - ``rebuild(records)``: its records made again from the trial folders (``--rebuild-storage``);
 - ``fingerprint(config, hypermodel)`` (a class method): what the stored study fixes and a later
   run must not change.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segsearch.engines.results import (
+from segsearch.records import (
     CHECKPOINT_FILE,
     ERROR_FILE,
     LAST_CHECKPOINT_FILE,

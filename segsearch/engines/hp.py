@@ -44,7 +44,6 @@ Example (a hypermodel inside a hand-written Optuna objective)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import keras_tuner
