@@ -67,6 +67,9 @@ class SearchSession:
         emit: the driver's progress callback (it adds the study-wide fields).
         storage: the Optuna storage URL.
         deadline: ``time.monotonic()`` after which no trial starts.
+        prepare: ``prepare(config, progress) -> (hypermodel, context)``, what a trial worker
+            process (``train.isolation: process``) builds its trials with; a module-level function
+            (the worker unpickles it), :func:`segsearch.workshop.prepare_trials` from the driver.
     """
 
     config: Any
@@ -76,6 +79,7 @@ class SearchSession:
     emit: Callable[[dict[str, Any]], None] = lambda event: None
     storage: str | None = None
     deadline: float | None = None
+    prepare: Callable[[Any, Any], tuple[Any, Any]] | None = None
 
     def start_clock(self, seconds: float) -> float:
         """Set the deadline ``seconds`` from now, for the engine and the trials; return it.
@@ -131,7 +135,8 @@ class BaseEngine:
                 gpus = [g.strip() for g in str(getattr(self.config.search, "gpus", None) or "")
                         .split(",") if g.strip()]
                 gpu = gpus[slot % len(gpus)] if gpus else None
-                self._workers[slot] = TrialWorker(self.config, gpu=gpu, on_event=self.emit)
+                self._workers[slot] = TrialWorker(self.config, gpu=gpu, on_event=self.emit,
+                                                  prepare=self.session.prepare)
             return self._workers[slot]
 
     def close_workers(self) -> None:

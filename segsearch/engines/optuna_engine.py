@@ -154,9 +154,7 @@ def storage_url(session: SearchSession) -> str:
     Args:
         session: the search session.
     """
-    if session.storage:
-        return session.storage
-    return f"sqlite:///{(session.study_dir / 'study.db').resolve()}"
+    return storage_module.study_url(session.study_dir, session.storage)
 
 
 def make_sampler(algorithm: str, seed: int, trials: int = 20) -> optuna.samplers.BaseSampler:

@@ -195,7 +195,7 @@ def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
     assert steps == [3]
 
     results = Study(config).run()
-    splits = study._load_data()
+    splits = study.workshop.load_data()
     assert splits.info["resize"] == "patch" and splits.train.item(0)[0].shape == (70, 90, 1)
     record = results.trials[0]
     assert record.state == "complete"
