@@ -54,7 +54,6 @@ class Terminated(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------------- formatting
-_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "stale": 3, "infeasible": 4, "failed": 5}
 #: how the status summary names a state (a stale trial is one a kill cut off).
 _STATE_WORDS = {"stale": "stale (cut off)"}
 
@@ -231,6 +230,8 @@ def _storage_of(study: Any) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from segsearch.records import STATES
+
     study = _open_study(args.study_dir, needs_tensorflow=False)
     args._storage = _storage_of(study)
     trials = list(study.trials())
@@ -251,7 +252,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
     summary = ", ".join(f"{n} {_STATE_WORDS.get(s, s)}" for s, n in sorted(
-        counts.items(), key=lambda kv: _STATE_ORDER.get(kv[0], 9)))
+        counts.items(), key=lambda kv: STATES.index(kv[0]) if kv[0] in STATES else 9))
     print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
           f"({direction})")
     print(format_trials(trials, objective, direction))
