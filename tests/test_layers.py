@@ -12,6 +12,7 @@ is in the development manual.
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_no_import_cycle() -> None:
             if state.get(target) == 1:
                 cycle = stack[stack.index(target):] + [target]
                 steps = []
-                for a, b in zip(cycle, cycle[1:]):
+                for a, b in itertools.pairwise(cycle):
                     line = next(line for line, t in GRAPH[a] if t == b)
                     steps.append(f"{_where(a, line)}: {a} -> {b}")
                 cycles.append("\n  ".join(steps))
