@@ -36,6 +36,7 @@ from segsearch.console import format_number as _number
 from segsearch.console import format_params as _params
 from segsearch.console import import_tensorflow_quietly as _import_tensorflow_quietly
 from segsearch.console import plural as _plural
+from segsearch.jsonable import jsonable
 
 __all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials", "Terminated"]
 
@@ -53,30 +54,12 @@ class Terminated(KeyboardInterrupt):
 
 
 # ----------------------------------------------------------------------------------- formatting
-def _json_default(value: Any) -> Any:
-    import dataclasses
-    from pathlib import Path
-
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-_STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2, "stale": 3, "infeasible": 4, "failed": 5}
 #: how the status summary names a state (a stale trial is one a kill cut off).
 _STATE_WORDS = {"stale": "stale (cut off)"}
 
 
 def _sort_best(trials: Sequence[Any], direction: str) -> list[Any]:
-    from segsearch.engines.results import sort_best
+    from segsearch.records import sort_best
 
     return sort_best(trials, direction)
 
@@ -86,7 +69,7 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
     """A text table of trials, best first: number, state, objective, epochs, time, hyperparameters.
 
     Args:
-        trials: TrialRecord objects (segsearch.engines.results).
+        trials: TrialRecord objects (segsearch.records).
         objective: the objective's name, for the column header.
         direction: "maximize" or "minimize".
         limit: show at most this many rows.
@@ -125,7 +108,7 @@ class JsonProgress:
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         """Write ``event`` as one line of JSON."""
-        self.stream.write(json.dumps(dict(event), default=_json_default) + "\n")
+        self.stream.write(json.dumps(jsonable(event, keep_nan=True)) + "\n")
         self.stream.flush()
 
 
@@ -247,6 +230,8 @@ def _storage_of(study: Any) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from segsearch.records import STATES
+
     study = _open_study(args.study_dir, needs_tensorflow=False)
     args._storage = _storage_of(study)
     trials = list(study.trials())
@@ -255,9 +240,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
     extra = _status_summary(study, trials, objective, direction)
     if args.json:
         ordered = _sort_best(trials, direction)
-        print(json.dumps({"study_dir": str(args.study_dir), "objective": objective,
-                          "direction": direction, "trials": [t.to_dict() for t in ordered],
-                          **extra["data"]}, default=_json_default))
+        report = {"study_dir": str(args.study_dir), "objective": objective,
+                  "direction": direction, "trials": [t.to_dict() for t in ordered],
+                  **extra["data"]}
+        print(json.dumps(jsonable(report, keep_nan=True)))
         return 0
     if not trials:
         print(f"{args.study_dir}: no trials yet")
@@ -266,7 +252,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
     summary = ", ".join(f"{n} {_STATE_WORDS.get(s, s)}" for s, n in sorted(
-        counts.items(), key=lambda kv: _STATE_ORDER.get(kv[0], 9)))
+        counts.items(), key=lambda kv: STATES.index(kv[0]) if kv[0] in STATES else 9))
     print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
           f"({direction})")
     print(format_trials(trials, objective, direction))
@@ -367,7 +353,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     config = load_config(space, sets=list(args.set or ()), data=args.path, check_space=False)
     report = check(config.data)
     if args.json:
-        print(json.dumps(report.to_dict(), default=_json_default))
+        print(json.dumps(jsonable(report.to_dict(), keep_nan=True)))
     else:
         print(report.format())
     if report.ok:

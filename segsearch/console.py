@@ -144,12 +144,16 @@ class TextProgress:
         params = dict(e.get("params") or {})
         self._write(f"{self._trial(e)}  {format_params(params)}".rstrip())
 
-    def _on_epoch(self, e: Mapping[str, Any]) -> None:
+    def _epoch_parts(self, e: Mapping[str, Any]) -> list[str]:
+        """"epoch 3/10" and the objective, the start of a trial's and the final's epoch line."""
         parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
         value = self._value(e)
         if value:
             parts.append(value)
-        self._write("  ".join(parts + self._tail(e)), transient=True)
+        return parts
+
+    def _on_epoch(self, e: Mapping[str, Any]) -> None:
+        self._write("  ".join(self._epoch_parts(e) + self._tail(e)), transient=True)
 
     def _on_trial_end(self, e: Mapping[str, Any]) -> None:
         state = str(e.get("state", "done"))
@@ -183,10 +187,7 @@ class TextProgress:
         self._write(f"Training the best configuration{trial}{epochs}")
 
     def _on_final_epoch(self, e: Mapping[str, Any]) -> None:
-        parts = [f"  epoch {e.get('epoch', '?')}/{e.get('epochs', '?')}"]
-        value = self._value(e)
-        if value:
-            parts.append(value)
+        parts = self._epoch_parts(e)
         # the final training's own best (moving average), beside the trial's it has to beat
         if e.get("own_best") is not None:
             parts.append(f"final best {format_number(e['own_best'])}")

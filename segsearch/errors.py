@@ -21,6 +21,7 @@ __all__ = [
     "WeightsError",
     "StudyError",
     "closest",
+    "first_names",
     "unknown_name",
     "os_error_message",
     "DISK_ERRNOS",
@@ -59,6 +60,13 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     """Return the choice most similar to ``name``, or None when nothing is close."""
     matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
     return matches[0] if matches else None
+
+
+def first_names(names: Iterable[object], n: int = 5) -> str:
+    """'a, b, c and 7 more' for messages."""
+    names = list(names)
+    shown = ", ".join(str(v) for v in names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def unknown_name(what: str, name: object, choices: Iterable[str], where: str = "") -> str:

@@ -42,8 +42,9 @@ import numpy as np
 import yaml
 
 from segsearch import scores
-from segsearch.engines.results import TrialRecord, write_trials_csv
 from segsearch.errors import StudyError, os_error_message
+from segsearch.jsonable import jsonable
+from segsearch.records import TrialRecord, write_trials_csv
 
 __all__ = ["export_study", "export_model", "recover", "write_overlays", "overlay_panel",
            "validation_report", "manifest_key", "BEST_DIR", "MANIFEST"]
@@ -596,7 +597,7 @@ def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],
     """
     import dataclasses
 
-    return _plain({
+    return jsonable(keep_nan=True, value={
         "trial": best.number,
         "model": str(final.get("model")),
         "final_epochs": final.get("epochs", 0),
@@ -606,19 +607,8 @@ def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],
 
 
 def _write_yaml(path: Path, data: Any) -> None:
-    path.write_text(yaml.safe_dump(_plain(data), sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(jsonable(data, keep_nan=True), sort_keys=False), encoding="utf-8")
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _fsync_tree(folder: Path) -> None:

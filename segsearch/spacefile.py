@@ -43,6 +43,7 @@ from typing import Any, Literal
 import yaml
 
 from segsearch.errors import ConfigError, SegsearchError, closest
+from segsearch.jsonable import jsonable
 
 __all__ = [
     "Config",
@@ -594,7 +595,7 @@ class Config:
             "space": self.space,
             "export": dataclasses.asdict(self.export),
         }
-        return _plain(out)
+        return jsonable(out, keep_nan=True)
 
     def with_overrides(self, *, sets: Sequence[str] = (), **cli_overrides: Any) -> Config:
         """A new Config with the same overrides load_config accepts (validated again).
@@ -607,18 +608,6 @@ class Config:
         cli_overrides.setdefault("storage", self.storage)
         return _build(self.to_dict(), self.source, sets=sets, **cli_overrides)
 
-
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, Paths -> str, mappings -> dicts, recursively (YAML- and JSON-able)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    return value
 
 
 # ----------------------------------------------------------------------------------- YAML

@@ -223,7 +223,7 @@ def test_a_failed_write_names_its_file_and_leaves_no_temporary_file(
     import errno
     import os
 
-    from segsearch.engines.results import atomic_write_text
+    from segsearch.records import atomic_write_text
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -371,7 +371,7 @@ def test_json_progress_writes_one_object_per_line() -> None:
 
 
 def test_format_trials_is_best_first() -> None:
-    from segsearch.engines.results import TrialRecord
+    from segsearch.records import TrialRecord
 
     records = [TrialRecord(number=0, state="complete", architecture="unet", params={"depth": 2},
                            value=0.4, epochs=2, duration_s=65.0),

@@ -196,10 +196,10 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypa
     site = tmp_path / "site"  # its sitecustomize breaks the worker's start, not this process
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "from segsearch import driver\n\n\n"
-        "def training_context(self, progress=None):\n"
+        "from segsearch import workshop\n\n\n"
+        "def training_context(self, progress=None, *, deadline=None):\n"
         "    raise ModuleNotFoundError(\"No module named 'scipy'\", name='scipy')\n\n\n"
-        "driver.Study.training_context = training_context\n")
+        "workshop.Workshop.training_context = training_context\n")
     monkeypatch.setenv("PYTHONPATH", f"{site}:{Path(__file__).resolve().parents[1]}")
     config = load_config(_raw(npz, "optuna", 1, enabled=False), study_dir=tmp_path / "w",
                          check_space=False)
@@ -225,7 +225,7 @@ def test_data_background_null_reaches_the_model_s_objective_and_the_baseline(npz
     hm = study.hypermodel()
     assert hm.background is None
     model = hm.build(keras_tuner.HyperParameters())
-    x, y = study._load_data().val.x, study._load_data().val.y
+    x, y = study.workshop.load_data().val.x, study.workshop.load_data().val.y
     scores = model.evaluate(x, y, verbose=0, return_dict=True)
     from segsearch import metrics
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from segsearch import export as export_mod
-from segsearch.engines.results import TrialRecord
+from segsearch.records import TrialRecord
 from segsearch.export import MANIFEST, export_study, recover
 
 

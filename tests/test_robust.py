@@ -567,7 +567,7 @@ def test_a_trial_without_heartbeats_on_another_machine_is_stale(tmp_path, monkey
     import optuna
 
     from segsearch.engines import optuna_engine
-    from segsearch.engines.results import grace_period, optuna_records
+    from segsearch.engines.optuna_records import grace_period, optuna_records
 
     monkeypatch.setenv("SEGSEARCH_GRACE_PERIOD", "1")
     assert grace_period() == 1

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segsearch.data.sources import first_names
-from segsearch.errors import ConfigError, DataError
+from segsearch.errors import ConfigError, DataError, first_names
 
 __all__ = ["MaskStats", "MaskRule", "mask_stats", "decide", "to_ids", "signature", "repeated_mask",
            "repeated_warning", "foreground_iou", "GREY"]

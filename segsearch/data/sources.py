@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from segsearch.errors import DataError
+from segsearch.errors import DataError, first_names  # first_names: used from here too
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -106,13 +106,6 @@ class ArraySource:
     def names(self) -> list[str]:
         """One name per item: ``file[i]``."""
         return [f"{self.name}[{i}]" for i in range(len(self.images))]
-
-
-def first_names(names: Sequence[str], n: int = 5) -> str:
-    """'a, b, c and 7 more' for messages."""
-    names = list(names)
-    shown = ", ".join(str(v) for v in names[:n])
-    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def natural_key(text: str) -> list[object]:

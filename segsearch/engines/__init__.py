@@ -5,19 +5,29 @@
 - :mod:`segsearch.engines.trial`: the one function every trial goes through (build, train, report
   each epoch, checkpoint), whichever engine proposes it.
 - :mod:`segsearch.engines.optuna_engine` / :mod:`segsearch.engines.keras_tuner_engine`: the engines.
-- :mod:`segsearch.engines.results`: :class:`TrialRecord` and ``trials.csv``.
+- :mod:`segsearch.engines.optuna_records` / :mod:`segsearch.engines.keras_tuner_records`: each
+  engine's ``read_records``, which reads its storage into :class:`segsearch.records.TrialRecord`
+  without importing the engine (``segsearch status``).
 
 Importing this package is cheap; the engines import TensorFlow, Optuna and keras-tuner when used.
 """
 
 from __future__ import annotations
 
-__all__ = ["ENGINE_MODULES", "engine_class"]
+from typing import Any
+
+__all__ = ["ENGINE_MODULES", "RECORD_READERS", "engine_class", "read_records"]
 
 #: engine name (``search.engine``) -> module holding its ``Engine`` class.
 ENGINE_MODULES: dict[str, str] = {
     "optuna": "segsearch.engines.optuna_engine",
     "keras-tuner": "segsearch.engines.keras_tuner_engine",
+}
+#: engine name -> module holding its ``read_records(config, study_dir, *, storage_url, state)``,
+#: which imports neither the engine nor TensorFlow.
+RECORD_READERS: dict[str, str] = {
+    "optuna": "segsearch.engines.optuna_records",
+    "keras-tuner": "segsearch.engines.keras_tuner_records",
 }
 
 
@@ -34,3 +44,24 @@ def engine_class(name: str) -> type:
     if name not in ENGINE_MODULES:
         raise ConfigError(unknown_name("engine", name, ENGINE_MODULES, "search.engine"))
     return importlib.import_module(ENGINE_MODULES[name]).Engine
+
+
+def read_records(name: str, config: Any, study_dir: Any, *, storage_url: str | None,
+                 state: Any) -> list[Any]:
+    """Every trial an engine's storage holds, as records by number (nothing is written).
+
+    Args:
+        name: the engine that ran the study ("optuna" or "keras-tuner").
+        config: the study's Config.
+        study_dir: the study folder.
+        storage_url: the resolved Optuna storage URL (unused by keras-tuner).
+        state: what the storage holds (:class:`segsearch.engines.storage.StorageState`).
+    """
+    import importlib
+
+    from segsearch.errors import ConfigError, unknown_name
+
+    if name not in RECORD_READERS:
+        raise ConfigError(unknown_name("engine", name, RECORD_READERS, "search.engine"))
+    reader = importlib.import_module(RECORD_READERS[name]).read_records
+    return reader(config, study_dir, storage_url=storage_url, state=state)

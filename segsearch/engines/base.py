@@ -6,7 +6,7 @@ An engine (``segsearch.engines.optuna_engine.Engine``,
 - ``run()``: run trials (each through :func:`segsearch.engines.trial.run_trial`) until
   ``search.trials`` trials are finished (complete or pruned), the time limit passes, or too many
   trials in a row fail;
-- ``records()``: every trial as a :class:`~segsearch.engines.results.TrialRecord`;
+- ``records()``: every trial as a :class:`~segsearch.records.TrialRecord`;
 - ``rebuild(records)``: its records made again from the trial folders (``--rebuild-storage``);
 - ``fingerprint(config, hypermodel)`` (a class method): what the stored study fixes and a later
   run must not change.
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segsearch.engines.results import (
+from segsearch.records import (
     CHECKPOINT_FILE,
     ERROR_FILE,
     LAST_CHECKPOINT_FILE,
@@ -67,6 +67,9 @@ class SearchSession:
         emit: the driver's progress callback (it adds the study-wide fields).
         storage: the Optuna storage URL.
         deadline: ``time.monotonic()`` after which no trial starts.
+        prepare: ``prepare(config, progress) -> (hypermodel, context)``, what a trial worker
+            process (``train.isolation: process``) builds its trials with; a module-level function
+            (the worker unpickles it), :func:`segsearch.workshop.prepare_trials` from the driver.
     """
 
     config: Any
@@ -76,6 +79,7 @@ class SearchSession:
     emit: Callable[[dict[str, Any]], None] = lambda event: None
     storage: str | None = None
     deadline: float | None = None
+    prepare: Callable[[Any, Any], tuple[Any, Any]] | None = None
 
     def start_clock(self, seconds: float) -> float:
         """Set the deadline ``seconds`` from now, for the engine and the trials; return it.
@@ -131,7 +135,8 @@ class BaseEngine:
                 gpus = [g.strip() for g in str(getattr(self.config.search, "gpus", None) or "")
                         .split(",") if g.strip()]
                 gpu = gpus[slot % len(gpus)] if gpus else None
-                self._workers[slot] = TrialWorker(self.config, gpu=gpu, on_event=self.emit)
+                self._workers[slot] = TrialWorker(self.config, gpu=gpu, on_event=self.emit,
+                                                  prepare=self.session.prepare)
             return self._workers[slot]
 
     def close_workers(self) -> None:

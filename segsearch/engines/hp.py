@@ -44,11 +44,12 @@ Example (a hypermodel inside a hand-written Optuna objective)::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import keras_tuner
 from keras_tuner.engine import hyperparameters as kt_hp
+
+from segsearch.jsonable import jsonable
 
 __all__ = [
     "OptunaHyperParameters",
@@ -258,14 +259,6 @@ def space_signature(hp: keras_tuner.HyperParameters) -> list[dict[str, Any]]:
         config = dict(p.get_config())
         config.pop("default", None)
         if isinstance(p, kt_hp.Fixed):
-            config["value"] = _plain(config.get("value"))
-        out.append({"type": type(p).__name__, **_plain(config)})
+            config["value"] = jsonable(config.get("value"), keep_nan=True)
+        out.append({"type": type(p).__name__, **jsonable(config, keep_nan=True)})
     return sorted(out, key=lambda d: (d.get("name", ""), str(d.get("conditions"))))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -42,16 +42,16 @@ from keras_tuner.src import config as kt_config
 
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import declare, neighbour_values, space_signature
-from segsearch.engines.results import (
+from segsearch.engines.keras_tuner_records import keras_tuner_records
+from segsearch.engines.trial import TrialTask, continuation, smoothed_at_end
+from segsearch.errors import ConfigError, SegsearchError, StudyError
+from segsearch.records import (
     CHECKPOINT_FILE,
     TRIAL_FILE,
     TrialRecord,
-    keras_tuner_records,
     read_trial_records,
     trial_dir,
 )
-from segsearch.engines.trial import TrialTask, continuation, smoothed_at_end
-from segsearch.errors import ConfigError, SegsearchError, StudyError
 
 __all__ = ["Engine", "PROJECT_DIR"]
 

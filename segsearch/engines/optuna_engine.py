@@ -17,7 +17,7 @@
   are not counted and not retried. The search stops when ``search.trials`` trials are COMPLETE or
   PRUNED.
 - A failed trial carries the user attribute ``failure`` (see
-  :data:`segsearch.engines.results.FAILURES`). When a run starts and the study still needs trials,
+  :data:`segsearch.records.FAILURES`). When a run starts and the study still needs trials,
   the failed trials whose failure came from outside their configuration ("environment": an import
   error, a missing file, a full disk, a killed worker), and the seed trials (the seed network and
   its learning-rate neighbours) that failed for any reason but their configuration (infeasible,
@@ -61,15 +61,7 @@ from segsearch.engines.hp import (
     seed_values,
     space_signature,
 )
-from segsearch.engines.results import (
-    HISTORY_FILE,
-    OPTUNA_RECORD_ATTR,
-    PARAMS_ATTR,
-    TrialRecord,
-    optuna_records,
-    read_history,
-    trial_dir,
-)
+from segsearch.engines.optuna_records import OPTUNA_RECORD_ATTR, PARAMS_ATTR, optuna_records
 from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
 
 try:
@@ -80,6 +72,7 @@ except ImportError:  # pragma: no cover - Optuna moved it
     def get_heartbeat_thread(trial_id: int, storage: Any) -> Any:
         return contextlib.nullcontext()
 from segsearch.errors import ConfigError, StudyError
+from segsearch.records import HISTORY_FILE, TrialRecord, read_history, trial_dir
 
 __all__ = ["Engine", "make_sampler", "make_pruner", "storage_url"]
 
@@ -161,9 +154,7 @@ def storage_url(session: SearchSession) -> str:
     Args:
         session: the search session.
     """
-    if session.storage:
-        return session.storage
-    return f"sqlite:///{(session.study_dir / 'study.db').resolve()}"
+    return storage_module.study_url(session.study_dir, session.storage)
 
 
 def make_sampler(algorithm: str, seed: int, trials: int = 20) -> optuna.samplers.BaseSampler:

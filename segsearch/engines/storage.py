@@ -392,3 +392,14 @@ def load_optuna_study(url: str, study_name: str) -> Any:
         raise
     except Exception as e:  # noqa: BLE001 - SQLAlchemy's and the drivers' errors
         raise connect_error(url, e) from None
+
+
+def study_url(study_dir: str | os.PathLike[str], storage: str | None = None) -> str:
+    """The Optuna storage URL of a study: ``storage`` as given (resolved, see :func:`resolve`), or
+    SQLite in the study folder (``study.db``).
+
+    Args:
+        study_dir: the study folder.
+        storage: the resolved ``--storage`` URL, if any.
+    """
+    return storage or f"sqlite:///{(Path(study_dir) / 'study.db').resolve()}"

@@ -14,7 +14,7 @@ which a continuation starts from, so no epoch of training is thrown away), and r
 into their own bookkeeping (``study.tell`` / ``oracle.end_trial``).
 
 A failed trial's outcome says why (``failure``: outside the configuration, the configuration, or
-another error; see :data:`segsearch.engines.results.FAILURES`) and carries the full traceback,
+another error; see :data:`segsearch.records.FAILURES`) and carries the full traceback,
 which is written to the trial's ``error.txt``. An exception raised inside the input pipeline is
 reported as itself (``ModuleNotFoundError: No module named 'scipy'``), not as the error TensorFlow
 wraps it in ("UnknownError ... Graph execution error").
@@ -42,7 +42,7 @@ import keras
 
 from segsearch import scores
 from segsearch.data.pipeline import producer_error
-from segsearch.engines.results import (
+from segsearch.records import (
     CHECKPOINT_FILE,
     ERROR_FILE,
     HISTORY_FILE,
@@ -194,7 +194,7 @@ class TrialOutcome:
         diverged: the trial failed because its training diverged (reason "diverged: ..."): a
             property of the configuration, so it is not worth running again.
         failure: why a failed or infeasible trial failed: "environment", "configuration" or
-            "error" (see :data:`segsearch.engines.results.FAILURES`).
+            "error" (see :data:`segsearch.records.FAILURES`).
         error: the full traceback of a failed trial (its ``error.txt``).
     """
 

@@ -1,8 +1,10 @@
 """Trials trained apart from the driver: a recycled worker process (``train.isolation: process``).
 
 :class:`TrialWorker` starts one child process (``multiprocessing`` "spawn": a fresh interpreter,
-nothing inherited from the driver's TensorFlow state) that loads the study's data and hypermodel
-once and then trains one trial after another through :func:`segsearch.engines.trial.run_trial`.
+nothing inherited from the driver's TensorFlow state) that builds the study's hypermodel and
+training context once, with the ``prepare`` function the driver hands it
+(:func:`segsearch.workshop.prepare_trials`: this module imports nothing above the engines), and
+then trains one trial after another through :func:`segsearch.engines.trial.run_trial`.
 The driver and the worker talk over a pipe:
 
 - driver -> worker: ``("trial", task, params, prune, deadline, hp_config)``; ``("prune", bool)``
@@ -149,14 +151,18 @@ class TrialWorker:
     """One worker process that trains the trials it is given, restarted when it dies.
 
     Args:
-        config: the study's Config (pickled to the worker, which rebuilds the study from it).
+        config: the study's Config (pickled to the worker).
         gpu: the value of ``CUDA_VISIBLE_DEVICES`` for the worker (None: inherit).
         on_event: where the worker's progress events go (the driver's emitter).
+        prepare: ``prepare(config, progress) -> (hypermodel, context)``, run once in the worker
+            (a module-level function: it is pickled to the worker by name).
     """
 
     def __init__(self, config: Any, *, gpu: str | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[dict[str, Any]], None] | None = None,
+                 prepare: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
         self.config = config
+        self.prepare = prepare
         self.gpu = gpu
         self.on_event = on_event
         self.process: Any = None
@@ -173,11 +179,15 @@ class TrialWorker:
         """Start the worker (if it is not running) and wait until it has loaded the study."""
         if self.process is not None and self.process.is_alive():
             return
+        if self.prepare is None:
+            raise TypeError("TrialWorker needs prepare=, the function that builds the hypermodel "
+                            "and training context (segsearch.workshop.prepare_trials)")
         self.close()
         leave_spawn_bootstrap()  # a worker importing a script that starts a search at import time
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
-        process = ctx.Process(target=_worker_main, args=(child, self.config, self.gpu),
+        process = ctx.Process(target=_worker_main,
+                              args=(child, self.config, self.gpu, self.prepare),
                               name="segsearch-trial-worker", daemon=True)
         try:
             process.start()
@@ -402,7 +412,7 @@ def _memory_growth() -> list[str]:
     return grown
 
 
-def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
+def _worker_main(conn: Any, config: Any, gpu: str | None, prepare: Callable[..., Any]) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -411,7 +421,7 @@ def _worker_main(conn: Any, config: Any, gpu: str | None) -> None:
     sys.unraisablehook = _reraise_stop(sys.unraisablehook)
     _die_with_parent()
     try:
-        _serve(conn, config)
+        _serve(conn, config, prepare)
     except _Stopped:
         return  # SIGTERM (the driver stops, or a batch scheduler): the trial was cut off cleanly
 
@@ -446,7 +456,7 @@ def _sent_by_worker(error: BaseException) -> bool:
     return isinstance(error, SegsearchError)
 
 
-def _serve(conn: Any, config: Any) -> None:
+def _serve(conn: Any, config: Any, prepare: Callable[..., Any]) -> None:
     from segsearch.console import import_tensorflow_quietly
     from segsearch.errors import SegsearchError, StudyError, os_error_message
 
@@ -456,13 +466,10 @@ def _serve(conn: Any, config: Any) -> None:
         import keras_tuner
         import optuna
 
-        from segsearch.driver import Study
         from segsearch.engines.hp import OptunaHyperParameters
         from segsearch.engines.trial import run_trial
 
-        study = Study(config)
-        hypermodel = study.hypermodel()
-        context = study.training_context(progress=lambda event: conn.send(("event", event)))
+        hypermodel, context = prepare(config, lambda event: conn.send(("event", event)))
     except SegsearchError as e:
         conn.send(("error", e))
         return

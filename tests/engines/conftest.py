@@ -117,18 +117,18 @@ def make_config(tiny_npz: Path, tmp_path: Path):
 @pytest.fixture
 def standin(monkeypatch: pytest.MonkeyPatch):
     """Make Study use a TinyHyperModel; returns a function setting its infeasible/NaN builds."""
-    from segsearch import driver
+    from segsearch import workshop
 
     settings: dict[str, Any] = {}
 
     def hypermodel(self: Any) -> Any:
         if self._hypermodel is None:
-            splits = self._load_data()
+            splits = self.load_data()
             self._hypermodel = TinyHyperModel((*splits.train.size, splits.train.channels),
                                               **settings)
         return self._hypermodel
 
-    monkeypatch.setattr(driver.Study, "hypermodel", hypermodel)
+    monkeypatch.setattr(workshop.Workshop, "hypermodel", hypermodel)
     return settings.update
 
 

@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 from segsearch.driver import Study
-from segsearch.engines.results import ERROR_FILE
+from segsearch.records import ERROR_FILE
 from segsearch.errors import StudyError
 
 

@@ -8,7 +8,7 @@ import keras
 import pytest
 
 from segsearch.driver import Study
-from segsearch.engines.results import read_history
+from segsearch.records import read_history
 
 
 def test_best_trial_continues_from_its_checkpoint_with_the_rest_of_the_budget(make_config, standin):

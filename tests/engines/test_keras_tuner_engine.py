@@ -9,7 +9,7 @@ import keras
 import pytest
 
 from segsearch.driver import Study
-from segsearch.engines.results import read_history, trial_dir
+from segsearch.records import read_history, trial_dir
 
 DEFAULTS = {"width": 4, "learning_rate": 1e-2, "optimizer": "adam", "bias": True}
 

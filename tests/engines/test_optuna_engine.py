@@ -13,7 +13,7 @@ import pytest
 from segsearch.driver import Study
 from segsearch.engines import optuna_engine
 from segsearch.engines.hp import OptunaHyperParameters, declare
-from segsearch.engines.results import read_history, read_trials_csv, trial_dir
+from segsearch.records import read_history, read_trials_csv, trial_dir
 from segsearch.errors import StudyError
 
 #: the stand-in hypermodel's defaults (its "seed network").

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from segsearch.engines.results import (
+from segsearch.records import (
     TrialRecord,
     read_trial_records,
     read_trials_csv,

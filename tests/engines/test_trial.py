@@ -136,7 +136,7 @@ def _monitor(tmp_path, values, *, baseline=None, start=None, phase="trial"):
 
 
 def test_the_best_epoch_is_the_best_moving_average_not_the_lucky_one(tmp_path):
-    from segsearch.engines.results import read_history
+    from segsearch.records import read_history
     from segsearch.engines.trial import smoothed_at_end
 
     monitor, events, reports = _monitor(tmp_path, [0.80, 0.81, 0.60, 0.85, 0.55])
@@ -195,7 +195,7 @@ def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
     assert steps == [3]
 
     results = Study(config).run()
-    splits = study._load_data()
+    splits = study.workshop.load_data()
     assert splits.info["resize"] == "patch" and splits.train.item(0)[0].shape == (70, 90, 1)
     record = results.trials[0]
     assert record.state == "complete"

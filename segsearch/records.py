@@ -1,4 +1,4 @@
-"""One results format for both engines: :class:`TrialRecord`, ``trials.csv`` and per-trial files.
+"""The study's records: :class:`TrialRecord`, ``trials.csv`` and the files of each trial.
 
 Every trial, whichever engine ran it, ends as a :class:`TrialRecord` written to
 ``trials/<nnnn>/trial.json`` in the study folder (beside ``history.csv``, its metrics per epoch),
@@ -7,7 +7,9 @@ and the study's ``trials.csv`` holds one row per trial::
     number,state,architecture,value,epochs,initial_epoch,duration_s,started,finished,reason,
     params_<name>...,metrics_<name>...
 
-This module imports neither TensorFlow, Optuna nor keras-tuner (``segsearch status`` stays fast).
+What an engine's own storage holds (Optuna's database, keras-tuner's project) each engine reads
+into these records itself (``read_records`` in :data:`segsearch.engines.RECORD_READERS`). This
+module imports no engine, nor TensorFlow, Optuna or keras-tuner (``segsearch status`` stays fast).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from segsearch.jsonable import jsonable
+
 __all__ = [
     "TrialRecord",
     "Objective",
@@ -34,12 +38,11 @@ __all__ = [
     "read_trials_csv",
     "read_history",
     "read_trial_records",
-    "optuna_records",
-    "keras_tuner_records",
     "architecture_of",
     "atomic_write_text",
     "write_owner",
-    "grace_period",
+    "owner_gone",
+    "check_checkpoint",
     "trial_dir",
     "TRIAL_FILE",
     "HISTORY_FILE",
@@ -47,10 +50,13 @@ __all__ = [
     "FAILURES",
     "CHECKPOINT_FILE",
     "LAST_CHECKPOINT_FILE",
+    "OWNER_FILE",
+    "STALE_FIX",
 ]
 
-State = Literal["complete", "pruned", "failed", "infeasible", "running", "stale"]
-STATES: tuple[str, ...] = ("complete", "pruned", "failed", "infeasible", "running", "stale")
+State = Literal["complete", "pruned", "running", "stale", "infeasible", "failed"]
+#: every state, in the order ``segsearch status`` counts them.
+STATES: tuple[str, ...] = ("complete", "pruned", "running", "stale", "infeasible", "failed")
 #: states a requested trial count counts (``search.trials``).
 FINISHED_STATES: tuple[str, ...] = ("complete", "pruned")
 
@@ -123,7 +129,7 @@ class TrialRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (NaN and infinities become None)."""
-        return _clean(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
@@ -159,7 +165,7 @@ class TrialRecord:
             row[f"params_{name}"] = value
         for name, value in self.values.items():
             row[f"metrics_{name}"] = value
-        return _clean(row)
+        return jsonable(row)
 
 
 @dataclass(frozen=True)
@@ -325,76 +331,10 @@ def read_trial_records(study_dir: str | os.PathLike[str]) -> list[TrialRecord]:
     return sorted(out, key=lambda r: r.number)
 
 
-#: Optuna user attribute holding a trial's record (a dict).
-OPTUNA_RECORD_ATTR = "segsearch"
-#: Optuna user attribute holding a trial's values (fixed ones too) as soon as it starts.
-PARAMS_ATTR = "segsearch_params"
-
-
-def optuna_records(study: Any, study_dir: str | os.PathLike[str],
-                   architectures: Sequence[str]) -> list[TrialRecord]:
-    """Every trial of an Optuna study as a record (the storage decides the state).
-
-    A trial's full record lives in its user attribute ``segsearch``; a trial without one (running,
-    or cut off by a killed run) gets a record from its parameters. A RUNNING trial whose driver
-    process is gone (it ran on this machine) or whose heartbeat is older than
-    :func:`grace_period` is "stale".
-
-    Args:
-        study: the ``optuna.Study``.
-        study_dir: the study folder (to check that checkpoints still exist).
-        architectures: the study's architectures.
-    """
-    from optuna.trial import TrialState
-
-    states = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-              TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-              TrialState.WAITING: "running"}
-    silent = _silent_trials(study)
-    out = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING:
-            continue  # enqueued, not started
-        stored = t.user_attrs.get(OPTUNA_RECORD_ATTR)
-        if stored:
-            record = TrialRecord.from_dict(stored)
-        else:
-            params = dict(t.user_attrs.get(PARAMS_ATTR) or t.params)
-            record = TrialRecord(number=t.number, state="running", params=params,
-                                 architecture=architecture_of(params, architectures),
-                                 started=t.datetime_start.isoformat(timespec="seconds")
-                                 if t.datetime_start else None)
-        record.number = t.number
-        state = states.get(t.state, "failed")
-        if state == "failed" and t.user_attrs.get("infeasible"):
-            state = "infeasible"
-        record.state = state  # type: ignore[assignment]
-        if state in ("failed", "infeasible") and t.user_attrs.get("reason"):
-            record.reason = str(t.user_attrs["reason"])
-        elif state == "failed" and not stored:  # failed by Optuna's heartbeat check: its process died
-            record.reason = "cut off: its process stopped sending heartbeats; it is run again"
-        if state == "running":
-            gone = _owner_gone(t.user_attrs.get("host"), t.user_attrs.get("pid"))
-            if gone is None and t._trial_id in silent:
-                gone = f"no heartbeat for more than {grace_period()} s"
-            if gone is not None:
-                record.state, record.reason = "stale", f"cut off: {gone}; {STALE_FIX}"
-        _check_checkpoint(record, study_dir)
-        out.append(record)
-    return out
-
-
 #: what a stale trial's reason says to do.
 STALE_FIX = "the next run runs it again"
 #: the file in a trial's folder that names the process running it (host, pid).
 OWNER_FILE = "owner.json"
-
-
-def grace_period() -> int:
-    """Seconds without a heartbeat after which a running Optuna trial is stale: the Optuna
-    engine's ``GRACE_PERIOD`` (``SEGSEARCH_GRACE_PERIOD``, default 3 heartbeats, at least 30)."""
-    interval = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
-    return int(os.environ.get("SEGSEARCH_GRACE_PERIOD", str(max(30, 3 * interval))))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -407,7 +347,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _owner_gone(host: Any, pid: Any) -> str | None:
+def owner_gone(host: Any, pid: Any) -> str | None:
     """Why a running trial's process is known to be gone (it ran on this machine and its pid is
     not alive), or None."""
     if host != socket.gethostname() or pid is None:
@@ -417,85 +357,6 @@ def _owner_gone(host: Any, pid: Any) -> str | None:
     except (TypeError, ValueError):
         return None
     return None if _pid_alive(pid) else f"process {pid} on {host} is gone"
-
-
-def _silent_trials(study: Any) -> set[int]:
-    """Trial ids of the RUNNING trials whose heartbeat is older than :func:`grace_period`.
-
-    Optuna compat: its heartbeat query is private (``RDBStorage._get_stale_trial_ids``, behind
-    ``_CachedStorage._backend``); it reads ``heartbeat_interval`` / ``grace_period``, which a
-    storage opened without heartbeats (``segsearch status``) lacks, so they are lent for the
-    query. Read only: nothing is failed. No heartbeats (another storage kind): an empty set.
-    """
-    storage = getattr(study, "_storage", None)
-    backend = getattr(storage, "_backend", storage)
-    query = getattr(backend, "_get_stale_trial_ids", None)
-    if query is None or not hasattr(backend, "heartbeat_interval"):
-        return set()
-    saved = (backend.heartbeat_interval, getattr(backend, "grace_period", None))
-    try:
-        if saved[0] is None:
-            backend.heartbeat_interval = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
-            backend.grace_period = grace_period()
-        return set(query(study._study_id))
-    except Exception:  # noqa: BLE001 - a storage without the heartbeat table: nothing to tell
-        return set()
-    finally:
-        backend.heartbeat_interval, backend.grace_period = saved
-
-
-_KT_STATES = {"COMPLETED": "complete", "FAILED": "failed", "INVALID": "failed",
-              "RUNNING": "running", "IDLE": "running", "STOPPED": "failed"}
-_KT_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner/round", "tuner/trial_id")
-
-
-def keras_tuner_records(study_dir: str | os.PathLike[str],
-                        architectures: Sequence[str]) -> list[TrialRecord]:
-    """Every trial of a keras-tuner project (``keras_tuner/trial_*/trial.json``) as a record.
-
-    segsearch's own ``trials/<nnnn>/trial.json`` gives the record; keras-tuner's file gives the
-    state of a trial that has none yet (running, or cut off and waiting to be retried).
-
-    Args:
-        study_dir: the study folder.
-        architectures: the study's architectures.
-    """
-    study_dir = Path(study_dir)
-    ours = {r.number: r for r in read_trial_records(study_dir)}
-    out = []
-    for path in study_dir.glob("keras_tuner/trial_*/trial.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        number = int(data["trial_id"])
-        status = _KT_STATES.get(str(data.get("status")), "failed")
-        record = ours.get(number)
-        if record is None or (status == "running" and record.state != "running"):
-            values = (data.get("hyperparameters") or {}).get("values") or {}
-            params = {k: v for k, v in values.items() if k not in _KT_KEYS}
-            record = TrialRecord(number=number, state="running", params=params,
-                                 architecture=architecture_of(params, architectures))
-        if status != "running" and record.state == "running":
-            record.state = "failed"
-            message = (data.get("message") or "").strip()
-            record.reason = record.reason or (message.splitlines()[-1][:300] if message else None)
-        if record.state == "running":
-            owner = _read_json(trial_dir(study_dir, number) / OWNER_FILE)
-            gone = _owner_gone(owner.get("host"), owner.get("pid"))
-            if gone is not None:
-                record.state, record.reason = "stale", f"cut off: {gone}; {STALE_FIX}"
-        _check_checkpoint(record, study_dir)
-        out.append(record)
-    return sorted(out, key=lambda r: r.number)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def write_owner(folder: str | os.PathLike[str]) -> None:
@@ -509,7 +370,7 @@ def write_owner(folder: str | os.PathLike[str]) -> None:
                       json.dumps({"host": socket.gethostname(), "pid": os.getpid()}) + "\n")
 
 
-def _check_checkpoint(record: TrialRecord, study_dir: str | os.PathLike[str]) -> None:
+def check_checkpoint(record: TrialRecord, study_dir: str | os.PathLike[str]) -> None:
     if record.checkpoint and not (Path(study_dir) / record.checkpoint).exists():
         record.checkpoint = None
 
@@ -567,18 +428,3 @@ def _parse_cell(text: str | None) -> Any:
         return float(text)
     except ValueError:
         return text
-
-
-def _clean(value: Any) -> Any:
-    """NaN/inf -> None, tuples -> lists, numpy scalars -> Python numbers, recursively."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

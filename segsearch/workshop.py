@@ -1,0 +1,225 @@
+"""The workshop: what every trial of a study needs, built from its configuration alone.
+
+:class:`Workshop` loads the data with the study's split (``split.json``, drawn once), makes the
+hypermodel, the :class:`~segsearch.engines.trial.TrainingContext` every trial shares, and the
+constant predictions' baseline, and knows the device facts (XLA on a GPU only). The driver uses
+it in its own process; a trial worker process builds the same through :func:`prepare_trials`,
+which the driver hands the engines (the engines never import what lies above them).
+
+Example:
+    >>> from segsearch.spacefile import load_config
+    >>> shop = Workshop(load_config("unet", trials=2, epochs=1))
+    >>> hypermodel, context = shop.hypermodel(), shop.training_context()
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from segsearch.jsonable import jsonable
+from segsearch.records import Objective, atomic_write_text
+
+__all__ = ["Workshop", "prepare_trials", "has_gpu", "validation_masks", "SPLIT_FILE"]
+
+#: the study folder's data split, drawn once and reused on every resume.
+SPLIT_FILE = "split.json"
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Workshop:
+    """The data, hypermodel and training context of one study (each made once, on first use).
+
+    Args:
+        config: the study's :class:`segsearch.spacefile.Config` (``config.study_dir`` holds
+            ``split.json`` and ``baseline.json``).
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.dir = Path(config.study_dir)
+        self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
+        self._splits: Any = None
+        self._hypermodel: Any = None
+
+    def load_data(self, *, stored_split: bool = True) -> Any:
+        """The data with the stored split (the split is drawn once and kept in split.json).
+
+        Args:
+            stored_split: read the split from the study folder's split.json when it is there
+                (False: draw it anew, for a new study or --fresh).
+        """
+        if self._splits is not None:
+            return self._splits
+        from segsearch.data import load
+
+        split_path = self.dir / SPLIT_FILE
+        use = stored_split and split_path.exists()
+        self._splits = load(self.config.data, split=split_path if use else None)
+        if stored_split:
+            self.store_split()
+        return self._splits
+
+    def baseline(self) -> dict[str, Any] | None:
+        """The constant predictions' scores on the validation set (``baseline.json``).
+
+        Computed once from the validation masks with the models' own metric code
+        (:func:`segsearch.scores.constant_baselines`) and stored in the study folder; read back
+        when it matches the objective and the background class. None when the validation part
+        holds no masks.
+        """
+        from segsearch import scores
+
+        stored = scores.read_baseline(self.dir)
+        background = getattr(self.config.data, "background", 0)
+        if stored is not None and stored.get("objective") == self.objective.name and \
+                stored.get("background", 0) == background and "best" in stored:
+            return stored
+        splits = self.load_data()
+        masks = validation_masks(splits.val)
+        if masks is None:
+            return None
+        num_classes = int(splits.info.get("num_classes") or self.config.data.num_classes or 1)
+        baseline = scores.constant_baselines(
+            masks, num_classes, background, objective=self.objective.name,
+            direction=self.objective.direction,
+            class_names=getattr(self.config.data, "class_names", None))
+        baseline["validation_images"] = len(getattr(splits.val, "names", ()) or ())
+        if self.dir.is_dir():
+            scores.write_baseline(self.dir, jsonable(baseline))
+        return baseline
+
+    def store_split(self) -> None:
+        """Write split.json into an existing study folder that has none yet."""
+        split_path = self.dir / SPLIT_FILE
+        if self._splits is not None and self.dir.is_dir() and not split_path.exists():
+            atomic_write_text(split_path, json.dumps(jsonable(self._splits.split), indent=2) + "\n")
+
+    def hypermodel(self) -> Any:
+        """The study's hypermodel (one architecture, or several with "architecture" searched)."""
+        if self._hypermodel is not None:
+            return self._hypermodel
+        from segsearch.hypermodels import for_config
+
+        splits = self.load_data()
+        self._hypermodel = for_config(
+            self.config, (*splits.train.size, splits.train.channels),
+            int(splits.info.get("num_classes") or self.config.data.num_classes or 1),
+            jit_compile=self.jit_compile(), background=getattr(self.config.data, "background", 0),
+        )
+        return self._hypermodel
+
+    def jit_compile(self) -> bool:
+        """XLA for this study: ``train.jit_compile``, where "auto" means on a GPU only.
+
+        XLA compiles each new network once; on a CPU that costs far more than it saves in a
+        search of short trials (measured: 50 s against 6 s for the first epoch of a small U-Net).
+        """
+        value = self.config.train.jit_compile
+        if value != "auto":
+            return bool(value)
+        return has_gpu()
+
+    def training_context(self, progress: Progress | None = None, *,
+                         deadline: float | None = None) -> Any:
+        """The :class:`TrainingContext` every trial of this study shares.
+
+        Args:
+            progress: where epoch events go.
+            deadline: ``time.monotonic()`` after which training stops at the next epoch end.
+        """
+        from segsearch.data import batches
+        from segsearch.engines.trial import TrainingContext
+
+        config, train = self.config, self.config.train
+        splits = self.load_data()
+        augment = getattr(config.data, "augment", None)
+        seed = int(config.search.seed)
+        # patch mode: an epoch is a fixed number of random patches; validation scores whole images
+        patch = bool(getattr(splits.train, "crop", False))
+        steps = train.steps_per_epoch
+        val_callback = None
+        if patch:
+            from segsearch.data.pipeline import default_steps
+
+            steps = steps or default_steps(splits.train, train.batch_size)
+            overlap = float(getattr(config.data, "overlap", 0.5))
+
+            def val_callback() -> Any:
+                from segsearch.sliding import SlidingValidation, part_images
+
+                return SlidingValidation(*part_images(splits.val), overlap=overlap,
+                                         batch_size=train.batch_size)
+        epoch_steps = steps or math.ceil(len(splits.train) / train.batch_size)
+        return TrainingContext(
+            train_data=lambda trial_seed, batch_size=None: batches(
+                splits.train, batch_size or train.batch_size, augment=augment, shuffle=True,
+                seed=trial_seed,
+                repeat=train.steps_per_epoch is not None and not patch,
+                steps=steps if patch else None,
+                foreground=float(getattr(config.data, "foreground_oversample", 0.33)),
+            ),
+            val_data=lambda trial_seed, batch_size=None: batches(
+                splits.val, batch_size or train.batch_size, shuffle=False),
+            val_callback=val_callback,
+            study_dir=self.dir,
+            objective=self.objective,
+            steps_per_epoch=None if patch else train.steps_per_epoch,
+            mixed_precision=train.mixed_precision,
+            jit_compile=self.jit_compile(),
+            verbose=train.verbose,
+            seed=seed,
+            progress=progress,
+            deadline=deadline,
+            epoch_steps=epoch_steps,
+        )
+
+
+def prepare_trials(config: Any, progress: Progress | None) -> tuple[Any, Any]:
+    """The hypermodel and training context a trial worker process trains with.
+
+    The driver hands this function to the engines (:class:`segsearch.engines.base.SearchSession`),
+    which pass it to the worker (:class:`segsearch.engines.worker.TrialWorker`): a module-level
+    function, so that the "spawn" worker can unpickle it.
+
+    Args:
+        config: the study's Config.
+        progress: where epoch events go (the worker forwards them to the driver).
+    """
+    shop = Workshop(config)
+    return shop.hypermodel(), shop.training_context(progress)
+
+
+def validation_masks(val: Any) -> Any:
+    """The validation masks (class ids), one at a time, or None when the part has none."""
+    if hasattr(val, "item"):
+        count = len(val.names) if getattr(val, "crop", False) else len(val)  # patch: whole images
+        return (val.item(i)[1] for i in range(count))
+    y = getattr(val, "y", None)
+    return None if y is None else (y[i] for i in range(len(y)))
+
+
+
+
+def has_gpu() -> bool:
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
