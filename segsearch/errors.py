@@ -12,6 +12,7 @@ import difflib
 import errno
 import os
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "SegsearchError",
@@ -22,6 +23,7 @@ __all__ = [
     "StudyError",
     "CompatError",
     "library_moved",
+    "private_attr",
     "closest",
     "unknown_name",
     "os_error_message",
@@ -84,6 +86,16 @@ def library_moved(library: str, name: str, use: str, checked: str, where: str) -
     return CompatError(f"{library} {installed} has no {name}, which segsearch uses to {use} "
                        f"(checked with {library} {checked}); fix: pip install "
                        f"'{library}=={checked}', or adapt {where} to {library} {installed}")
+
+
+def private_attr(obj: object, attr: str, library: str, name: str, use: str, checked: str,
+                 where: str) -> Any:
+    """``getattr(obj, attr)`` for a private name of ``library``, or :func:`library_moved`'s error
+    when the installed release no longer has it (arguments as there)."""
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise library_moved(library, name, use, checked, where) from None
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:

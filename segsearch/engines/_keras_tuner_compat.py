@@ -16,7 +16,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from segsearch.errors import library_moved
+from segsearch.errors import library_moved, private_attr
 
 __all__ = ["CHECKED", "PRIVATE_NAMES", "already_tried", "values_hash", "restart_brackets",
            "quiet_trial_tracebacks"]
@@ -37,11 +37,7 @@ _HERE = "segsearch/engines/_keras_tuner_compat.py"
 
 
 def _private(obj: Any, attr: str, name: str, use: str) -> Any:
-    """``getattr(obj, attr)``, or a CompatError naming ``name`` when keras-tuner lacks it."""
-    try:
-        return getattr(obj, attr)
-    except AttributeError:
-        raise library_moved("keras-tuner", name, use, CHECKED, _HERE) from None
+    return private_attr(obj, attr, "keras-tuner", name, use, CHECKED, _HERE)
 
 
 def values_hash(oracle: Any, values: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from segsearch.errors import library_moved
+from segsearch.errors import library_moved, private_attr
 
 __all__ = ["CHECKED", "PRIVATE_NAMES", "enqueued_params", "stale_trial_numbers"]
 
@@ -35,11 +35,7 @@ _HERE = "segsearch/engines/_optuna_compat.py"
 
 
 def _private(obj: Any, attr: str, name: str, use: str) -> Any:
-    """``getattr(obj, attr)``, or a CompatError naming ``name`` when Optuna no longer has it."""
-    try:
-        return getattr(obj, attr)
-    except AttributeError:
-        raise library_moved("optuna", name, use, CHECKED, _HERE) from None
+    return private_attr(obj, attr, "optuna", name, use, CHECKED, _HERE)
 
 
 def stale_trial_numbers(study: optuna.Study, heartbeat_interval: int,
