@@ -12,6 +12,7 @@ import difflib
 import errno
 import os
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "SegsearchError",
@@ -20,6 +21,9 @@ __all__ = [
     "InfeasibleError",
     "WeightsError",
     "StudyError",
+    "CompatError",
+    "library_moved",
+    "private_attr",
     "closest",
     "first_names",
     "unknown_name",
@@ -54,6 +58,45 @@ class WeightsError(SegsearchError, RuntimeError):
 
 class StudyError(SegsearchError, RuntimeError):
     """A study folder cannot be used as asked (changed space, missing files, nothing to export)."""
+
+
+class CompatError(SegsearchError, RuntimeError):
+    """A library segsearch depends on no longer has a private name segsearch uses (it moved in a
+    newer release): the message names the library, its version, the version checked and the fix.
+    Only the compat modules raise it (``segsearch/engines/_optuna_compat.py``,
+    ``segsearch/engines/_keras_tuner_compat.py``, ``segsearch/_keras_compat.py``)."""
+
+
+def library_moved(library: str, name: str, use: str, checked: str, where: str) -> CompatError:
+    """The error for a private name of ``library`` that segsearch uses and the installed release
+    no longer has (only the compat modules call this).
+
+    Args:
+        library: the distribution, e.g. "optuna" or "keras-tuner".
+        name: the private name, e.g. "optuna.storages.RDBStorage._get_stale_trial_ids".
+        use: what segsearch uses it for ("tell which running trials have no heartbeat").
+        checked: the release segsearch was checked with, e.g. "5.0.0".
+        where: the compat module to adapt, e.g. "segsearch/engines/_optuna_compat.py".
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        installed = version(library)
+    except PackageNotFoundError:
+        installed = "(version unknown)"
+    return CompatError(f"{library} {installed} has no {name}, which segsearch uses to {use} "
+                       f"(checked with {library} {checked}); fix: pip install "
+                       f"'{library}=={checked}', or adapt {where} to {library} {installed}")
+
+
+def private_attr(obj: object, attr: str, library: str, name: str, use: str, checked: str,
+                 where: str) -> Any:
+    """``getattr(obj, attr)`` for a private name of ``library``, or :func:`library_moved`'s error
+    when the installed release no longer has it (arguments as there)."""
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise library_moved(library, name, use, checked, where) from None
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:

@@ -1,4 +1,5 @@
-"""Shared test set-up: quiet TensorFlow, a fixed seed, and the real ISBI slices when present."""
+"""Shared test set-up: quiet TensorFlow, fault injection (tests/_faults.py), a fixed seed, and the
+real ISBI slices when present."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# test-only fault injection (SEGSEARCH_FAULT, tests/_faults.py) through segsearch's general hook for
+# extra trial callbacks; in the environment, so worker processes and subprocesses inherit it
+_FAULTS = Path(__file__).resolve().parent / "_faults.py"
+os.environ["SEGSEARCH_TRIAL_CALLBACKS"] = f"{_FAULTS}:callbacks"
 
 import pytest
 

@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "segsearch.data"),
     ("segsearch.architectures",),
     ("segsearch.blocks",),
+    ("segsearch._keras_compat",),
     ("segsearch.errors", "segsearch.jsonable"),
 )
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
+from segsearch._keras_compat import keras_home, resnet50_notop_md5
 from segsearch.errors import ConfigError, WeightsError, unknown_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,6 @@ RESNET50_LOW_LEVEL = "conv2_block2_out"
 
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
-_IMAGENET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 WEIGHTS_SUFFIXES: tuple[str, ...] = (".weights.h5", ".weights.json", ".h5", ".hdf5", ".keras")
 
 _STAGE_RE = re.compile(r"^(?:conv|pool)([1-5])_")
@@ -54,13 +54,7 @@ def keras_cache_dir() -> Path:
     This mirrors ``keras.utils.get_file``: ``$KERAS_HOME`` or ``~/.keras``, or ``/tmp/.keras`` when
     that is not writable.
     """
-    try:
-        from keras.src.backend import config
-
-        home = config.keras_home()
-    except Exception:  # pragma: no cover - private API moved
-        home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-    base = os.path.expanduser(home)
+    base = os.path.expanduser(keras_home())
     if not os.access(base, os.W_OK):
         base = os.path.join("/tmp", ".keras")
     return Path(base) / "models"
@@ -72,12 +66,7 @@ def imagenet_cache_path() -> Path:
 
 
 def _imagenet_md5() -> str:
-    try:
-        from keras.src.applications.resnet import WEIGHTS_HASHES
-
-        return WEIGHTS_HASHES["resnet50"][1]
-    except Exception:  # pragma: no cover - private API moved
-        return _IMAGENET_MD5
+    return resnet50_notop_md5()
 
 
 def _md5(path: Path) -> str:

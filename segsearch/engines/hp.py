@@ -44,6 +44,7 @@ Example (a hypermodel inside a hand-written Optuna objective)::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import keras_tuner
@@ -91,18 +92,39 @@ class OptunaHyperParameters(keras_tuner.HyperParameters):
         super().__init__()
         self.trial = trial
 
-    def _register(self, hyperparameter: Any, overwrite: bool = False) -> Any:
-        """Register ``hyperparameter`` in the space; return its value from the trial (or None)."""
-        hp = hyperparameter
-        self._validate_name(hp.name)
-        hp = hp.__class__.from_config(hp.get_config())  # a copy, as keras-tuner does
-        self._hps[hp.name].append(hp)
-        self._space.append(hp)
-        if not self.is_active(hp):
-            return None
-        if hp.name in self.values and not overwrite:
-            return self.values[hp.name]
-        self.values[hp.name] = suggest(self.trial, hp)
+    # keras-tuner's public declaring methods, each registering its hyperparameter as keras-tuner
+    # does (at its default, if new and active); then the trial's value replaces the default
+    def Choice(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802 - keras-tuner's names
+        return self._suggested(super().Choice, *args, **kwargs)
+
+    def Int(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return self._suggested(super().Int, *args, **kwargs)
+
+    def Float(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return self._suggested(super().Float, *args, **kwargs)
+
+    def Boolean(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return self._suggested(super().Boolean, *args, **kwargs)
+
+    def Fixed(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
+        return self._suggested(super().Fixed, *args, **kwargs)
+
+    def _suggested(self, declare: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Declare through keras-tuner; a hyperparameter it has just registered as active (given
+        its default) gets the trial's value instead (None while inactive; a name that already
+        held a value keeps it)."""
+        count, held = len(self.space), set(self.values)
+        value = declare(*args, **kwargs)
+        if len(self.space) == count:
+            return value  # declared before: its value (or None)
+        hp = self.space[-1]
+        if hp.name not in self.values or hp.name in held:
+            return value
+        try:
+            self.values[hp.name] = suggest(self.trial, hp)
+        except BaseException:
+            del self.values[hp.name]
+            raise
         return self.values[hp.name]
 
     def copy(self) -> keras_tuner.HyperParameters:

@@ -10,7 +10,7 @@
   the trial's HyperParameters; the oracle and tuner stay in the driver. A trial that kills its
   worker is failed with the reason and the search goes on.
 - The seed network (every hyperparameter at its default) is the first trial, then the seed with its
-  learning rate times sqrt(10) and 10: the oracles' ``_random_values`` returns them first (grid
+  learning rate times sqrt(10) and 10: the oracles' ``populate_space`` proposes them first (grid
   search starts from the defaults anyway).
 - Hyperband promotes a trial by running its configuration again for more epochs; the promoted trial
   continues the earlier trial from where it stopped (``trials/<nnnn>/last.keras``, or
@@ -38,8 +38,8 @@ from typing import Any
 
 import keras_tuner
 from keras_tuner.engine import trial as kt_trial
-from keras_tuner.src import config as kt_config
 
+from segsearch.engines import _keras_tuner_compat as kt_compat
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import declare, neighbour_values, space_signature
 from segsearch.engines.keras_tuner_records import keras_tuner_records
@@ -80,29 +80,47 @@ def _seed_trials_values(space: Any) -> list[dict[str, Any]]:
     return [dict(defaults.values), *neighbour_values(space)]
 
 
+def _next_seed_values(oracle: Any) -> dict[str, Any] | None:
+    """The seed network's or a neighbour's values while the oracle has started fewer trials than
+    there are of them and one of them has not been tried; None otherwise."""
+    firsts = _seed_trials_values(oracle.hyperparameters)
+    if len(oracle.start_order) < len(firsts):
+        for values in firsts:
+            if not kt_compat.already_tried(oracle, values):
+                return values
+    return None
+
+
 class _SeedFirst:
-    """Oracle mixin: the first proposals are the seed network (every hyperparameter at its default)
-    and its learning-rate neighbours (:func:`segsearch.engines.hp.neighbour_values`)."""
+    """Oracle mixin (random, bayesian): the first proposals are the seed network (every
+    hyperparameter at its default) and its learning-rate neighbours
+    (:func:`segsearch.engines.hp.neighbour_values`), through keras-tuner's ``populate_space``."""
 
-    def _random_values(self) -> dict[str, Any] | None:
-        firsts = _seed_trials_values(self.hyperparameters)  # type: ignore[attr-defined]
-        if len(self.start_order) < len(firsts):  # type: ignore[attr-defined]
-            for values in firsts:
-                if not self._duplicate(values):  # type: ignore[attr-defined]
-                    return values
-        return super()._random_values()  # type: ignore[misc]
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        values = _next_seed_values(self)
+        if values is not None:
+            return {"status": kt_trial.TrialStatus.RUNNING, "values": values}
+        return super().populate_space(trial_id)  # type: ignore[misc]
 
 
-class _HyperbandOracle(_SeedFirst, keras_tuner.oracles.HyperbandOracle):
-    """Hyperband whose smallest fidelity is ``train.min_epochs``."""
+class _HyperbandOracle(keras_tuner.oracles.HyperbandOracle):
+    """Hyperband whose smallest fidelity is ``train.min_epochs`` and whose first trials are the seed
+    network and its neighbours (each takes a new bracket's first-round slot, with its epochs)."""
 
     def __init__(self, *args: Any, min_epochs: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if min_epochs != self.min_epochs:
             self.min_epochs = min_epochs
-            self._current_bracket = self._get_num_brackets() - 1
-            self._brackets = []
-            self._start_new_bracket()
+            kt_compat.restart_brackets(self)
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        seed = _next_seed_values(self)
+        response = super().populate_space(trial_id)
+        values = response.get("values")
+        if seed is not None and values and "tuner/trial_id" not in values:  # a first-round trial
+            tuner = {k: v for k, v in values.items() if k.startswith("tuner/")}
+            response = {**response, "values": {**seed, **tuner}}
+        return response
 
 
 class _RandomOracle(_SeedFirst, keras_tuner.oracles.RandomSearchOracle):
@@ -123,12 +141,6 @@ class _Tuner(keras_tuner.Tuner):
     def __init__(self, engine: Engine, **kwargs: Any) -> None:
         self.engine = engine
         super().__init__(**kwargs)
-
-    def _populate_initial_space(self) -> None:
-        """Declare the space once (no repeated model builds to discover conditions)."""
-        hp = self.oracle.get_space()
-        declare(self.hypermodel, hp)
-        self.oracle.update_space(hp)
 
     def pre_create_trial(self) -> None:
         """Let the oracle create one more trial while some are missing (none once time is up)."""
@@ -186,17 +198,15 @@ class Engine(BaseEngine):
         """Run trials until ``search.trials`` keras-tuner trials are complete."""
         if self.wants_more_trials():
             self._retry_failed()
-        if not self.wants_more_trials() and not self.tuner.oracle._retry_queue:
+        if not self.wants_more_trials() and not self.tuner.oracle.get_state()["retry_queue"]:
             return
-        # verbose=0 keeps keras-tuner's own display quiet, and DEBUG off stops it printing the
-        # traceback of every failed trial: segsearch reports the reason (progress, trial.json)
-        debug, kt_config.DEBUG = kt_config.DEBUG, False
+        # verbose=0 keeps keras-tuner's own display quiet, and no tracebacks of failed trials:
+        # segsearch reports the reason (progress, trial.json)
         try:
-            self.tuner.search(verbose=0)
+            with kt_compat.quiet_trial_tracebacks():
+                self.tuner.search(verbose=0)
         except _Fatal as e:
             raise e.error from None
-        finally:
-            kt_config.DEBUG = debug
 
     def wants_more_trials(self) -> bool:
         """Whether fewer than ``search.trials`` trials are complete and time is left."""
@@ -254,7 +264,7 @@ class Engine(BaseEngine):
             state["end_order"].append(trial.trial_id)
             state["run_times"][trial.trial_id] = 1
             if hp.values:  # the hash keras-tuner's duplicate check uses
-                key = oracle._compute_values_hash(hp.values)
+                key = kt_compat.values_hash(oracle, hp.values)
                 tried.add(key)
                 state["id_to_hash"][trial.trial_id] = key
             trial.save(str(Path(self.tuner.get_trial_dir(trial.trial_id)) / "trial.json"))
@@ -267,7 +277,7 @@ class Engine(BaseEngine):
         """Trials of Hyperband brackets still open (their checkpoints may be promoted)."""
         oracle = self.tuner.oracle
         keep: set[int] = set()
-        for bracket in getattr(oracle, "_brackets", []) or []:
+        for bracket in oracle.get_state().get("brackets") or []:  # Hyperband's
             for round_info in bracket.get("rounds", []):
                 for info in round_info:
                     keep.add(int(info["id"]))
@@ -340,7 +350,8 @@ class Engine(BaseEngine):
         done = sum(1 for t in oracle.trials.values()
                    if t.status == kt_trial.TrialStatus.COMPLETED)
         room = self.target - done
-        queued = set(oracle._retry_queue) | {t.trial_id for t in oracle.ongoing_trials.values()}
+        state = oracle.get_state()
+        queued = set(state["retry_queue"]) | {t.trial_id for t in oracle.ongoing_trials.values()}
         records = {r.number: r for r in read_trial_records(self.study_dir)}
         firsts = [self._params(v) for v in _seed_trials_values(oracle.hyperparameters)]
         chosen = []
@@ -356,7 +367,9 @@ class Engine(BaseEngine):
             if record.failure == "environment" or (seed and record.failure != "configuration"):
                 chosen.append(trial_id)
         # keras-tuner pops the queue from its end: the lowest number runs first
-        oracle._retry_queue.extend(reversed(chosen[:max(0, room)]))
+        if chosen and room > 0:
+            state["retry_queue"] = [*state["retry_queue"], *reversed(chosen[:room])]
+            oracle.set_state(state)
 
     def _params(self, values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if not k.startswith("tuner/")}
@@ -381,11 +394,16 @@ class Engine(BaseEngine):
         else:
             raise ConfigError(f"search.algorithm: unknown keras-tuner algorithm {algorithm!r}; "
                               "valid: hyperband, random, bayesian, grid")
+        # the space declared once, before the tuner (keras-tuner builds the model again and again
+        # to discover conditional hyperparameters of a hypermodel it is given; a reloaded project
+        # brings its own space): the tuner gets no hypermodel, its trials run through run_trial
+        hp = oracle.get_space()
+        declare(self.session.hypermodel, hp)
+        oracle.update_space(hp)
         with contextlib.redirect_stdout(io.StringIO()):  # "Reloading Tuner from ..."
             return _Tuner(
                 self,
                 oracle=oracle,
-                hypermodel=self.session.hypermodel,
                 directory=str(self.study_dir),
                 project_name=PROJECT_DIR,
                 overwrite=False,

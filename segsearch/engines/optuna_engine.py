@@ -30,7 +30,8 @@
   trained; ``search.workers`` trials run at once (one thread and one worker process each); RDB
   storages record a heartbeat per running trial (``HEARTBEAT_INTERVAL``), and a RUNNING trial
   whose heartbeat is older than ``GRACE_PERIOD`` (its process was killed) is failed and enqueued
-  again (Optuna's ``fail_stale_trials`` with a retry callback, as ``RetryFailedTrialCallback``).
+  again (Optuna's ``fail_stale_trials`` with segsearch's retry callback; the heartbeat of an
+  ask/tell trial is recorded by :class:`_Heartbeat` through ``RDBStorage.record_heartbeat``).
   A trial of a dead driver on this machine (its pid is gone) is recovered at once. SQLite waits
   for its lock (``timeout``) rather than failing with "database is locked". Several drivers on
   one study stop at exactly ``search.trials``: a trial asked for when the study already has
@@ -53,6 +54,7 @@ import optuna
 from optuna.trial import TrialState
 
 from segsearch.engines import storage as storage_module
+from segsearch.engines._optuna_compat import enqueued_params
 from segsearch.engines.base import BaseEngine, SearchSession
 from segsearch.engines.hp import (
     OptunaHyperParameters,
@@ -63,14 +65,6 @@ from segsearch.engines.hp import (
 )
 from segsearch.engines.optuna_records import OPTUNA_RECORD_ATTR, PARAMS_ATTR, optuna_records
 from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
-
-try:
-    from optuna.storages._heartbeat import get_heartbeat_thread
-except ImportError:  # pragma: no cover - Optuna moved it
-    import contextlib
-
-    def get_heartbeat_thread(trial_id: int, storage: Any) -> Any:
-        return contextlib.nullcontext()
 from segsearch.errors import ConfigError, StudyError
 from segsearch.records import HISTORY_FILE, TrialRecord, read_history, trial_dir
 
@@ -116,7 +110,11 @@ def _retry_cut_off(study: optuna.Study, trial: Any) -> None:
     """A trial left RUNNING by a dead process (now FAIL): enqueue its values again.
 
     (Its reason is set before it is failed where segsearch fails it; a trial failed by Optuna's
-    heartbeat check shows the cut-off reason through ``optuna_records``.)
+    heartbeat check shows the cut-off reason through ``optuna_records``.) Given to ``RDBStorage``
+    as its public ``heartbeat_stale_trial_callback``. Not Optuna's
+    ``RetryHeartbeatStaleTrialCallback``: that copies every user attribute of the dead trial
+    (its host, pid, reason, record) into the new one and notes the retry in system attributes,
+    where segsearch's records and retry rules read ``retry_of`` and the seed marks only.
     """
     attrs: dict[str, Any] = {"retry_of": trial.number, **_seed_attrs(trial)}
     study.enqueue_trial(dict(trial.params), user_attrs=attrs)
@@ -128,6 +126,41 @@ _SEED_ATTRS = ("seed_network", "seed_neighbour")
 def _seed_attrs(trial: Any) -> dict[str, Any]:
     """The user attributes that mark a seed trial (kept by the trials that run it again)."""
     return {k: True for k in _SEED_ATTRS if trial.user_attrs.get(k)}
+
+
+class _Heartbeat:
+    """Records a running trial's heartbeat every ``get_heartbeat_interval()`` seconds while it
+    trains (what ``Study.optimize`` does for its own trials; ask/tell trials need it done), through
+    the storage's public ``record_heartbeat``. Nothing for a storage without heartbeats.
+
+    Args:
+        storage: the ``RDBStorage``.
+        trial_id: the storage's id of the trial.
+    """
+
+    def __init__(self, storage: Any, trial_id: int) -> None:
+        self.storage, self.trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        interval = self.storage.get_heartbeat_interval()
+        if interval is not None:
+            self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True,
+                                            name=f"segsearch-heartbeat-{self.trial_id}")
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self, interval: int) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self._stop.wait(timeout=interval):
+                return
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
@@ -230,7 +263,7 @@ class Engine(BaseEngine):
         self.pruner = pruner or make_pruner(
             search.pruner, min_epochs=train.min_epochs, epochs=train.epochs, trials=search.trials
         )
-        storage = make_storage(self.url)
+        storage = self._rdb = make_storage(self.url)  # the study's storage, unwrapped
         try:
             self.study = optuna.create_study(
                 study_name=self.config.study,
@@ -243,6 +276,7 @@ class Engine(BaseEngine):
             if isinstance(e, (optuna.exceptions.OptunaError, ValueError)):
                 raise
             raise storage_module.connect_error(self.url, e) from None
+        self._study_id = storage.get_study_id_from_name(self.study.study_name)
         stored = len(self.study.get_trials(deepcopy=False))
         self._stop = threading.Event()
         self._active: dict[int, Any] = {}
@@ -310,16 +344,21 @@ class Engine(BaseEngine):
                 self.close_workers()
                 self._cut_off_own()
 
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of trial ``number`` (public lookup; ``Trial._trial_id`` is private)."""
+        return self._rdb.get_trial_id_from_study_id_trial_number(self._study_id, number)
+
     def _cut_off_own(self) -> None:
         """The run stops (Ctrl-C, an error): fail the trials it was running and enqueue them."""
-        storage = self.study._storage
+        storage = self._rdb
         for trial in list(self._active.values()):
             try:
-                frozen = storage.get_trial(trial._trial_id)
+                trial_id = self._trial_id(trial.number)
+                frozen = storage.get_trial(trial_id)
                 if frozen.state != TrialState.RUNNING:
                     continue
-                storage.set_trial_user_attr(trial._trial_id, "reason", CUT_OFF_REASON)
-                if storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                storage.set_trial_user_attr(trial_id, "reason", CUT_OFF_REASON)
+                if storage.set_trial_state_values(trial_id, TrialState.FAIL):
                     _retry_cut_off(self.study, frozen)
             except Exception:  # noqa: BLE001 - the next run recovers it anyway
                 continue
@@ -450,14 +489,15 @@ class Engine(BaseEngine):
 
     def _give_back(self, trial: optuna.Trial) -> None:
         """Fail a surplus trial (not counted) and enqueue its values again if they were queued."""
-        frozen = self.study._storage.get_trial(trial._trial_id)
+        frozen = self._rdb.get_trial(self._trial_id(trial.number))
         trial.set_user_attr("reason", SURPLUS_REASON)
         trial.set_user_attr("surplus", True)
         self.study.tell(trial, state=TrialState.FAIL)
-        if "fixed_params" in frozen.system_attrs:
+        queued = enqueued_params(frozen)
+        if queued is not None:
             attrs = {k: v for k, v in frozen.user_attrs.items()
                      if k in (*_SEED_ATTRS, "retry_of")}
-            self.study.enqueue_trial(dict(frozen.system_attrs["fixed_params"]), user_attrs=attrs)
+            self.study.enqueue_trial(queued, user_attrs=attrs)
 
     def _ran_out_of_memory_before(self, params: dict[str, Any], number: int) -> int | None:
         """The number of an earlier trial with these values that ran out of memory, if any."""
@@ -473,16 +513,17 @@ class Engine(BaseEngine):
         recorded no owner); other RUNNING trials belong to live workers, or are failed by the
         heartbeat check once their heartbeat is older than ``GRACE_PERIOD``.
         """
-        storage = self.study._storage
+        storage = self._rdb
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             host, pid = t.user_attrs.get("host"), t.user_attrs.get("pid")
             earlier_run_here = pid == os.getpid() and t.user_attrs.get("run") != self._run_id
             if host is not None and not (host == _HOST and earlier_run_here) and (
                     host != _HOST or (pid is not None and _pid_alive(int(pid)))):
                 continue
+            trial_id = self._trial_id(t.number)
             try:
-                storage.set_trial_user_attr(t._trial_id, "reason", CUT_OFF_REASON)
-                if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                storage.set_trial_user_attr(trial_id, "reason", CUT_OFF_REASON)
+                if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker recovered it
@@ -514,9 +555,9 @@ class Engine(BaseEngine):
         with self._lock, warnings.catch_warnings():  # one proposal at a time in this process
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = self.study.ask()
-            storage = self.study._storage
-            if hasattr(storage, "record_heartbeat"):
-                storage.record_heartbeat(trial._trial_id)
+            trial_id = self._trial_id(trial.number)
+            if self._rdb.get_heartbeat_interval() is not None:
+                self._rdb.record_heartbeat(trial_id)
             trial.set_user_attr("host", _HOST)
             trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("run", self._run_id)
@@ -550,7 +591,7 @@ class Engine(BaseEngine):
 
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number),
                          epochs=self.config.train.epochs)
-        with get_heartbeat_thread(trial._trial_id, self.study._storage):
+        with _Heartbeat(self._rdb, trial_id):
             outcome = self.execute(task, lambda: hypermodel.build(hp), dict(trial.params),
                                    reporter, slot=slot)
         if self._stop.is_set() and outcome.crashed:

@@ -93,7 +93,7 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
             record.reason = "cut off: its process stopped sending heartbeats; it is run again"
         if state == "running":
             gone = owner_gone(t.user_attrs.get("host"), t.user_attrs.get("pid"))
-            if gone is None and t._trial_id in silent:
+            if gone is None and t.number in silent:
                 gone = f"no heartbeat for more than {grace_period()} s"
             if gone is not None:
                 record.state, record.reason = "stale", f"cut off: {gone}; {STALE_FIX}"
@@ -110,26 +110,10 @@ def grace_period() -> int:
 
 
 def _silent_trials(study: Any) -> set[int]:
-    """Trial ids of the RUNNING trials whose heartbeat is older than :func:`grace_period`.
-
-    Optuna compat: its heartbeat query is private (``RDBStorage._get_stale_trial_ids``, behind
-    ``_CachedStorage._backend``); it reads ``heartbeat_interval`` / ``grace_period``, which a
-    storage opened without heartbeats (``segsearch status``) lacks, so they are lent for the
-    query. Read only: nothing is failed. No heartbeats (another storage kind): an empty set.
+    """Numbers of the RUNNING trials whose heartbeat is older than :func:`grace_period` (read
+    only; Optuna has no public query: :func:`segsearch.engines._optuna_compat.stale_trial_numbers`).
     """
-    storage = getattr(study, "_storage", None)
-    backend = getattr(storage, "_backend", storage)
-    query = getattr(backend, "_get_stale_trial_ids", None)
-    if query is None or not hasattr(backend, "heartbeat_interval"):
-        return set()
-    saved = (backend.heartbeat_interval, getattr(backend, "grace_period", None))
-    try:
-        if saved[0] is None:
-            backend.heartbeat_interval = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
-            backend.grace_period = grace_period()
-        return set(query(study._study_id))
-    except Exception:  # noqa: BLE001 - a storage without the heartbeat table: nothing to tell
-        return set()
-    finally:
-        backend.heartbeat_interval, backend.grace_period = saved
+    from segsearch.engines._optuna_compat import stale_trial_numbers
 
+    return stale_trial_numbers(study, int(os.environ.get("SEGSEARCH_HEARTBEAT", "10")),
+                               grace_period())

@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import csv
 import errno
+import functools
+import importlib
+import importlib.util
 import math
 import os
 import time
@@ -648,9 +651,7 @@ def _run_trial(
         adapt_batch_norm(model, context.epoch_steps)
     monitor = _EpochMonitor(task, context, reporter)
     callbacks: list[Any] = [monitor]
-    fault = _fault_for(task)
-    if fault is not None:
-        callbacks.append(_Fault(fault))
+    callbacks.extend(extra_callbacks(task))
     train_data, val_data = context.train_data, context.val_data
     sized = {} if task.batch_size is None else {"batch_size": task.batch_size}
     if callable(train_data):
@@ -873,62 +874,49 @@ def is_out_of_memory(error: BaseException) -> bool:
     return False
 
 
-# ---------------------------------------------------------------------------------- fault injection
-#: environment variable that makes chosen trials fail on purpose, for the robustness tests:
-#: "TRIAL:KIND[@EPOCH],..." with KIND one of kill (SIGKILL itself), segv (SIGSEGV), exit
-#: (os._exit(3)), oom (an out-of-memory error at the study's own batch size only, so the
-#: half-batch retry succeeds), raise (a RuntimeError), missing (a ModuleNotFoundError for scipy:
-#: an error from outside the configuration), sleep (sleeps 30 s, to be killed).
-FAULT_ENV = "SEGSEARCH_FAULT"
+# ---------------------------------------------------------------------------------- extra callbacks
+#: environment variable naming a function that gives every fit of :func:`run_trial` (the trials
+#: and the final training) extra Keras callbacks: "MODULE:FUNCTION" or "PATH/FILE.py:FUNCTION".
+#: The function takes the :class:`TrialTask` and returns a list of ``keras.callbacks.Callback``
+#: (empty for none). It is read in the process that trains, so worker processes and child
+#: processes that inherit the environment use it too. The test-suite sets it
+#: (``tests/_faults.py`` makes chosen trials fail on purpose); a run leaves it unset.
+CALLBACKS_ENV = "SEGSEARCH_TRIAL_CALLBACKS"
 
 
-def _fault_for(task: TrialTask) -> tuple[str, int] | None:
-    spec = os.environ.get(FAULT_ENV)
+def extra_callbacks(task: TrialTask) -> list[Any]:
+    """The callbacks that the function named by :data:`CALLBACKS_ENV` gives this task ([] unset).
+
+    Args:
+        task: the trial (or the final training, number -1) about to train.
+
+    Raises:
+        ConfigError: the variable names no function that can be loaded.
+    """
+    spec = os.environ.get(CALLBACKS_ENV)
     if not spec:
-        return None
-    for part in spec.split(","):
-        try:
-            trial, rest = part.strip().split(":", 1)
-            kind, _, epoch = rest.partition("@")
-            if int(trial) == task.number:
-                if kind == "oom" and task.batch_size is not None:
-                    return None
-                return kind, int(epoch or 1)
-        except ValueError:
-            continue
-    return None
+        return []
+    return list(_load_callbacks_function(spec)(task) or [])
 
 
-class ResourceExhaustedError(RuntimeError):
-    """Stands in for TensorFlow's out-of-memory error in the fault injection."""
-
-
-class _Fault(keras.callbacks.Callback):
-    def __init__(self, fault: tuple[str, int]) -> None:
-        super().__init__()
-        self.kind, self.epoch = fault
-        self._current = 0
-
-    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        self._current = epoch + 1
-
-    def on_train_batch_begin(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
-        if batch != 0 or self._current != self.epoch:
-            return
-        import signal
-
-        if self.kind == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        elif self.kind == "segv":
-            os.kill(os.getpid(), signal.SIGSEGV)
-        elif self.kind == "exit":
-            os._exit(3)
-        elif self.kind == "oom":
-            raise ResourceExhaustedError("OOM when allocating tensor with shape[8,64,32,32] "
-                                         "(injected by SEGSEARCH_FAULT)")
-        elif self.kind == "raise":
-            raise RuntimeError("injected by SEGSEARCH_FAULT")
-        elif self.kind == "missing":
-            raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
-        elif self.kind == "sleep":
-            time.sleep(30)
+@functools.lru_cache(maxsize=4)
+def _load_callbacks_function(spec: str) -> Callable[[TrialTask], Any]:
+    where, _, name = spec.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            if module_spec is None or module_spec.loader is None:
+                raise ImportError(f"no Python file at {where}")
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+        function = getattr(module, name)
+    except (ImportError, OSError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{CALLBACKS_ENV}={spec!r}: cannot load {name!r} from {where!r} ({e}); "
+                          "fix: name a function as MODULE:FUNCTION or PATH/FILE.py:FUNCTION, or "
+                          f"unset {CALLBACKS_ENV}") from None
+    if not callable(function):
+        raise ConfigError(f"{CALLBACKS_ENV}={spec!r}: {name!r} is not a function; fix: name a "
+                          f"function as MODULE:FUNCTION, or unset {CALLBACKS_ENV}")
+    return function

@@ -3,7 +3,7 @@ at half the batch size, not trained again when proposed again), failed trials in
 the study with their reasons, an error inside the input pipeline reported as itself (not as
 TensorFlow's "Graph execution error"), a run whose first trials fail alike stopping at once, and
 the resume running again the trials that failed for a reason outside their configuration and the
-seed trials. Faults are injected with SEGSEARCH_FAULT (segsearch.engines.trial)."""
+seed trials. Faults are injected with SEGSEARCH_FAULT (tests/_faults.py)."""
 
 from __future__ import annotations
 

@@ -149,9 +149,12 @@ def test_a_dead_workers_trial_is_failed_after_the_grace_period_and_run_again(
     dead = threading.Event()
     died_at: list[float] = []
 
+    trial_id = storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(config.study), theirs.number)
+
     def beat() -> None:
         while not dead.is_set():
-            storage.record_heartbeat(theirs._trial_id)
+            storage.record_heartbeat(trial_id)
             time.sleep(0.25)
         died_at.append(time.time())
 

@@ -218,3 +218,23 @@ def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
     assert metrics["validation_images"] == len(splits.val.names)
     stored = yaml.safe_load((config.study_dir / "best" / "config.yaml").read_text())
     assert stored["data"]["resize"] == "patch"  # what predict must do, not "auto"
+
+
+def test_extra_callbacks_come_from_the_function_the_hook_names(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from segsearch.engines.trial import CALLBACKS_ENV, TrialTask, extra_callbacks
+    from segsearch.errors import ConfigError
+
+    faults = Path(__file__).resolve().parents[1] / "_faults.py"
+    monkeypatch.setenv(CALLBACKS_ENV, f"{faults}:callbacks")
+    monkeypatch.setenv("SEGSEARCH_FAULT", "3:raise@2")
+    chosen = extra_callbacks(TrialTask(number=3, out_dir=tmp_path, epochs=2))
+    assert [(type(c).__name__, c.kind, c.epoch) for c in chosen] == [("Fault", "raise", 2)]
+    assert extra_callbacks(TrialTask(number=2, out_dir=tmp_path, epochs=2)) == []
+    monkeypatch.delenv(CALLBACKS_ENV)
+    assert extra_callbacks(TrialTask(number=3, out_dir=tmp_path, epochs=2)) == []
+    monkeypatch.setenv(CALLBACKS_ENV, "no_such_module_here:callbacks")
+    with pytest.raises(ConfigError, match=f"{CALLBACKS_ENV}='no_such_module_here:callbacks': "
+                                          "cannot load 'callbacks'.*fix: name a function"):
+        extra_callbacks(TrialTask(number=3, out_dir=tmp_path, epochs=2))
