@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from segsearch.blocks._common import layer_class, spatial_rank
-from segsearch.blocks.conv import batchnorm_relu
+from segsearch.blocks.conv import BN_MOMENTUM, batchnorm_relu
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -92,11 +92,11 @@ def residual_block(
         s = x
     y = conv(filters, 3, padding="same", name=f"{name}_conv1")(x)
     if batch_norm:
-        y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+        y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = conv(filters, 3, padding="same", name=f"{name}_conv2")(y)
     if batch_norm:
-        y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+        y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn2")(y)
     y = layers.Add(name=f"{name}_add")([y, s])
     return layers.Activation("relu", name=f"{name}_out")(y)
 
