@@ -335,7 +335,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     find_model(args.model)  # a wrong path fails before TensorFlow loads
     _import_tensorflow_quietly()
     written = predict(args.model, args.images, args.out, overlay=args.overlay,
-                      threshold=args.threshold, image_size=args.image_size)
+                      threshold=args.threshold, image_size=args.image_size, masks=args.masks)
     if not args.quiet:
         masks = [p for p in written if not p.name.endswith("_overlay.png")]
         overlays = len(written) - len(masks)
@@ -539,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "in --out are never overwritten.",
         epilog="examples:\n"
                "  segsearch predict studies/resunet/best new_images --out masks\n"
-               "  segsearch predict model.keras scan.png --out masks --overlay --threshold 0.4",
+               "  segsearch predict model.keras scan.png --out masks --overlay --threshold 0.4\n"
+               "  segsearch predict studies/unet/best test/images --out masks --masks test/masks",
         formatter_class=fmt)
     predict.add_argument("model", metavar="MODEL",
                          help="model.keras, the best/ folder that holds it, or a study folder")
@@ -547,7 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="folder for the masks (created; existing files are kept)")
     predict.add_argument("--overlay", action="store_true",
-                         help="also write NAME_overlay.png: the mask drawn over the image")
+                         help="also write NAME_overlay.png: image | prediction, every class in "
+                              "its colour, a legend with the class names")
+    predict.add_argument("--masks", metavar="DIR",
+                         help="the images' true masks (same names): the overlays (implied) add "
+                              "truth and errors panels and each image's score")
     predict.add_argument("--threshold", type=_threshold, default=0.5, metavar="T",
                          help="foreground probability threshold for one-class models (default "
                               "0.5)")

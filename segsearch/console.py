@@ -152,8 +152,15 @@ class TextProgress:
             parts.append(value)
         return parts
 
+    def _baseline(self, e: Mapping[str, Any]) -> list[str]:
+        """The best constant prediction's objective, beside the model's figures."""
+        baseline = e.get("baseline")
+        return [f"baseline {format_number(baseline)}"] if isinstance(baseline, (int, float)) \
+            and not isinstance(baseline, bool) else []
+
     def _on_epoch(self, e: Mapping[str, Any]) -> None:
-        self._write("  ".join(self._epoch_parts(e) + self._tail(e)), transient=True)
+        self._write("  ".join(self._epoch_parts(e) + self._baseline(e) + self._tail(e)),
+                    transient=True)
 
     def _on_trial_end(self, e: Mapping[str, Any]) -> None:
         state = str(e.get("state", "done"))
@@ -193,6 +200,7 @@ class TextProgress:
             parts.append(f"final best {format_number(e['own_best'])}")
         if self._trial_value is not None:
             parts.append(f"trial {format_number(self._trial_value)}")
+        parts += self._baseline(e)
         tail = [p for p in self._tail(e) if not p.startswith("best ")]
         self._write("  ".join(parts + tail), transient=True)
 

@@ -189,10 +189,13 @@ class _Emitter:
         recent = self.epoch_seconds[-20:]
         if epochs_left is None:
             epochs_left = max(0, self.planned_epochs - self.epochs_done)
-        left = epochs_left * (sum(recent) / len(recent))
+        epoch = sum(recent) / len(recent)
+        left = epochs_left * epoch
         deadline = self.study.deadline
         if deadline is not None:
-            left = min(left, max(0.0, deadline - time.monotonic()))
+            until = deadline - time.monotonic()
+            # before the limit another epoch starts and runs to its end: at least one epoch
+            left = min(left, max(until, epoch) if until > 0 else 0.0)
         return round(left, 1)
 
 

@@ -47,7 +47,8 @@ from segsearch.jsonable import jsonable
 from segsearch.records import TrialRecord, write_trials_csv
 
 __all__ = ["export_study", "export_model", "recover", "write_overlays", "overlay_panel",
-           "validation_report", "manifest_key", "BEST_DIR", "MANIFEST"]
+           "overlay_figure", "image_score", "validation_report", "manifest_key", "BEST_DIR",
+           "MANIFEST"]
 
 BEST_DIR = "best"
 MANIFEST = "export.json"
@@ -215,7 +216,7 @@ def _display_scale(height: int, width: int, max_side: int, min_side: int) -> flo
 
 def overlay_panel(
     image: np.ndarray,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     pred: np.ndarray,
     *,
     num_classes: int = 1,
@@ -229,10 +230,11 @@ def overlay_panel(
 
     Each panel is the image at its own size, brought to at most ``max_side`` pixels on the long
     side (small images are enlarged by a whole factor up to ``min_side``, so they stay crisp).
+    Without a truth (``segsearch predict`` on new images) it is image | prediction.
 
     Args:
         image: (H, W, 3) uint8.
-        truth: (H, W) class ids, -1 = ignored.
+        truth: (H, W) class ids, -1 = ignored; None when there is no mask.
         pred: (H, W) predicted class ids.
         num_classes: 1 for binary, else the number of classes.
         background: the background class (drawn untinted), None: every class is tinted.
@@ -245,9 +247,14 @@ def overlay_panel(
 
     k = 2 if num_classes == 1 else num_classes
     palette = _palette(k)
-    panels = [image, _overlay(image, truth, palette, background=background),
-              _overlay(image, pred, palette, background=background),
-              _errors(image, truth, pred, background)]
+    if truth is None:
+        panels = [image, _overlay(image, pred, palette, background=background)]
+        captions: tuple[str, ...] = ("image", "prediction")
+    else:
+        panels = [image, _overlay(image, truth, palette, background=background),
+                  _overlay(image, pred, palette, background=background),
+                  _errors(image, truth, pred, background)]
+        captions = ("image", "truth", "prediction", "errors")
     h, w = image.shape[:2]
     scale = _display_scale(h, w, max_side, min_side)
     ph, pw = max(1, round(h * scale)), max(1, round(w * scale))
@@ -257,7 +264,7 @@ def overlay_panel(
     text = max(12, min(28, pw // 18))
     font = _font(text)
     gap, margin = max(4, text // 3), max(6, text // 2)
-    width = 4 * pw + 3 * gap + 2 * margin
+    width = len(panels) * pw + (len(panels) - 1) * gap + 2 * margin
     # the legend's entries: (colour, label)
     names = list(class_names or ())
     entries = []
@@ -268,13 +275,15 @@ def overlay_panel(
             entries.append((None, f"{label} (untinted)"))
         else:
             entries.append((tuple(int(v) for v in palette[cls]), label))
-    if background is None:
+    if truth is None:
+        pass  # no errors panel
+    elif background is None:
         entries.append((WRONG_CLASS, "error (wrong class)"))
     else:
         entries += [(FALSE_POSITIVE, "false positive"), (FALSE_NEGATIVE, "false negative")]
         if k > 2:
             entries.append((WRONG_CLASS, "wrong class"))
-    if (truth < 0).any():
+    if truth is not None and (truth < 0).any():
         entries.append((IGNORED, "ignored"))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     rows: list[list[tuple[Any, str, int]]] = [[]]
@@ -292,7 +301,7 @@ def overlay_panel(
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
     draw.text((margin, margin), title, fill=(0, 0, 0), font=font)
-    for i, (tile, caption) in enumerate(zip(tiles, ("image", "truth", "prediction", "errors"))):
+    for i, (tile, caption) in enumerate(zip(tiles, captions)):
         left = margin + i * (pw + gap)
         draw.text((left, margin + line), caption, fill=(60, 60, 60), font=font)
         canvas.paste(tile, (left, top))
@@ -313,17 +322,78 @@ _SCORE_METRICS = {"val_dice": "Dice", "val_iou": "IoU", "val_mean_iou": "MeanIoU
                   "val_pixel_accuracy": "PixelAccuracy"}
 
 
-def _image_score(objective: str, num_classes: int, background: int | None, truth: np.ndarray,
-                 prob: np.ndarray) -> tuple[str, float]:
-    """One image's score by the objective's metric class (dice when the objective is not one)."""
+def image_score(objective: str, num_classes: int, background: int | None, truth: np.ndarray,
+                pred: np.ndarray) -> tuple[str, float]:
+    """One image's score by the objective's metric class (dice when the objective is not one).
+
+    Args:
+        objective: the study's objective ("val_dice", "val_mean_iou", ...).
+        num_classes: 1 for binary, else the number of classes.
+        background: ``data.background`` (None: every class is real).
+        truth: (H, W) or (H, W, 1) class ids, -1 = ignored.
+        pred: (H, W) predicted class ids.
+
+    Returns:
+        (the metric's name, its value on this image).
+    """
     from segsearch import metrics as seg_metrics
 
     name = objective if objective in _SCORE_METRICS else "val_dice"
     cls = getattr(seg_metrics, _SCORE_METRICS[name])
     kwargs = {"background": background} if name in ("val_dice", "val_iou") else {}
     metric = cls(num_classes, **kwargs)
+    pred = np.asarray(pred, np.int64)
+    # the predicted ids as the probabilities the metric takes (binary: 0/1 against 0.5)
+    prob = (pred[..., None].astype(np.float32) if num_classes == 1
+            else np.eye(num_classes, dtype=np.float32)[pred])
+    truth = np.asarray(truth, np.float32).reshape(pred.shape + (1,))
     metric.update_state(truth[None], prob[None])
     return name, float(np.asarray(metric.result()))
+
+
+def overlay_figure(
+    image: np.ndarray,
+    pred: np.ndarray,
+    truth: np.ndarray | None = None,
+    *,
+    name: str,
+    num_classes: int = 1,
+    background: int | None = 0,
+    class_names: Sequence[str] | None = None,
+    objective: str = "val_dice",
+    max_side: int = 1024,
+) -> Any:
+    """The overlay of one image, as the export and ``segsearch predict`` draw it (a PIL image).
+
+    image | truth | prediction | errors with the image's score by the objective in the title
+    when a truth is given, image | prediction without one; every class in its colour, a legend
+    with the class names (see :func:`overlay_panel`).
+
+    Args:
+        image: (H, W, C) in [0, 1] (grey or colour) or uint8 RGB.
+        pred: (H, W) predicted class ids.
+        truth: (H, W) or (H, W, 1) class ids, -1 = ignored; None: no mask.
+        name: the image's name, first in the title.
+        num_classes: 1 for binary, else the number of classes.
+        background: ``data.background`` (drawn untinted); None: every class is tinted.
+        class_names: names by class id, for the legend.
+        objective: the metric whose value on this image the title shows.
+        max_side: the largest side of a panel.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(image.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
+    pred = np.asarray(pred, np.int64)
+    title = name
+    if truth is not None:
+        truth = np.rint(np.asarray(truth, np.float32)).astype(np.int64).reshape(pred.shape)
+        metric, score = image_score(objective, num_classes, background, truth, pred)
+        title = f"{name}   {metric} {score:.4f} (this image)"
+    return overlay_panel(image, truth, pred, num_classes=num_classes, background=background,
+                         class_names=class_names, title=title, max_side=max_side)
 
 
 def write_overlays(
@@ -358,18 +428,13 @@ def write_overlays(
     if len(x) == 0:
         return []
     prob = np.asarray(model.predict(x, verbose=0, batch_size=min(8, len(x))), dtype=np.float32)
-    pred = (prob[..., 0] > 0.5).astype(np.int64) if prob.shape[-1] == 1 else prob.argmax(-1)
+    pred = (prob[..., 0] >= 0.5).astype(np.int64) if prob.shape[-1] == 1 else prob.argmax(-1)
     paths = []
     for i in range(len(x)):
-        image = np.clip(x[i] * 255.0, 0, 255).astype(np.uint8)
-        image = np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image[..., :3]
-        truth = np.rint(y[i][..., 0]).astype(np.int64)
         label = Path(str(names[i])).name if names is not None and i < len(names) else f"image {i}"
-        metric, score = _image_score(objective, num_classes, background, y[i], prob[i])
-        figure = overlay_panel(image, truth, pred[i], num_classes=num_classes,
-                               background=background, class_names=class_names,
-                               title=f"{label}   {metric} {score:.4f} (this image)",
-                               max_side=max_side)
+        figure = overlay_figure(x[i], pred[i], y[i], name=label, num_classes=num_classes,
+                                background=background, class_names=class_names,
+                                objective=objective, max_side=max_side)
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in
                        (Path(str(names[i])).stem if names is not None and i < len(names) else ""))
         path = folder / (f"{i:02d}_{stem}.png" if stem else f"{i:02d}.png")

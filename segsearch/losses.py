@@ -8,6 +8,13 @@ computed over the whole batch (every valid pixel of every image together: cross-
 over valid pixels, dice/tversky pool the counts of the batch), and 3D volumes ``(B, D, H, W, 1)``
 work the same way.
 
+Which classes the overlap losses (dice, tversky, the dice of ce_dice) average follows
+``data.background``, the rule of the ``dice`` and ``iou`` metrics (:mod:`segsearch.metrics`):
+``background=0`` (the default) averages every class but class 0 (binary: the foreground), another
+id leaves that class out instead, and ``background=None`` (every class is a real one, e.g. street
+scenes whose class 0 is sky) averages every class, class 0 included (binary: both classes).
+The binary focal loss weighs ``alpha`` on the non-background class (with None: on every pixel).
+
 Losses are registered Keras serializables (package "segsearch"), so a saved ``.keras`` model loads
 with ``keras.saving.load_model`` once ``segsearch.losses`` is imported.
 
@@ -25,6 +32,7 @@ import keras
 from keras import ops
 
 from segsearch.errors import ConfigError, unknown_name
+from segsearch.metrics import check_background
 
 __all__ = [
     "SegmentationLoss",
@@ -62,6 +70,14 @@ def _prepare(y_true: Any, y_pred: Any, num_classes: int) -> tuple[Any, Any, Any]
     return target, y_pred, valid
 
 
+def _both_classes(target: Any, prob: Any, valid: Any) -> tuple[Any, Any]:
+    """A sigmoid head's (..., 1) target and probability as two channels (class 0, class 1),
+    zero on ignored pixels, so per-class sums cover the binary background class too."""
+    target = ops.concatenate([valid - target, target], axis=-1)
+    prob = ops.concatenate([(1.0 - prob) * valid, prob * valid], axis=-1)
+    return target, prob
+
+
 def _sum_all(x: Any) -> Any:
     return ops.sum(x)
 
@@ -72,25 +88,49 @@ def _sum_but_last(x: Any) -> Any:
 
 
 class SegmentationLoss(keras.losses.Loss):
-    """Base class: stores ``num_classes`` and returns the batch loss as a scalar.
+    """Base class: stores ``num_classes`` and ``background``; the batch loss is a scalar.
 
     Args:
         num_classes: 1 for binary (sigmoid) output, >= 2 for softmax output.
         name: the loss name.
         reduction: kept for Keras; the value is already a scalar.
         dtype: the computation dtype (float32 by default, also under mixed precision).
+        background: the class the overlap losses leave out (``data.background``, default 0);
+            None: every class counts.
     """
 
     def __init__(self, num_classes: int = 1, name: str | None = None,
-                 reduction: str = "sum_over_batch_size", dtype: Any = None) -> None:
+                 reduction: str = "sum_over_batch_size", dtype: Any = None,
+                 background: int | None = 0) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
         self.num_classes = num_classes
+        self.background = check_background(background, num_classes, f"{name} loss: background")
+
+    def class_counts(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
+        """Per-class soft (intersection, predicted, true) sums of the batch, ignored pixels out.
+
+        One entry per class: two for a sigmoid head (class 0, class 1), else ``num_classes``.
+        """
+        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
+        if self.num_classes == 1:
+            target, prob = _both_classes(target, prob, valid)
+        else:
+            prob = prob * valid
+        return _sum_but_last(prob * target), _sum_but_last(prob), _sum_but_last(target)
+
+    def class_mean(self, per_class: Any) -> Any:
+        """The mean of per-class values over the classes that count: all but ``background``."""
+        k = 2 if self.num_classes == 1 else self.num_classes
+        weights = [0.0 if c == self.background else 1.0 for c in range(k)]
+        weights = ops.convert_to_tensor(weights, dtype="float32")
+        return ops.sum(per_class * weights) / ops.sum(weights)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["num_classes"] = self.num_classes
+        config["background"] = self.background
         return config
 
 
@@ -122,13 +162,17 @@ class CrossEntropyLoss(SegmentationLoss):
 
 @keras.saving.register_keras_serializable(package="segsearch")
 class DiceLoss(SegmentationLoss):
-    """Soft dice loss, 1 - dice: foreground for binary, mean over all classes for softmax.
+    """Soft dice loss, 1 - dice: the mean dice of every class but ``background``.
+
+    Binary with the default background 0: the foreground's dice; ``background=None``: the mean
+    over every class (binary: both classes).
 
     Args:
         num_classes: 1 for binary, >= 2 for softmax.
         smooth: added to numerator and denominator (a class absent from both prediction and target
             then scores dice 1).
         name: the loss name ("dice").
+        **kwargs: ``background`` and the base class's options.
     """
 
     def __init__(self, num_classes: int = 1, smooth: float = 1.0, name: str = "dice",
@@ -137,12 +181,9 @@ class DiceLoss(SegmentationLoss):
         self.smooth = float(smooth)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
-        prob = prob * valid
-        inter = _sum_but_last(prob * target)
-        denom = _sum_but_last(prob) + _sum_but_last(target)
-        dice = (2.0 * inter + self.smooth) / (denom + self.smooth)
-        return 1.0 - ops.mean(dice)
+        inter, predicted, true = self.class_counts(y_true, y_pred)
+        dice = (2.0 * inter + self.smooth) / (predicted + true + self.smooth)
+        return 1.0 - self.class_mean(dice)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "smooth": self.smooth}
@@ -158,6 +199,7 @@ class CEDiceLoss(SegmentationLoss):
         dice_weight: weight of the dice term.
         smooth: dice smoothing.
         name: the loss name ("ce_dice").
+        **kwargs: ``background`` (the dice term's, see :class:`DiceLoss`) and the base options.
     """
 
     def __init__(self, num_classes: int = 1, ce_weight: float = 1.0, dice_weight: float = 1.0,
@@ -167,7 +209,7 @@ class CEDiceLoss(SegmentationLoss):
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
         self._ce = CrossEntropyLoss(num_classes)
-        self._dice = DiceLoss(num_classes, smooth=smooth)
+        self._dice = DiceLoss(num_classes, smooth=smooth, background=self.background)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return (self.ce_weight * self._ce.call(y_true, y_pred)
@@ -183,14 +225,17 @@ class FocalLoss(SegmentationLoss):
     """Focal loss (Lin et al. 2017), mean over valid pixels.
 
     Binary: ``-alpha_t (1 - p_t)**gamma log(p_t)`` with ``alpha_t = alpha`` on foreground pixels and
-    ``1 - alpha`` on background. Softmax: ``-alpha (1 - p_t)**gamma log(p_t)`` with ``p_t`` the
-    probability of the true class (Keras' ``CategoricalFocalCrossentropy`` convention).
+    ``1 - alpha`` on background (the classes ``background`` names: by default class 1 is the
+    foreground; ``background=1`` makes class 0 the foreground; ``background=None``: ``alpha`` on
+    every pixel, no class singled out). Softmax: ``-alpha (1 - p_t)**gamma log(p_t)`` with ``p_t``
+    the probability of the true class (Keras' ``CategoricalFocalCrossentropy`` convention).
 
     Args:
         num_classes: 1 for binary, >= 2 for softmax.
         gamma: focusing parameter (0 gives weighted cross-entropy).
         alpha: class balance weight in [0, 1].
         name: the loss name ("focal").
+        **kwargs: ``background`` and the base class's options.
     """
 
     def __init__(self, num_classes: int = 1, gamma: float = 2.0, alpha: float = 0.25,
@@ -208,7 +253,11 @@ class FocalLoss(SegmentationLoss):
         prob = ops.clip(prob, _EPS, 1.0 - _EPS)
         if self.num_classes == 1:
             p_t = target * prob + (1.0 - target) * (1.0 - prob)
-            alpha_t = target * self.alpha + (1.0 - target) * (1.0 - self.alpha)
+            if self.background is None:
+                alpha_t = self.alpha
+            else:
+                positive = target if self.background == 0 else 1.0 - target
+                alpha_t = positive * self.alpha + (1.0 - positive) * (1.0 - self.alpha)
         else:
             p_t = ops.sum(target * prob, axis=-1, keepdims=True)
             p_t = ops.clip(p_t, _EPS, 1.0)
@@ -225,7 +274,8 @@ class TverskyLoss(SegmentationLoss):
     """Tversky loss (Salehi et al. 2017): 1 - TP / (TP + alpha FP + beta FN), soft counts.
 
     alpha = beta = 0.5 is the dice loss; alpha < beta penalises false negatives more (recall).
-    Binary: foreground; softmax: mean over all classes.
+    The mean over every class but ``background`` (binary, default: the foreground; None: every
+    class), as :class:`DiceLoss`.
 
     Args:
         num_classes: 1 for binary, >= 2 for softmax.
@@ -233,6 +283,7 @@ class TverskyLoss(SegmentationLoss):
         beta: weight of false negatives.
         smooth: added to numerator and denominator.
         name: the loss name ("tversky").
+        **kwargs: ``background`` and the base class's options.
     """
 
     def __init__(self, num_classes: int = 1, alpha: float = 0.3, beta: float = 0.7,
@@ -246,13 +297,10 @@ class TverskyLoss(SegmentationLoss):
         self.smooth = float(smooth)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
-        prob = prob * valid
-        tp = _sum_but_last(prob * target)
-        fp = _sum_but_last(prob * (1.0 - target) * valid)
-        fn = _sum_but_last((1.0 - prob) * target)
+        tp, predicted, true = self.class_counts(y_true, y_pred)
+        fp, fn = predicted - tp, true - tp
         ti = (tp + self.smooth) / (tp + self.alpha * fp + self.beta * fn + self.smooth)
-        return 1.0 - ops.mean(ti)
+        return 1.0 - self.class_mean(ti)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "beta": self.beta,
@@ -300,20 +348,22 @@ def names() -> list[str]:
     return sorted(LOSSES)
 
 
-def get(name: str, num_classes: int = 1, **kwargs: Any) -> SegmentationLoss:
+def get(name: str, num_classes: int = 1, background: int | None = 0,
+        **kwargs: Any) -> SegmentationLoss:
     """Create a loss by name.
 
     Args:
         name: "ce" (binary or categorical by ``num_classes``), "dice", "ce_dice", "focal", "tversky".
         num_classes: 1 for one sigmoid channel, >= 2 for softmax.
+        background: the class the dice-like terms leave out (``data.background``); None: none.
         **kwargs: the loss's own options (focal: gamma, alpha; tversky: alpha, beta; dice: smooth).
 
     Example:
-        >>> get("tversky", num_classes=3, alpha=0.3, beta=0.7)
+        >>> get("tversky", num_classes=3, alpha=0.3, beta=0.7, background=None)
     """
     if name not in LOSSES:
         raise ConfigError(unknown_name("loss", name, LOSSES))
     try:
-        return LOSSES[name](num_classes=num_classes, **kwargs)
+        return LOSSES[name](num_classes=num_classes, background=background, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"loss {name!r}: {exc}") from None

@@ -10,7 +10,10 @@ before the mask is taken, so masks line up with their images.
 
 Masks: one-class (sigmoid) models give 0/255 PNGs (foreground where probability >= threshold);
 several classes (softmax) give the class id of each pixel (8-bit PNG, 16-bit above 255 classes).
-Overlays (``overlay=True``) draw the mask in colour over the image, as ``NAME_overlay.png``.
+Overlays (``overlay=True``) are drawn as the export draws its own (``segsearch.export``):
+``NAME_overlay.png`` shows image | prediction, every class in its colour with a legend of the
+class names. Given the true masks (``masks=DIR``, the same names), they show image | truth |
+prediction | errors with the image's score in the title, the masks read as in training.
 Nothing in the output folder is ever overwritten: when a file to be written exists already, the
 call refuses before writing anything and says how to proceed.
 
@@ -63,8 +66,9 @@ def find_model(path: str | os.PathLike[str]) -> Path:
                       f"{MODEL_FILE}")
 
 
-def _stored_settings(model_file: Path) -> dict[str, Any]:
-    """The ``data:`` settings stored beside the model (config.yaml of the export or the study)."""
+def _stored_config(model_file: Path) -> dict[str, Any]:
+    """The configuration stored beside the model (config.yaml of the export or the study), whose
+    ``data:`` settings say how images were prepared; {} when there is none."""
     import yaml
 
     for folder in (model_file.parent, model_file.parent.parent):
@@ -77,8 +81,32 @@ def _stored_settings(model_file: Path) -> dict[str, Any]:
             except (OSError, yaml.YAMLError):
                 continue
             if isinstance(stored, Mapping) and isinstance(stored.get("data"), Mapping):
-                return dict(stored["data"])
+                return dict(stored)
     return {}
+
+
+def _data_config(stored: Mapping[str, Any]) -> Any:
+    """The stored ``data:`` settings as a DataConfig (its known keys; defaults where unreadable)."""
+    import dataclasses
+
+    from segsearch.data import DataConfig
+
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    values = {k: v for k, v in dict(stored.get("data") or {}).items() if k in known}
+    values.pop("source", None)  # where it trained; not needed, and it may be gone
+    try:
+        return DataConfig.from_dict(values)
+    except ConfigError:
+        return DataConfig()
+
+
+def _objective(stored: Mapping[str, Any]) -> str:
+    """The study's objective (the metric an overlay's title shows), ``val_dice`` by default."""
+    search = stored.get("search") if isinstance(stored.get("search"), Mapping) else {}
+    objective = search.get("objective", "val_dice")
+    if isinstance(objective, (list, tuple)):
+        objective = objective[0] if objective else "val_dice"
+    return str(objective)
 
 
 def _image_files(images: Path) -> list[Path]:
@@ -160,15 +188,65 @@ def _mask(probabilities: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     return ids.astype(dtype), ids
 
 
-def _overlay(image: np.ndarray, ids: np.ndarray, num_classes: int) -> np.ndarray:
-    """The image in RGB with the predicted classes tinted (the export's overlay colours)."""
-    from segsearch.data.dataset import fit_channels, to_float
-    from segsearch.export import _overlay as tint
-    from segsearch.export import _palette
+def _mask_files(files: Sequence[Path], masks_dir: Path, names: Sequence[str]) -> list[Path]:
+    """The true mask of each image in ``masks_dir``: the same name, or the name with a mask
+    suffix (``NAME_mask.png``, ...), any image extension.
 
-    rgb = fit_channels(to_float(np.asarray(image), "image"), 3)
-    rgb = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return tint(rgb, np.asarray(ids), _palette(max(num_classes, 2)))
+    Raises:
+        DataError: no such folder, or an image without a mask there.
+    """
+    from segsearch.data.sources import IMAGE_EXTENSIONS, MASK_SUFFIXES
+
+    if not masks_dir.is_dir():
+        raise DataError(f"{masks_dir}: no such folder of masks (--masks); give the folder holding "
+                        "the true masks, named as the images")
+    found: dict[str, Path] = {}
+    for p in sorted(masks_dir.iterdir()):
+        if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS + (".mat",):
+            continue
+        found.setdefault(p.stem, p)
+        for suffix in MASK_SUFFIXES:
+            if p.stem.lower().endswith(suffix) and len(p.stem) > len(suffix):
+                found.setdefault(p.stem[: -len(suffix)], p)
+    out = []
+    for file, name in zip(files, names):
+        mask = found.get(name, found.get(file.stem))
+        if mask is None:
+            raise DataError(f"{masks_dir}: holds no mask for {file.name} (looked for {name}.png, "
+                            f"{name}_mask.png, ...); give every image a mask of the same name, or "
+                            "leave out --masks")
+        out.append(mask)
+    return out
+
+
+def _image_size(file: Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header where Pillow reads it."""
+    from PIL import Image
+
+    from segsearch.data.sources import read_array
+
+    try:
+        with Image.open(file) as img:
+            return img.size[1], img.size[0]
+    except (OSError, ValueError):
+        shape = read_array(file).shape
+        return int(shape[0]), int(shape[1])
+
+
+def _true_masks(files: Sequence[Path], data: Any, num_classes: int) -> list[np.ndarray]:
+    """Class ids (H, W) of each mask file, read the way training reads masks (``data:``'s mask
+    kind, values, colours and ignored value; the kind decided over all of them together)."""
+    from segsearch.data import masks as masks_mod
+    from segsearch.data.sources import read_array, read_mat
+
+    palette = "rgb" if data.colors is not None else "index"
+    raws = [read_mat(f, data.mat_key) if f.suffix.lower() == ".mat" else
+            read_array(f, palette=palette) for f in files]
+    rule = masks_mod.decide(
+        [masks_mod.mask_stats(raw, str(f)) for raw, f in zip(raws, files)],
+        mask_kind=data.mask_kind, num_classes=data.num_classes or num_classes,
+        colors=data.colors, ignore_value=data.ignore_value, where="--masks", values=data.values)
+    return [masks_mod.to_ids(raw, rule, str(f)) for raw, f in zip(raws, files)]
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -220,6 +298,7 @@ def predict(
     threshold: float = 0.5,
     image_size: int | Sequence[int] | None = None,
     overlap: float | None = None,
+    masks: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write a mask PNG (and optionally an overlay) for every image, at the image's own size.
 
@@ -229,19 +308,24 @@ def predict(
             case folders each holding ``images/`` with one image
             (``stage1_test/<id>/images/<id>.png``): the masks are then named by case (``<id>.png``).
         out_dir: folder for the results; created if needed. Existing files are never replaced.
-        overlay: also write ``NAME_overlay.png``, the mask drawn over the image.
+        overlay: also write ``NAME_overlay.png``: image | prediction, every class in its colour,
+            a legend with the class names (``data.class_names`` stored with the model).
         threshold: probability at or above which a pixel is foreground (one-class models).
         image_size: size the model is fed (N or (H, W)); default: the model's input size, else the
             size in the stored config.
         overlap: in patch mode, the share neighbouring windows overlap (default: the stored
             ``data.overlap``, else 0.5).
+        masks: a folder of the images' true masks (same names, or with a mask suffix such as
+            ``_mask``): the overlays (implied) then add truth and errors panels and the image's
+            score by the study's objective in the title.
 
     Returns:
         The paths written, masks and overlays, in image order.
 
     Raises:
         ConfigError: no model there, or an image size the model cannot take.
-        DataError: no images, or an unreadable one.
+        DataError: no images, or an unreadable one; with ``masks``, an image without a mask, or
+            a mask that does not fit its image.
         SegsearchError: a file to be written exists already (nothing is written then).
     """
     if not 0.0 < float(threshold) < 1.0:
@@ -254,7 +338,10 @@ def predict(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: is a file; give a folder for --out")
-    targets = _targets(files, out, overlay, [name for name, _ in cases] if cases else None)
+    overlay = overlay or masks is not None
+    names = [name for name, _ in cases] if cases else [f.stem for f in files]
+    mask_files = _mask_files(files, Path(masks), names) if masks is not None else None
+    targets = _targets(files, out, overlay, names if cases else None)
     existing = [p for pair in targets for p in pair if p is not None and p.exists()]
     if existing:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
@@ -264,24 +351,41 @@ def predict(
     from segsearch.data.dataset import fit_channels, to_float
     from segsearch.data.sources import read_array
 
+    from segsearch.export import overlay_figure
+
     model = _load(model_file)
-    stored = _stored_settings(model_file)
+    stored_config = _stored_config(model_file)
+    stored = dict(stored_config.get("data") or {})
+    data = _data_config(stored_config)
     size, channels, mode = _model_settings(model, stored, image_size)
+    num_classes = int(model.output_shape[-1])
+    truths = _true_masks(mask_files, data, num_classes) if mask_files is not None else None
     scale = float(stored.get("scale", 1.0) or 1.0)
     overlap = float(stored.get("overlap", 0.5) if overlap is None else overlap)
     if not 0.0 <= overlap < 1.0:
         raise ConfigError(f"overlap must be at least 0 and below 1, got {overlap}")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for file, (mask_path, overlay_path) in zip(files, targets):
+    for file, truth, mask_file in zip(files, truths or (), mask_files or ()):
+        height, width = _image_size(file)
+        if truth.shape[:2] != (height, width):  # found before anything is written
+            raise DataError(f"{mask_file}: the mask is {truth.shape[0]}x{truth.shape[1]} but "
+                            f"{file.name} is {height}x{width} (height x width); give each image "
+                            "its own mask (--masks)")
+    for i, (file, (mask_path, overlay_path)) in enumerate(zip(files, targets)):
         raw = read_array(file)
+        truth = truths[i] if truths is not None else None
         x = fit_channels(to_float(raw, str(file)), channels)
         probabilities = _predict_probabilities(model, x, size, mode, scale, overlap)
         mask, ids = _mask(probabilities, float(threshold))
         _write_png(mask_path, mask)
         written.append(mask_path)
         if overlay_path is not None:
-            _write_png(overlay_path, _overlay(raw, ids, probabilities.shape[-1]))
+            figure = overlay_figure(
+                fit_channels(to_float(raw, str(file)), 3), ids, truth, name=file.name,
+                num_classes=num_classes, background=data.background,
+                class_names=data.class_names, objective=_objective(stored_config))
+            _write_png(overlay_path, np.asarray(figure))
             written.append(overlay_path)
     return written
 

@@ -317,16 +317,20 @@ def test_progress_shows_the_baseline_and_the_final_training_s_own_best() -> None
                                               "val_dice": 0.25, "val_mean_iou": 0.1}},
         {"event": "trial_end", "trial": 0, "index": 1, "trials_total": 1, "state": "complete",
          "value": 0.5, "epochs": 2, "baseline": 0.25},
+        {"event": "epoch", "trial": 1, "index": 2, "trials_total": 2, "epoch": 1, "epochs": 2,
+         "metrics": {"val_dice": 0.3, "val_dice_ema": 0.3}, "baseline": 0.25, "best_value": 0.5},
         {"event": "final_start", "trial": 0, "epochs": 3, "value": 0.5},
         {"event": "final_epoch", "epoch": 3, "epochs": 5, "own_best": 0.45, "best_value": 0.5,
-         "metrics": {"val_dice": 0.45, "val_dice_ema": 0.45}, "eta_s": 8},
+         "metrics": {"val_dice": 0.45, "val_dice_ema": 0.45}, "eta_s": 8, "baseline": 0.25},
     ):
         show(event)
     text = stream.getvalue()
     assert "Baseline (a constant prediction, to beat clearly): every pixel class 0 (sky): " \
            "val_dice 0.2500, val_mean_iou 0.1000" in text
     assert "complete  val_dice 0.5 (baseline 0.25)" in text
-    assert "epoch 3/5  val_dice 0.45 (avg 0.45)  final best 0.45  trial 0.5  left ~8s" in text
+    assert "epoch 1/2  val_dice 0.3 (avg 0.3)  baseline 0.25  best 0.5" in text
+    assert "epoch 3/5  val_dice 0.45 (avg 0.45)  final best 0.45  trial 0.5  baseline 0.25  " \
+           "left ~8s" in text
     assert "best 0.5" not in text.splitlines()[-1]
 
 
@@ -685,3 +689,29 @@ def test_an_error_in_the_workers_pipeline_shows_as_itself_and_the_fixed_run_trai
     # the seed network and its learning-rate neighbour, trained this time
     assert trials[2]["params"] == trials[0]["params"]
     assert trials[3]["params"] == trials[1]["params"]
+
+
+def test_time_left_is_never_zero_while_an_epoch_is_still_to_run() -> None:
+    """Near search.time_limit an epoch that starts runs to its end: the time left is at least
+    one epoch until the limit has passed, and 0 after it (the trial stops at that epoch's end).
+    The final training counts its own remaining epochs."""
+    import time
+    from types import SimpleNamespace
+
+    from segsearch.driver import _Emitter
+
+    config = SimpleNamespace(train=SimpleNamespace(final_epochs=2, epochs=3),
+                             search=SimpleNamespace(trials=2, directions=["maximize"]))
+    study = SimpleNamespace(config=config, deadline=None, budget_epochs=lambda: 6)
+    events: list[dict] = []
+    emit = _Emitter(events.append, study)
+    emit({"event": "epoch", "trial": 0, "epoch": 1, "epochs": 3, "metrics": {"time_s": 100.0}})
+    assert events[-1]["eta_s"] == pytest.approx(700.0)  # 2 x 3 + 2 epochs planned, 1 done
+    study.deadline = time.monotonic() + 10  # the limit comes before the next epoch ends
+    emit({"event": "epoch", "trial": 0, "epoch": 2, "epochs": 3, "metrics": {"time_s": 100.0}})
+    assert events[-1]["eta_s"] == pytest.approx(100.0)  # one more epoch, not ~10s
+    emit({"event": "final_epoch", "epoch": 4, "epochs": 5, "metrics": {"time_s": 100.0}})
+    assert events[-1]["eta_s"] == pytest.approx(100.0)
+    study.deadline = time.monotonic() - 1  # passed: training stops at this epoch's end
+    emit({"event": "epoch", "trial": 0, "epoch": 3, "epochs": 3, "metrics": {"time_s": 100.0}})
+    assert events[-1]["eta_s"] == 0.0

@@ -45,20 +45,36 @@ def ref_ce(y, p, c):
     return ce[valid].mean()
 
 
-def ref_dice(y, p, c, smooth=1.0):
+def _per_class(y, p, c):
+    """Target and probability with one channel per class (a sigmoid head's two), 0 if ignored."""
     t, valid = _onehot(y, c)
     p = p * valid[..., None]
-    inter = (p * t).reshape(-1, t.shape[-1]).sum(0)
-    den = p.reshape(-1, t.shape[-1]).sum(0) + t.reshape(-1, t.shape[-1]).sum(0)
-    return 1 - ((2 * inter + smooth) / (den + smooth)).mean()
+    if c == 1:
+        t = np.concatenate([valid[..., None] - t, t], axis=-1)
+        p = np.concatenate([valid[..., None] - p, p], axis=-1)
+    k = t.shape[-1]
+    return t.reshape(-1, k), p.reshape(-1, k)
 
 
-def ref_focal(y, p, c, gamma, alpha):
+def _mean_but(values, background):
+    """Mean over the classes that count: every one but ``background`` (all with None)."""
+    keep = [i for i in range(len(values)) if i != background]
+    return np.mean(np.asarray(values)[keep])
+
+
+def ref_dice(y, p, c, smooth=1.0, background=0):
+    t, p = _per_class(y, p, c)
+    dice = (2 * (p * t).sum(0) + smooth) / (p.sum(0) + t.sum(0) + smooth)
+    return 1 - _mean_but(dice, background)
+
+
+def ref_focal(y, p, c, gamma, alpha, background=0):
     t, valid = _onehot(y, c)
     p = np.clip(p.astype(float), EPS, 1 - EPS)
     if c == 1:
         pt = (t * p + (1 - t) * (1 - p))[..., 0]
-        at = (t * alpha + (1 - t) * (1 - alpha))[..., 0]
+        positive = t if background == 0 else 1 - t
+        at = alpha if background is None else (positive * alpha + (1 - positive) * (1 - alpha))[..., 0]
     else:
         pt = (t * p).sum(-1)
         at = alpha
@@ -66,34 +82,118 @@ def ref_focal(y, p, c, gamma, alpha):
     return fl[valid].mean()
 
 
-def ref_tversky(y, p, c, a, b, smooth=1.0):
-    t, valid = _onehot(y, c)
-    p = (p * valid[..., None]).reshape(-1, t.shape[-1])
-    t = t.reshape(-1, t.shape[-1])
+def ref_tversky(y, p, c, a, b, smooth=1.0, background=0):
+    t, p = _per_class(y, p, c)
     tp = (p * t).sum(0)
     fp = (p * (1 - t)).sum(0)
     fn = ((1 - p) * t).sum(0)
-    return 1 - ((tp + smooth) / (tp + a * fp + b * fn + smooth)).mean()
+    return 1 - _mean_but((tp + smooth) / (tp + a * fp + b * fn + smooth), background)
 
 
-@pytest.mark.parametrize("num_classes", [1, 3])
-def test_losses_match_numpy(num_classes):
+@pytest.mark.parametrize("num_classes, background", [(1, 0), (1, 1), (1, None), (3, 0), (3, 2),
+                                                     (3, None)])
+def test_losses_match_numpy(num_classes, background):
     y, p = _data(num_classes)
-    c = num_classes
+    c, bg = num_classes, background
     cases = {
         "ce": ref_ce(y, p, c),
-        "dice": ref_dice(y, p, c),
-        "ce_dice": ref_ce(y, p, c) + ref_dice(y, p, c),
-        "focal": ref_focal(y, p, c, 2.0, 0.25),
-        "tversky": ref_tversky(y, p, c, 0.3, 0.7),
+        "dice": ref_dice(y, p, c, background=bg),
+        "ce_dice": ref_ce(y, p, c) + ref_dice(y, p, c, background=bg),
+        "focal": ref_focal(y, p, c, 2.0, 0.25, background=bg),
+        "tversky": ref_tversky(y, p, c, 0.3, 0.7, background=bg),
     }
     for name, expected in cases.items():
-        got = float(keras.ops.convert_to_numpy(losses.get(name, c)(y, p)))
+        got = float(keras.ops.convert_to_numpy(losses.get(name, c, background=bg)(y, p)))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, err_msg=name)
-    got = float(losses.get("focal", c, gamma=0.5, alpha=0.6)(y, p))
-    np.testing.assert_allclose(got, ref_focal(y, p, c, 0.5, 0.6), rtol=1e-5)
-    got = float(losses.get("tversky", c, alpha=0.5, beta=0.5, smooth=0.0)(y, p))
-    np.testing.assert_allclose(got, ref_dice(y, p, c, smooth=0.0), rtol=1e-5)  # == dice
+    got = float(losses.get("focal", c, gamma=0.5, alpha=0.6, background=bg)(y, p))
+    np.testing.assert_allclose(got, ref_focal(y, p, c, 0.5, 0.6, background=bg), rtol=1e-5)
+    got = float(losses.get("tversky", c, alpha=0.5, beta=0.5, smooth=0.0, background=bg)(y, p))
+    np.testing.assert_allclose(got, ref_dice(y, p, c, smooth=0.0, background=bg),
+                               rtol=1e-5)  # == dice
+
+
+def _street():
+    """A 3-class toy where class 0 is a real class (sky): truth in three bands, and a hard
+    prediction that gets half of the sky wrong (as class 1) and every other pixel right."""
+    y = np.zeros((1, 6, 8, 1), "float32")
+    y[0, 2:4] = 1
+    y[0, 4:] = 2
+    y[0, 0, 0] = -1  # an ignored pixel
+    pred = y[..., 0].copy()
+    pred[0, :2, 4:] = 1  # half of the sky called class 1
+    p = np.eye(3, dtype="float32")[np.maximum(pred, 0).astype(int)]
+    return y, p
+
+
+def test_a_real_class_0_counts_in_the_overlap_losses_with_background_null():
+    """Class 0 a real class: with background null its errors count (dice over every class);
+    with the default background 0 only classes 1 and 2 count, as in the val_dice metric."""
+    y, p = _street()
+    t, _ = _onehot(y, 3)
+    t = t.reshape(-1, 3)
+    q = p.reshape(-1, 3) * (y.reshape(-1, 1) >= 0)
+    per_class = 2 * (q * t).sum(0) / (q.sum(0) + t.sum(0))
+    dice_all = float(losses.get("dice", 3, smooth=0.0, background=None)(y, p))
+    dice_fg = float(losses.get("dice", 3, smooth=0.0)(y, p))
+    assert dice_all == pytest.approx(1 - per_class.mean(), rel=1e-6)
+    assert dice_fg == pytest.approx(1 - per_class[1:].mean(), rel=1e-6)
+    assert per_class[0] < 1 and dice_all > dice_fg  # the sky's own errors weigh with null
+    tversky_all = float(losses.get("tversky", 3, background=None)(y, p))
+    assert tversky_all > float(losses.get("tversky", 3)(y, p))
+    assert float(losses.get("ce_dice", 3, background=None)(y, p)) > \
+        float(losses.get("ce_dice", 3)(y, p))
+    # a perfect prediction of the sky too: zero with every rule
+    perfect = np.eye(3, dtype="float32")[np.maximum(y[..., 0], 0).astype(int)]
+    for bg in (0, None):
+        assert float(losses.get("dice", 3, background=bg)(y, perfect)) == pytest.approx(0, abs=1e-6)
+
+
+@pytest.mark.parametrize("num_classes, background", [(1, 0), (1, 1), (1, None), (3, 0), (3, 1),
+                                                     (3, None)])
+def test_hard_dice_loss_is_one_minus_the_dice_metric(num_classes, background):
+    """The loss and the objective follow one rule: on a hard prediction (probabilities 0/1) with
+    every class present, 1 - dice loss (no smoothing) is the ``dice`` metric of the same
+    background."""
+    from segsearch import metrics
+
+    y, p = _data(num_classes, seed=2)
+    if num_classes == 1:
+        hard = (p >= 0.5).astype("float32")
+    else:
+        hard = np.eye(num_classes, dtype="float32")[p.argmax(-1)]
+    metric = metrics.Dice(num_classes, background=background)
+    metric.update_state(y, hard)
+    loss = losses.get("dice", num_classes, smooth=0.0, background=background)(y, hard)
+    assert 1 - float(loss) == pytest.approx(float(metric.result()), rel=1e-5)
+
+
+def test_background_is_checked_and_kept_through_serialization():
+    with pytest.raises(ConfigError, match="background.*0..2 or null"):
+        losses.get("dice", 3, background=3)
+    with pytest.raises(ConfigError, match="background"):
+        losses.get("tversky", 1, background=2)
+    for name in losses.names():
+        loss = losses.get(name, 3, background=None)
+        again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+        assert again.background is None and again.get_config() == loss.get_config()
+    old = {k: v for k, v in losses.get("dice", 3).get_config().items() if k != "background"}
+    assert losses.DiceLoss.from_config(old).background == 0  # checkpoints from before: class 0
+
+
+def test_the_hypermodel_compiles_the_loss_with_data_background():
+    """data.background reaches the loss the way it reaches the metrics: through the hypermodel
+    the study builds (driver.Study.hypermodel passes config.data.background)."""
+    import keras_tuner
+
+    from segsearch import hypermodels
+
+    for background in (0, None, 2):
+        hm = hypermodels.get("unet", (32, 32, 1), 3, space={"filters": 4, "depth": 2,
+                                                            "loss": "ce_dice"},
+                             background=background, jit_compile=False)
+        model = hm.build(keras_tuner.HyperParameters())
+        assert model.loss.background == background
+        assert model.loss._dice.background == background
 
 
 def test_ce_matches_keras_without_ignored_pixels():

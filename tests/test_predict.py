@@ -124,9 +124,15 @@ def test_overlays_and_repeated_stems(binary_model: Path, tmp_path: Path) -> None
     names = sorted(p.name for p in written)
     assert names == ["a_png.png", "a_png_overlay.png", "a_tif.png", "a_tif_overlay.png"]
     overlay = np.array(Image.open(tmp_path / "out" / "a_png_overlay.png"))
-    assert overlay.shape == (16, 24, 3) and overlay.dtype == np.uint8
-    image = np.array(Image.open(images / "a.png"))
-    assert np.abs(overlay.astype(int) - image).max() > 20  # every pixel is foreground: tinted
+    assert overlay.ndim == 3 and overlay.shape[-1] == 3 and overlay.dtype == np.uint8
+    # the export's drawing: image | prediction, small images enlarged by a whole factor (256 // 24
+    # = 10), so two panels of 240 px side by side, then the legend
+    assert 2 * 240 < overlay.shape[1] < 2 * 240 + 100 and 160 < overlay.shape[0] < 160 + 150
+    from segsearch.export import FALSE_POSITIVE, _palette
+
+    colours = {tuple(c) for c in overlay.reshape(-1, 3).tolist()}
+    assert tuple(int(v) for v in _palette(2)[1]) in colours  # the legend's foreground swatch
+    assert FALSE_POSITIVE not in colours  # no truth: no errors panel
 
 
 def test_multiclass_masks_hold_class_ids(tmp_path: Path) -> None:
@@ -191,4 +197,78 @@ def test_patch_mode_with_scale_writes_masks_at_the_input_size(tmp_path: Path) ->
     predict(model, tmp_path, tmp_path / "out", overlay=True)
     assert np.array(Image.open(tmp_path / "out" / "odd.png")).shape == (301, 97)
     assert np.array(Image.open(tmp_path / "out" / "small.png")).shape == (20, 25)
-    assert np.array(Image.open(tmp_path / "out" / "odd_overlay.png")).shape[:2] == (301, 97)
+    overlay = np.array(Image.open(tmp_path / "out" / "odd_overlay.png"))
+    assert overlay.shape[0] > 301 and 2 * 97 < overlay.shape[1] < 2 * 97 + 100  # 2 panels
+
+
+def _capture_overlays(monkeypatch) -> list[dict]:
+    """Record what predict's overlays draw (the export's overlay_panel)."""
+    import segsearch.export
+
+    calls: list[dict] = []
+    draw = segsearch.export.overlay_panel
+
+    def recording(image, truth, pred, **kwargs):
+        calls.append({"image": image, "truth": truth, "pred": pred, **kwargs})
+        return draw(image, truth, pred, **kwargs)
+
+    monkeypatch.setattr(segsearch.export, "overlay_panel", recording)
+    return calls
+
+
+def test_overlays_are_the_exports_with_class_names_and_no_truth_panel(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    calls = _capture_overlays(monkeypatch)
+    model = _save_model(tmp_path / "best", classes=3, data={
+        "class_names": ["sky", "road", "car"], "background": None})
+    image = np.zeros((12, 20), np.uint8)
+    image[:, 10:] = 255
+    Image.fromarray(image).save(tmp_path / "x.png")
+    predict(model, tmp_path / "x.png", tmp_path / "out", overlay=True)
+    (call,) = calls
+    assert call["truth"] is None and call["title"] == "x.png"
+    assert call["class_names"] == ("sky", "road", "car") and call["background"] is None
+    assert call["num_classes"] == 3 and call["pred"].shape == (12, 20)
+    assert set(np.unique(call["pred"][:, 11:])) == {1}
+
+
+def test_masks_add_truth_errors_and_the_score(tmp_path: Path, monkeypatch) -> None:
+    """--masks: the true masks, read as training reads them (data.values stored with the
+    model), give the overlay its truth and errors panels and the image's score in its title."""
+    from segsearch.export import FALSE_POSITIVE
+
+    calls = _capture_overlays(monkeypatch)
+    model = _save_model(tmp_path / "best", probability=0.6, data={"values": {"0": 1, "255": 0}})
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    _write_image(images / "a.png", (16, 16))
+    truth = np.full((16, 16), 255, np.uint8)  # value 255 -> class 0
+    truth[:4] = 0  # value 0 -> class 1: a quarter of the image
+    masks.mkdir()
+    Image.fromarray(truth).save(masks / "a_mask.png")  # a mask suffix pairs too
+    written = predict(model, images, tmp_path / "out", masks=masks)  # overlays implied
+    assert sorted(p.name for p in written) == ["a.png", "a_overlay.png"]
+    (call,) = calls
+    assert call["truth"].shape == (16, 16)
+    assert (call["truth"][:4] == 1).all() and (call["truth"][4:] == 0).all()
+    # the model says foreground (0.6) everywhere: dice 2 * 64 / (64 + 256) = 0.4
+    assert call["title"] == "a.png   val_dice 0.4000 (this image)"
+    overlay = np.array(Image.open(tmp_path / "out" / "a_overlay.png"))
+    assert FALSE_POSITIVE in {tuple(c) for c in overlay.reshape(-1, 3).tolist()}
+    assert overlay.shape[1] > 4 * 256  # image | truth | prediction | errors
+
+
+def test_masks_missing_or_of_another_size_stop_before_writing(binary_model: Path,
+                                                              tmp_path: Path) -> None:
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    _write_image(images / "a.png", (16, 16))
+    _write_image(images / "b.png", (16, 16))
+    _write_image(masks / "a.png", (16, 16), value=255)
+    with pytest.raises(DataError, match=r"holds no mask for b\.png"):
+        predict(binary_model, images, tmp_path / "out", masks=masks)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="no such folder of masks"):
+        predict(binary_model, images, tmp_path / "out", masks=tmp_path / "nowhere")
+    _write_image(masks / "b.png", (8, 16), value=0)
+    with pytest.raises(DataError, match="the mask is 8x16 but b.png is 16x16"):
+        predict(binary_model, images, tmp_path / "out", masks=masks)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

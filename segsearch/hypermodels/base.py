@@ -85,7 +85,8 @@ def make_optimizer(name: str, learning_rate: float, *, weight_decay: float | Non
 
 
 def make_loss(name: str, num_classes: int, *, focal_gamma: float | None = None,
-              tversky_alpha: float | None = None) -> seg_losses.SegmentationLoss:
+              tversky_alpha: float | None = None,
+              background: int | None = 0) -> seg_losses.SegmentationLoss:
     """Create the loss named by the ``loss`` hyperparameter, with its conditional options.
 
     Args:
@@ -93,13 +94,14 @@ def make_loss(name: str, num_classes: int, *, focal_gamma: float | None = None,
         num_classes: 1 for a sigmoid head, >= 2 for softmax.
         focal_gamma: focal loss gamma.
         tversky_alpha: tversky alpha (false positives); beta = 1 - alpha.
+        background: ``data.background``, the class the dice-like losses leave out (None: none).
     """
     kwargs: dict[str, Any] = {}
     if name == "focal" and focal_gamma is not None:
         kwargs["gamma"] = focal_gamma
     if name == "tversky" and tversky_alpha is not None:
         kwargs.update(alpha=tversky_alpha, beta=1.0 - tversky_alpha)
-    return seg_losses.get(name, num_classes, **kwargs)
+    return seg_losses.get(name, num_classes, background=background, **kwargs)
 
 
 def _check_input_shape(input_shape: Any, where: str) -> tuple:
@@ -127,8 +129,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         jit_compile: passed to ``model.compile``.
         tunable: keras-tuner's flag.
         name: keras-tuner's hypermodel name (default: the registry key).
-        background: the class the dice and iou metrics leave out (``data.background``, default
-            0); None: every class is a real one and counts.
+        background: the class the dice and iou metrics and the dice-like losses leave out
+            (``data.background``, default 0); None: every class is a real one and counts.
 
     Example:
         >>> import keras_tuner
@@ -309,7 +311,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
                                    weight_decay=values.get("weight_decay"),
                                    momentum=values.get("momentum"))
         loss = make_loss(values["loss"], self.num_classes, focal_gamma=values.get("focal_gamma"),
-                         tversky_alpha=values.get("tversky_alpha"))
+                         tversky_alpha=values.get("tversky_alpha"), background=self.background)
         model.compile(optimizer=optimizer, loss=loss,
                       metrics=seg_metrics.default_metrics(self.num_classes, self.background),
                       jit_compile=self.jit_compile)
