@@ -722,14 +722,14 @@ def _run_trial(
         outcome.failure = "configuration"
     elif monitor.stop_state == "pruned":
         outcome.state, outcome.reason = "pruned", monitor.stop_reason
-    elif monitor.stop_state == "time_limit" and task.phase == "trial":
-        outcome.state, outcome.reason = "failed", monitor.stop_reason
-        outcome.failure = "error"
     elif monitor.best_epoch is None and task.baseline is None:
         outcome.state = "failed"
         outcome.reason = f"{context.objective.name} was never finite"
         outcome.failure = "configuration"
 
+    if outcome.state == "complete" and monitor.stop_state == "time_limit":
+        # the user's budget ran out: the trial counts with the epochs it ran, as its reason says
+        outcome.reason = f"{monitor.stop_reason} of {task.epochs}"
     if outcome.state == "complete" and task.save_checkpoint and monitor.best_epoch is not None:
         target = task.out_dir / CHECKPOINT_FILE
         try:

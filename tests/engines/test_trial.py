@@ -239,3 +239,19 @@ def test_extra_callbacks_come_from_the_function_the_hook_names(tmp_path, monkeyp
     with pytest.raises(ConfigError, match=f"{CALLBACKS_ENV}='no_such_module_here:callbacks': "
                                           "cannot load 'callbacks'.*fix: name a function"):
         extra_callbacks(TrialTask(number=3, out_dir=tmp_path, epochs=2))
+
+
+def test_a_trial_cut_by_the_time_limit_counts_with_the_epochs_it_ran(tmp_path):
+    """The user's budget ran out after epoch 1 of 3: the trial is complete with its checkpoint
+    (a budget shorter than one trial still gives a model), and its reason says it was cut."""
+    import dataclasses
+    import time
+
+    from segsearch.engines.trial import TrialTask, run_trial
+
+    context = dataclasses.replace(_context(tmp_path), deadline=time.monotonic())
+    task = TrialTask(number=0, out_dir=tmp_path / "trials" / "0000", epochs=3)
+    outcome = run_trial(context, lambda: _tiny_model(1e-2), task)
+    assert outcome.state == "complete" and outcome.epochs == 1
+    assert outcome.reason == "search.time_limit reached after epoch 1 of 3"
+    assert outcome.value is not None and outcome.checkpoint.exists()
