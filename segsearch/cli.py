@@ -158,6 +158,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     warning = warning_text(results.verdict, objective)
     if args.json:
         progress({"event": "result", "best_value": results.best_value,
+                  "selection_value": results.selection_value,
                   "baseline": results.baseline, "verdict": results.verdict,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
                   "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
@@ -168,6 +169,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if results.trials:
             print("\nBest trials:")
             print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
+        chose = results.selection_value
+        if chose is not None and results.best_value is not None and chose != results.best_value:
+            objective_text += (" (the exported model on the validation images; the moving "
+                               f"average that chose it: {_number(chose)})")
         print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
               f"Study: {results.study_dir} (segsearch status {results.study_dir})")
         text = baseline_text({"best": results.baseline}, objective)

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from segsearch.errors import StudyError
 from segsearch.jsonable import jsonable
 from segsearch.records import (
@@ -79,7 +81,8 @@ class Results:
     """What a study run returns.
 
     Args:
-        best_value: the objective of the exported model on the validation images.
+        best_value: the objective of the exported model on the validation images
+            (``best/metrics.yaml``; without an export, the moving average that chose it).
         best_params: its hyperparameters.
         best_model_path: the exported ``best/model.keras`` (or the best checkpoint when export is
             off).
@@ -96,6 +99,8 @@ class Results:
             diverged, or when nothing failed).
         baseline: the best constant prediction's scores (``baseline.json``'s "best").
         verdict: how ``best_value`` compares with it (:func:`segsearch.scores.judge`).
+        selection_value: the moving average of the objective that chose the exported epoch (the
+            trial's, or the final training's when it beat it).
     """
 
     best_value: float | None
@@ -112,6 +117,7 @@ class Results:
     final_retry: bool = False
     baseline: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
+    selection_value: float | None = None
 
 
 
@@ -350,7 +356,11 @@ class Study:
                 emit({"event": "export", "path": str(export_dir), "unchanged": True})
             else:
                 export_dir = self.export(progress=emit, final=final, best=best, records=records)
-        value = final.get("value", best.value)
+        selection_value = final.get("value", best.value)  # the moving average that chose it
+        value, metrics = selection_value, dict(final.get("values") or best.values)
+        exported = _exported_metrics(export_dir)
+        if exported.get("value") is not None:  # the exported model scored as best/ says
+            value, metrics = exported["value"], exported["validation"]
         model_path = (export_dir / "model.keras") if export_dir else self.dir / final["model"]
         from segsearch import scores
 
@@ -370,7 +380,8 @@ class Study:
             study_dir=self.dir,
             best_trial=best.number,
             architecture=best.architecture,
-            metrics=dict(final.get("values") or best.values),
+            metrics=metrics,
+            selection_value=selection_value,
             final_epochs=int(final.get("epochs", 0)),
             moved_aside=self.moved_aside,
             final_failed=(final.get("reason") or "unknown reason") if _final_failed(final)
@@ -654,3 +665,15 @@ def _final_best(history: list[dict[str, float]], objective: Objective) -> float 
     return best
 
 
+def _exported_metrics(export_dir: Path | None) -> dict[str, Any]:
+    """The exported model's objective value and validation metrics (``best/metrics.yaml``)."""
+    if export_dir is None:
+        return {}
+    try:
+        stored = yaml.safe_load((export_dir / "metrics.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    value = (stored.get("objective") or {}).get("value")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return {}
+    return {"value": float(value), "validation": dict(stored.get("validation") or {})}
