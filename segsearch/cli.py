@@ -350,8 +350,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from segsearch.spacefile import load_config
     from segsearch.data.check import check
+    from segsearch.spacefile import load_config
 
     # the data: section exactly as `run` builds it (same keys, same checks, same messages)
     space: Any = args.space if args.space else {"architecture": "unet"}

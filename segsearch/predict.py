@@ -350,7 +350,6 @@ def predict(
 
     from segsearch.data.dataset import fit_channels, to_float
     from segsearch.data.sources import read_array
-
     from segsearch.export import overlay_figure
 
     model = _load(model_file)

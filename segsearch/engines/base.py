@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segsearch.engines.trial import TrainingContext, TrialOutcome, TrialTask, run_trial
+from segsearch.errors import StudyError
 from segsearch.records import (
     CHECKPOINT_FILE,
     ERROR_FILE,
@@ -45,8 +47,6 @@ from segsearch.records import (
     write_owner,
     write_trials_csv,
 )
-from segsearch.engines.trial import TrainingContext, TrialOutcome, TrialTask, run_trial
-from segsearch.errors import StudyError
 
 __all__ = ["SearchSession", "BaseEngine", "KEEP_CHECKPOINTS"]
 

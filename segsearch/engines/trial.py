@@ -45,13 +45,6 @@ import keras
 
 from segsearch import scores
 from segsearch.data.pipeline import producer_error
-from segsearch.records import (
-    CHECKPOINT_FILE,
-    ERROR_FILE,
-    HISTORY_FILE,
-    LAST_CHECKPOINT_FILE,
-    Objective,
-)
 from segsearch.errors import (
     DISK_ERRNOS,
     ConfigError,
@@ -59,6 +52,13 @@ from segsearch.errors import (
     SegsearchError,
     StudyError,
     os_error_message,
+)
+from segsearch.records import (
+    CHECKPOINT_FILE,
+    ERROR_FILE,
+    HISTORY_FILE,
+    LAST_CHECKPOINT_FILE,
+    Objective,
 )
 
 __all__ = [
