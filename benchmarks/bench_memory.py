@@ -44,8 +44,8 @@ def rss_mib() -> float:
 
 def run(mode: str, trials: int, folder: Path, data: Path,
         worker_max_trials: int | None = 10) -> dict:
-    from segsearch.spacefile import load_config
     from segsearch.driver import Study
+    from segsearch.spacefile import load_config
 
     raw = {
         "study": f"mem-{mode}",

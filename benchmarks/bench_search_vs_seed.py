@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import keras_tuner
 
-    from segsearch.spacefile import load_config
     from segsearch.driver import Study
     from segsearch.engines.trial import TrialTask, run_trial
     from segsearch.scores import judge
+    from segsearch.spacefile import load_config
 
     per_trial = max(1, args.budget // args.trials)
     work = args.work or Path(tempfile.mkdtemp(prefix="segsearch-vs-seed-"))

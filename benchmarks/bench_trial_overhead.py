@@ -81,8 +81,8 @@ def plain_fit(args: argparse.Namespace) -> None:
 
 def segsearch_trial(args: argparse.Namespace, folder: Path) -> float:
     """``Study(config).run()`` with one trial; returns the trial's own duration (seconds)."""
-    from segsearch.spacefile import load_config
     from segsearch.driver import Study
+    from segsearch.spacefile import load_config
 
     shutil.rmtree(folder, ignore_errors=True)
     config = load_config({
