@@ -1,7 +1,8 @@
 """segsearch: find the best semantic-segmentation network for your images and masks.
 
 Importing the package is cheap: TensorFlow and Keras are imported only when a model, a search or
-the data pipeline needs them. ``segsearch.run`` and ``segsearch.Study`` load the driver on first use.
+the data pipeline needs them. ``segsearch.run`` and ``segsearch.Study`` load the driver on first
+use.
 
 Example:
     >>> import segsearch

@@ -142,7 +142,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         search = config.search
         algo = search.algorithm + (f" + {search.pruner} pruning" if search.pruner != "none" else "")
         arch = config.architecture or "any of " + ", ".join(config.architectures)
-        budget = f"{_plural(search.trials, 'trial')} x up to {_plural(config.train.epochs, 'epoch')}"
+        budget = (
+            f"{_plural(search.trials, 'trial')} x up to {_plural(config.train.epochs, 'epoch')}"
+        )
         print(f"segsearch {__version__}: study {config.study!r} ({arch}) in {config.study_dir}\n"
               f"  {budget}, {search.engine} {algo}, objective {', '.join(search.objectives)} "
               f"({', '.join(search.directions)})", flush=True)

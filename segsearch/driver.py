@@ -596,8 +596,8 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
     the script again.
 
     Args:
-        config_or_path: a :class:`segsearch.spacefile.Config`, a path to a space file, a bare shipped
-            space name ("unet"), or a mapping of the space file's sections.
+        config_or_path: a :class:`segsearch.spacefile.Config`, a path to a space file, a bare
+            shipped space name ("unet"), or a mapping of the space file's sections.
         fresh: move an existing study folder aside and start anew.
         progress: True (the default) prints each trial and epoch on stdout; a callable is called
             with each progress event (a dict) instead; None or False shows nothing.

@@ -1,8 +1,9 @@
 """Errors a person can act on.
 
 Every error segsearch raises on purpose derives from :class:`SegsearchError` and from the builtin it
-refines, so ``except ValueError`` keeps working for code that does not know segsearch. A message says
-what is wrong, what was received, and how to fix it, and names the file and key where there is one.
+refines, so ``except ValueError`` keeps working for code that does not know segsearch. A message
+says what is wrong, what was received, and how to fix it, and names the file and key where there is
+one.
 The CLI prints the message of a ``SegsearchError`` and exits with status 2; a traceback means a bug.
 """
 
@@ -37,11 +38,17 @@ class SegsearchError(Exception):
 
 
 class ConfigError(SegsearchError, ValueError):
-    """A space file, option, key or argument is wrong (unknown name, wrong type, impossible range)."""
+    """A space file, option, key or argument is wrong.
+
+    For example an unknown name, a wrong type or an impossible range.
+    """
 
 
 class DataError(SegsearchError, ValueError):
-    """The images or masks cannot be used as they are (missing pairs, unreadable files, bad values)."""
+    """The images or masks cannot be used as they are.
+
+    For example missing pairs, unreadable files or bad values.
+    """
 
 
 class InfeasibleError(SegsearchError, ValueError):
@@ -53,7 +60,10 @@ class InfeasibleError(SegsearchError, ValueError):
 
 
 class WeightsError(SegsearchError, RuntimeError):
-    """Backbone weights cannot be loaded (offline without a cached file, a missing or wrong file)."""
+    """Backbone weights cannot be loaded.
+
+    For example offline without a cached file, or a missing or wrong file.
+    """
 
 
 class StudyError(SegsearchError, RuntimeError):

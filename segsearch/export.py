@@ -672,7 +672,9 @@ def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],
 
 
 def _write_yaml(path: Path, data: Any) -> None:
-    path.write_text(yaml.safe_dump(jsonable(data, keep_nan=True), sort_keys=False), encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(jsonable(data, keep_nan=True), sort_keys=False), encoding="utf-8"
+    )
 
 
 

@@ -353,7 +353,8 @@ def get(name: str, num_classes: int = 1, background: int | None = 0,
     """Create a loss by name.
 
     Args:
-        name: "ce" (binary or categorical by ``num_classes``), "dice", "ce_dice", "focal", "tversky".
+        name: "ce" (binary or categorical by ``num_classes``), "dice", "ce_dice", "focal",
+            "tversky".
         num_classes: 1 for one sigmoid channel, >= 2 for softmax.
         background: the class the dice-like terms leave out (``data.background``); None: none.
         **kwargs: the loss's own options (focal: gamma, alpha; tversky: alpha, beta; dice: smooth).

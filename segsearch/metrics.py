@@ -3,8 +3,8 @@
 Each metric keeps a confusion matrix of pixel counts over every batch it sees and computes its value
 from the totals, so a validation score is the dice/IoU of the whole validation set, not the mean of
 per-batch values. ``y_true`` holds class ids (float32 ``(B, H, W, 1)``, -1 = ignored pixel, which
-counts nowhere) and ``y_pred`` the model's probabilities (one sigmoid channel thresholded at 0.5 when
-``num_classes == 1``, else the argmax of the softmax).
+counts nowhere) and ``y_pred`` the model's probabilities (one sigmoid channel thresholded at 0.5
+when ``num_classes == 1``, else the argmax of the softmax).
 
 - ``dice`` and ``iou``: binary -> of the foreground class; multi-class -> mean over the foreground
   classes, every class but ``background`` (default 0; ``include_background=True`` adds it), so a

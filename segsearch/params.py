@@ -1,10 +1,10 @@
 """Declarative hyperparameter specs: the one helper that declares a hyperparameter.
 
 A :class:`Param` describes one hyperparameter (its kind, range or choices, default and condition).
-The hypermodels declare every hyperparameter through :meth:`Param.declare`, and whatever pre-populates
-a search space from a YAML file uses the same specs after :meth:`Param.override`, so the two code
-paths can never disagree (keras-tuner keys a hyperparameter by its name *and* its conditions: two
-declarations that differ silently create two hyperparameters).
+The hypermodels declare every hyperparameter through :meth:`Param.declare`, and whatever
+pre-populates a search space from a YAML file uses the same specs after :meth:`Param.override`, so
+the two code paths can never disagree (keras-tuner keys a hyperparameter by its name *and* its
+conditions: two declarations that differ silently create two hyperparameters).
 
 This module imports neither TensorFlow, Keras nor keras-tuner.
 
@@ -232,7 +232,9 @@ class Param:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"{where}: name must be a non-empty string, got {self.name!r}")
         if self.kind not in _KINDS:
-            raise ConfigError(f"{where}: kind must be one of {', '.join(_KINDS)}, got {self.kind!r}")
+            raise ConfigError(
+                f"{where}: kind must be one of {', '.join(_KINDS)}, got {self.kind!r}"
+            )
         if self.sampling not in _SAMPLINGS:
             raise ConfigError(
                 f"{where}: sampling must be 'linear' or 'log', got {self.sampling!r}"
@@ -248,7 +250,9 @@ class Param:
             self._check_choices(self.values, self.default, where)
         elif self.kind == "boolean":
             if not isinstance(self.default, bool):
-                raise ConfigError(f"{where}: default must be true or false, got {_fmt(self.default)}")
+                raise ConfigError(
+                    f"{where}: default must be true or false, got {_fmt(self.default)}"
+                )
         elif self.kind == "fixed":
             if self.allowed and self.default not in self.allowed:
                 raise ConfigError(f"{where}: {_fmt(self.default)} is not one of "
@@ -276,16 +280,16 @@ class Param:
             raise ConfigError(f"{where}: with log sampling step is a factor and must be > 1, got "
                               f"{_fmt(step)}")
         if not lo <= default <= hi:
-            raise ConfigError(f"{where}: default {_fmt(default)} is outside [{_fmt(lo)}, {_fmt(hi)}]; "
-                              "give a default inside the range")
+            raise ConfigError(f"{where}: default {_fmt(default)} is outside "
+                              f"[{_fmt(lo)}, {_fmt(hi)}]; give a default inside the range")
 
     def _check_choices(self, values: tuple, default: Any, where: str) -> None:
         if not values:
             raise ConfigError(f"{where}: a choice needs at least one value, got []")
         kinds = {_value_type(v) for v in values}
         if None in kinds or (len(kinds) > 1 and not kinds <= {int, float}):
-            raise ConfigError(f"{where}: choices must all be numbers, all strings or all true/false, "
-                              f"got {_fmt(list(values))}")
+            raise ConfigError(f"{where}: choices must all be numbers, all strings or all "
+                              f"true/false, got {_fmt(list(values))}")
         if len(set(values)) != len(values):
             raise ConfigError(f"{where}: choices contain duplicates: {_fmt(list(values))}")
         if self.allowed:
@@ -348,8 +352,8 @@ class Param:
         """Declare this hyperparameter on ``hp`` and return its value (None when inactive).
 
         Args:
-            hp: a ``keras_tuner.HyperParameters`` (or a subclass, such as segsearch's Optuna adapter).
-                The parent, when there is one, must already be declared on ``hp``.
+            hp: a ``keras_tuner.HyperParameters`` (or a subclass, such as segsearch's Optuna
+                adapter). The parent, when there is one, must already be declared on ``hp``.
 
         Example:
             >>> import keras_tuner

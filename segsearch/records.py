@@ -70,7 +70,8 @@ ERROR_FILE = "error.txt"
 #: (anything else; run again on resume only for the seed trials).
 FAILURES: tuple[str, ...] = ("environment", "configuration", "error")
 CHECKPOINT_FILE = "model.keras"
-#: the state after a trial's last epoch, when its best epoch came earlier (training continues from it).
+#: the state after a trial's last epoch, when its best epoch came earlier (training continues
+#: from it).
 LAST_CHECKPOINT_FILE = "last.keras"
 
 _FIXED_COLUMNS = ("number", "state", "architecture", "value", "epochs", "initial_epoch",

@@ -442,7 +442,10 @@ def check_folder_path(folder: Path) -> None:
 
 
 def move_aside(path: Path, tag: str) -> Path:
-    """Rename ``path`` to ``<name>.<tag>-<timestamp>`` (``-2``, ``-3``... if taken); the new path."""
+    """Rename ``path`` to ``<name>.<tag>-<timestamp>`` (``-2``, ``-3``... if taken).
+
+    Returns the new path.
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = path.with_name(f"{path.name}.{tag}-{stamp}")
     n = 2

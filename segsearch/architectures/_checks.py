@@ -13,7 +13,10 @@ Shape = Sequence[Any]
 
 
 def as_int(value: Any) -> int | None:
-    """Return ``value`` as a Python int when it is an integer (numpy ints too, not bools), else None."""
+    """Return ``value`` as a Python int when it is an integer (numpy ints too, not bools).
+
+    Anything else gives None.
+    """
     if isinstance(value, bool):
         return None
     try:
@@ -25,7 +28,10 @@ def as_int(value: Any) -> int | None:
 def check_input_shape(
     arch: str, input_shape: Shape, *, allow_3d: bool = False
 ) -> tuple[int | None, ...]:
-    """Validate ``input_shape`` ((H, W, C), or (D, H, W, C) when allowed) and return its spatial dims."""
+    """Validate ``input_shape`` and return its spatial dims.
+
+    ``input_shape`` is (H, W, C), or (D, H, W, C) when allowed.
+    """
     try:
         dims = tuple(input_shape)
     except TypeError:
@@ -42,7 +48,8 @@ def check_input_shape(
     channels = as_int(channels)
     if channels is None or channels < 1:
         raise ConfigError(
-            f"{arch}: the channel count (last entry of input_shape) must be a positive int, got {dims}"
+            f"{arch}: the channel count (last entry of input_shape) must be a positive int, "
+            f"got {dims}"
         )
     checked: list[int | None] = []
     for d in spatial:
@@ -81,10 +88,10 @@ def check_divisible(
     min_depth: int = 1,
     what: str = "depth",
 ) -> None:
-    """Raise InfeasibleError when a known spatial size is not divisible by the total stride 2**depth.
+    """Raise InfeasibleError when a known spatial size is not divisible by the stride 2**depth.
 
-    The message names the size, depth and stride, and suggests sizes divisible by the stride and the
-    largest depth that this size allows.
+    2**depth is the total stride. The message names the size, depth and stride, and suggests sizes
+    divisible by the stride and the largest depth that this size allows.
     """
     stride = 2**depth
     bad = [d for d in spatial if d is not None and d % stride]
@@ -157,15 +164,16 @@ def check_aspp(
 ) -> None:
     """Raise InfeasibleError when the ASPP cannot work on the feature map at stride 2**depth.
 
-    An atrous rate >= the feature-map size puts every off-centre tap of the 3x3 kernel in the padding,
-    so that branch would be a 1x1 convolution in disguise; the image-pooling branch needs a map of at
-    least 1x1 and a fixed size.
+    An atrous rate >= the feature-map size puts every off-centre tap of the 3x3 kernel in the
+    padding, so that branch would be a 1x1 convolution in disguise; the image-pooling branch needs a
+    map of at least 1x1 and a fixed size.
     """
     stride = 2**depth
     if any(d is None for d in spatial):
         raise InfeasibleError(
-            f"{arch}: the ASPP needs a fixed input size (its pooling window and its rates depend on "
-            f"the feature-map size), got {_fmt(spatial)}; give input_shape with known height and width"
+            f"{arch}: the ASPP needs a fixed input size (its pooling window and its rates depend "
+            f"on the feature-map size), got {_fmt(spatial)}; give input_shape with known height "
+            "and width"
         )
     fmap = [d // stride for d in spatial]
     if min(fmap) < 1:
@@ -185,8 +193,8 @@ def check_aspp(
         )
         smaller = f", or a smaller depth (down to {min_depth})" if depth > min_depth else ""
         raise InfeasibleError(
-            f"{arch}: ASPP rate(s) {', '.join(map(str, bad))} >= the {_fmt(fmap)} feature map at the "
-            f"ASPP input (input {_fmt(spatial)}, stride {stride}, depth={depth}): every "
+            f"{arch}: ASPP rate(s) {', '.join(map(str, bad))} >= the {_fmt(fmap)} feature map at "
+            f"the ASPP input (input {_fmt(spatial)}, stride {stride}, depth={depth}): every "
             f"off-centre tap would read padding. Use {rates_hint}, an input of at least "
             f"{need}x{need}{smaller}"
         )

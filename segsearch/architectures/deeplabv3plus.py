@@ -32,7 +32,10 @@ class DeepLabV3PlusArgs(EncoderArgs):
 
 
 def validate_deeplabv3plus(args: Mapping[str, Any]) -> DeepLabV3PlusArgs:
-    """Check :func:`build_deeplabv3plus` arguments (ConfigError / InfeasibleError / WeightsError)."""
+    """Check :func:`build_deeplabv3plus` arguments.
+
+    Raises ConfigError, InfeasibleError or WeightsError.
+    """
     rates = parse_rates(ARCH, args["aspp_rates"])
     pooling = bool(args["aspp_pooling"])
 

@@ -32,8 +32,8 @@ def validate_resblock_unet(args: Mapping[str, Any]) -> ResBlockUNetArgs:
                      blocks=check_filters(args["blocks"], f"{ARCH}: blocks"))
     if p.ndim == 3 and p.upsampling == "bilinear":
         raise InfeasibleError(
-            f"{ARCH}: 'bilinear' upsampling is 2D only and the input {tuple(args['input_shape'])} is a "
-            "3D volume; use upsampling='nearest' or 'transpose'"
+            f"{ARCH}: 'bilinear' upsampling is 2D only and the input "
+            f"{tuple(args['input_shape'])} is a 3D volume; use upsampling='nearest' or 'transpose'"
         )
     return p
 

@@ -30,7 +30,10 @@ class ResNet50UNetArgs(EncoderArgs):
 
 
 def validate_resnet50_unet(args: Mapping[str, Any]) -> ResNet50UNetArgs:
-    """Check :func:`build_resnet50_unet` arguments (ConfigError / InfeasibleError / WeightsError)."""
+    """Check :func:`build_resnet50_unet` arguments.
+
+    Raises ConfigError, InfeasibleError or WeightsError.
+    """
     stackwise = args["stackwise_decoder_filters"]
 
     def widths(spatial: Any, depth: int) -> tuple[int, ...]:

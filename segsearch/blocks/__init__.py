@@ -1,7 +1,8 @@
-"""Building blocks of the networks: conv blocks, residual blocks, upsampling, ASPP, ResNet50 encoder.
+"""Building blocks of the networks.
 
-Pure Keras (``keras.layers`` / ``keras.ops``, no ``tf.*``), no hyperparameter objects. Keras itself is
-imported only when a block is called, so importing this package is cheap.
+Conv blocks, residual blocks, upsampling, ASPP, ResNet50 encoder. Pure Keras (``keras.layers`` /
+``keras.ops``, no ``tf.*``), no hyperparameter objects. Keras itself is imported only when a block
+is called, so importing this package is cheap.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ UpsamplingMode = Literal["transpose", "nearest", "bilinear"]
 UPSAMPLING_MODES: tuple[str, ...] = get_args(UpsamplingMode)
 
 
-def layer_class(kind: Literal["conv", "conv_transpose", "max_pool", "upsampling"], ndim: int) -> Any:
+def layer_class(
+    kind: Literal["conv", "conv_transpose", "max_pool", "upsampling"], ndim: int
+) -> Any:
     """Return the 2D or 3D Keras layer class of one kind.
 
     Args:
@@ -75,7 +77,10 @@ def check_dropout(value: Any, what: str = "dropout") -> float:
 
 
 def check_upsampling(mode: Any, what: str = "upsampling") -> str:
-    """Return ``mode`` if it is one of "transpose", "nearest", "bilinear", else raise ConfigError."""
+    """Return ``mode`` if it is one of "transpose", "nearest", "bilinear".
+
+    Anything else raises ConfigError.
+    """
     if mode not in UPSAMPLING_MODES:
         raise ConfigError(unknown_name(f"{what} mode", mode, UPSAMPLING_MODES))
     return str(mode)

@@ -20,7 +20,9 @@ def aspp(
     batch_norm: bool = True,
     name: str = "aspp",
 ) -> keras.KerasTensor:
-    """ASPP: image pooling, a 1x1 branch and one 3x3 atrous branch per rate, concatenated and projected.
+    """ASPP: image pooling, a 1x1 branch and one 3x3 atrous branch per rate.
+
+    The branches are concatenated and projected.
 
     Every convolution has no bias and is followed by BN and ReLU (seed 002). Branches, in the seed's
     order: ``{name}_pool`` (AveragePooling over the whole map, ``{name}_pool_conv`` 1x1,
@@ -47,7 +49,12 @@ def aspp(
     if image_pooling:
         y = layers.AveragePooling2D(pool_size=(h, w), name=f"{name}_pool")(x)
         y = conv_bn_relu(
-            y, filters, kernel_size=1, use_bias=False, batch_norm=batch_norm, name=f"{name}_pool_conv"
+            y,
+            filters,
+            kernel_size=1,
+            use_bias=False,
+            batch_norm=batch_norm,
+            name=f"{name}_pool_conv",
         )
         y = layers.UpSampling2D((h, w), interpolation="bilinear", name=f"{name}_pool_up")(y)
         branches.append(y)

@@ -10,8 +10,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 
-def batchnorm_relu(x: keras.KerasTensor, *, name: str, batch_norm: bool = True) -> keras.KerasTensor:
-    """Apply BatchNormalization (optional) then ReLU; layers are named ``{name}_bn`` and ``{name}_relu``.
+def batchnorm_relu(
+    x: keras.KerasTensor, *, name: str, batch_norm: bool = True
+) -> keras.KerasTensor:
+    """Apply BatchNormalization (optional) then ReLU.
+
+    The layers are named ``{name}_bn`` and ``{name}_relu``.
 
     Args:
         x: input tensor.

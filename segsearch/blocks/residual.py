@@ -1,4 +1,7 @@
-"""Residual blocks: ResUNet's pre-activation block (seed 001) and resblock_unet's block (seed 004)."""
+"""Residual blocks.
+
+ResUNet's pre-activation block (seed 001) and resblock_unet's block (seed 004).
+"""
 
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ def preact_residual_block(
 ) -> keras.KerasTensor:
     """Pre-activation residual block: (BN-ReLU-conv) x2 plus a strided 1x1 conv shortcut, added.
 
-    This is ``residual_block`` of the ResUNet seed (Zhang et al.); with ``preactivate=False`` the first
-    BN-ReLU is left out, which is the seed's first encoder level (conv, BN-ReLU, conv + 1x1 shortcut).
+    This is ``residual_block`` of the ResUNet seed (Zhang et al.); with ``preactivate=False`` the
+    first BN-ReLU is left out, which is the seed's first encoder level (conv, BN-ReLU, conv + 1x1
+    shortcut).
     Layers: ``{name}_pre_bn``/``{name}_pre_relu``, ``{name}_conv1``, ``{name}_mid_bn``,
     ``{name}_mid_relu``, ``{name}_conv2``, ``{name}_shortcut``, ``{name}_add`` and ``{name}_drop``.
 
@@ -38,7 +42,8 @@ def preact_residual_block(
         preactivate: whether the block starts with BN-ReLU on its input.
 
     Example:
-        >>> y = preact_residual_block(keras.Input((32, 32, 16)), 32, strides=2, name="enc2")  # 16x16x32
+        >>> x = keras.Input((32, 32, 16))
+        >>> y = preact_residual_block(x, 32, strides=2, name="enc2")  # 16x16x32
     """
     from keras import layers
 
@@ -112,9 +117,9 @@ def residual_stack(
 ) -> keras.KerasTensor:
     """``blocks`` resblock_unet residual blocks in a row, then Dropout when ``dropout > 0``.
 
-    The first block has the 1x1 projection shortcut (it changes the width); the repeats keep the width
-    and use identity shortcuts, as ResNet34's basic blocks do. Blocks are named ``{name}_res1``,
-    ``{name}_res2``, ...; the dropout layer ``{name}_drop``.
+    The first block has the 1x1 projection shortcut (it changes the width); the repeats keep the
+    width and use identity shortcuts, as ResNet34's basic blocks do. Blocks are named
+    ``{name}_res1``, ``{name}_res2``, ...; the dropout layer ``{name}_drop``.
 
     Args:
         x: input tensor, 2D or 3D.
@@ -127,7 +132,9 @@ def residual_stack(
     from keras import layers
 
     for k in range(1, blocks + 1):
-        x = residual_block(x, filters, name=f"{name}_res{k}", batch_norm=batch_norm, projection=k == 1)
+        x = residual_block(
+            x, filters, name=f"{name}_res{k}", batch_norm=batch_norm, projection=k == 1
+        )
     if dropout > 0:
         x = layers.Dropout(dropout, name=f"{name}_drop")(x)
     return x

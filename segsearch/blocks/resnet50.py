@@ -42,17 +42,19 @@ RESNET50_TAPS: dict[int, str | None] = {
 RESNET50_LOW_LEVEL = "conv2_block2_out"
 
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
+IMAGENET_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
+)
 WEIGHTS_SUFFIXES: tuple[str, ...] = (".weights.h5", ".weights.json", ".h5", ".hdf5", ".keras")
 
 _STAGE_RE = re.compile(r"^(?:conv|pool)([1-5])_")
 
 
 def keras_cache_dir() -> Path:
-    """Return the folder where Keras caches downloaded application weights (``<KERAS_HOME>/models``).
+    """Return the folder where Keras caches downloaded application weights.
 
-    This mirrors ``keras.utils.get_file``: ``$KERAS_HOME`` or ``~/.keras``, or ``/tmp/.keras`` when
-    that is not writable.
+    It is ``<KERAS_HOME>/models``. This mirrors ``keras.utils.get_file``: ``$KERAS_HOME`` or
+    ``~/.keras``, or ``/tmp/.keras`` when that is not writable.
     """
     base = os.path.expanduser(keras_home())
     if not os.access(base, os.W_OK):
@@ -89,23 +91,25 @@ def imagenet_weights_file() -> Path:
     """Return the cached ResNet50 ImageNet weights file, downloading it when it is not cached.
 
     Raises:
-        WeightsError: the file is not cached and cannot be downloaded (offline), or the cached file is
-            incomplete.
+        WeightsError: the file is not cached and cannot be downloaded (offline), or the cached file
+            is incomplete.
     """
     path = imagenet_cache_path()
     expected = _imagenet_md5()
     if path.is_file():
         if _md5(path) != expected:
             raise WeightsError(
-                f"the cached ImageNet weights file {path} is incomplete or corrupted (its md5 is not "
-                f"{expected}). Delete it and download it again from {IMAGENET_URL}, or pass "
+                f"the cached ImageNet weights file {path} is incomplete or corrupted (its md5 is "
+                f"not {expected}). Delete it and download it again from {IMAGENET_URL}, or pass "
                 "weights='<path to a ResNet50 weights file>' or weights=None"
             )
         return path
     from keras.utils import get_file
 
     try:
-        downloaded = get_file(IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=expected)
+        downloaded = get_file(
+            IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=expected
+        )
     except Exception as exc:  # URL errors, hash mismatch, interrupted download
         raise WeightsError(
             f"ResNet50 ImageNet weights are not in the Keras cache ({path} does not exist) and "
@@ -129,8 +133,8 @@ def check_weights(weights: Weights, channels: int | None = None) -> None:
     if isinstance(weights, str) and weights == "imagenet":
         if channels is not None and channels != 3:
             raise WeightsError(
-                f"ImageNet weights for ResNet50 need 3 input channels, got {channels}; give the model "
-                "RGB input (e.g. repeat a grayscale channel 3 times) or use weights=None"
+                f"ImageNet weights for ResNet50 need 3 input channels, got {channels}; give the "
+                "model RGB input (e.g. repeat a grayscale channel 3 times) or use weights=None"
             )
         return
     if not isinstance(weights, (str, os.PathLike)):
@@ -153,17 +157,18 @@ def check_weights(weights: Weights, channels: int | None = None) -> None:
 def load_encoder_weights(backbone: keras.Model, weights: Weights) -> None:
     """Load weights into a ResNet50 built by keras.applications with ``weights=None``.
 
-    "imagenet" loads the Keras cached (or downloaded) no-top file. A path is loaded by layer name for
-    legacy ``.h5`` files and by structure for Keras 3 ``.weights.h5`` / ``.keras`` files, skipping
-    layers whose shapes do not match (a warning names them); a file that matches no layer at all is
-    an error.
+    "imagenet" loads the Keras cached (or downloaded) no-top file. A path is loaded by layer name
+    for legacy ``.h5`` files and by structure for Keras 3 ``.weights.h5`` / ``.keras`` files,
+    skipping layers whose shapes do not match (a warning names them); a file that matches no layer
+    at all is an error.
 
     Args:
         backbone: the ResNet50 model (include_top=False).
         weights: None (nothing is loaded), "imagenet" or a path.
 
     Raises:
-        WeightsError: the file is missing, offline without a cached ImageNet file, or nothing matched.
+        WeightsError: the file is missing, offline without a cached ImageNet file, or nothing
+            matched.
     """
     if weights is None:
         return
@@ -175,7 +180,8 @@ def load_encoder_weights(backbone: keras.Model, weights: Weights) -> None:
             backbone.load_weights(str(path))
         except Exception as exc:
             raise WeightsError(
-                f"could not load the ImageNet weights {path} into ResNet50: {exc}. {_how_to_proceed()}"
+                f"could not load the ImageNet weights {path} into ResNet50: {exc}. "
+                f"{_how_to_proceed()}"
             ) from None
         return
 
@@ -192,7 +198,8 @@ def load_encoder_weights(backbone: keras.Model, weights: Weights) -> None:
             v.assign(np.full(v.shape, np.nan, dtype=v.dtype))
     kwargs = {}
     if str(path).endswith((".h5", ".hdf5")) and not str(path).endswith(".weights.h5"):
-        kwargs["by_name"] = True  # legacy HDF5 (e.g. the keras.applications files): match by layer name
+        # legacy HDF5 (e.g. the keras.applications files): match by layer name
+        kwargs["by_name"] = True
     try:
         try:
             with warnings.catch_warnings():
@@ -200,8 +207,9 @@ def load_encoder_weights(backbone: keras.Model, weights: Weights) -> None:
                 backbone.load_weights(str(path), skip_mismatch=True, **kwargs)
         except Exception as exc:
             raise WeightsError(
-                f"could not load ResNet50 weights from {path}: {exc}. Pass a weights file saved from "
-                "a keras.applications ResNet50 (include_top=False), weights='imagenet' or weights=None"
+                f"could not load ResNet50 weights from {path}: {exc}. Pass a weights file saved "
+                "from a keras.applications ResNet50 (include_top=False), weights='imagenet' or "
+                "weights=None"
             ) from None
     finally:
         skipped = []
@@ -230,7 +238,8 @@ def resnet50_encoder(inputs: keras.KerasTensor, *, weights: Weights = None) -> k
 
     The model is always created with ``weights=None``, then :func:`load_encoder_weights` loads the
     weights, so download or file problems raise :class:`WeightsError`. Weights are checked (file
-    exists, ImageNet needs 3 channels, ImageNet file cached or downloadable) before any layer is made.
+    exists, ImageNet needs 3 channels, ImageNet file cached or downloadable) before any layer is
+    made.
 
     Args:
         inputs: a ``keras.Input`` of shape (H, W, C).
@@ -252,7 +261,10 @@ def resnet50_encoder(inputs: keras.KerasTensor, *, weights: Weights = None) -> k
 
 
 def resnet50_features(backbone: keras.Model) -> dict[int, keras.KerasTensor]:
-    """Return the encoder feature maps by stride: 1 (input), 2, 4, 8, 16, 32 (see ``RESNET50_TAPS``)."""
+    """Return the encoder feature maps by stride.
+
+    The strides are 1 (input), 2, 4, 8, 16 and 32 (see ``RESNET50_TAPS``).
+    """
     features = {1: backbone.inputs[0]}
     for stride, layer_name in RESNET50_TAPS.items():
         if layer_name is not None:
@@ -264,8 +276,10 @@ def encoder_stage(layer_name: str) -> int | None:
     """Return the ResNet50 stage (1-5) a keras.applications layer belongs to, None for others.
 
     Example:
-        >>> encoder_stage("conv3_block2_1_conv"), encoder_stage("pool1_pool"), encoder_stage("head_conv")
-        (3, 1, None)
+        >>> encoder_stage("conv3_block2_1_conv"), encoder_stage("pool1_pool")
+        (3, 1)
+        >>> encoder_stage("head_conv") is None
+        True
     """
     match = _STAGE_RE.match(layer_name)
     return int(match.group(1)) if match else None

@@ -1,4 +1,7 @@
-"""Decoder upsampling: transposed convolution, or nearest / bilinear resizing with an optional conv."""
+"""Decoder upsampling.
+
+A transposed convolution, or nearest / bilinear resizing with an optional conv.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,8 @@ def upsample(
         conv_activation: activation after that convolution (e.g. "relu"), None for none.
 
     Example:
-        >>> y = upsample(keras.Input((8, 8, 32)), name="dec2", mode="nearest", filters=16)  # 16x16x16
+        >>> x = keras.Input((8, 8, 32))
+        >>> y = upsample(x, name="dec2", mode="nearest", filters=16)  # 16x16x16
     """
     from keras import layers
 
@@ -62,10 +66,14 @@ def upsample(
         x = layers.UpSampling2D(factor, interpolation=mode, name=f"{name}_up")(x)
     else:
         if mode != "nearest":
-            raise ValueError(f"{name}: {mode!r} upsampling is 2D only; use 'nearest' or 'transpose'")
+            raise ValueError(
+                f"{name}: {mode!r} upsampling is 2D only; use 'nearest' or 'transpose'"
+            )
         x = layers.UpSampling3D(factor, name=f"{name}_up")(x)
     if conv:
-        x = layer_class("conv", ndim)(filters, conv_kernel, padding="same", name=f"{name}_upconv")(x)
+        x = layer_class("conv", ndim)(
+            filters, conv_kernel, padding="same", name=f"{name}_upconv"
+        )(x)
         if conv_activation:
             x = layers.Activation(conv_activation, name=f"{name}_up{conv_activation}")(x)
     return x

@@ -89,7 +89,8 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
         record.state = state  # type: ignore[assignment]
         if state in ("failed", "infeasible") and t.user_attrs.get("reason"):
             record.reason = str(t.user_attrs["reason"])
-        elif state == "failed" and not stored:  # failed by Optuna's heartbeat check: its process died
+        # not stored: failed by Optuna's heartbeat check, its process died
+        elif state == "failed" and not stored:
             record.reason = "cut off: its process stopped sending heartbeats; it is run again"
         if state == "running":
             gone = owner_gone(t.user_attrs.get("host"), t.user_attrs.get("pid"))

@@ -12,10 +12,10 @@ The driver and the worker talk over a pipe:
   Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``, a keras-tuner
   ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine would.
 - worker -> driver: ``("ready", pid, devices)`` (its ``CUDA_VISIBLE_DEVICES`` and the GPUs
-  TensorFlow sees, sent on as a ``worker_start`` progress event); ``("event", dict)`` (the progress events, forwarded as
-  they happen); ``("report", epoch, value)`` (the driver asks the engine whether to prune and
-  answers); ``("outcome", TrialOutcome)``; ``("error", exception)`` for a configuration error
-  that no trial would escape.
+  TensorFlow sees, sent on as a ``worker_start`` progress event); ``("event", dict)`` (the
+  progress events, forwarded as they happen); ``("report", epoch, value)`` (the driver asks the
+  engine whether to prune and answers); ``("outcome", TrialOutcome)``; ``("error", exception)``
+  for a configuration error that no trial would escape.
 
 A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
 as "failed" with the exit code or signal as the reason; the next trial starts a new worker. A

@@ -38,7 +38,10 @@ OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name", "background")
 
 
 def training_params() -> tuple[Param, ...]:
-    """The hyperparameters every hypermodel shares: learning rate, optimizer, loss (+ conditionals)."""
+    """The hyperparameters every hypermodel shares.
+
+    Learning rate, optimizer and loss (+ conditionals).
+    """
     return (
         Param.Float("learning_rate", 1e-5, 1e-2, default=1e-4, sampling="log",
                     help="optimizer learning rate", domain=POSITIVE),
@@ -167,8 +170,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         if num_classes is None:
             num_classes = self.spec.default_num_classes
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ConfigError(f"{where}: num_classes must be an integer >= 1 (1 = binary, sigmoid), "
-                              f"got {num_classes!r}")
+            raise ConfigError(f"{where}: num_classes must be an integer >= 1 "
+                              f"(1 = binary, sigmoid), got {num_classes!r}")
         self.num_classes = num_classes
         self.background = seg_metrics.check_background(background, num_classes,
                                                        f"{where}: background")

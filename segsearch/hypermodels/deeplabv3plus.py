@@ -17,13 +17,13 @@ _RATES_RE = re.compile(r"^\s*(\d+\s*(,\s*\d+\s*)*)?$")
 
 
 class DeepLabV3PlusHyperModel(SegmentationHyperModel):
-    """DeepLabV3+: ASPP (rates 6,12,18, 256 filters, image pooling) on conv4_block6_out, x4 bilinear.
+    """DeepLabV3+: ASPP on conv4_block6_out, x4 bilinear.
 
-    Hyperparameters: depth (ASPP input stage: 3 = stride 8, 4 = stride 16), aspp_rates (strings
-    such as "6,12,18"), aspp_filters, aspp_pooling, filters (decoder convs), upsampling, dropout,
-    batch_norm, freeze and freeze_batch_norm (searchable only with ``weights``) + the training
-    ones. The defaults build the ``deeplabv3plus`` preset
-    (``segsearch.hypermodels.registry.PRESETS``).
+    The ASPP has rates 6,12,18, 256 filters and image pooling. Hyperparameters: depth (ASPP input
+    stage: 3 = stride 8, 4 = stride 16), aspp_rates (strings such as "6,12,18"), aspp_filters,
+    aspp_pooling, filters (decoder convs), upsampling, dropout, batch_norm, freeze and
+    freeze_batch_norm (searchable only with ``weights``) + the training ones. The defaults build the
+    ``deeplabv3plus`` preset (``segsearch.hypermodels.registry.PRESETS``).
 
     Example:
         >>> import keras_tuner
@@ -34,7 +34,10 @@ class DeepLabV3PlusHyperModel(SegmentationHyperModel):
     key: ClassVar[str] = "deeplabv3plus"
 
     def normalize_entry(self, name: str, entry: Any, where: str) -> Any:
-        """aspp_rates: accept [6, 12, 18]-style lists inside a list of choices ([[6,12,18], ...])."""
+        """aspp_rates: accept [6, 12, 18]-style lists inside a list of choices.
+
+        For example ``[[6,12,18], ...]``.
+        """
         if name != "aspp_rates":
             return entry
 
