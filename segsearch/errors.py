@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import errno
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "library_moved",
     "private_attr",
     "closest",
+    "yaml_text",
     "first_names",
     "unknown_name",
     "os_error_message",
@@ -107,6 +108,23 @@ def private_attr(obj: object, attr: str, library: str, name: str, use: str, chec
         return getattr(obj, attr)
     except AttributeError:
         raise library_moved(library, name, use, checked, where) from None
+
+
+def yaml_text(value: Any) -> str:
+    """A received value for a message, written the way a YAML file writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, os.PathLike):
+        return repr(os.fspath(value))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(yaml_text(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {yaml_text(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:

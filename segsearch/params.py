@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from segsearch.errors import ConfigError, closest
+from segsearch.errors import ConfigError, closest, yaml_text
 
 __all__ = ["Param", "Domain", "Kind", "active_defaults", "is_active"]
 
@@ -34,17 +34,7 @@ _SAMPLINGS = ("linear", "log")
 _ENTRY_KEYS = ("min", "max", "low", "high", "step", "sampling", "default", "values", "fixed")
 
 
-def _fmt(value: Any) -> str:
-    """Format a value for a message the way a YAML file writes it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
+_fmt = yaml_text  # values in messages as YAML writes them
 
 
 def _type_name(value_type: type) -> str:

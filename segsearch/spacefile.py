@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import yaml
 
-from segsearch.errors import ConfigError, SegsearchError, closest
+from segsearch.errors import ConfigError, SegsearchError, closest, yaml_text
 from segsearch.jsonable import jsonable
 
 __all__ = [
@@ -101,21 +101,7 @@ class _KeyError(ConfigError):
         self.detail = detail
 
 
-def _fmt(value: Any) -> str:
-    """Format a received value for a message, the way YAML would write it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return repr(value)
-    if isinstance(value, Path):
-        return repr(str(value))
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
-    return str(value)
+_fmt = yaml_text  # values in messages as YAML writes them
 
 
 def _unknown_key(path: str, key: Any, valid: Iterable[str]) -> _KeyError:
