@@ -412,9 +412,14 @@ def test_interrupt_says_how_to_resume_and_exits_130(tmp_path: Path,
 # ----------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def optuna_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
-    """One real search through the CLI in JSON mode (optuna, 2 trials)."""
+    """One real search through the CLI in JSON mode (optuna, 2 trials).
+
+    The trials train in this process: the worker process's own start-up (a TensorFlow import)
+    is tested in test_robust.py and test_driver.py, which run real studies with it.
+    """
     folder = tmp_path_factory.mktemp("cli") / "study"
-    code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY])
+    code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY,
+                           "--set", "train.isolation=none"])
     assert code == 0, err
     return folder, [json.loads(line) for line in out.splitlines()]
 

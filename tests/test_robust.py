@@ -286,11 +286,15 @@ def _leftovers(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def finished(npz, tmp_path_factory):
-    """A finished 2-trial study with its export (copy it before changing it)."""
+    """A finished 2-trial study with its export (copy it before changing it).
+
+    Run by main() in this process (no second TensorFlow import); the tests that need a real
+    process run the CLI on copies of it.
+    """
     root = tmp_path_factory.mktemp("finished")
     space = _space(npz, root, export={"enabled": True, "overlays": 1, "saved_model": False})
-    result = _run_cli(["run", space, "--study-dir", root / "study", "--quiet"])
-    assert result.returncode == 0, result.stderr[-3000:]
+    code, _, err = _main("run", str(space), "--study-dir", str(root / "study"), "--quiet")
+    assert code == 0, err[-3000:]
     return space, root / "study"
 
 

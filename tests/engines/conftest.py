@@ -73,8 +73,11 @@ class TinyHyperModel(keras_tuner.HyperModel):
         if self.builds in self.nan_builds:
             def loss(y_true: Any, y_pred: Any) -> Any:
                 return keras.ops.mean(y_pred) * float("nan")
+        # eager: a one-conv model on 16x16 trains in milliseconds, while tracing its train and
+        # test functions took ~3 s a trial (most of the engine tests' time); the real
+        # hypermodels train in graph mode in tests/test_driver.py, test_cli.py, test_robust.py
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics.default_metrics(1),
-                      jit_compile=False)
+                      jit_compile=False, run_eagerly=True)
         return model
 
 
