@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from segsearch import export as export_mod
-from segsearch.records import TrialRecord
 from segsearch.export import MANIFEST, export_study, recover
+from segsearch.records import TrialRecord
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +108,13 @@ def _colours(image, box):
 
 
 def test_overlay_panel_size_colours_errors_and_legend():
-    from segsearch.export import (FALSE_NEGATIVE, FALSE_POSITIVE, WRONG_CLASS, _palette,
-                                  overlay_panel)
+    from segsearch.export import (
+        FALSE_NEGATIVE,
+        FALSE_POSITIVE,
+        WRONG_CLASS,
+        _palette,
+        overlay_panel,
+    )
 
     image = np.full((300, 340, 3), 100, np.uint8)
     truth = np.zeros((300, 340), np.int64)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from segsearch.errors import ConfigError
 from segsearch.spacefile import (
     ALGORITHMS,
     METRIC_NAMES,
@@ -20,7 +21,6 @@ from segsearch.spacefile import (
     shipped_spaces,
     space_path,
 )
-from segsearch.errors import ConfigError
 
 
 def _write(tmp_path: Path, text: str, name: str = "space.yaml") -> Path:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from segsearch.spacefile import load_config, shipped_spaces
 from segsearch.errors import InfeasibleError
+from segsearch.spacefile import load_config, shipped_spaces
 
 REPO = Path(__file__).resolve().parents[1]
 SPACES = sorted((REPO / "spaces").glob("*.yaml"))

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from datahelpers import blobs, write_image
 
-from segsearch.data import DataConfig, check, load
-from segsearch.data import sources
+from segsearch.data import DataConfig, check, load, sources
 from segsearch.data.sources import read_array
 from segsearch.errors import DataError
 

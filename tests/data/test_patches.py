@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _thin import write_thin_lines
+
 from segsearch.data import DataConfig, load
 from segsearch.data.pipeline import MIN_STEPS, BatchPlan, default_steps
 from segsearch.errors import ConfigError

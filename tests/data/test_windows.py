@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from _thin import thin_lines
+
 from segsearch.data.windows import gaussian_weights, sliding_window, window_corners, window_starts
 
 

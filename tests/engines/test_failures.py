@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 from segsearch.driver import Study
-from segsearch.records import ERROR_FILE
 from segsearch.errors import StudyError
+from segsearch.records import ERROR_FILE
 
 
 def test_out_of_memory_is_recorded_and_the_configuration_is_not_trained_again(

@@ -13,8 +13,8 @@ import pytest
 from segsearch.driver import Study
 from segsearch.engines import optuna_engine
 from segsearch.engines.hp import OptunaHyperParameters, declare
-from segsearch.records import read_history, read_trials_csv, trial_dir
 from segsearch.errors import StudyError
+from segsearch.records import read_history, read_trials_csv, trial_dir
 
 #: the stand-in hypermodel's defaults (its "seed network").
 DEFAULTS = {"width": 4, "learning_rate": 1e-2, "optimizer": "adam", "bias": True}

@@ -4,10 +4,10 @@ and storages looked at without writing (issue 12). No TensorFlow here."""
 from __future__ import annotations
 
 import sqlite3
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from segsearch.engines import storage
 from segsearch.errors import StudyError

@@ -137,8 +137,8 @@ def _monitor(tmp_path, values, *, baseline=None, start=None, phase="trial"):
 
 
 def test_the_best_epoch_is_the_best_moving_average_not_the_lucky_one(tmp_path):
-    from segsearch.records import read_history
     from segsearch.engines.trial import smoothed_at_end
+    from segsearch.records import read_history
 
     monitor, events, reports = _monitor(tmp_path, [0.80, 0.81, 0.60, 0.85, 0.55])
     assert monitor.best_epoch == 2  # not epoch 4, the isolated 0.85
@@ -169,8 +169,8 @@ def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
 
     import numpy as np
     import yaml
-
     from _thin import thin_lines
+
     from segsearch.driver import Study
     from segsearch.sliding import part_images, score_images
 
