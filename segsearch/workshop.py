@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from segsearch.errors import ConfigError
 from segsearch.jsonable import jsonable
 from segsearch.records import Objective, atomic_write_text
 
@@ -111,6 +112,15 @@ class Workshop:
             int(splits.info.get("num_classes") or self.config.data.num_classes or 1),
             jit_compile=self.jit_compile(), background=getattr(self.config.data, "background", 0),
         )
+        reason = self._hypermodel.feasibility()
+        if reason is not None:  # every trial would be infeasible: stop before the study exists
+            self._hypermodel = None
+            size = "x".join(str(s) for s in splits.train.size)
+            raise ConfigError(
+                f"{self.config.source}: space: no configuration of the space can be built at "
+                f"image size {size}: {reason}. Narrow the space (e.g. a smaller depth: --set "
+                "space.depth=...) or change data.image_size"
+            )
         return self._hypermodel
 
     def jit_compile(self) -> bool:

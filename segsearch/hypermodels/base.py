@@ -300,6 +300,46 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         self.compile_model(model, values)
         return model
 
+    def feasibility(self, samples: int = 200, seed: int = 0) -> str | None:
+        """Why no configuration of the space can be built at the input size, or None if one can.
+
+        Checks without building (the builder's own checks): the defaults, each value of every
+        hyperparameter varied alone from the defaults, then ``samples`` random configurations.
+
+        Args:
+            samples: random configurations tried after the one-at-a-time ones.
+            seed: seed of the random draw.
+
+        Returns:
+            None when a feasible configuration was found, else the defaults' reason.
+        """
+        import random
+
+        from segsearch.errors import InfeasibleError
+        from segsearch.hypermodels.registry import check_input_size
+
+        rng = random.Random(seed)
+        defaults = self._complete({})
+        arch_params = self.architecture_params()
+        names = {p.name for p in arch_params}
+        params = [p for p in self._params if p.name in names]
+        candidates: list[dict[str, Any]] = [{}]
+        for p in params:
+            candidates.extend({p.name: v} for v in _some_values(p, rng, limit=16))
+        for _ in range(samples):
+            candidates.append({p.name: rng.choice(_some_values(p, rng, limit=16) or [p.default])
+                               for p in params})
+        first: str | None = None
+        for changes in candidates:
+            values = self._complete({**defaults, **changes})
+            kwargs = {n: values[n] for n in names if values.get(n) is not None}
+            try:
+                check_input_size(self.key, self.input_shape, **kwargs)
+                return None
+            except (InfeasibleError, ConfigError) as e:
+                first = first or str(e)
+        return first
+
     def _complete(self, values: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for p in self._params:
@@ -399,6 +439,16 @@ class MultiArchitectureHyperModel(keras_tuner.HyperModel):
         out.update({f"{key}/{n}": v for n, v in self.hypermodels[key].defaults().items()})
         return out
 
+    def feasibility(self, samples: int = 200, seed: int = 0) -> str | None:
+        """None when some architecture has a feasible configuration, else each one's reason."""
+        reasons = []
+        for hm in self.hypermodels.values():
+            reason = hm.feasibility(samples, seed)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return "; ".join(reasons)
+
     def declare(self, hp: keras_tuner.HyperParameters) -> tuple[str, dict[str, Any]]:
         """Declare "architecture" and every architecture's params; return (key, its values)."""
         arch = hp.Choice("architecture", self.keys, default=self.keys[0])
@@ -424,3 +474,20 @@ class MultiArchitectureHyperModel(keras_tuner.HyperModel):
         """keras-tuner's training hook: passes through to ``model.fit``."""
         return model.fit(*args, **kwargs)
 
+
+def _some_values(p: Param, rng: Any, limit: int) -> list[Any]:
+    """Up to ``limit`` values of ``p``'s range: its bounds and grid, or its choices."""
+    if p.kind in ("choice",):
+        return list(p.values)
+    if p.kind == "boolean":
+        return [False, True]
+    if p.kind == "fixed" or p.min_value is None or p.max_value is None:
+        return [p.default]
+    lo, hi = p.min_value, p.max_value
+    if p.kind == "int":
+        step = int(p.step or 1)
+        grid = list(range(int(lo), int(hi) + 1, step))
+        if len(grid) <= limit:
+            return grid
+        return [grid[0], grid[-1], *rng.sample(grid[1:-1], limit - 2)]
+    return [lo, hi, *(rng.uniform(lo, hi) for _ in range(limit - 2))]
