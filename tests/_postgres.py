@@ -7,8 +7,8 @@ and nothing else), creates one database, and on ``stop()`` stops the server and 
 PostgreSQL refuses to run as root; when the tests run as root, the server programs run as the
 ``postgres`` system user (Debian's package creates it) through ``runuser``, in a folder owned by it.
 
-``.ci/postgres.sh`` installs the server (Debian's ``postgresql`` package) and psycopg2. When either is
-missing, the ``postgres_url`` fixture skips the test and says to run that script. Set
+``.ci/postgres.sh`` installs the server (Debian's ``postgresql`` package) and psycopg2. When
+either is missing, the ``postgres_url`` fixture skips the test and says to run that script. Set
 ``SEGSEARCH_TEST_POSTGRES_URL`` to use a server of your own instead (its database should be empty
 of other Optuna studies you care about).
 """
@@ -29,7 +29,9 @@ from pathlib import Path
 
 DATABASE = "segsearch_test"
 SUPERUSER = "postgres"
-INSTALL_HINT = "run `bash .ci/postgres.sh` (installs Debian's postgresql package and psycopg2-binary)"
+INSTALL_HINT = (
+    "run `bash .ci/postgres.sh` (installs Debian's postgresql package and psycopg2-binary)"
+)
 ENV_URL = "SEGSEARCH_TEST_POSTGRES_URL"
 WAIT_S = 30.0  # the longest we wait for the server to start, answer or stop
 
@@ -46,7 +48,8 @@ def _version_key(bin_dir: str) -> tuple[int, ...]:
 
 
 def find_bin_dir() -> Path | None:
-    """The newest ``/usr/lib/postgresql/*/bin`` holding the server programs, or the PATH's, or None."""
+    """The newest ``/usr/lib/postgresql/*/bin`` holding the server programs, or the PATH's, or
+    None."""
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)
     on_path = shutil.which("pg_ctl")
     if on_path:
@@ -58,7 +61,8 @@ def find_bin_dir() -> Path | None:
 
 
 def check_prerequisites() -> tuple[Path, str | None]:
-    """(bin dir, system user to run the server as or None) or raise PostgresUnavailable with the fix."""
+    """(bin dir, system user to run the server as or None), or raise PostgresUnavailable with the
+    fix."""
     try:
         import psycopg2  # noqa: F401
     except ImportError as exc:
@@ -93,7 +97,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class PostgresServer:
-    """One throwaway cluster: ``start()`` -> SQLAlchemy URL; ``stop()`` removes every trace of it."""
+    """One throwaway cluster: ``start()`` -> SQLAlchemy URL; ``stop()`` removes all trace of it."""
 
     def __init__(self, database: str = DATABASE) -> None:
         self.bin_dir, self.run_as = check_prerequisites()
@@ -118,7 +122,9 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql+psycopg2://{SUPERUSER}@{self.host}:{self.port}/{self.database}"
 
-    def _run(self, program: str, *args: str, timeout: float = WAIT_S + 15) -> subprocess.CompletedProcess:
+    def _run(
+        self, program: str, *args: str, timeout: float = WAIT_S + 15
+    ) -> subprocess.CompletedProcess:
         command = [str(self.bin_dir / program), *args]
         if self.run_as:
             command = ["runuser", "-u", self.run_as, "--", *command]
@@ -192,7 +198,9 @@ class PostgresServer:
                 self._running = True
                 self._wait_ready()
                 return
-            message = f"pg_ctl start failed (exit {proc.returncode}):\n{proc.stdout}\n{self._log_tail()}"
+            message = (
+                f"pg_ctl start failed (exit {proc.returncode}):\n{proc.stdout}\n{self._log_tail()}"
+            )
             if "already in use" not in message:  # another process took the port: try another one
                 break
         raise RuntimeError(message)
@@ -201,7 +209,8 @@ class PostgresServer:
         deadline = time.monotonic() + WAIT_S
         while True:
             proc = self._run(
-                "pg_isready", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, "-t", "5", timeout=15
+                "pg_isready", "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, "-t", "5",
+                timeout=15,
             )
             if proc.returncode == 0:
                 return
@@ -226,13 +235,15 @@ class PostgresServer:
             conn.close()
 
     def stop(self) -> None:
-        """Stop the server (fast, then immediate, then SIGKILL) and remove its folder. Idempotent."""
+        """Stop the server (fast, then immediate, then SIGKILL), remove its folder. Idempotent."""
         if self.base is None:
             return
         if self._running:
             for mode in ("fast", "immediate"):
                 with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                    proc = self._run("pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "20")
+                    proc = self._run(
+                        "pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "20"
+                    )
                     if proc.returncode == 0:
                         break
             else:
@@ -250,7 +261,8 @@ class PostgresServer:
 
 
 def postgres_url_fixture():
-    """Body of the session fixture ``postgres_url`` (tests/conftest.py): yields the SQLAlchemy URL."""
+    """Body of the session fixture ``postgres_url`` (tests/conftest.py): yields the SQLAlchemy
+    URL."""
     import pytest
 
     url = os.environ.get(ENV_URL)

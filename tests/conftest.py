@@ -6,14 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # test-only fault injection (SEGSEARCH_FAULT, tests/_faults.py) through segsearch's general hook for
 # extra trial callbacks; in the environment, so worker processes and subprocesses inherit it
 _FAULTS = Path(__file__).resolve().parent / "_faults.py"
 os.environ["SEGSEARCH_TRIAL_CALLBACKS"] = f"{_FAULTS}:callbacks"
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
@@ -41,7 +41,8 @@ def _seed():
 
 @pytest.fixture
 def isbi_dir() -> Path:
-    """The 30 real ISBI 2012 EM slices beside the checkout; the test is skipped when they are absent."""
+    """The 30 real ISBI 2012 EM slices beside the checkout; the test is skipped when they are
+    absent."""
     if not (ISBI / "images").is_dir():
         pytest.skip(f"ISBI slices not found at {ISBI}")
     return ISBI
@@ -51,8 +52,9 @@ def isbi_dir() -> Path:
 def postgres_url():
     """SQLAlchemy URL of a throwaway PostgreSQL database on 127.0.0.1 for the whole test session.
 
-    Started on first use, stopped and deleted at the end (tests/_postgres.py); skipped, saying to run
-    `bash .ci/postgres.sh`, when PostgreSQL or psycopg2 is missing. Give each test its own study name.
+    Started on first use, stopped and deleted at the end (tests/_postgres.py); skipped, saying to
+    run `bash .ci/postgres.sh`, when PostgreSQL or psycopg2 is missing. Give each test its own study
+    name.
     """
     from _postgres import postgres_url_fixture
 

@@ -44,7 +44,7 @@ def _python(code: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProc
 
 # ----------------------------------------------------------------------------------- help
 def test_help_is_fast_and_imports_nothing_heavy() -> None:
-    script = """
+    script = f"""
 import contextlib, io, json, sys, time
 start = time.perf_counter()
 from segsearch.cli import main
@@ -57,9 +57,9 @@ for argv in (["--help"], ["run", "--help"], ["status", "--help"], ["export", "--
             codes.append(main(argv))
         except SystemExit as e:
             codes.append(e.code)
-heavy = sorted(m for m in %r if m in sys.modules)
-print(json.dumps({"codes": codes, "heavy": heavy, "seconds": time.perf_counter() - start}))
-""" % (HEAVY,)
+heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
+print(json.dumps({{"codes": codes, "heavy": heavy, "seconds": time.perf_counter() - start}}))
+"""
     result = _python(script)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -597,10 +597,12 @@ def test_data_check_exits_2_where_run_would_stop(tmp_path: Path) -> None:
 def test_data_check_an_unquoted_set_value_says_to_quote_it(tmp_path: Path) -> None:
     root, _ = _datahelpers().write_crack(tmp_path / "CRACK500")
     # what the shell hands over for: --set data.values={1: 0, 2: 1}
-    code, out, err = _run(["data", "check", str(root), "--set", "data.values={1:", "0,", "2:", "1}"])
+    code, out, err = _run(
+        ["data", "check", str(root), "--set", "data.values={1:", "0,", "2:", "1}"]
+    )
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert ("--set data.values={1: was cut at its spaces by the shell (unrecognized arguments: 0, 2: 1}); "
-            "quote the whole KEY=VALUE: --set 'data.values={1: 0, 2: 1}'") in err
+    assert ("--set data.values={1: was cut at its spaces by the shell (unrecognized arguments: "
+            "0, 2: 1}); quote the whole KEY=VALUE: --set 'data.values={1: 0, 2: 1}'") in err
     code, _, err = _run(["data", "check", str(root), "--set", "data.class_names=[a,", "b]"])
     assert code == 2 and "--set 'data.class_names=[a, b]'" in err
     code, _, err = _run(["data", "check", str(root), "surplus"])
@@ -609,20 +611,22 @@ def test_data_check_an_unquoted_set_value_says_to_quote_it(tmp_path: Path) -> No
 
 def test_data_check_values_without_a_space_after_the_colon(tmp_path: Path) -> None:
     root, _ = _datahelpers().write_crack(tmp_path / "CRACK500")
-    code, _, err = _run(["data", "check", str(root), "--set", "data.mat_key=groundTruth.Segmentation",
+    code, _, err = _run(["data", "check", str(root),
+                         "--set", "data.mat_key=groundTruth.Segmentation",
                          "--set", "data.values={1:0, 2:1}"])
     assert code == 2 and err.count("\n") == 1
-    assert ("data.values: read as {60: null, 121: null}: without a space after the colon YAML takes 1:0 for "
-            "one key (the number 60) without a class id; write {1: 0, 2: 1} with a space after each colon: "
-            "--set 'data.values={1: 0, 2: 1}'") in err
+    assert ("data.values: read as {60: null, 121: null}: without a space after the colon YAML "
+            "takes 1:0 for one key (the number 60) without a class id; write {1: 0, 2: 1} with a "
+            "space after each colon: --set 'data.values={1: 0, 2: 1}'") in err
 
 
 def test_data_check_a_pair_that_lost_its_backslashes(tmp_path: Path) -> None:
     root, _ = _datahelpers().write_drive(tmp_path / "DRIVE")
     code, _, err = _run(["data", "check", str(root), *DRIVE_SETS[:4], "--set", "data.pair=^(d+)_"])
     assert code == 2 and err.count("\n") == 1
-    assert ("data.pair '^(d+)_' looks like it lost its backslashes (d+ matches the letter d, \\d+ a number): the "
-            "shell or YAML ate them; quote the value: --set 'data.pair=^(\\d+)_'") in err
+    assert ("data.pair '^(d+)_' looks like it lost its backslashes (d+ matches the letter d, "
+            "\\d+ a number): the shell or YAML ate them; quote the value: "
+            "--set 'data.pair=^(\\d+)_'") in err
 
 
 def test_data_check_drive_test_folder_for_validation(tmp_path: Path) -> None:
@@ -638,12 +642,15 @@ def test_data_check_drive_test_folder_for_validation(tmp_path: Path) -> None:
     code, out, err = _run(["data", "check", str(root), *DRIVE_SETS, *val])
     assert code == 0, err
     # the training folders themselves as validation: an error naming data.val_source
-    code, out, err = _run(["data", "check", str(root), *DRIVE_SETS, "--set", f"data.val_source={root}"])
+    code, out, err = _run(
+        ["data", "check", str(root), *DRIVE_SETS, "--set", f"data.val_source={root}"]
+    )
     assert code == 2 and "data.val_source: " in err and "training images" in err
     assert "errors (1): load would stop at these" in out
 # ----------------------------------------------------------------------------------- failures
-_PLANTED_FAULT = '''"""Test-only: every batch the input pipeline builds fails like a missing module."""
-import segsearch.data.pipeline as pipeline
+_PLANTED_FAULT = (
+    '"""Test-only: every batch the input pipeline builds fails like a missing module."""\n'
+    '''import segsearch.data.pipeline as pipeline
 
 
 def transform(*args, **kwargs):
@@ -652,6 +659,7 @@ def transform(*args, **kwargs):
 
 pipeline.transform = transform
 '''
+)
 
 
 @pytest.mark.slow

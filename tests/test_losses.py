@@ -74,7 +74,10 @@ def ref_focal(y, p, c, gamma, alpha, background=0):
     if c == 1:
         pt = (t * p + (1 - t) * (1 - p))[..., 0]
         positive = t if background == 0 else 1 - t
-        at = alpha if background is None else (positive * alpha + (1 - positive) * (1 - alpha))[..., 0]
+        at = (
+            alpha if background is None
+            else (positive * alpha + (1 - positive) * (1 - alpha))[..., 0]
+        )
     else:
         pt = (t * p).sum(-1)
         at = alpha

@@ -22,8 +22,10 @@ W = "spaces/unet.yaml: space.x"
 
 
 def test_import_is_cheap():
-    code = ("import sys, segsearch.params; "
-            "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'keras_tuner', 'optuna')))")
+    code = (
+        "import sys, segsearch.params; "
+        "print(any(m in sys.modules for m in ('tensorflow', 'keras', 'keras_tuner', 'optuna')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,4 +1,5 @@
-"""The ``postgres_url`` fixture gives a real PostgreSQL that two processes can share one Optuna study on."""
+"""The ``postgres_url`` fixture gives a real PostgreSQL that two processes can share one Optuna
+study on."""
 
 from __future__ import annotations
 
@@ -69,8 +70,12 @@ def test_postgres_fixture_shares_one_study_between_two_processes(postgres_url):
     engine = sqlalchemy.create_engine(postgres_url)
     try:
         with engine.connect() as conn:
-            assert conn.execute(sqlalchemy.text("select version()")).scalar().startswith("PostgreSQL")
+            assert conn.execute(sqlalchemy.text("select version()")).scalar().startswith(
+                "PostgreSQL"
+            )
             if own_server:
-                assert conn.execute(sqlalchemy.text("show listen_addresses")).scalar() == "127.0.0.1"
+                assert (
+                    conn.execute(sqlalchemy.text("show listen_addresses")).scalar() == "127.0.0.1"
+                )
     finally:
         engine.dispose()

@@ -76,7 +76,9 @@ def test_a_folder_of_case_folders(binary_model: Path, tmp_path: Path) -> None:
     for case, shape in (("0a7d", (20, 30, 4)), ("1b2c", (12, 16, 4))):
         _write_image(tmp_path / "stage1_test" / case / "images" / f"{case}.png", shape)
     written = predict(binary_model, tmp_path / "stage1_test", tmp_path / "out", overlay=True)
-    assert [p.name for p in written] == ["0a7d.png", "0a7d_overlay.png", "1b2c.png", "1b2c_overlay.png"]
+    assert [p.name for p in written] == [
+        "0a7d.png", "0a7d_overlay.png", "1b2c.png", "1b2c_overlay.png"
+    ]
     assert np.array(Image.open(tmp_path / "out" / "0a7d.png")).shape == (20, 30)
     assert np.array(Image.open(tmp_path / "out" / "1b2c.png")).shape == (12, 16)
 

@@ -70,12 +70,17 @@ def test_a_trial_that_kills_its_process_fails_alone_and_oom_retries(npz, tmp_pat
     results = Study(config).run(progress=events.append)
     states = [(r.number, r.state) for r in results.trials]
     assert states == [(0, "complete"), (1, "failed"), (2, "complete")]
-    assert "SIGSEGV" in results.trials[1].reason and "worker process died" in results.trials[1].reason
+    assert (
+        "SIGSEGV" in results.trials[1].reason
+        and "worker process died" in results.trials[1].reason
+    )
     assert results.trials[1].failure == "environment"  # run again when the study resumes
     assert "SIGSEGV" in (results.study_dir / "trials" / "0001" / "error.txt").read_text()
     assert "retried once at batch size 2" in results.trials[2].reason
     # the first attempt's traceback is kept beside the retry's result
-    assert "OOM when allocating" in (results.study_dir / "trials" / "0002" / "error-1.txt").read_text()
+    assert "OOM when allocating" in (
+        results.study_dir / "trials" / "0002" / "error-1.txt"
+    ).read_text()
     # progress events flow from the worker process
     assert [e["trial"] for e in events if e["event"] == "epoch"] == [0, 2]
     ends = [e for e in events if e["event"] == "trial_end"]
@@ -95,7 +100,10 @@ def test_keras_tuner_trials_train_in_worker_processes_too(npz, tmp_path, monkeyp
     results = Study(config).run(progress=events.append)
     states = [(r.number, r.state) for r in results.trials]
     assert states == [(0, "complete"), (1, "failed"), (2, "complete")]
-    assert "SIGSEGV" in results.trials[1].reason and "worker process died" in results.trials[1].reason
+    assert (
+        "SIGSEGV" in results.trials[1].reason
+        and "worker process died" in results.trials[1].reason
+    )
     # built in the worker from the trial's keras-tuner values: the seed network first
     assert results.trials[0].params["depth"] == 1
     assert [e["trial"] for e in events if e["event"] == "epoch"] == [0, 2]

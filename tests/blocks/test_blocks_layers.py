@@ -35,8 +35,8 @@ def test_conv_block_matches_the_seed():
     x = _input((16, 16, 3))
     model = _model(x, conv_block(x, 4, name="enc1"))
     assert model.output_shape == (None, 16, 16, 4)
-    assert {"enc1_conv1", "enc1_bn1", "enc1_relu1", "enc1_conv2", "enc1_bn2", "enc1_relu2"} <= _names(
-        model
+    assert {"enc1_conv1", "enc1_bn1", "enc1_relu1", "enc1_conv2", "enc1_bn2", "enc1_relu2"} <= (
+        _names(model)
     )
     # conv 3x3 with bias, BN (4 weights per channel), twice
     assert model.count_params() == (27 * 4 + 4) + 16 + (36 * 4 + 4) + 16
@@ -113,7 +113,9 @@ def test_upsample_factor_activation_and_3d():
     assert model.output_shape == (None, 16, 16, 2)
     assert "h_uprelu" in _names(model)
     v = _input((4, 4, 4, 2))
-    assert _model(v, upsample(v, name="d", mode="nearest", filters=3)).output_shape == (None, 8, 8, 8, 3)
+    assert _model(v, upsample(v, name="d", mode="nearest", filters=3)).output_shape == (
+        None, 8, 8, 8, 3
+    )
     with pytest.raises(ValueError, match="2D only"):
         upsample(v, name="d", mode="bilinear")
     with pytest.raises(ConfigError, match="did you mean 'nearest'"):

@@ -65,7 +65,9 @@ def test_weights_file_of_another_network_is_refused_and_nothing_changes(backbone
     path = tmp_path / "other.weights.h5"
     other.save_weights(path)
     before = backbone.get_layer("conv1_conv").weights[0].numpy()
-    with pytest.raises(WeightsError, match="no layer of the ResNet50 encoder matched|could not load"):
+    with pytest.raises(
+        WeightsError, match="no layer of the ResNet50 encoder matched|could not load"
+    ):
         r50.load_encoder_weights(backbone, str(path))
     np.testing.assert_array_equal(backbone.get_layer("conv1_conv").weights[0].numpy(), before)
     assert not np.isnan(backbone.get_layer("conv5_block3_3_bn").weights[0].numpy()).any()
@@ -120,5 +122,7 @@ def test_imagenet_cached_file_is_used_without_download(keras_home, monkeypatch):
     with pytest.raises(WeightsError, match="incomplete or corrupted"):
         r50.imagenet_weights_file()
     assert cached.exists()  # never deleted
-    monkeypatch.setattr(r50, "_imagenet_md5", lambda: hashlib.md5(b"not really weights").hexdigest())
+    monkeypatch.setattr(
+        r50, "_imagenet_md5", lambda: hashlib.md5(b"not really weights").hexdigest()
+    )
     assert r50.imagenet_weights_file() == cached

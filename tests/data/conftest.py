@@ -17,12 +17,19 @@ def folder(tmp_path):
         root = folder(images, masks, image_ext=".jpg", mask_ext=".png", mask_scale=255)
     """
 
-    def make(images, masks, *, image_ext=".png", mask_ext=".png", mask_scale=1, names=None, suffix="", root=None):
+    def make(images, masks, *, image_ext=".png", mask_ext=".png", mask_scale=1, names=None,
+             suffix="", root=None):
         root = Path(root or tmp_path / "data")
         for i, (img, msk) in enumerate(zip(images, masks)):
             stem = names[i] if names else f"{i}"
             write_image(root / "images" / f"{stem}{image_ext}", img)
-            m = msk if mask_scale == 1 else (msk.astype(np.int64) * mask_scale).astype(msk.dtype if msk.dtype != np.uint8 or mask_scale <= 255 else np.uint16)
+            m = (
+                msk
+                if mask_scale == 1
+                else (msk.astype(np.int64) * mask_scale).astype(
+                    msk.dtype if msk.dtype != np.uint8 or mask_scale <= 255 else np.uint16
+                )
+            )
             write_image(root / "masks" / f"{stem}{suffix}{mask_ext}", m)
         return root
 

@@ -8,7 +8,7 @@ import numpy as np
 
 
 def write_image(path: Path, arr: np.ndarray, **kwargs) -> Path:
-    """Write ``arr`` to ``path`` in the format its extension names (pillow, or tifffile for TIFF)."""
+    """Write ``arr`` to ``path`` in the format its extension names (pillow; tifffile for TIFF)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in (".tif", ".tiff"):
         import tifffile
@@ -25,12 +25,15 @@ def write_image(path: Path, arr: np.ndarray, **kwargs) -> Path:
     return path
 
 
-def blobs(n: int, size: tuple[int, int] = (32, 32), num_classes: int = 2, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` uint8 grey images and matching class-id masks (rectangles of class 1..num_classes-1)."""
+def blobs(
+    n: int, size: tuple[int, int] = (32, 32), num_classes: int = 2, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` uint8 grey images and matching class-id masks (rectangles of class
+    1..num_classes-1)."""
     rng = np.random.default_rng(seed)
     h, w = size
     images, masks = [], []
-    for i in range(n):
+    for _i in range(n):
         mask = np.zeros((h, w), np.uint8)
         for cls in range(1, num_classes):
             y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
@@ -48,10 +51,13 @@ def blobs(n: int, size: tuple[int, int] = (32, 32), num_classes: int = 2, seed: 
 # data.source and the exact share of each class among labelled pixels.
 
 
-def write_drive(root: Path, n: int = 4, size: tuple[int, int] = (40, 48)) -> tuple[Path, list[float]]:
-    """DRIVE-like retinal layout: ``training/images/21_training.tif`` (RGB, LZW TIFF written by Pillow),
-    ``training/mask/21_training_mask.gif`` (field-of-view masks, nearly the same for every image) and
-    ``training/1st_manual/21_manual1.gif`` (the labels: a vertical vessel 4 pixels wide)."""
+def write_drive(
+    root: Path, n: int = 4, size: tuple[int, int] = (40, 48)
+) -> tuple[Path, list[float]]:
+    """DRIVE-like retinal layout: ``training/images/21_training.tif`` (RGB, LZW TIFF written by
+    Pillow), ``training/mask/21_training_mask.gif`` (field-of-view masks, nearly the same for every
+    image) and ``training/1st_manual/21_manual1.gif`` (the labels: a vertical vessel 4 pixels
+    wide)."""
     from PIL import Image
 
     h, w = size
@@ -67,7 +73,9 @@ def write_drive(root: Path, n: int = 4, size: tuple[int, int] = (40, 48)) -> tup
         fov[0, i] = 255 - fov[0, i]  # nearly, not exactly, the same mask for every image
         for sub in ("images", "mask", "1st_manual"):
             (root / "training" / sub).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(root / "training" / "images" / f"{number}_training.tif", compression="tiff_lzw")
+        Image.fromarray(image).save(
+            root / "training" / "images" / f"{number}_training.tif", compression="tiff_lzw"
+        )
         Image.fromarray(fov).save(root / "training" / "mask" / f"{number}_training_mask.gif")
         Image.fromarray(label).save(root / "training" / "1st_manual" / f"{number}_manual1.gif")
     return root, [1 - 4 / w, 4 / w]
@@ -75,8 +83,9 @@ def write_drive(root: Path, n: int = 4, size: tuple[int, int] = (40, 48)) -> tup
 
 def write_crack(root: Path, n: int = 4, size: tuple[int, int] = (24, 32), *, v73: bool = False,
                 boundaries: bool = True, extra_image: bool = True) -> tuple[Path, list[float]]:
-    """CRACK500-like: ``images/*.jpg`` and ``groundTruth/*.mat`` holding a struct ``groundTruth`` with
-    ``Segmentation`` (1 = background, 2 = crack: 3 rows) and, with ``boundaries``, ``Boundaries`` too.
+    """CRACK500-like: ``images/*.jpg`` and ``groundTruth/*.mat`` holding a struct ``groundTruth``
+    with ``Segmentation`` (1 = background, 2 = crack: 3 rows) and, with ``boundaries``,
+    ``Boundaries`` too.
     ``v73`` writes MATLAB v7.3 files (HDF5 with a 512-byte user block, arrays stored transposed);
     ``extra_image`` adds an image without a .mat file."""
     h, w = size
@@ -100,11 +109,17 @@ def write_crack(root: Path, n: int = 4, size: tuple[int, int] = (24, 32), *, v73
                 ds = group.create_dataset("Segmentation", data=seg.T)  # MATLAB is column-major
                 ds.attrs["MATLAB_class"] = np.bytes_("uint8")
                 if boundaries:
-                    group.create_dataset("Boundaries", data=edge.T).attrs["MATLAB_class"] = np.bytes_("logical")
-                name = f.create_dataset("name", data=np.frombuffer(b"crack", np.uint8).astype(np.uint16)[:, None])
+                    group.create_dataset("Boundaries", data=edge.T).attrs["MATLAB_class"] = (
+                        np.bytes_("logical")
+                    )
+                name = f.create_dataset(
+                    "name", data=np.frombuffer(b"crack", np.uint8).astype(np.uint16)[:, None]
+                )
                 name.attrs["MATLAB_class"] = np.bytes_("char")
             with open(path, "r+b") as fh:  # MATLAB's header in the user block
-                fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: segsearch test".ljust(116))
+                fh.write(
+                    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: segsearch test".ljust(116)
+                )
         else:
             import scipy.io
 
@@ -115,10 +130,13 @@ def write_crack(root: Path, n: int = 4, size: tuple[int, int] = (24, 32), *, v73
     return root, [1 - 3 / h, 3 / h]
 
 
-def write_cases(root: Path, n: int = 4, size: tuple[int, int] = (32, 32)) -> tuple[Path, list[float]]:
+def write_cases(
+    root: Path, n: int = 4, size: tuple[int, int] = (32, 32)
+) -> tuple[Path, list[float]]:
     """Data Science Bowl 2018 layout: ``stage1_train/<id>/images/<id>.png`` (RGBA) and
     ``stage1_train/<id>/masks/*.png``, one 0/255 mask per object (two 4x4 squares that overlap in
-    2x4 pixels, and a 6x6 one: 24 + 36 = 60 foreground pixels); one more case has no masks/ folder."""
+    2x4 pixels, and a 6x6 one: 24 + 36 = 60 foreground pixels); one more case has no masks/
+    folder."""
     h, w = size
     base = root / "stage1_train"
     for i in range(n + 1):
@@ -138,7 +156,9 @@ def write_cases(root: Path, n: int = 4, size: tuple[int, int] = (32, 32)) -> tup
     return base, [1 - 60 / (h * w), 60 / (h * w)]
 
 
-def write_colour(root: Path, n: int = 4, size: tuple[int, int] = (32, 32)) -> tuple[Path, list[float]]:
+def write_colour(
+    root: Path, n: int = 4, size: tuple[int, int] = (32, 32)
+) -> tuple[Path, list[float]]:
     """Crop/weed colour masks: ``images/*.png`` and ``masks/*.png`` RGB, black soil, green crop
     (64 pixels), red weed (32 pixels)."""
     h, w = size
@@ -152,7 +172,9 @@ def write_colour(root: Path, n: int = 4, size: tuple[int, int] = (32, 32)) -> tu
     return root, [1 - 96 / total, 64 / total, 32 / total]
 
 
-def write_void(root: Path, n: int = 4, size: tuple[int, int] = (32, 32)) -> tuple[Path, list[float], float]:
+def write_void(
+    root: Path, n: int = 4, size: tuple[int, int] = (32, 32)
+) -> tuple[Path, list[float], float]:
     """Street scene ids: road 0, car 1 (16 rows), person 2 (4 rows) and void 255 (4 rows, ignored);
     the rows move from frame to frame.
     Returns the folder, the class shares among labelled pixels and the ignored share."""

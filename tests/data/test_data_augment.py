@@ -1,4 +1,5 @@
-"""Augmentation: image and mask stay aligned, masks gain no ids, strength 0 is off, seeds reproduce."""
+"""Augmentation: image and mask stay aligned, masks gain no ids, strength 0 is off, seeds
+reproduce."""
 
 from __future__ import annotations
 
@@ -81,18 +82,24 @@ def test_strength_zero_is_identity_and_seeds_reproduce():
 def test_photometric_changes_only_the_image():
     y = _blocks()
     x = np.full(y.shape, 0.5, np.float32) + 0.1 * (y > 0)
-    only = Augment(strength=1, flip=False, rotate90=False, scale=0, elastic=0, brightness=0.2, contrast=0.3)
+    only = Augment(
+        strength=1, flip=False, rotate90=False, scale=0, elastic=0, brightness=0.2, contrast=0.3
+    )
     xa, ya = apply(x, y, only, rng=0)
     np.testing.assert_array_equal(ya, y)
     assert not np.allclose(xa, x)
 
 
 def test_elastic_is_smooth_and_bounded():
-    """A U-Net-paper elastic field moves pixels a few pixels, smoothly: neighbours stay neighbours."""
+    """A U-Net-paper elastic field moves pixels a few pixels, smoothly: neighbours stay
+    neighbours."""
     h = 64
-    grid = np.broadcast_to(np.arange(h, dtype=np.float32)[None, :, None, None] / h, (1, h, h, 1)).copy()
-    xa, _ = apply(grid, np.zeros_like(grid), Augment(strength=1, flip=False, rotate90=False, scale=0,
-                                                     brightness=0, contrast=0, elastic=0.03), rng=0)
+    grid = np.broadcast_to(
+        np.arange(h, dtype=np.float32)[None, :, None, None] / h, (1, h, h, 1)
+    ).copy()
+    xa, _ = apply(grid, np.zeros_like(grid),
+                  Augment(strength=1, flip=False, rotate90=False, scale=0, brightness=0, contrast=0,
+                          elastic=0.03), rng=0)
     shift = (xa - grid)[0, 8:-8, 8:-8, 0] * h  # rows moved, in pixels
     assert 0.2 < np.abs(shift).max() < 0.03 * h * 5
     assert np.abs(np.diff(shift, axis=0)).max() < 1.0
@@ -109,7 +116,12 @@ def test_augment_from_config():
     assert Augment.from_config(True) == Augment()
     assert Augment.from_config(False).enabled is False
     assert Augment.from_config(0.3).strength == 0.3
-    assert Augment(strength=1, flip=False, rotate90=False, scale=0, brightness=0, contrast=0, elastic=0).enabled is False
+    assert (
+        Augment(
+            strength=1, flip=False, rotate90=False, scale=0, brightness=0, contrast=0, elastic=0
+        ).enabled
+        is False
+    )
     assert Augment().to_dict()["elastic_grid"] == 3
 
 
@@ -120,7 +132,9 @@ def test_spline_matrix_is_scipys_natural_cubic_spline(n, grid):
     from segsearch.data.augment import _spline_matrix
 
     knots = np.linspace(0.0, n - 1.0, grid)
-    ref = interpolate.CubicSpline(knots, np.eye(grid), axis=0, bc_type="natural")(np.arange(n, dtype=float))
+    ref = interpolate.CubicSpline(knots, np.eye(grid), axis=0, bc_type="natural")(
+        np.arange(n, dtype=float)
+    )
     got = _spline_matrix(n, grid)
     assert got.shape == (n, grid)
     np.testing.assert_allclose(got, ref, atol=1e-5)

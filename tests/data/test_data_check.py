@@ -1,4 +1,5 @@
-"""check(): the data set fingerprint, suggestions, warnings and errors a user sees before a search."""
+"""check(): the data set fingerprint, suggestions, warnings and errors a user sees before a
+search."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def test_isbi_report(isbi_dir):
     assert d["classes"]["images_with"] == [30, 30]
     assert d["suggested"] == {"image_size": [512, 512], "depth": [3, 5], "resize": "resize"}
     text = report.format()
-    for needle in ("pairs            30", "512x512 x30", "8-bit x30", "binary 0/255 -> num_classes 1", "1: 78.",
-                   "encoder depth 3..5", "warnings (1)", "errors (0)"):
+    for needle in ("pairs            30", "512x512 x30", "8-bit x30",
+                   "binary 0/255 -> num_classes 1", "1: 78.", "encoder depth 3..5",
+                   "warnings (1)", "errors (0)"):
         assert needle in text, needle
     assert str(report) == text
     # 255 (cell interior) is read as foreground and is 78% of the pixels: flagged, with the fix
@@ -64,7 +66,9 @@ def test_jpeg_intermediate_values_in_auto_mode(folder):
     images, masks = blobs(12, size=(64, 64))
     report = check(folder(images, [m * 255 for m in masks], mask_ext=".jpg"))
     assert not report.ok
-    assert any("as JPEG compression leaves" in e and "mask_kind: binary" in e for e in report.errors)
+    assert any(
+        "as JPEG compression leaves" in e and "mask_kind: binary" in e for e in report.errors
+    )
     assert "JPEG" in report.format()
 
 
@@ -82,15 +86,26 @@ def test_errors_are_collected_not_raised(folder):
     lone = next(w for w in report.warnings if "no mask" in w)
     assert "3.png" in lone and "orphan.png" in lone and "skipped" in lone
     assert any("5.png: cannot read the file" in e for e in report.errors)
-    assert any("7.png is 32x32 but its mask masks/7.png is 10x10 (height x width)" in e for e in report.errors)
+    assert any(
+        "7.png is 32x32 but its mask masks/7.png is 10x10 (height x width)" in e
+        for e in report.errors
+    )
     assert "errors (2): load would stop at these" in text
-    assert report.stop is not None and "5.png: cannot read the file" in report.stop  # what run stops with
-    assert report.to_dict()["counts"] == {"lone_images": 1, "lone_masks": 1, "pairs": 11, "unreadable": 1}
+    # what run stops with
+    assert report.stop is not None and "5.png: cannot read the file" in report.stop
+    assert report.to_dict()["counts"] == {
+        "lone_images": 1,
+        "lone_masks": 1,
+        "pairs": 11,
+        "unreadable": 1,
+    }
 
 
 def test_sizes_channels_and_16bit_warnings(folder):
     images, masks = blobs(12, size=(40, 80), num_classes=3)
-    images = [(im.astype(np.uint16) * 8) for im in images[:6]] + [np.stack([im] * 3, -1) for im in images[6:]]
+    images = [(im.astype(np.uint16) * 8) for im in images[:6]] + [
+        np.stack([im] * 3, -1) for im in images[6:]
+    ]
     report = check(folder(images, masks, image_ext=".tif"))
     d = report.to_dict()
     assert d["images"]["bit_depths"] == {"16-bit": 6, "8-bit": 6}
@@ -116,7 +131,11 @@ def test_npz_and_sample(tmp_path):
     images, masks = blobs(4, num_classes=3)
     np.savez(tmp_path / "d.npz", images=np.stack(images), masks=np.stack(masks))
     d = check(tmp_path / "d.npz").to_dict()
-    assert d["counts"]["pairs"] == 4 and d["masks"]["num_classes"] == 3 and d["layout"].startswith("arrays")
+    assert (
+        d["counts"]["pairs"] == 4
+        and d["masks"]["num_classes"] == 3
+        and d["layout"].startswith("arrays")
+    )
     report = check("sample", image_size=32, num_classes=3, sample_count=8)
     assert report.to_dict()["synthetic"] is True
     assert "SYNTHETIC" in report.format()

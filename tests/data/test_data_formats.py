@@ -1,4 +1,5 @@
-"""Images as instruments and tools write them: compressed, 16-bit and multi-page TIFF, GIF, BMP, JPEG."""
+"""Images as instruments and tools write them: compressed, 16-bit and multi-page TIFF, GIF, BMP,
+JPEG."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def test_jpeg_compressed_tiff(tmp_path):
 
 def test_16bit_tiff_lzw_and_png_stay_16bit(tmp_path):
     arr = GREY.astype(np.uint16) * 257
-    for path in (_pillow(tmp_path / "a.tif", arr, compression="tiff_lzw"), _pillow(tmp_path / "a.png", arr),
+    for path in (_pillow(tmp_path / "a.tif", arr, compression="tiff_lzw"),
+                 _pillow(tmp_path / "a.png", arr),
                  write_image(tmp_path / "b.tif", arr, compression="zlib")):
         out = read_array(path)
         assert out.dtype == np.uint16, path
@@ -49,9 +51,13 @@ def test_16bit_tiff_lzw_and_png_stay_16bit(tmp_path):
 def test_multipage_tiff_gives_the_first_page_with_a_note(tmp_path):
     pages = np.stack([GREY + i for i in range(5)])
     notes: list[str] = []
-    out = read_array(write_image(tmp_path / "stack.tif", pages, photometric="minisblack"), notes=notes)
+    out = read_array(
+        write_image(tmp_path / "stack.tif", pages, photometric="minisblack"), notes=notes
+    )
     np.testing.assert_array_equal(out, GREY)
-    assert notes == ["TIFF file(s) of several pages, of which only the first page is read: stack.tif (5 pages)"]
+    assert notes == [
+        "TIFF file(s) of several pages, of which only the first page is read: stack.tif (5 pages)"
+    ]
     # Pillow writes multi-page files too
     from PIL import Image
 
@@ -64,8 +70,14 @@ def test_multipage_tiff_gives_the_first_page_with_a_note(tmp_path):
 
 def test_gif_bmp_jpeg(tmp_path):
     np.testing.assert_array_equal(read_array(_pillow(tmp_path / "a.bmp", RGB)), RGB)
-    np.testing.assert_array_equal(read_array(_pillow(tmp_path / "a.gif", GREY)), GREY)  # grey palette
-    assert np.abs(read_array(_pillow(tmp_path / "a.jpg", SMOOTH, quality=95)).astype(int) - SMOOTH).mean() < 3
+    # grey palette
+    np.testing.assert_array_equal(read_array(_pillow(tmp_path / "a.gif", GREY)), GREY)
+    assert (
+        np.abs(
+            read_array(_pillow(tmp_path / "a.jpg", SMOOTH, quality=95)).astype(int) - SMOOTH
+        ).mean()
+        < 3
+    )
 
 
 def _no_tifffile(monkeypatch):
@@ -89,8 +101,11 @@ def test_undecodable_tiff_names_the_cause_not_a_reexport(tmp_path, monkeypatch):
     path = tmp_path / "a.tif"
     path.write_bytes(b"II*\x00" + b"\x00" * 20)  # a TIFF header and nothing Pillow can use
     _no_tifffile(monkeypatch)
-    with pytest.raises(DataError, match=r"a.tif: cannot decode this TIFF's compression \(tifffile: ValueError: .*"
-                                        r"imagecodecs.*; Pillow: .*\); fix: pip install imagecodecs") as info:
+    with pytest.raises(
+        DataError,
+        match=r"a.tif: cannot decode this TIFF's compression \(tifffile: ValueError: .*"
+        r"imagecodecs.*; Pillow: .*\); fix: pip install imagecodecs",
+    ) as info:
         read_array(path)
     assert "export" not in str(info.value)
 

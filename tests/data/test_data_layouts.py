@@ -14,7 +14,11 @@ from segsearch.data import DataConfig, check, load
 from segsearch.data.sources import Pair, read_mask, read_mat
 from segsearch.errors import ConfigError, DataError
 
-DRIVE_LABELS = {"images_dir": "training/images", "masks_dir": "training/1st_manual", "pair": r"^(\d+)_"}
+DRIVE_LABELS = {
+    "images_dir": "training/images",
+    "masks_dir": "training/1st_manual",
+    "pair": r"^(\d+)_",
+}
 
 
 def _both(source, **options):
@@ -34,17 +38,25 @@ def test_drive_labels_with_nested_folders_and_pair(tmp_path):
     report, splits = _both(root, **DRIVE_LABELS)
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert report.to_dict()["counts"]["pairs"] == 4
-    assert report.fingerprint["layout"] == r"training/images/ + training/1st_manual/, paired by data.pair '^(\d+)_'"
+    assert (
+        report.fingerprint["layout"]
+        == r"training/images/ + training/1st_manual/, paired by data.pair '^(\d+)_'"
+    )
     assert not any("same for every image" in w for w in report.warnings)
     assert splits.info["image_size"] == [40, 48] and splits.info["channels"] == 3  # LZW RGB TIFFs
-    assert sorted(splits.split["train"] + splits.split["val"]) == [f"{n}_training.tif" for n in (21, 22, 23, 24)]
+    assert sorted(splits.split["train"] + splits.split["val"]) == [
+        f"{n}_training.tif" for n in (21, 22, 23, 24)
+    ]
 
 
 def test_drive_root_says_which_folders_to_set(tmp_path):
     root, _ = write_drive(tmp_path / "DRIVE")
-    with pytest.raises(DataError, match=r"the images are one level down, in training/; fix: say which folders to "
-                                        r"read: --set data.images_dir=training/images --set data.masks_dir=training/"
-                                        r"1st_manual \(other mask folders: training/mask/\)"):
+    with pytest.raises(
+        DataError,
+        match=r"the images are one level down, in training/; fix: say which folders to "
+        r"read: --set data.images_dir=training/images --set data.masks_dir=training/"
+        r"1st_manual \(other mask folders: training/mask/\)",
+    ):
         check(root)
 
 
@@ -53,8 +65,9 @@ def test_drive_field_of_view_masks_are_never_paired_silently(tmp_path):
     config = DataConfig(source=str(root), images_dir="training/images", image_size=32)
     report = check(config)
     text = "\n".join(report.warnings)
-    assert ("2 candidate mask folders: training/1st_manual/ (0 pairs), training/mask/ (4 pairs); used training/mask/; "
-            "to use another: --set data.masks_dir=training/1st_manual --set 'data.pair=^(\\d+)_' (it pairs 4 images)") in text
+    assert ("2 candidate mask folders: training/1st_manual/ (0 pairs), training/mask/ (4 pairs); "
+            "used training/mask/; to use another: --set data.masks_dir=training/1st_manual "
+            "--set 'data.pair=^(\\d+)_' (it pairs 4 images)") in text
     assert "the masks in training/mask/ are (nearly) the same for every image" in text
     assert "field-of-view" in text
     info = load(config).info  # run says so too, on its "Data:" line
@@ -64,24 +77,34 @@ def test_drive_field_of_view_masks_are_never_paired_silently(tmp_path):
 
 def test_a_wrong_nested_folder_names_the_key(tmp_path):
     root, _ = write_drive(tmp_path / "DRIVE")
-    with pytest.raises(DataError, match=r"no such folder \(data.masks_dir 'training/2nd_manual', relative to data.source "
-                                        r".*its subfolders: training/\)"):
-        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/2nd_manual"))
+    with pytest.raises(
+        DataError,
+        match=r"no such folder \(data.masks_dir 'training/2nd_manual', relative to data.source "
+        r".*its subfolders: training/\)",
+    ):
+        load(
+            DataConfig(
+                source=str(root), images_dir="training/images", masks_dir="training/2nd_manual"
+            )
+        )
 
 
 def test_pair_that_gives_two_images_one_key(tmp_path):
     root, _ = write_drive(tmp_path / "DRIVE")
-    with pytest.raises(DataError, match=r"data.pair '\^\(\\d\)' gives two images the key '2' \(21_training.tif and "
-                                        r"22_training.tif\); fix"):
-        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/1st_manual",
-                        pair=r"^(\d)"))
+    with pytest.raises(
+        DataError,
+        match=r"data.pair '\^\(\\d\)' gives two images the key '2' \(21_training.tif and "
+        r"22_training.tif\); fix",
+    ):
+        load(DataConfig(source=str(root), images_dir="training/images",
+                        masks_dir="training/1st_manual", pair=r"^(\d)"))
 
 
 def test_default_pairing_strips_common_mask_suffixes(tmp_path):
     mask = np.zeros((16, 16), np.uint8)
     mask[:4] = 1
-    for i, suffix in enumerate(["", "_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation",
-                                "-m"]):
+    for i, suffix in enumerate(["", "_mask", "_label", "_labels", "_gt", "_manual1", "_annotation",
+                                "_segmentation", "-m"]):
         write_image(tmp_path / "images" / f"s{i}.png", mask * 100)
         write_image(tmp_path / "masks" / f"s{i}{suffix}.png", mask)
     config = DataConfig(source=str(tmp_path), image_size=16, mask_suffix="-m")
@@ -91,25 +114,38 @@ def test_default_pairing_strips_common_mask_suffixes(tmp_path):
 
 def test_no_pair_at_all_is_an_error_that_suggests_data_pair(tmp_path):
     root, _ = write_drive(tmp_path / "DRIVE")
-    with pytest.raises(DataError, match=r"no image pairs with a mask in .*1st_manual \(images 21_training.tif, "
-                                        r"22_training.tif, 23_training.tif and 1 more; masks 21_manual1.gif, .*\); "
-                                        r"fix: .*give data.pair, a regular expression"):
-        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/1st_manual"))
+    with pytest.raises(
+        DataError,
+        match=r"no image pairs with a mask in .*1st_manual \(images 21_training.tif, "
+        r"22_training.tif, 23_training.tif and 1 more; masks 21_manual1.gif, .*\); "
+        r"fix: .*give data.pair, a regular expression",
+    ):
+        load(
+            DataConfig(
+                source=str(root), images_dir="training/images", masks_dir="training/1st_manual"
+            )
+        )
 
 
 # ----------------------------------------------------------------------------------- .mat
 @pytest.mark.parametrize("v73", [False, True], ids=["v5", "v7.3"])
 def test_crack_mat_labels_with_mat_key_and_values(tmp_path, v73):
     root, shares = write_crack(tmp_path / "CRACK", v73=v73)
-    with pytest.raises(DataError, match=r"crack_0.mat: holds 2 2-D integer arrays, so the mask is not clear; 2-D arrays "
-                                        r"there: groundTruth.(Segmentation|Boundaries) \(24x32 uint8\), groundTruth."
-                                        r"(Segmentation|Boundaries) \(24x32 uint8\); fix: .*--set data.mat_key=KEY"):
+    with pytest.raises(
+        DataError,
+        match=r"crack_0.mat: holds 2 2-D integer arrays, so the mask is not clear; 2-D arrays "
+        r"there: groundTruth.(Segmentation|Boundaries) \(24x32 uint8\), groundTruth."
+        r"(Segmentation|Boundaries) \(24x32 uint8\); fix: .*--set data.mat_key=KEY",
+    ):
         load(DataConfig(source=str(root), image_size=32))
     report, splits = _both(root, mat_key="groundTruth.Segmentation", values={1: 0, 2: 1},
                            class_names=["background", "crack"])
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
-    assert splits.info["num_classes"] == 1 and splits.info["image_size"] == [24, 32]  # transposed back (v7.3)
-    skipped = "1 image(s) have no mask in {}: crack_4.jpg; they are skipped".format(root / "groundTruth")
+    # the size transposed back (v7.3)
+    assert splits.info["num_classes"] == 1 and splits.info["image_size"] == [24, 32]
+    skipped = "1 image(s) have no mask in {}: crack_4.jpg; they are skipped".format(
+        root / "groundTruth"
+    )
     assert skipped in "\n".join(report.warnings) and skipped in splits.info["description"]
     assert "0 background: 87.5%  1 crack: 12.5%" in report.format()
 
@@ -119,7 +155,9 @@ def test_the_one_integer_array_is_found_without_mat_key(tmp_path, v73):
     root, _ = write_crack(tmp_path / "CRACK", v73=v73, boundaries=False, extra_image=False)
     mask = read_mat(root / "groundTruth" / "crack_1.mat")
     assert mask.shape == (24, 32) and mask.dtype == np.uint8
-    assert np.array_equal(np.unique(mask), [1, 2]) and np.all(mask[7:10] == 2) and mask[6].max() == 1
+    assert (
+        np.array_equal(np.unique(mask), [1, 2]) and np.all(mask[7:10] == 2) and mask[6].max() == 1
+    )
 
 
 def test_mat_in_cells_structs_and_doubles(tmp_path):
@@ -132,13 +170,24 @@ def test_mat_in_cells_structs_and_doubles(tmp_path):
     scipy.io.savemat(tmp_path / "one.mat", {"groundTruth": cell})
     np.testing.assert_array_equal(read_mat(tmp_path / "one.mat"), seg)
     two = np.empty((1, 2), dtype=object)
-    two[0, 0], two[0, 1] = {"Segmentation": seg.astype(np.uint16)}, {"Segmentation": 3 - seg.astype(np.uint16)}
+    two[0, 0], two[0, 1] = (
+        {"Segmentation": seg.astype(np.uint16)},
+        {"Segmentation": 3 - seg.astype(np.uint16)},
+    )
     scipy.io.savemat(tmp_path / "two.mat", {"groundTruth": two})
-    with pytest.raises(DataError, match=r"groundTruth\{1\}.Segmentation \(6x8 uint16\), groundTruth\{2\}.Segmentation"):
+    with pytest.raises(
+        DataError,
+        match=r"groundTruth\{1\}.Segmentation \(6x8 uint16\), groundTruth\{2\}.Segmentation",
+    ):
         read_mat(tmp_path / "two.mat")
-    np.testing.assert_array_equal(read_mat(tmp_path / "two.mat", "groundTruth{2}.Segmentation"), 3 - seg)
-    with pytest.raises(DataError, match=r"data.mat_key 'groundTruth.Labels' names no 2-D numeric array; the file "
-                                        r"holds: groundTruth\{1\}.Segmentation"):
+    np.testing.assert_array_equal(
+        read_mat(tmp_path / "two.mat", "groundTruth{2}.Segmentation"), 3 - seg
+    )
+    with pytest.raises(
+        DataError,
+        match=r"data.mat_key 'groundTruth.Labels' names no 2-D numeric array; the file "
+        r"holds: groundTruth\{1\}.Segmentation",
+    ):
         read_mat(tmp_path / "two.mat", "groundTruth.Labels")
     (tmp_path / "bad.mat").write_bytes(b"MATLAB 5.0 MAT-file, truncated")
     with pytest.raises(DataError, match=r"bad.mat: cannot read the MATLAB file"):
@@ -147,8 +196,11 @@ def test_mat_in_cells_structs_and_doubles(tmp_path):
 
 def test_a_value_outside_data_values_names_file_and_value(tmp_path):
     root, _ = write_crack(tmp_path / "CRACK", boundaries=False, extra_image=False)
-    with pytest.raises(DataError, match=r"1 mask value\(s\) are not in data.values: 2 in groundTruth/crack_0.mat, "
-                                        r"groundTruth/crack_1.mat, groundTruth/crack_2.mat and 1 more; fix: add them"):
+    with pytest.raises(
+        DataError,
+        match=r"1 mask value\(s\) are not in data.values: 2 in groundTruth/crack_0.mat, "
+        r"groundTruth/crack_1.mat, groundTruth/crack_2.mat and 1 more; fix: add them",
+    ):
         load(DataConfig(source=str(root), image_size=32, values={1: 0}))
 
 
@@ -156,7 +208,9 @@ def test_values_compose_with_ignore_value_and_minus_one(tmp_path):
     root, _ = write_crack(tmp_path / "CRACK", boundaries=False, extra_image=False)
     # 2 (crack) ignored through the map: only background is labelled
     report, splits = _both(root, values={1: 0, 2: -1}, num_classes=2)
-    assert splits.info["class_frequencies"] == [1.0, 0.0] and splits.info["ignored_fraction"] == pytest.approx(3 / 24)
+    assert splits.info["class_frequencies"] == [1.0, 0.0] and splits.info[
+        "ignored_fraction"
+    ] == pytest.approx(3 / 24)
     # ignore_value is checked first: it need not be in the map
     _, splits = _both(root, values={1: 0}, ignore_value=2, num_classes=2)
     assert splits.info["ignored_fraction"] == pytest.approx(3 / 24)
@@ -172,9 +226,11 @@ def test_one_folder_per_case_merges_object_masks(tmp_path):
     assert report.fingerprint["layout"].startswith("one folder per case")
     assert splits.info["counts"]["total"] == 4 and splits.info["num_classes"] == 1
     # names are the real relative paths, images/ included
-    assert sorted(splits.split["train"] + splits.split["val"]) == [f"case0{i}/images/case0{i}.png" for i in range(4)]
-    assert any("case04/images/case04.png; they are skipped (to pair them: give each case folder a masks/ folder" in w
-               for w in report.warnings)
+    assert sorted(splits.split["train"] + splits.split["val"]) == [
+        f"case0{i}/images/case0{i}.png" for i in range(4)
+    ]
+    assert any("case04/images/case04.png; they are skipped (to pair them: give each case folder a "
+               "masks/ folder" in w for w in report.warnings)
     case = root / "case01"
     merged = read_mask(Pair("x", case / "images" / "case01.png", case / "masks",
                             tuple(sorted((case / "masks").iterdir()))))
@@ -194,16 +250,23 @@ def test_a_case_with_two_images_is_an_error(tmp_path):
 def test_colour_masks_with_a_table_and_class_names(tmp_path):
     root, shares = write_colour(tmp_path / "weeds")
     colors = {"#000000": 0, "#00ff00": 1, "#ff0000": 2}
-    report, splits = _both(root, mask_kind="rgb", colors=colors, class_names=["soil", "crop", "weed"])
+    report, splits = _both(
+        root, mask_kind="rgb", colors=colors, class_names=["soil", "crop", "weed"]
+    )
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert "0 soil: 90.6%  1 crop: 6.2%  2 weed: 3.1%" in report.format()
-    with pytest.raises(ConfigError, match=r"data.class_names: 2 names \(soil, crop\) but the masks have 3 classes"):
+    with pytest.raises(
+        ConfigError, match=r"data.class_names: 2 names \(soil, crop\) but the masks have 3 classes"
+    ):
         load(DataConfig(source=str(root), colors=colors, class_names=["soil", "crop"]))
 
 
 def test_street_scenes_with_a_void_label(tmp_path):
     root, shares, ignored = write_void(tmp_path / "street")
-    assert "if 255 marks void pixels (unlabelled, ignored in training), --set data.ignore_value=255" in check(root).stop
+    assert (
+        "if 255 marks void pixels (unlabelled, ignored in training), --set data.ignore_value=255"
+        in check(root).stop
+    )
     report, splits = _both(root, ignore_value=255)
     assert report.to_dict()["classes"]["frequencies"] == pytest.approx(shares, abs=1e-6)
     assert report.to_dict()["classes"]["ignored_fraction"] == pytest.approx(ignored)
@@ -218,8 +281,8 @@ def test_identical_label_masks_are_warned_about(tmp_path):
         write_image(tmp_path / "images" / f"{i}.png", np.full((32, 32), 10 * i, np.uint8))
         write_image(tmp_path / "labels" / f"{i}.png", mask)
     splits = load(DataConfig(source=str(tmp_path), image_size=32))
-    assert any(w.startswith("the masks in labels/ are (nearly) the same for every image (their foreground "
-                            "overlaps 100%") for w in splits.info["warnings"])
+    assert any(w.startswith("the masks in labels/ are (nearly) the same for every image (their "
+                            "foreground overlaps 100%") for w in splits.info["warnings"])
 
 
 def _circle(size: tuple[int, int], r: float) -> np.ndarray:
@@ -231,14 +294,15 @@ def _circle(size: tuple[int, int], r: float) -> np.ndarray:
 def test_field_of_view_circles_of_two_radii_count_as_repeated():
     from segsearch.data.masks import foreground_iou, repeated_mask, signature
 
-    # the cold trial's DRIVE copy: circles of radius 56 and 57 in turn (96.5% pixel agreement, IoU ~0.96)
+    # the cold trial's DRIVE copy: circles of radius 56 and 57 in turn (96.5% pixel agreement,
+    # IoU ~0.96)
     fov = [signature(_circle((128, 120), 56 + i % 2)) for i in range(6)]
     assert 0.9 <= foreground_iou(fov[0], fov[1], 0) < 0.99
     assert repeated_mask(fov) is not None
     # label masks of different images: mostly background, little overlap -> not repeated
     rng = np.random.default_rng(0)
     labels = []
-    for i in range(6):
+    for _i in range(6):
         m = np.zeros((128, 120), np.uint8)
         for _ in range(6):
             r, c = rng.integers(0, 110, 2)
@@ -260,9 +324,14 @@ def test_a_folder_of_repeated_masks_is_never_picked_when_another_pairs(tmp_path)
     report = check(DataConfig(source=str(tmp_path), image_size=32))
     assert report.fingerprint["layout"] == "images/ + labels/, paired by file name"
     text = "\n".join(report.warnings)
-    assert "the masks in mask/ are (nearly) the same for every image" in text and "not used (it pairs 4 images)" in text
+    assert (
+        "the masks in mask/ are (nearly) the same for every image" in text
+        and "not used (it pairs 4 images)" in text
+    )
     assert "used labels/" in text
-    assert report.to_dict()["classes"]["frequencies"] == pytest.approx([1 - 4 / 48, 4 / 48], abs=1e-6)
+    assert report.to_dict()["classes"]["frequencies"] == pytest.approx(
+        [1 - 4 / 48, 4 / 48], abs=1e-6
+    )
     # chosen by hand, the repeated folder is read (with the warning)
     report = check(DataConfig(source=str(tmp_path), image_size=32, masks_dir="mask"))
     assert report.fingerprint["layout"] == "images/ + mask/, paired by file name"
@@ -271,13 +340,26 @@ def test_a_folder_of_repeated_masks_is_never_picked_when_another_pairs(tmp_path)
 
 def test_a_misspelt_folder_gets_a_did_you_mean(tmp_path):
     root, _ = write_drive(tmp_path / "DRIVE")
-    with pytest.raises(DataError, match=r"data.masks_dir 'training/1st_manul'.*fix: did you mean training/1st_manual\? "
-                                        r"\(--set data.masks_dir=training/1st_manual\)"):
-        load(DataConfig(source=str(root), images_dir="training/images", masks_dir="training/1st_manul"))
+    with pytest.raises(
+        DataError,
+        match=r"data.masks_dir 'training/1st_manul'.*fix: did you mean training/1st_manual\? "
+        r"\(--set data.masks_dir=training/1st_manual\)",
+    ):
+        load(
+            DataConfig(
+                source=str(root), images_dir="training/images", masks_dir="training/1st_manul"
+            )
+        )
     with pytest.raises(DataError, match=r"did you mean training/1st_manual\?"):
         load(DataConfig(source=str(root), images_dir="training/images", masks_dir="1st_manul"))
-    with pytest.raises(DataError, match=r"data.images_dir 'training/imgaes'.*did you mean training/images\?"):
-        load(DataConfig(source=str(root), images_dir="training/imgaes", masks_dir="training/1st_manual"))
+    with pytest.raises(
+        DataError, match=r"data.images_dir 'training/imgaes'.*did you mean training/images\?"
+    ):
+        load(
+            DataConfig(
+                source=str(root), images_dir="training/imgaes", masks_dir="training/1st_manual"
+            )
+        )
 
 
 # ----------------------------------------------------------------------------------- val_source
@@ -296,13 +378,20 @@ def _drive_with_test(root):
 def test_val_source_equal_to_source_is_an_error(tmp_path):
     root = _drive_with_test(tmp_path / "DRIVE")
     config = dict(source=str(root), image_size=32, **DRIVE_LABELS)
-    with pytest.raises(ConfigError, match=r"data.val_source: .*DRIVE: 4 of its 4 images are training images .*"
-                                          r"fix: .*--set data.val_images_dir=FOLDER --set data.val_masks_dir=FOLDER"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.val_source: .*DRIVE: 4 of its 4 images are training images .*"
+        r"fix: .*--set data.val_images_dir=FOLDER --set data.val_masks_dir=FOLDER",
+    ):
         load(DataConfig(val_source=str(root), **config))
     # the same files through another path (a symlink) are found too
     (tmp_path / "alias").symlink_to(root)
-    with pytest.raises(ConfigError, match=r"data.val_source: .*alias/training: 4 of its 4 images are training images"):
-        load(DataConfig(val_source=str(tmp_path / "alias" / "training"), **{**config, "images_dir": "training/images"},
+    with pytest.raises(
+        ConfigError,
+        match=r"data.val_source: .*alias/training: 4 of its 4 images are training images",
+    ):
+        load(DataConfig(val_source=str(tmp_path / "alias" / "training"),
+                        **{**config, "images_dir": "training/images"},
                         val_images_dir="images", val_masks_dir="1st_manual"))
     report = check(DataConfig(val_source=str(root), **config))
     assert not report.ok and report.stop.startswith("data.val_source:")
@@ -311,26 +400,38 @@ def test_val_source_equal_to_source_is_an_error(tmp_path):
 
 def test_drive_test_folder_as_validation(tmp_path):
     root = _drive_with_test(tmp_path / "DRIVE")
-    config = DataConfig(source=str(root), image_size=32, val_source=str(root), val_images_dir="test/images",
-                        val_masks_dir="test/1st_manual", **DRIVE_LABELS)
+    config = DataConfig(source=str(root), image_size=32, val_source=str(root),
+                        val_images_dir="test/images", val_masks_dir="test/1st_manual",
+                        **DRIVE_LABELS)
     splits = load(config)
     assert splits.split["method"] == "folder"
     assert splits.split["val"] == ["01_test.tif", "02_test.tif"] and len(splits.split["train"]) == 4
     report = check(config)
     assert report.ok, (report.errors, report.stop)
-    assert "only 4 readable pairs for training and 2 for validation (data.val_source)" in "\n".join(report.warnings)
+    assert "only 4 readable pairs for training and 2 for validation (data.val_source)" in "\n".join(
+        report.warnings
+    )
     # errors about the validation folder name the val_ keys
     bad = dataclasses.replace(config, val_masks_dir="test/1st_manul")
-    with pytest.raises(DataError, match=r"no such folder \(data.val_masks_dir 'test/1st_manul', relative to "
-                                        r"data.val_source .*did you mean test/1st_manual\? "
-                                        r"\(--set data.val_masks_dir=test/1st_manual\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no such folder \(data.val_masks_dir 'test/1st_manul', relative to "
+        r"data.val_source .*did you mean test/1st_manual\? "
+        r"\(--set data.val_masks_dir=test/1st_manual\)",
+    ):
         load(bad)
     report = check(bad)
     assert "errors (1)" in report.format() and "data.val_masks_dir" in report.format()
-    with pytest.raises(DataError, match=r"no such folder; fix: give data.val_source an existing folder$"):
+    with pytest.raises(
+        DataError, match=r"no such folder; fix: give data.val_source an existing folder$"
+    ):
         load(dataclasses.replace(config, val_source=str(tmp_path / "nope")))
-    with pytest.raises(DataError, match=r"no such file; fix: give data.val_source an existing .npz"):
+    with pytest.raises(
+        DataError, match=r"no such file; fix: give data.val_source an existing .npz"
+    ):
         load(dataclasses.replace(config, val_source=str(tmp_path / "nope.npz")))
-    with pytest.raises(ConfigError, match=r"data.val_images_dir: is set but data.val_source is not"):
+    with pytest.raises(
+        ConfigError, match=r"data.val_images_dir: is set but data.val_source is not"
+    ):
         DataConfig(source=str(root), val_images_dir="test/images")
 

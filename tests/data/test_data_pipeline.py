@@ -27,7 +27,11 @@ def counting(monkeypatch):
 
 @pytest.fixture
 def sample_splits():
-    return load(DataConfig(source="sample", image_size=32, num_classes=3, sample_count=20, val_fraction=0.25))
+    return load(
+        DataConfig(
+            source="sample", image_size=32, num_classes=3, sample_count=20, val_fraction=0.25
+        )
+    )
 
 
 def _epoch(it):
@@ -83,7 +87,9 @@ def test_tf_dataset_gives_the_same_batches_and_fits(sample_splits):
     np.testing.assert_array_equal(vx, sample_splits.val.x)  # no augmentation, files' order
 
     inputs = keras.Input((32, 32, 1))
-    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(inputs))
+    model = keras.Model(
+        inputs, keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(inputs)
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     history = model.fit(ds, validation_data=val, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
@@ -96,7 +102,9 @@ def test_pydataset_fits_a_model(sample_splits):
 
     seq = sequence(sample_splits.train, 5, augment=1.0)
     inputs = keras.Input((32, 32, 1))
-    model = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(inputs))
+    model = keras.Model(
+        inputs, keras.layers.Conv2D(3, 3, padding="same", activation="softmax")(inputs)
+    )
     model.compile("adam", "sparse_categorical_crossentropy")
     model.fit(seq, epochs=2, verbose=0)
     assert seq.epoch >= 2  # Keras ends an epoch after each pass (and once more at the end of fit)
@@ -129,7 +137,9 @@ def test_without_cache_every_epoch_reads_the_files(folder, counting):
 
 def test_crop_mode_tiles_and_random_windows(folder):
     images, masks = blobs(5, size=(48, 40), num_classes=3)
-    config = DataConfig(source=str(folder(images, masks)), image_size=16, resize="crop", val_fraction=0.2)
+    config = DataConfig(
+        source=str(folder(images, masks)), image_size=16, resize="crop", val_fraction=0.2
+    )
     splits = load(config)
     assert splits.train.crop and len(splits.train.names) == 4
     assert len(splits.train) == 4 * 3 * 3  # 48 -> 3 tiles, 40 -> 3 tiles (overlapping)
@@ -142,7 +152,8 @@ def test_crop_mode_tiles_and_random_windows(folder):
     np.testing.assert_array_equal(np.concatenate([b[0] for b in fixed]), splits.val.x)
     plan = BatchPlan(splits.train, 36, shuffle=True, augment=None, steps=1)
     (x, y), = _epoch(iterate(plan, epochs=1))
-    assert not any(np.array_equal(x[0], t) for t in splits.train.x)  # windows anywhere, not just tiles
+    # windows anywhere, not just tiles
+    assert not any(np.array_equal(x[0], t) for t in splits.train.x)
     # a random window is still a true window of one image (pixel-exact, mask aligned)
     found = False
     for k in range(len(images)):
@@ -157,14 +168,19 @@ def test_crop_mode_tiles_and_random_windows(folder):
 
 def test_crop_mode_pads_small_images_with_ignored_pixels(folder):
     images, masks = blobs(3, size=(12, 20))
-    splits = load(DataConfig(source=str(folder(images, masks)), image_size=16, resize="crop", val_fraction=0.34))
+    splits = load(
+        DataConfig(
+            source=str(folder(images, masks)), image_size=16, resize="crop", val_fraction=0.34
+        )
+    )
     y = np.concatenate([splits.train.y, splits.val.y])
     assert y.shape[1:] == (16, 16, 1) and np.all(y[:, 12:] == -1)
     assert splits.info["ignored_fraction"] > 0
 
 
 def test_numpy_producer_needs_neither_tensorflow_nor_keras():
-    """What the PyDataset path calls (BatchPlan / iterate) runs with TensorFlow and Keras unimportable."""
+    """What the PyDataset path calls (BatchPlan / iterate) runs with TensorFlow and Keras
+    unimportable."""
     import os
     import subprocess
     import sys
@@ -175,7 +191,8 @@ def test_numpy_producer_needs_neither_tensorflow_nor_keras():
         "from segsearch.data import DataConfig, load\n"
         "from segsearch.data.pipeline import BatchPlan, iterate\n"
         "s = load(DataConfig(source='sample', image_size=32, sample_count=8))\n"
-        "xs = [x.shape for x, y in iterate(BatchPlan(s.train, 4, augment=1.0), epochs=2, workers=2)]\n"
+        "xs = [x.shape for x, y in iterate(BatchPlan(s.train, 4, augment=1.0), epochs=2, "
+        "workers=2)]\n"
         "print(xs)\n"
     )
     repo = Path(__file__).resolve().parents[2]

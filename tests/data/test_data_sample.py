@@ -1,4 +1,5 @@
-"""The built-in synthetic sample: deterministic, binary and multi-class, any size, says it is synthetic."""
+"""The built-in synthetic sample: deterministic, binary and multi-class, any size, says it is
+synthetic."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ def test_deterministic_and_seeded():
     assert not np.array_equal(a[0], c[0])
 
 
-@pytest.mark.parametrize("size, classes, channels", [((32, 32), 1, 1), ((40, 72), 4, 3), ((8, 8), 2, 1), ((96, 64), 7, 1)])
+@pytest.mark.parametrize(
+    "size, classes, channels",
+    [((32, 32), 1, 1), ((40, 72), 4, 3), ((8, 8), 2, 1), ((96, 64), 7, 1)],
+)
 def test_shapes_ranges_and_classes(size, classes, channels):
     x, y, names = make_sample(6, size, classes, channels=channels)
     assert x.shape == (6, *size, channels) and y.shape == (6, *size, 1)

@@ -41,7 +41,9 @@ def test_16bit_png_and_tiff_stay_16bit(tmp_path):
 
 def test_planar_tiff_and_bool_tiff(tmp_path):
     planar = np.random.default_rng(0).integers(0, 255, (3, 12, 10), dtype=np.uint8)
-    out = read_array(write_image(tmp_path / "p.tif", planar, photometric="rgb", planarconfig="separate"))
+    out = read_array(
+        write_image(tmp_path / "p.tif", planar, photometric="rgb", planarconfig="separate")
+    )
     assert out.shape == (12, 10, 3)
     assert read_array(write_image(tmp_path / "b.tif", np.eye(8, dtype=bool))).dtype == np.uint8
 
@@ -79,7 +81,11 @@ def test_pairing_same_stem_different_extension_and_suffix(tmp_path):
     write_image(tmp_path / "d" / "masks" / "b_mask.png", msks[2])
     (tmp_path / "d" / "images" / "README.txt").write_text("ignored")
     pairs = find_pairs(tmp_path / "d")
-    assert [(p.name, p.mask.name) for p in pairs] == [("12.png", "12.png"), ("b.tif", "b_mask.png"), ("case_3.jpg", "case_3.png")]
+    assert [(p.name, p.mask.name) for p in pairs] == [
+        ("12.png", "12.png"),
+        ("b.tif", "b_mask.png"),
+        ("case_3.jpg", "case_3.png"),
+    ]
 
 
 def test_natural_order_and_folder_aliases(tmp_path):
@@ -95,7 +101,10 @@ def test_single_folder_with_mask_suffix(tmp_path):
     for i in range(2):
         write_image(tmp_path / f"s{i}.png", imgs[i])
         write_image(tmp_path / f"s{i}-gt.png", msks[i])
-    assert [(p.name, p.mask.name) for p in find_pairs(tmp_path, mask_suffix="-gt")] == [("s0.png", "s0-gt.png"), ("s1.png", "s1-gt.png")]
+    assert [(p.name, p.mask.name) for p in find_pairs(tmp_path, mask_suffix="-gt")] == [
+        ("s0.png", "s0-gt.png"),
+        ("s1.png", "s1-gt.png"),
+    ]
 
 
 def test_unpaired_files_are_listed(tmp_path):
@@ -106,17 +115,24 @@ def test_unpaired_files_are_listed(tmp_path):
     # some images without a mask: listed in a warning and skipped
     assert [p.name for p in find_pairs(tmp_path)] == ["0.png"]
     warning = discover(tmp_path).unpaired_warning()
-    assert re.search(r"7 image\(s\) have no mask in .*masks: 1.png, 2.png, 3.png, 4.png, 5.png and 2 more; "
-                     r"they are skipped \(to pair them: name the masks like the images", warning), warning
+    assert re.search(r"7 image\(s\) have no mask in .*masks: 1.png, 2.png, 3.png, 4.png, 5.png "
+                     r"and 2 more; they are skipped \(to pair them: name the masks like the images",
+                     warning), warning
     for i in range(1, 8):
         write_image(tmp_path / "masks" / f"{i}.png", msks[i])
     write_image(tmp_path / "masks" / "extra.png", msks[0])
     assert len(find_pairs(tmp_path)) == 8
-    assert re.search(r"1 mask\(s\) have no image .*: extra.png; they are skipped", discover(tmp_path).unpaired_warning())
+    assert re.search(
+        r"1 mask\(s\) have no image .*: extra.png; they are skipped",
+        discover(tmp_path).unpaired_warning(),
+    )
     # no image pairs at all: an error that says how to pair them
     for i in range(8):
         (tmp_path / "masks" / f"{i}.png").rename(tmp_path / "masks" / f"m{i}.png")
-    with pytest.raises(DataError, match=r"no image pairs with a mask in .*fix: name the masks like the images .*data.pair"):
+    with pytest.raises(
+        DataError,
+        match=r"no image pairs with a mask in .*fix: name the masks like the images .*data.pair",
+    ):
         find_pairs(tmp_path)
 
 
@@ -124,7 +140,9 @@ def test_unpaired_files_are_listed(tmp_path):
     ("missing", r"no such folder; fix"),
     ("empty", r"found no images/ and masks/ subfolders .*fix: put the images in"),
     ("empty_subfolders", r"hold no image files .*fix"),
-    ("only_images", r"has a images folder but no masks folder \(looked for masks/, labels/.*; its subfolders: images/\); fix: name the masks folder with --set data.masks_dir="),
+    ("only_images", r"has a images folder but no masks folder \(looked for masks/, labels/.*; its "
+                    r"subfolders: images/\); fix: name the masks folder with "
+                    r"--set data.masks_dir="),
     ("duplicate", r"two images share the name '1' \(1.png and 1.tif\); fix"),
 ])
 def test_bad_layouts(tmp_path, setup, pattern):

@@ -25,7 +25,10 @@ def test_make_split_is_deterministic_and_order_free():
 
 def test_too_few_pairs(folder):
     images, masks = blobs(1)
-    with pytest.raises(DataError, match=r"found 1 image/mask pair\(s\), but a train/validation split needs at least 2.*fix"):
+    with pytest.raises(
+        DataError,
+        match=r"found 1 image/mask pair\(s\), but a train/validation split needs at least 2.*fix",
+    ):
         load(DataConfig(source=str(folder(images, masks)), image_size=32))
 
 
@@ -53,11 +56,16 @@ def test_changed_files_break_a_recorded_split(folder):
     record = load(config).split
     (root / "images" / "5.png").unlink()
     (root / "masks" / "5.png").unlink()
-    with pytest.raises(DataError, match=r"file\(s\) of the recorded (train|val) split are no longer there: 5.png; fix"):
+    with pytest.raises(
+        DataError,
+        match=r"file\(s\) of the recorded (train|val) split are no longer there: 5.png; fix",
+    ):
         load(config, split=record)
     record2 = load(config).split
     folder(images[:1], masks[:1], names=["new"], root=root)
-    with pytest.raises(DataError, match=r"1 file\(s\) were added since the split was recorded: new.png"):
+    with pytest.raises(
+        DataError, match=r"1 file\(s\) were added since the split was recorded: new.png"
+    ):
         load(config, split=record2)
     with pytest.raises(DataError, match=r"'train' must be a list of file names"):
         load(config, split={"val": []})
@@ -73,5 +81,7 @@ def test_explicit_validation_folder(folder, tmp_path):
     np.testing.assert_array_equal(splits.val.x[0, ..., 0], images[4] / np.float32(255))
     again = load(config, split=splits.split)
     assert again.split == splits.split
-    with pytest.raises(DataError, match=r"used a validation folder .*but data.val_source is not set"):
+    with pytest.raises(
+        DataError, match=r"used a validation folder .*but data.val_source is not set"
+    ):
         load(DataConfig(source=str(train_root), image_size=32), split=splits.split)

@@ -1,4 +1,5 @@
-"""After the search the best configuration trains on from its checkpoint with the rest of the budget."""
+"""After the search the best configuration trains on from its checkpoint with the rest of the
+budget."""
 
 from __future__ import annotations
 
