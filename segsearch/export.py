@@ -408,12 +408,14 @@ def write_overlays(
     class_names: Sequence[str] | None = None,
     objective: str = "val_dice",
     max_side: int = 1024,
+    overlap: float | None = None,
+    batch_size: int = 8,
 ) -> list[Path]:
     """Write one PNG per image: image | truth | prediction | errors, title and legend (pillow).
 
     Args:
         model: the model (sigmoid or softmax output).
-        x: images, (N, H, W, C) in [0, 1].
+        x: images, (N, H, W, C) in [0, 1]; with ``overlap``, whole images of any sizes.
         y: class ids, (N, H, W, 1), -1 for ignored pixels.
         folder: where the PNGs go.
         names: a name per image (file names get it, sanitised).
@@ -422,13 +424,24 @@ def write_overlays(
         class_names: names by class id, for the legend.
         objective: the metric whose per-image value the title shows.
         max_side: the largest side of a panel.
+        overlap: patch mode: each whole image is predicted through overlapping windows with this
+            overlap (``segsearch.sliding``), as validation and ``predict`` see it.
+        batch_size: the training batch size (windows per prediction pass).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if len(x) == 0:
         return []
-    prob = np.asarray(model.predict(x, verbose=0, batch_size=min(8, len(x))), dtype=np.float32)
-    pred = (prob[..., 0] >= 0.5).astype(np.int64) if prob.shape[-1] == 1 else prob.argmax(-1)
+    if overlap is not None:
+        from segsearch.sliding import predict_image
+
+        probs = [np.asarray(predict_image(model, np.asarray(image, np.float32), overlap=overlap,
+                                          batch_size=batch_size), np.float32) for image in x]
+    else:
+        probs = list(np.asarray(model.predict(np.asarray(x), verbose=0,
+                                              batch_size=min(8, len(x))), dtype=np.float32))
+    pred = [(p[..., 0] >= 0.5).astype(np.int64) if p.shape[-1] == 1 else p.argmax(-1)
+            for p in probs]
     paths = []
     for i in range(len(x)):
         label = Path(str(names[i])).name if names is not None and i < len(names) else f"image {i}"
@@ -600,14 +613,22 @@ def export_study(
         _write_yaml(tmp / "config.yaml", stored)
         files["config"] = "config.yaml"
 
-        count = min(int(config.export.overlays), len(val))
+        count = min(int(config.export.overlays), _images(val))
         if count > 0:
-            x, y = val.x[:count], val.y[:count]
-            owner = getattr(val, "owner", None)
-            names = [val.names[int(i)] for i in owner[:count]] if owner is not None else None
+            overlap = None
+            if getattr(val, "crop", False):  # patch mode: whole images, through windows
+                items = [val.item(i) for i in range(count)]
+                x, y = [a for a, _ in items], [b for _, b in items]
+                names = list(val.names[:count])
+                overlap = float(getattr(config.data, "overlap", 0.5))
+            else:
+                x, y = val.x[:count], val.y[:count]
+                owner = getattr(val, "owner", None)
+                names = [val.names[int(i)] for i in owner[:count]] if owner is not None else None
             write_overlays(model, x, y, tmp / "overlays", names=names,
                            num_classes=1 if classes == 1 else classes, background=background,
-                           class_names=class_names, objective=objective)
+                           class_names=class_names, objective=objective, overlap=overlap,
+                           batch_size=int(config.train.batch_size))
             files["overlays"] = "overlays"
 
         manifest = {

@@ -254,3 +254,29 @@ def test_a_best_folder_segsearch_did_not_write_is_kept(config, trained, parts):
     kept = list(config.study_dir.glob("best.user-*"))
     assert len(kept) == 1 and (kept[0] / "notes.txt").read_text() == "my notes"
     assert (config.study_dir / "best" / MANIFEST).exists()
+
+
+def test_patch_mode_overlays_show_each_whole_image(config, trained):
+    """Patch mode: an overlay per validation image, whole at its own size (not one image's
+    window-sized tiles), predicted through the same sliding windows as validation."""
+    from PIL import Image
+
+    from segsearch.data.dataset import Part
+
+    rng = np.random.default_rng(1)
+    images = [rng.random((70, 90, 1)).astype("float32") for _ in range(3)]
+    masks = [(im > 0.5).astype("float32") for im in images]
+    val = Part(["a.png", "b.png", "c.png"], (32, 32), 1, arrays=(images, masks), crop=True)
+    assert len(val) > len(val.names)  # tiles: 3x3 windows of 32 over each 70x90 image
+    best = _export(config, trained, val)  # export.overlays: 2
+    overlays = sorted((best / "overlays").iterdir())
+    assert [p.name for p in overlays] == ["00_a.png", "01_b.png"]
+    from segsearch.export import overlay_figure
+
+    # the figure of the whole 70x90 image (its size does not depend on the prediction)
+    whole = overlay_figure(images[0], np.zeros((70, 90), np.int64), masks[0], name="a.png",
+                           num_classes=1)
+    window = overlay_figure(images[0][:32, :32], np.zeros((32, 32), np.int64),
+                            masks[0][:32, :32], name="a.png", num_classes=1)
+    assert whole.size != window.size
+    assert all(Image.open(p).size == whole.size for p in overlays)
