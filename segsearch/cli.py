@@ -83,7 +83,7 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
             params = {"architecture": t.architecture, **params}
         text = _params(params)
         if t.state in ("infeasible", "failed", "stale") and t.reason:
-            text = f"({str(t.reason).splitlines()[0][:80]}) {text}"
+            text = f"({_short_reason(t.reason)}) {text}"
         table.append([str(t.number), t.state, _number(t.value),
                       "-" if t.epochs is None else str(t.epochs), _duration(t.duration_s), text])
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
@@ -93,6 +93,14 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
                  for i, (c, w) in enumerate(zip(r[:-1], widths))]
         lines.append("  ".join(cells + [r[-1]]).rstrip())
     return "\n".join(lines)
+
+
+def _short_reason(reason: Any, limit: int = 100) -> str:
+    """A trial's reason for the table: its first clause (up to ";"), cut at a word if long."""
+    text = str(reason).splitlines()[0].split("; ")[0]
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 # ----------------------------------------------------------------------------------- progress

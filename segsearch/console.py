@@ -129,6 +129,10 @@ class TextProgress:
             self._write(f"Moved the old study aside to {e['moved_aside']}")
         if e.get("data"):
             self._write(f"Data: {e['data']}")
+        if e.get("seed_infeasible"):
+            self._write(f"Note: the seed network cannot be built at this size: "
+                        f"{e['seed_infeasible']}. The search goes on with the configurations of "
+                        "the space that fit")
         done = e.get("trials_done") or 0
         if e.get("resumed"):
             self._write(f"Resuming {e.get('path', 'the study')}: {done} of "

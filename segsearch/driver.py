@@ -327,6 +327,7 @@ class Study:
             "moved_aside": None if self.moved_aside is None else str(self.moved_aside),
             "data": self.workshop.load_data().info.get("description"),
             "baseline": best_constant or None,
+            "seed_infeasible": getattr(self.workshop, "seed_note", None),
         })
         self._engine = engine
         try:

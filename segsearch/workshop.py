@@ -46,6 +46,7 @@ class Workshop:
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
         self._splits: Any = None
         self._hypermodel: Any = None
+        self.seed_note: str | None = None  # why the seed network cannot be built, if it cannot
 
     def load_data(self, *, stored_split: bool = True) -> Any:
         """The data with the stored split (the split is drawn once and kept in split.json).
@@ -112,7 +113,8 @@ class Workshop:
             int(splits.info.get("num_classes") or self.config.data.num_classes or 1),
             jit_compile=self.jit_compile(), background=getattr(self.config.data, "background", 0),
         )
-        reason = self._hypermodel.feasibility()
+        self.seed_note = self._hypermodel.seed_feasibility()
+        reason = None if self.seed_note is None else self._hypermodel.feasibility()
         if reason is not None:  # every trial would be infeasible: stop before the study exists
             self._hypermodel = None
             size = "x".join(str(s) for s in splits.train.size)

@@ -728,3 +728,16 @@ def test_time_left_is_never_zero_while_an_epoch_is_still_to_run() -> None:
     study.deadline = time.monotonic() - 1  # passed: training stops at this epoch's end
     emit({"event": "epoch", "trial": 0, "epoch": 3, "epochs": 3, "metrics": {"time_s": 100.0}})
     assert events[-1]["eta_s"] == 0.0
+
+
+def test_a_space_that_cannot_fit_the_image_size_stops_before_the_study_exists(tmp_path):
+    """Every configuration infeasible (depth 40 at 32x32): one line, exit 2, no study folder;
+    the fix names a smaller depth, not an absurd image size."""
+    study = tmp_path / "s"
+    code, out, err = _run(["run", "unet", "--image-size", "32", "--trials", "1", "--epochs", "1",
+                           "--study-dir", str(study), "--set", "space.depth=40",
+                           "--set", "data.sample_count=24"])
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "no configuration of the space can be built at image size 32x32" in err
+    assert "use a smaller depth (at most 5 for 32x32)" in err and "such as" not in err
+    assert not study.exists()

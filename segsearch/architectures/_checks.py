@@ -111,6 +111,13 @@ def check_divisible(
         smaller = f", or a smaller {what} (at most {best} for {_fmt(spatial)})"
     else:
         smaller = ""
+    if stride > 8192:  # no image of a sensible size would do (segsearch reads up to 8192 a side)
+        fix = (f"use a smaller {what} (at most {best} for {_fmt(spatial)})" if best >= min_depth
+               else f"use a smaller {what} and an input size divisible by 2**{what}")
+        raise InfeasibleError(
+            f"{arch}: input size {_fmt(spatial)} is smaller than the total stride {stride} "
+            f"(2**{what} with {what}={depth}); {fix}"
+        )
     raise InfeasibleError(
         f"{arch}: input size {_fmt(spatial)} is not divisible by {stride} (the total stride "
         f"2**{what} with {what}={depth}); use an input size divisible by {stride}, such as "

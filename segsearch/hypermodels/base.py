@@ -300,6 +300,21 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         self.compile_model(model, values)
         return model
 
+    def seed_feasibility(self) -> str | None:
+        """Why the defaults (the seed network, as the space sets them) cannot be built at the
+        input size, or None when they can (checked without building)."""
+        from segsearch.errors import InfeasibleError
+        from segsearch.hypermodels.registry import check_input_size
+
+        names = {p.name for p in self.architecture_params()}
+        values = self._complete({})
+        try:
+            check_input_size(self.key, self.input_shape,
+                             **{n: values[n] for n in names if values.get(n) is not None})
+        except (InfeasibleError, ConfigError) as e:
+            return str(e)
+        return None
+
     def feasibility(self, samples: int = 200, seed: int = 0) -> str | None:
         """Why no configuration of the space can be built at the input size, or None if one can.
 
@@ -438,6 +453,10 @@ class MultiArchitectureHyperModel(keras_tuner.HyperModel):
         out: dict[str, Any] = {"architecture": key}
         out.update({f"{key}/{n}": v for n, v in self.hypermodels[key].defaults().items()})
         return out
+
+    def seed_feasibility(self) -> str | None:
+        """Why the first architecture's defaults cannot be built at the input size, or None."""
+        return self.hypermodels[self.keys[0]].seed_feasibility()
 
     def feasibility(self, samples: int = 200, seed: int = 0) -> str | None:
         """None when some architecture has a feasible configuration, else each one's reason."""

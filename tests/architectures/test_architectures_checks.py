@@ -73,6 +73,12 @@ def test_size_smaller_than_the_stride():
         check_input_size("resnet50_unet", (16, 16, 3), depth=5)
 
 
+def test_a_depth_no_sensible_size_allows_suggests_a_smaller_depth_not_a_size():
+    with pytest.raises(InfeasibleError, match=r"smaller than the total stride 1099511627776 "
+                       r"\(2\*\*depth with depth=40\); use a smaller depth \(at most 5 for 32x32\)$"):
+        check_input_size("unet", (32, 32, 1), depth=40)
+
+
 def test_unknown_sizes_are_allowed_where_the_network_is_fully_convolutional():
     check_input_size("unet", (None, None, 3))
     check_input_size("resblock_unet", (None, 64, 64, 1))

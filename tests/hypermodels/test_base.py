@@ -161,3 +161,17 @@ def test_multi_errors():
         hypermodels.get_multi(["unet"], (32, 32, 1), spaces={"resunet": {}})
     with pytest.raises(ConfigError, match=r"^space\.unet: unknown hyperparameter"):
         hypermodels.get_multi(["unet"], (32, 32, 1), spaces={"unet": {"dept": 2}})
+
+
+def test_feasibility_of_the_seed_and_of_the_space():
+    # 40x40: the seed's depth 4 (stride 16) cannot be built, depth 3 (stride 8) can
+    hm = hypermodels.get("unet", (40, 40, 1), space={"depth": [2, 3, 4], "filters": 4})
+    assert "not divisible by 16" in hm.seed_feasibility()
+    assert hm.feasibility() is None
+    fits = hypermodels.get("unet", (48, 48, 1), space={"depth": [3, 4]})
+    assert fits.seed_feasibility() is None and fits.feasibility() is None
+    never = hypermodels.get("unet", (32, 32, 1), space={"depth": 40})
+    assert "smaller than the total stride" in never.feasibility()
+    multi = hypermodels.get_multi(["unet", "resunet"], (40, 40, 1),
+                                  spaces={"unet": {"depth": 4}, "resunet": {"depth": [2, 3]}})
+    assert multi.seed_feasibility() is not None and multi.feasibility() is None
