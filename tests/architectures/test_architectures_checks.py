@@ -74,8 +74,9 @@ def test_size_smaller_than_the_stride():
 
 
 def test_a_depth_no_sensible_size_allows_suggests_a_smaller_depth_not_a_size():
-    with pytest.raises(InfeasibleError, match=r"smaller than the total stride 1099511627776 "
-                       r"\(2\*\*depth with depth=40\); use a smaller depth \(at most 5 for 32x32\)$"):
+    expected = (r"smaller than the total stride 1099511627776 \(2\*\*depth with depth=40\); "
+                r"use a smaller depth \(at most 5 for 32x32\)$")
+    with pytest.raises(InfeasibleError, match=expected):
         check_input_size("unet", (32, 32, 1), depth=40)
 
 
