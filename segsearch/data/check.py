@@ -233,6 +233,13 @@ class Report:
         if sug:
             row("suggested", f"image_size {sug['image_size']}, resize: {sug['resize']}, "
                              f"encoder depth {sug['depth'][0]}..{sug['depth'][1]}")
+            size = sug["image_size"]
+            if sug["resize"] == "resize" and min(size) > 128:
+                # the whole image at its own size is slow to train on a CPU; patches keep
+                # every pixel at its own resolution too, and validation still sees whole images
+                row("", f"or, faster and at full resolution: --image-size 128 trains on 128x128 "
+                        f"patches of the {size[0]}x{size[1]} images and scores whole images "
+                        "(data.resize: auto); best for thin structures")
         lines.append(f"warnings ({len(self.warnings)})" + (":" if self.warnings else ""))
         lines += [f"  - {w}" for w in self.warnings]
         errors = list(self.errors)

@@ -28,7 +28,8 @@ def test_isbi_report(isbi_dir):
     text = report.format()
     for needle in ("pairs            30", "512x512 x30", "8-bit x30",
                    "binary 0/255 -> num_classes 1", "1: 78.", "encoder depth 3..5",
-                   "warnings (1)", "errors (0)"):
+                   "warnings (1)", "errors (0)",
+                   "--image-size 128 trains on 128x128 patches of the 512x512 images"):
         assert needle in text, needle
     assert str(report) == text
     # 255 (cell interior) is read as foreground and is 78% of the pixels: flagged, with the fix
