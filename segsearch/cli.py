@@ -146,7 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.quiet:
         progress = _ignore
     else:
-        progress = TextProgress(objective, out)
+        progress = TextProgress(objective, out, direction=config.search.directions[0])
         search = config.search
         algo = search.algorithm + (f" + {search.pruner} pruning" if search.pruner != "none" else "")
         arch = config.architecture or "any of " + ", ".join(config.architectures)

@@ -70,8 +70,9 @@ class TextProgress:
     """
 
     def __init__(self, objective: str = "val_dice", stream: TextIO | None = None,
-                 live: bool | None = None) -> None:
+                 live: bool | None = None, direction: str = "maximize") -> None:
         self.objective = objective
+        self.direction = direction
         self.stream = stream if stream is not None else sys.stdout
         self.live = self.stream.isatty() if live is None else live
         self._pending = False  # a live line is on screen without its newline
@@ -173,6 +174,9 @@ class TextProgress:
         if value is not None:
             baseline = e.get("baseline")
             vs = f" (baseline {format_number(baseline)})" if baseline is not None else ""
+            if isinstance(baseline, (int, float)) and isinstance(value, (int, float)) and (
+                    value < baseline if self.direction == "maximize" else value > baseline):
+                vs = f" (below the baseline {format_number(baseline)})"
             parts.append(f"{self.objective} {format_number(value)}{vs}")
         if e.get("epochs") is not None:
             seconds = e.get("duration_s")

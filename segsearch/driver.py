@@ -634,7 +634,7 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
     elif progress is True:
         from segsearch.console import TextProgress
 
-        show = TextProgress(config.search.objectives[0])
+        show = TextProgress(config.search.objectives[0], direction=config.search.directions[0])
     elif callable(progress):
         show = progress
     else:

@@ -334,6 +334,19 @@ def test_progress_shows_the_baseline_and_the_final_training_s_own_best() -> None
     assert "best 0.5" not in text.splitlines()[-1]
 
 
+@pytest.mark.parametrize("direction, value, below", [("maximize", 0.18, True),
+                                                     ("maximize", 0.3, False),
+                                                     ("minimize", 0.3, True)])
+def test_a_trial_below_the_baseline_says_so(direction, value, below) -> None:
+    stream = io.StringIO()
+    TextProgress("val_dice", stream, live=False, direction=direction)(
+        {"event": "trial_end", "trial": 1, "index": 2, "trials_total": 2, "state": "complete",
+         "value": value, "epochs": 1, "baseline": 0.23})
+    text = stream.getvalue()
+    assert (f"val_dice {value} (below the baseline 0.23)" in text) == below
+    assert (f"val_dice {value} (baseline 0.23)" in text) == (not below)
+
+
 def test_multi_architecture_params_are_shown_without_their_prefix() -> None:
     stream = io.StringIO()
     TextProgress("val_dice", stream, live=False)(
