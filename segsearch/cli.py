@@ -226,10 +226,10 @@ def _open_study(path: str, *, needs_tensorflow: bool) -> Any:
     from pathlib import Path
 
     if not Path(path).is_dir():
-        from segsearch.errors import StudyError
+        from segsearch.errors import StudyError, similar_path
 
-        raise StudyError(f"{path}: no such study folder; give the folder a `segsearch run` wrote, "
-                         "e.g. studies/resunet")
+        raise StudyError(f"{path}: no such study folder{similar_path(path)}; give the folder a "
+                         "`segsearch run` wrote, e.g. studies/resunet")
     if needs_tensorflow:
         _import_tensorflow_quietly()
     from segsearch.driver import Study

@@ -26,6 +26,7 @@ __all__ = [
     "library_moved",
     "private_attr",
     "closest",
+    "similar_path",
     "yaml_text",
     "first_names",
     "unknown_name",
@@ -131,6 +132,18 @@ def closest(name: str, choices: Iterable[str]) -> str | None:
     """Return the choice most similar to ``name``, or None when nothing is close."""
     matches = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.5)
     return matches[0] if matches else None
+
+
+def similar_path(path: str | os.PathLike[str]) -> str:
+    """ " (did you mean PATH?)" naming the entry beside a missing ``path`` most like it, or ""."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    try:
+        names = [n for n in os.listdir(parent) if not n.startswith(".")]
+    except OSError:
+        return ""
+    guess = closest(os.path.basename(os.path.normpath(path)), names)
+    return f" (did you mean {os.path.join(os.path.dirname(path), guess)}?)" if guess else ""
 
 
 def first_names(names: Iterable[object], n: int = 5) -> str:

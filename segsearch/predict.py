@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from segsearch.errors import ConfigError, DataError, SegsearchError
+from segsearch.errors import ConfigError, DataError, SegsearchError, similar_path
 
 __all__ = ["predict", "find_model"]
 
@@ -123,7 +123,7 @@ def _image_files(images: Path) -> list[Path]:
             raise DataError(f"{images}: not an image file ({', '.join(IMAGE_EXTENSIONS)})")
         return [images]
     if not images.is_dir():
-        raise DataError(f"{images}: no such image file or folder")
+        raise DataError(f"{images}: no such image file or folder{similar_path(images)}")
     files = sorted(p for p in images.iterdir()
                    if p.is_file() and not p.name.startswith(".")
                    and p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -198,8 +198,9 @@ def _mask_files(files: Sequence[Path], masks_dir: Path, names: Sequence[str]) ->
     from segsearch.data.sources import IMAGE_EXTENSIONS, MASK_SUFFIXES
 
     if not masks_dir.is_dir():
-        raise DataError(f"{masks_dir}: no such folder of masks (--masks); give the folder holding "
-                        "the true masks, named as the images")
+        raise DataError(f"{masks_dir}: no such folder of masks (--masks)"
+                        f"{similar_path(masks_dir)}; give the folder holding the true masks, "
+                        "named as the images")
     found: dict[str, Path] = {}
     for p in sorted(masks_dir.iterdir()):
         if not p.is_file() or p.suffix.lower() not in IMAGE_EXTENSIONS + (".mat",):

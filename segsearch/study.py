@@ -48,7 +48,7 @@ from typing import Any
 import yaml
 
 from segsearch.console import plural
-from segsearch.errors import StudyError
+from segsearch.errors import StudyError, similar_path
 from segsearch.jsonable import jsonable
 from segsearch.records import TrialRecord, atomic_write_text, read_trial_records
 from segsearch.workshop import SPLIT_FILE
@@ -106,9 +106,10 @@ class StudyFolder:
         meta = read_meta(folder)
         config_path = folder / CONFIG_FILE
         if meta is None or not config_path.is_file():
+            hint = "" if folder.exists() else similar_path(folder)
             raise StudyError(
-                f"{folder}: not a segsearch study folder (no {STUDY_FILE} / {CONFIG_FILE}); give "
-                "the folder `segsearch run` made, e.g. studies/<name>"
+                f"{folder}: not a segsearch study folder (no {STUDY_FILE} / {CONFIG_FILE}){hint}; "
+                "give the folder `segsearch run` made, e.g. studies/<name>"
             )
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
         return load_config(raw, study_dir=folder, storage=meta.get("storage"), check_space=False)

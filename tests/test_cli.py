@@ -754,3 +754,17 @@ def test_a_space_that_cannot_fit_the_image_size_stops_before_the_study_exists(tm
     assert "no configuration of the space can be built at image size 32x32" in err
     assert "use a smaller depth (at most 5 for 32x32)" in err and "such as" not in err
     assert not study.exists()
+
+
+def test_a_mistyped_study_or_image_folder_gets_the_closest_name(tmp_path, monkeypatch):
+    (tmp_path / "studies" / "unet").mkdir(parents=True)
+    (tmp_path / "photos").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run(["status", "studies/unt"])
+    assert code == 2 and "studies/unt: no such study folder (did you mean studies/unet?)" in err
+    from segsearch.errors import DataError
+    from segsearch.predict import _image_files
+
+    with pytest.raises(DataError, match=r"foto: no such image file or folder \(did you mean "
+                                        r"photos\?\)"):
+        _image_files(Path("foto"))
