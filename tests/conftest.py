@@ -13,7 +13,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 _FAULTS = Path(__file__).resolve().parent / "_faults.py"
 os.environ["SEGSEARCH_TRIAL_CALLBACKS"] = f"{_FAULTS}:callbacks"
 
-import pytest
+import pytest  # noqa: E402 - after the environment above
 
 REPO = Path(__file__).resolve().parents[1]
 ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
@@ -41,7 +41,8 @@ def _seed():
 
 @pytest.fixture
 def isbi_dir() -> Path:
-    """The 30 real ISBI 2012 EM slices beside the checkout; the test is skipped when they are absent."""
+    """The 30 real ISBI 2012 EM slices beside the checkout; the test is skipped when they are
+    absent."""
     if not (ISBI / "images").is_dir():
         pytest.skip(f"ISBI slices not found at {ISBI}")
     return ISBI
@@ -51,9 +52,33 @@ def isbi_dir() -> Path:
 def postgres_url():
     """SQLAlchemy URL of a throwaway PostgreSQL database on 127.0.0.1 for the whole test session.
 
-    Started on first use, stopped and deleted at the end (tests/_postgres.py); skipped, saying to run
-    `bash .ci/postgres.sh`, when PostgreSQL or psycopg2 is missing. Give each test its own study name.
+    Started on first use, stopped and deleted at the end (tests/_postgres.py); skipped, saying to
+    run `bash .ci/postgres.sh`, when PostgreSQL or psycopg2 is missing. Give each test its own study
+    name.
     """
     from _postgres import postgres_url_fixture
 
     yield from postgres_url_fixture()
+
+
+@pytest.fixture(scope="session")
+def resnet50_reference(tmp_path_factory):
+    """A ResNet50 (no top, weights=None, 32x32, seed 1) built once for the session, saved as a
+    Keras 3 .weights.h5 and as a legacy .h5 (the layout of the keras.applications ImageNet files):
+    (per-layer weight values by layer name, modern path, legacy path)."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(1)
+    reference = keras.applications.ResNet50(include_top=False, weights=None,
+                                            input_shape=(32, 32, 3))
+    folder = tmp_path_factory.mktemp("resnet50")
+    modern = folder / "resnet50_notop.weights.h5"
+    reference.save_weights(modern)
+    legacy = folder / "resnet50_notop.h5"
+    with h5py.File(legacy, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    values = {layer.name: [v.numpy() for v in layer.weights]
+              for layer in reference.layers if layer.weights}
+    return values, modern, legacy
