@@ -1,4 +1,4 @@
-"""The driver end to end on the real U-Net hypermodel (32x32, 4 filters, 1 epoch per trial):
+"""The driver end to end on the real U-Net hypermodel (16x16 or 32x32, 4 filters, 1 epoch):
 both engines run, export, resume after an interrupt and add missing trials; a changed space is
 refused."""
 
