@@ -59,3 +59,26 @@ def postgres_url():
     from _postgres import postgres_url_fixture
 
     yield from postgres_url_fixture()
+
+
+@pytest.fixture(scope="session")
+def resnet50_reference(tmp_path_factory):
+    """A ResNet50 (no top, weights=None, 32x32, seed 1) built once for the session, saved as a
+    Keras 3 .weights.h5 and as a legacy .h5 (the layout of the keras.applications ImageNet files):
+    (per-layer weight values by layer name, modern path, legacy path)."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    keras.utils.set_random_seed(1)
+    reference = keras.applications.ResNet50(include_top=False, weights=None,
+                                            input_shape=(32, 32, 3))
+    folder = tmp_path_factory.mktemp("resnet50")
+    modern = folder / "resnet50_notop.weights.h5"
+    reference.save_weights(modern)
+    legacy = folder / "resnet50_notop.h5"
+    with h5py.File(legacy, "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
+    values = {layer.name: [v.numpy() for v in layer.weights]
+              for layer in reference.layers if layer.weights}
+    return values, modern, legacy

@@ -1,4 +1,4 @@
-"""The driver end to end on the real U-Net hypermodel (32x32, 4 filters, 1 epoch per trial):
+"""The driver end to end on the real U-Net hypermodel (16x16 or 32x32, 4 filters, 1 epoch):
 both engines run, export, resume after an interrupt and add missing trials; a changed space is
 refused."""
 
@@ -16,14 +16,23 @@ from segsearch.driver import Study, run
 from segsearch.errors import StudyError
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory):
+def _tiny_npz(folder: Path, size: int) -> Path:
     rng = np.random.default_rng(1)
-    x = rng.random((12, 32, 32, 1)).astype("float32")
+    x = rng.random((12, size, size, 1)).astype("float32")
     y = (x > 0.5).astype("float32")
-    path = tmp_path_factory.mktemp("data") / "tiny32.npz"
+    path = folder / f"tiny{size}.npz"
     np.savez(path, images=x, masks=y)
     return path
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    return _tiny_npz(tmp_path_factory.mktemp("data"), 32)
+
+
+@pytest.fixture(scope="module")
+def npz16(tmp_path_factory):
+    return _tiny_npz(tmp_path_factory.mktemp("data16"), 16)
 
 
 def _raw(npz, engine, trials, **export):
@@ -47,12 +56,23 @@ class _StopAt:
             raise KeyboardInterrupt
 
 
+def _resumed_raw(npz) -> dict:
+    """The resumed study's configuration: the smallest that still searches (16x16, depth 1-2,
+    4 filters, 1 epoch); batches of 9 take the 9 training images in one step, so each trial
+    traces its training step once. It trains in this process (train.isolation: none): resuming
+    is the driver's and the storage's work; the worker processes are test_robust.py's."""
+    raw = _raw(npz, "optuna", 2)
+    raw["data"]["image_size"] = 16
+    raw["train"].update(batch_size=9, isolation="none")
+    return raw
+
+
 @pytest.fixture(scope="module")
-def optuna_study(npz, tmp_path_factory):
+def optuna_study(npz16, tmp_path_factory):
     """An Optuna study interrupted during trial 1, then resumed by the same command."""
     from segsearch.spacefile import load_config
 
-    config = load_config(_raw(npz, "optuna", 2), study_dir=tmp_path_factory.mktemp("s") / "u",
+    config = load_config(_resumed_raw(npz16), study_dir=tmp_path_factory.mktemp("s") / "u",
                          check_space=False)
     with pytest.raises(KeyboardInterrupt):
         Study(config).run(progress=_StopAt(trial=1))
@@ -99,16 +119,16 @@ def test_optuna_resumes_a_cut_off_trial_and_exports(optuna_study):
 
 @pytest.mark.parametrize("change, words", [
     ({"space": {"filters": 8, "depth": {"min": 1, "max": 2, "default": 2}}}, "space"),
-    ({"data_image_size": 16}, "data.image_size"),
+    ({"data_image_size": 32}, "data.image_size"),
     ({"architecture": "resunet"}, "architectures"),
 ])
-def test_changed_configuration_is_refused(optuna_study, tmp_path, npz, change, words):
+def test_changed_configuration_is_refused(optuna_study, tmp_path, npz16, change, words):
     from segsearch.spacefile import load_config
 
     config, *_ = optuna_study
     copy = tmp_path / "copy"
     shutil.copytree(config.study_dir, copy)
-    raw = _raw(npz, "optuna", 2)
+    raw = _resumed_raw(npz16)
     if "data_image_size" in change:
         raw["data"]["image_size"] = change.pop("data_image_size")
     if change.get("architecture") == "resunet":
@@ -123,7 +143,9 @@ def test_changed_configuration_is_refused(optuna_study, tmp_path, npz, change, w
         p.name for p in config.study_dir.iterdir())
 
 
-@pytest.mark.slow  # the default run covers it: tests/engines/test_keras_tuner_engine.py and test_failures.py run real keras-tuner studies
+# the default run covers it: tests/engines/test_keras_tuner_engine.py and test_failures.py run
+# real keras-tuner studies
+@pytest.mark.slow
 def test_keras_tuner_end_to_end(npz, tmp_path):
     folder = tmp_path / "kt"
     results = run(_raw(npz, "keras-tuner", 2, saved_model=False), study_dir=folder,
@@ -207,8 +229,8 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypa
         Study(config).run()
     message = str(caught.value)
     assert message.startswith("ModuleNotFoundError while starting the trial worker process at "
-                              "sitecustomize.py:5: No module named 'scipy'; install it: pip install "
-                              "scipy (traceback: ")
+                              "sitecustomize.py:5: No module named 'scipy'; install it: "
+                              "pip install scipy (traceback: ")
     assert "\n" not in message
     assert "in training_context" in (config.study_dir / "worker_error.txt").read_text()
 def test_data_background_null_reaches_the_model_s_objective_and_the_baseline(npz, tmp_path):

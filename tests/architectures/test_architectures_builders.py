@@ -64,7 +64,8 @@ CASES = [
         {"depth": 3, "aspp_rates": (1, 2, 4), "aspp_filters": 8, "low_level_filters": 4,
          "filters": 8},
         "bilinear",
-        ((4, {"aspp_rates": "1,2"}), (5, {"aspp_rates": (1,)})), (60, 60, 3), "aspp_1x1", resnet=True,
+        ((4, {"aspp_rates": "1,2"}), (5, {"aspp_rates": (1,)})), (60, 60, 3), "aspp_1x1",
+        resnet=True,
     ),
     Case(
         "resblock_unet",
@@ -171,7 +172,8 @@ VARIANTS = [(c, *v) for c in CASES for v in _variants(c)]
     "case, mode, depth, extra", VARIANTS, ids=[f"{c.key}-{m}-depth{d}" for c, m, d, _ in VARIANTS]
 )
 def test_upsampling_modes_and_depths(case, mode, depth, extra):
-    """Every upsampling mode (the default one is the tiny model's) and two more depths per builder."""
+    """Every upsampling mode (the default one is the tiny model's) and two more depths per
+    builder."""
     from keras import layers
 
     model = _build(case, upsampling=mode, depth=depth, **extra)
@@ -227,7 +229,7 @@ def test_resblock_unet_3d_forward():
     assert isinstance(model.get_layer("head_conv"), layers.Conv3D)
 
 
-# --- ResNet50 encoders: freezing and weights -------------------------------------------------------
+# --- ResNet50 encoders: freezing and weights ------------------------------------------------------
 
 
 FREEZES = [("resnet50_unet", "stage2", False), ("deeplabv3plus", "all", True)]
@@ -258,30 +260,16 @@ def test_freeze_modes_set_trainable_flags(key, freeze, freeze_bn):
 
 
 @pytest.fixture(scope="module")
-def resnet50_weights(tmp_path_factory):
-    """A ResNet50 (no top, weights=None, 32x32) and its .weights.h5 and legacy .h5 files."""
-    import h5py
-    import keras
-    from keras.src.legacy.saving import legacy_h5_format
-
-    keras.utils.set_random_seed(1)
-    reference = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(32, 32, 3))
-    folder = tmp_path_factory.mktemp("weights")
-    modern = folder / "resnet50.weights.h5"
-    reference.save_weights(modern)
-    legacy = folder / "resnet50.h5"
-    with h5py.File(legacy, "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, reference)
-    values = {
-        layer.name: [v.numpy() for v in layer.weights] for layer in reference.layers if layer.weights
-    }
-    return values, modern, legacy
+def resnet50_weights(resnet50_reference):
+    """A ResNet50 (no top, weights=None, 32x32) and its .weights.h5 and legacy .h5 files
+    (tests/conftest.py builds it once for the session)."""
+    return resnet50_reference
 
 
 WEIGHT_FILES = [
-    # (builder, file kind, input channels): a Keras 3 .weights.h5 loads by structure; a legacy .h5
-    # (the format of the keras.applications ImageNet files) loads by layer name, and with a 1-channel
-    # input only conv1_conv (other shape) is skipped, with a warning.
+    # (builder, file kind, input channels): a Keras 3 .weights.h5 loads by structure; a legacy
+    # .h5 (the format of the keras.applications ImageNet files) loads by layer name, and with a
+    # 1-channel input only conv1_conv (other shape) is skipped, with a warning.
     ("deeplabv3plus", "modern", 3),
     ("resnet50_unet", "legacy", 1),
 ]

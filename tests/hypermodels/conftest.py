@@ -18,17 +18,11 @@ def tiny_batch(input_shape, num_classes: int, n: int = 2, seed: int = 0):
 
 
 @pytest.fixture(scope="session")
-def resnet50_file(tmp_path_factory) -> tuple[Path, np.ndarray]:
+def resnet50_file(resnet50_reference) -> tuple[Path, np.ndarray]:
     """A ResNet50 (no top) weights file saved by the test itself (no download), and the
-    conv1_conv kernel it holds."""
-    import keras
-
-    keras.utils.set_random_seed(1)
-    backbone = keras.applications.ResNet50(include_top=False, weights=None,
-                                           input_shape=(32, 32, 3))
-    path = tmp_path_factory.mktemp("weights") / "resnet50_notop.weights.h5"
-    backbone.save_weights(str(path))
-    return path, np.array(backbone.get_layer("conv1_conv").kernel)
+    conv1_conv kernel it holds (tests/conftest.py builds it once for the session)."""
+    values, modern, _ = resnet50_reference
+    return modern, values["conv1_conv"][0]
 
 
 @pytest.fixture(scope="session")

@@ -94,5 +94,6 @@ def test_classes_keys_and_lazy_attributes():
 
 def test_unknown_option():
     pytest.importorskip("keras_tuner")
-    with pytest.raises(ConfigError, match="unknown option 'jit_compil'; did you mean 'jit_compile'"):
+    expected = "unknown option 'jit_compil'; did you mean 'jit_compile'"
+    with pytest.raises(ConfigError, match=expected):
         hypermodels.get("unet", (64, 64, 1), jit_compil=True)
