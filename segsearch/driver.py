@@ -8,7 +8,8 @@ runs a search on three helpers, each in a module of its own:
 - :class:`segsearch.workshop.Workshop`: the data with its split, the hypermodel, the training
   context every trial shares, the constant baseline (a trial worker process builds the same from
   it, never from this module);
-- the engine (``search.engine``, :func:`segsearch.engines.engine_class`), which runs the trials.
+- the engine (``search.engine``, :func:`segsearch.engines.select.engine_class`), which runs
+  the trials.
 
 Running the same configuration again resumes: finished trials are kept, a trial that was cut off is
 run again, so are the trials that failed for a reason outside their configuration (a missing
@@ -294,7 +295,7 @@ class Study:
             new = folder.prepare(self.workshop)
             if not new:
                 state = folder.check_storage()
-            from segsearch.engines import engine_class
+            from segsearch.engines.select import engine_class
 
             engine_cls = engine_class(config.search.engine)
             folder.check_or_store(engine_cls.fingerprint(config, self.hypermodel()), new,

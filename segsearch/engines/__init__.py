@@ -4,7 +4,8 @@
   of an ``optuna.Trial``, so one ``hypermodel.build(hp)`` serves both engines.
 - :mod:`segsearch.engines.trial`: the one function every trial goes through (build, train, report
   each epoch, checkpoint), whichever engine proposes it.
-- :mod:`segsearch.engines.optuna_engine` / :mod:`segsearch.engines.keras_tuner_engine`: the engines.
+- :mod:`segsearch.engines.optuna_engine` / :mod:`segsearch.engines.keras_tuner_engine`: the engines;
+  :mod:`segsearch.engines.select` picks one by ``search.engine``.
 - :mod:`segsearch.engines.optuna_records` / :mod:`segsearch.engines.keras_tuner_records`: each
   engine's ``read_records``, which reads its storage into :class:`segsearch.records.TrialRecord`
   without importing the engine (``segsearch status``).
@@ -16,34 +17,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ENGINE_MODULES", "RECORD_READERS", "engine_class", "read_records"]
+__all__ = ["RECORD_READERS", "read_records"]
 
-#: engine name (``search.engine``) -> module holding its ``Engine`` class.
-ENGINE_MODULES: dict[str, str] = {
-    "optuna": "segsearch.engines.optuna_engine",
-    "keras-tuner": "segsearch.engines.keras_tuner_engine",
-}
 #: engine name -> module holding its ``read_records(config, study_dir, *, storage_url, state)``,
 #: which imports neither the engine nor TensorFlow.
 RECORD_READERS: dict[str, str] = {
     "optuna": "segsearch.engines.optuna_records",
     "keras-tuner": "segsearch.engines.keras_tuner_records",
 }
-
-
-def engine_class(name: str) -> type:
-    """Return the engine class for ``search.engine``.
-
-    Args:
-        name: "optuna" or "keras-tuner".
-    """
-    import importlib
-
-    from segsearch.errors import ConfigError, unknown_name
-
-    if name not in ENGINE_MODULES:
-        raise ConfigError(unknown_name("engine", name, ENGINE_MODULES, "search.engine"))
-    return importlib.import_module(ENGINE_MODULES[name]).Engine
 
 
 def read_records(name: str, config: Any, study_dir: Any, *, storage_url: str | None,
