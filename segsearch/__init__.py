@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # TensorFlow 2.21's oneDNN CPU kernels for AVX-512 corrupt the heap on some CPUs (seen on AMD EPYC
 # with AVX512_BF16): training a 1x1 convolution of stride 2 (the shortcuts of ResUNet and ResNet50)
@@ -22,6 +22,9 @@ from typing import Any
 # operation, so it holds even when TensorFlow was imported first. Set ONEDNN_MAX_CPU_ISA yourself
 # (e.g. to DEFAULT) to choose otherwise. GPUs do not use these kernels.
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+
+if TYPE_CHECKING:  # for type checkers; at run time they load on first use (__getattr__)
+    from segsearch.driver import Results, Study, run
 
 __version__ = "0.1.0"
 __all__ = ["run", "Study", "Results", "__version__"]

@@ -121,7 +121,6 @@ class Results:
     selection_value: float | None = None
 
 
-
 class _Emitter:
     """Adds the study-wide fields (trials_total, best_value, elapsed_s, eta_s) to the events."""
 
@@ -341,7 +340,6 @@ class Study:
             getattr(engine, "close_workers", lambda: None)()
             self._engine = None
 
-
     def _after_search(self, engine: Any, emit: Any) -> Results:
         """Train the best trial further, export it, send study_end; the Results."""
         config = self.config
@@ -403,7 +401,6 @@ class Study:
                 records (rebuild it with ``--rebuild-storage``), or it cannot be reached.
         """
         return self.folder.read_records()
-
 
     def best(self, records: list[TrialRecord] | None = None) -> TrialRecord:
         """The best complete trial (by the first objective).
@@ -473,10 +470,8 @@ class Study:
             return int(train.budget_epochs)
         return int(self.config.search.trials) * int(train.epochs)
 
-
     def _deadline_passed(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
-
 
     # ------------------------------------------------------------------ the workshop's
     def hypermodel(self) -> Any:
@@ -511,7 +506,6 @@ class Study:
         )
         return engine_cls(session)
 
-
     # ------------------------------------------------------------------ final training
     def final_epochs(self, records: list[TrialRecord]) -> int:
         """Epochs of the final training: ``train.final_epochs`` or what is left of the budget.
@@ -523,7 +517,6 @@ class Study:
             return int(self.config.train.final_epochs)
         used = sum(int(r.epochs or 0) for r in records)
         return max(0, self.budget_epochs() - used)
-
 
     def _final_training(self, best: TrialRecord, records: list[TrialRecord],
                         emit: Progress) -> dict[str, Any]:

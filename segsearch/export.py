@@ -698,7 +698,6 @@ def _write_yaml(path: Path, data: Any) -> None:
     )
 
 
-
 def _fsync_tree(folder: Path) -> None:
     """Flush the files of a folder to disk before it is renamed into place."""
     for path in folder.rglob("*"):

@@ -595,7 +595,6 @@ class Config:
         return _build(self.to_dict(), self.source, sets=sets, **cli_overrides)
 
 
-
 # ----------------------------------------------------------------------------------- YAML
 class _Loader(yaml.SafeLoader):
     """yaml.SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""

@@ -474,12 +474,11 @@ def recover_export(folder: Path) -> None:
         recover(folder)
 
 
-
-
 def _masked(url: str | None) -> str | None:
     from segsearch.engines.storage import mask
 
     return mask(url)
+
 
 def _short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else repr(value)

@@ -215,8 +215,6 @@ def validation_masks(val: Any) -> Any:
     return None if y is None else (y[i] for i in range(len(y)))
 
 
-
-
 def has_gpu() -> bool:
     import keras
 

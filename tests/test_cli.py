@@ -660,6 +660,8 @@ def test_data_check_drive_test_folder_for_validation(tmp_path: Path) -> None:
     )
     assert code == 2 and "data.val_source: " in err and "training images" in err
     assert "errors (1): load would stop at these" in out
+
+
 # ----------------------------------------------------------------------------------- failures
 _PLANTED_FAULT = (
     '"""Test-only: every batch the input pipeline builds fails like a missing module."""\n'

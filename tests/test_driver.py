@@ -233,6 +233,8 @@ def test_a_worker_that_cannot_start_says_why_in_one_line(npz, tmp_path, monkeypa
                               "pip install scipy (traceback: ")
     assert "\n" not in message
     assert "in training_context" in (config.study_dir / "worker_error.txt").read_text()
+
+
 def test_data_background_null_reaches_the_model_s_objective_and_the_baseline(npz, tmp_path):
     import keras_tuner
 

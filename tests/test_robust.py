@@ -605,6 +605,8 @@ def test_a_trial_without_heartbeats_on_another_machine_is_stale(tmp_path, monkey
     assert states[1][0] == "stale" and "no heartbeat for more than 1 s" in states[1][1]
     running = optuna.trial.TrialState.RUNNING
     assert [t.state for t in plain.get_trials()] == [running] * 2  # read only: nothing failed
+
+
 # ------------------------------------------------------------------ issue 12: storage lost
 def _main(*argv: str) -> tuple[int, str, str]:
     """segsearch's main() in this process: (exit status, stdout, stderr)."""
@@ -786,6 +788,7 @@ def test_postgresql_password_never_lands_on_disk_or_screen(npz, tmp_path, postgr
                            "--fresh")
     assert code == 2 and "lives in the storage" in err and ":***@" in err
     assert "s3cret" not in out + err
+
 
 # ------------------------------------------------------------------ the final training
 @pytest.mark.slow

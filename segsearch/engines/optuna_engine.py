@@ -180,7 +180,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-
 def storage_url(session: SearchSession) -> str:
     """The storage URL: ``session.storage`` or SQLite in the study folder.
 

@@ -44,8 +44,6 @@ def blobs(
     return images, masks
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Data sets laid out as they are downloaded (tiny): each writer returns the folder to give as
 # data.source and the exact share of each class among labelled pixels.

@@ -129,6 +129,8 @@ def test_the_worker_is_recycled_after_max_trials_or_memory_growth(make_config):
     grown._after_trial()
     assert grown.process is None and events[-1]["event"] == "worker_recycle"
     assert "its memory grew by" in events[-1]["reason"] and events[-1]["growth_mib"] >= 50
+
+
 # ------------------------------------------------------------------ errors inside the pipeline
 def _plant_missing_module(monkeypatch):
     """Make building every batch fail as an import of a missing module would; returns the undo."""

@@ -116,6 +116,8 @@ def test_divergence_rules():
     assert "of the pixels of a validation batch a probability of exactly 0" in divergence(
         model, batch=(x, y))
     assert divergence(model, batch=(x, np.ones_like(y))) is None  # and right about all of them
+
+
 def _monitor(tmp_path, values, *, baseline=None, start=None, phase="trial"):
     """Feed an epoch monitor a given history of val_dice; return it, the events and reports."""
     from segsearch.engines.trial import TrainingContext, TrialTask, _EpochMonitor
@@ -160,6 +162,8 @@ def test_a_continuation_goes_on_with_the_average_and_must_beat_the_trial(tmp_pat
     (tmp_path / "b").mkdir()
     monitor, _, _ = _monitor(tmp_path / "b", [0.9, 0.7], baseline=0.84, start=0.80)
     assert monitor.best_epoch == 1 and monitor.best_value == pytest.approx(0.86)
+
+
 def test_a_trial_in_patch_mode_trains_on_patches_and_scores_whole_images(
         tmp_path, make_config, standin):
     """32x32 patches of 70x90 thin-line images: the epoch has train.steps_per_epoch steps, and the
