@@ -83,8 +83,14 @@ MULTI_OBJECTIVE_ALGORITHMS: tuple[str, ...] = ("nsga2", "tpe", "random", "qmc")
 METRIC_NAMES: tuple[str, ...] = ("dice", "iou", "mean_iou", "pixel_accuracy", "loss")
 #: Top-level sections of a space file.
 SECTIONS: tuple[str, ...] = ("study", "architecture", "data", "train", "search", "space", "export")
-#: Architectures whose encoder is ResNet50 and so accept train.weights.
-BACKBONE_ARCHITECTURES: tuple[str, ...] = ("resnet50_unet", "deeplabv3plus")
+
+
+def _backbone_architectures() -> tuple[str, ...]:
+    """The architectures whose encoder takes pretrained weights (train.weights), by the registry."""
+    from segsearch.hypermodels.registry import ARCHITECTURES
+
+    return tuple(key for key, s in ARCHITECTURES.items() if s.takes_weights)
+
 
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(h|m|s)", re.IGNORECASE)
@@ -516,8 +522,9 @@ class Config:
                 if not isinstance(value, Mapping):
                     raise _KeyError(f"space.{key}", f"must be a mapping of hyperparameter names "
                                                     f"to entries, got {_fmt(value)}")
-        if self.train.weights is not None and not set(archs) & set(BACKBONE_ARCHITECTURES):
-            raise _KeyError("train.weights", f"only {' and '.join(BACKBONE_ARCHITECTURES)} load "
+        backbones = _backbone_architectures()
+        if self.train.weights is not None and not set(archs) & set(backbones):
+            raise _KeyError("train.weights", f"only {' and '.join(backbones)} load "
                                              f"backbone weights, got architecture "
                                              f"{_fmt(list(archs))}; remove train.weights")
         if self.storage is not None:

@@ -63,7 +63,13 @@ from segsearch.engines.hp import (
     seed_values,
     space_signature,
 )
-from segsearch.engines.optuna_records import OPTUNA_RECORD_ATTR, PARAMS_ATTR, optuna_records
+from segsearch.engines.optuna_records import (
+    OPTUNA_RECORD_ATTR,
+    PARAMS_ATTR,
+    grace_period,
+    heartbeat_interval,
+    optuna_records,
+)
 from segsearch.engines.trial import TrialOutcome, TrialTask, now_iso
 from segsearch.errors import ConfigError, StudyError
 from segsearch.records import HISTORY_FILE, TrialRecord, read_history, trial_dir
@@ -75,9 +81,9 @@ SURPLUS_REASON = "not needed: the study already had its trials when this one was
 REBUILT_GAP_REASON = ("rebuilt storage: trials/ holds no record of this trial (it was cut off or "
                       "not needed); a placeholder keeps the numbering")
 #: seconds between heartbeats of a running trial (RDB storages).
-HEARTBEAT_INTERVAL = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
+HEARTBEAT_INTERVAL = heartbeat_interval()
 #: seconds without a heartbeat after which another worker fails a RUNNING trial and re-runs it.
-GRACE_PERIOD = int(os.environ.get("SEGSEARCH_GRACE_PERIOD", str(max(30, 3 * HEARTBEAT_INTERVAL))))
+GRACE_PERIOD = grace_period()
 #: seconds SQLite waits for a lock held by another worker before giving up.
 SQLITE_TIMEOUT = 120
 _HOST = socket.gethostname()

@@ -103,11 +103,16 @@ def optuna_records(study: Any, study_dir: str | os.PathLike[str],
     return out
 
 
+def heartbeat_interval() -> int:
+    """Seconds between heartbeats of a running Optuna trial (``SEGSEARCH_HEARTBEAT``; 10)."""
+    return int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
+
+
 def grace_period() -> int:
-    """Seconds without a heartbeat after which a running Optuna trial is stale: the Optuna
-    engine's ``GRACE_PERIOD`` (``SEGSEARCH_GRACE_PERIOD``, default 3 heartbeats, at least 30)."""
-    interval = int(os.environ.get("SEGSEARCH_HEARTBEAT", "10"))
-    return int(os.environ.get("SEGSEARCH_GRACE_PERIOD", str(max(30, 3 * interval))))
+    """Seconds without a heartbeat after which a running Optuna trial is stale and another worker
+    re-runs it (``SEGSEARCH_GRACE_PERIOD``, default 3 heartbeats, at least 30)."""
+    default = max(30, 3 * heartbeat_interval())
+    return int(os.environ.get("SEGSEARCH_GRACE_PERIOD", str(default)))
 
 
 def _silent_trials(study: Any) -> set[int]:
@@ -116,5 +121,4 @@ def _silent_trials(study: Any) -> set[int]:
     """
     from segsearch.engines._optuna_compat import stale_trial_numbers
 
-    return stale_trial_numbers(study, int(os.environ.get("SEGSEARCH_HEARTBEAT", "10")),
-                               grace_period())
+    return stale_trial_numbers(study, heartbeat_interval(), grace_period())

@@ -211,7 +211,8 @@ def check_input_size(architecture: str, input_shape: Sequence[int | None], **opt
 # ---------------------------------------------------------------------- hyperparameters
 def _upsampling(default: str, input_shape: Sequence[Any]) -> Param:
     """``upsampling``; bilinear is left out for 3D inputs (no trilinear layer)."""
-    values = UPSAMPLING_MODES if len(tuple(input_shape)) == 3 else ("transpose", "nearest")
+    values = UPSAMPLING_MODES if len(tuple(input_shape)) == 3 else tuple(
+        m for m in UPSAMPLING_MODES if m != "bilinear")
     return Param.Choice("upsampling", values, default=default, closed=True,
                         help="decoder upsampling: transposed conv, or nearest/bilinear resize "
                              "+ conv")
