@@ -24,12 +24,13 @@ def aspp(
 
     The branches are concatenated and projected.
 
-    Every convolution has no bias and is followed by BN and ReLU (seed 002). Branches, in the seed's
-    order: ``{name}_pool`` (AveragePooling over the whole map, ``{name}_pool_conv`` 1x1,
-    ``{name}_pool_up`` bilinear back to the map size), ``{name}_1x1``, ``{name}_rate{r}`` for each
-    rate; then ``{name}_concat`` and the 1x1 projection ``{name}_proj``. The input must have a fixed
-    spatial size (the pooling window is the whole map); callers check rates against that size
-    (:func:`segsearch.architectures.check_input_size`).
+    Every convolution has no bias and is followed by BN and ReLU (the DeepLabV3+ article).
+    Branches, in the article's order: ``{name}_pool`` (AveragePooling over the whole map,
+    ``{name}_pool_conv`` 1x1, ``{name}_pool_up`` bilinear back to the map size), ``{name}_1x1``,
+    ``{name}_rate{r}`` for each rate; then ``{name}_concat`` and the 1x1 projection
+    ``{name}_proj``. The input must have a fixed spatial size (the pooling window is the whole
+    map); callers check rates against that size
+    (:func:`segsearch.hypermodels.registry.check_input_size`).
 
     Args:
         x: 2D feature map (B, H, W, C) with known H and W.

@@ -1,6 +1,6 @@
 """Residual blocks.
 
-ResUNet's pre-activation block (seed 001) and resblock_unet's block (seed 004).
+ResUNet's pre-activation block and resblock_unet's block (their presets' articles).
 """
 
 from __future__ import annotations

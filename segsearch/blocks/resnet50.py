@@ -38,7 +38,7 @@ RESNET50_TAPS: dict[int, str | None] = {
     16: "conv4_block6_out",
     32: "conv5_block3_out",
 }
-#: DeepLabV3+'s low-level features (stride 4), as in seed 002.
+#: DeepLabV3+'s low-level features (stride 4), as in the DeepLabV3+ article.
 RESNET50_LOW_LEVEL = "conv2_block2_out"
 
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"

@@ -309,7 +309,10 @@ def _deeplabv3plus_params(input_shape: Sequence[Any], weights: Any) -> tuple[Par
 
 # ---------------------------------------------------------------------- the table
 def _source(seed: str, title: str) -> str:
-    return f"{title} (seeds/{seed})"
+    """The article a preset comes from, by its title (``seed``: the project's own copy of it,
+    kept outside the package)."""
+    del seed
+    return title
 
 
 for _spec in (
