@@ -95,9 +95,13 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
     return "\n".join(lines)
 
 
-def _short_reason(reason: Any, limit: int = 100) -> str:
-    """A trial's reason for the table: its first clause (up to ";"), cut at a word if long."""
-    text = str(reason).splitlines()[0].split("; ")[0]
+def _short_reason(reason: Any, limit: int = 140) -> str:
+    """A trial's reason for the table: its first line when short, else its first clause (up to
+    ";"), cut at a word if still long."""
+    text = str(reason).splitlines()[0]
+    if len(text) <= limit:
+        return text
+    text = text.split("; ")[0]
     if len(text) <= limit:
         return text
     return text[:limit].rsplit(" ", 1)[0] + " ..."

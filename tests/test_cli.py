@@ -770,3 +770,16 @@ def test_a_mistyped_study_or_image_folder_gets_the_closest_name(tmp_path, monkey
     with pytest.raises(DataError, match=r"foto: no such image file or folder \(did you mean "
                                         r"photos\?\)"):
         _image_files(Path("foto"))
+
+
+def test_the_table_shows_a_short_reason_whole_and_a_long_one_by_its_first_clause() -> None:
+    from segsearch.cli import _short_reason
+
+    stale = "cut off: process 13 on vm is gone; the next run runs it again"
+    assert _short_reason(stale) == stale
+    infeasible = ("unet: input size 100x100 is not divisible by 16 (the total stride 2**depth with "
+                  "depth=4); use an input size divisible by 16, such as 96 or 112, or a smaller "
+                  "depth (at most 2 for 100x100)")
+    assert _short_reason(infeasible) == ("unet: input size 100x100 is not divisible by 16 (the "
+                                         "total stride 2**depth with depth=4)")
+    assert _short_reason("x " * 100).endswith(" ...") and len(_short_reason("x " * 100)) <= 144
