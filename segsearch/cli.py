@@ -502,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=_positive_int, metavar="N",
                      help="most epochs per trial (sets train.epochs)")
     run.add_argument("--image-size", metavar="N",
-                     help="train on NxN images, or HxW (sets data.image_size)")
+                     help="train on NxN images, HxW, or auto: from the data (sets "
+                          "data.image_size)")
     run.add_argument("--engine", choices=("optuna", "keras-tuner"),
                      help="search engine (sets search.engine)")
     run.add_argument("--study-dir", metavar="DIR",

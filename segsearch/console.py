@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from segsearch.errors import yaml_text
+
 __all__ = ["TextProgress", "import_tensorflow_quietly", "format_duration", "format_number",
            "format_params", "plural"]
 
@@ -130,6 +132,9 @@ class TextProgress:
             self._write(f"Moved the old study aside to {e['moved_aside']}")
         if e.get("data"):
             self._write(f"Data: {e['data']}")
+        for choice in e.get("auto") or ():
+            self._write(f"Auto: {choice['key']} = {yaml_text(choice['value'])} "
+                        f"({choice['reason']})")
         if e.get("seed_infeasible"):
             self._write(f"Note: the seed network cannot be built at this size: "
                         f"{e['seed_infeasible']}. The search goes on with the configurations of "

@@ -328,6 +328,7 @@ class Study:
             "data": self.workshop.load_data().info.get("description"),
             "baseline": best_constant or None,
             "seed_infeasible": getattr(self.workshop, "seed_note", None),
+            "auto": [c.to_dict() for c in config.auto],
         })
         self._engine = engine
         try:

@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import yaml
 
+from segsearch.autoconf import Choice, auto_keys, placeholder, resolve
 from segsearch.errors import ConfigError, SegsearchError, closest, yaml_text
 from segsearch.jsonable import jsonable
 
@@ -475,6 +476,8 @@ class Config:
         study_dir: the study's folder; None means studies/<study> in the current directory.
         storage: an Optuna storage URL; None means SQLite in the study folder.
         source: where the configuration came from (the space file), for messages.
+        auto: the values ``auto`` resolved to, with their reasons (segsearch.autoconf); the
+            fields hold the values themselves.
     """
 
     study: str
@@ -487,6 +490,7 @@ class Config:
     study_dir: Path = None  # type: ignore[assignment]  # filled in: studies/<study>
     storage: str | None = None
     source: str = field(default="<config>", compare=False)
+    auto: tuple[Choice, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         _check_study_name(self.study)
@@ -599,7 +603,11 @@ class Config:
         """
         cli_overrides.setdefault("study_dir", self.study_dir)
         cli_overrides.setdefault("storage", self.storage)
-        return _build(self.to_dict(), self.source, sets=sets, **cli_overrides)
+        config = _build(self.to_dict(), self.source, sets=sets, **cli_overrides)
+        kept = tuple(c for c in self.auto if _value_at(config, c.key) == _value_at(self, c.key))
+        if kept and not config.auto:
+            _set(config, "auto", kept)
+        return config
 
 
 # ----------------------------------------------------------------------------------- YAML
@@ -838,14 +846,28 @@ def _build(
         keys, value = _parse_set(item)
         _apply(raw, keys, value, f"--set {item}", source)
         origins[keys] = f"--set {item}"
-    try:
-        config = _from_raw(raw, study_dir=study_dir, storage=storage, source=source)
-    except _KeyError as e:
-        where = _origin_of(e.path, origins) or source
-        raise ConfigError(f"{where}: {e.path}: {e.detail}" if e.path else f"{where}: {e.detail}") \
-            from None
-    except SegsearchError as e:
-        raise ConfigError(f"{source}: {e}") from None
+    def build(raw: Mapping[str, Any]) -> Config:
+        try:
+            return _from_raw(raw, study_dir=study_dir, storage=storage, source=source)
+        except _KeyError as e:
+            where = _origin_of(e.path, origins) or source
+            raise ConfigError(f"{where}: {e.path}: {e.detail}" if e.path else
+                              f"{where}: {e.detail}") from None
+        except SegsearchError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    auto = auto_keys(raw)
+    choices: tuple[Choice, ...] = ()
+    if auto:  # the rest checked first, with stand-ins; then the data and the device decide
+        checked = build(placeholder(_copy(raw), auto))
+        try:
+            raw, choices = resolve(raw, checked, auto)
+        except ConfigError as e:
+            key = str(e).split(":", 1)[0]
+            raise ConfigError(f"{_origin_of(key, origins) or source}: {e}") from None
+    config = build(raw)
+    if choices:
+        _set(config, "auto", choices)
     if check_space:
         _check_space(config, origins)
     return config
@@ -857,6 +879,15 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+def _value_at(config: Config, key: str) -> Any:
+    """The value of a dotted key ("data.image_size", "space.unet.depth") in a Config."""
+    head, *rest = key.split(".")
+    value: Any = getattr(config, head)
+    for part in rest:
+        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
+    return jsonable(value)
 
 
 def _origin_of(path: str, origins: Mapping[tuple[str, ...], str]) -> str | None:
@@ -872,12 +903,14 @@ def _origin_of(path: str, origins: Mapping[tuple[str, ...], str]) -> str | None:
 
 
 def _parse_image_size(value: int | Sequence[int] | str) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     if isinstance(value, str):
         parts = re.split(r"[x,]", value.strip().lower())
         try:
             nums = [int(p) for p in parts]
         except ValueError:
-            raise ConfigError(f"--image-size: must be N or HxW (e.g. 64 or 64x96), got "
+            raise ConfigError(f"--image-size: must be N, HxW (e.g. 64 or 64x96) or auto, got "
                               f"{value!r}") from None
         return nums[0] if len(nums) == 1 else nums
     if isinstance(value, (list, tuple)):

@@ -358,6 +358,8 @@ class StudyFolder:
                 "created": datetime.now().astimezone().isoformat(timespec="seconds"),
                 "fingerprint": jsonable(fingerprint),
             }
+            if self.config.auto:  # what `auto` resolved to when the study was made, and why
+                meta["auto"] = [c.to_dict() for c in self.config.auto]
             atomic_write_text(self.dir / STUDY_FILE, json.dumps(meta, indent=2) + "\n")
         atomic_write_text(self.dir / CONFIG_FILE,
                           yaml.safe_dump(self.config.to_dict(), sort_keys=False))

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segsearch.engines.trial", "segsearch.engines.hp", "segsearch.engines.optuna_records",
      "segsearch.engines.keras_tuner_records", "segsearch.engines.storage", "segsearch.engines"),
     ("segsearch.spacefile",),
+    ("segsearch.autoconf",),
     ("segsearch.hypermodels",),
     ("segsearch.console", "segsearch.sliding"),
     ("segsearch.scores",),

@@ -35,7 +35,7 @@ from segsearch.data.dataset import size_mismatch, to_float
 from segsearch.data.sources import first_names
 from segsearch.errors import ConfigError, DataError
 
-__all__ = ["Report", "check", "suggest_size"]
+__all__ = ["Report", "check", "image_sizes", "suggest_size"]
 
 TINY_FOREGROUND = 0.01
 FEW_PAIRS = 10
@@ -135,6 +135,62 @@ def suggest_size(heights: list[int], widths: list[int], min_depth: int = MIN_DEP
     d_min = max(min_depth, d_max - 2)
     mode = "patch" if min(mh, mw) > 2 * small else "resize"
     return size, (d_min, d_max), mode
+
+
+def image_sizes(config: DataConfig, limit: int = 200) -> tuple[list[tuple[int, int]], int]:
+    """(height, width) of up to ``limit`` of the images (evenly spread), after ``data.scale``,
+    read from the files' headers where the format allows (no decoding), and how many there are.
+
+    The synthetic sample has no size of its own: ``([], count)``.
+
+    Args:
+        config: the DataConfig (its ``image_size`` is not used).
+        limit: read at most this many images.
+
+    Raises:
+        DataError: the data cannot be found or a file cannot be read (naming it).
+    """
+    if config.is_sample:
+        return [], int(config.sample_count)
+    if sources.is_array_source(config.source):
+        arrays = sources.load_arrays(config.source, mask_suffix=config.mask_suffix)
+        h, w = arrays.images.shape[1:3]
+        count = len(arrays.names)
+        shapes = [(int(h), int(w))] * min(count, limit)
+    else:
+        found = dataset_mod.discover(config.source, config)
+        found.raise_if_empty()
+        pairs = list(found.pairs)
+        count = len(pairs)
+        if len(pairs) > limit:
+            step = len(pairs) / limit
+            pairs = [pairs[int(i * step)] for i in range(limit)]
+        shapes = [_header_size(p.image) for p in pairs]
+    scale = float(getattr(config, "scale", 1.0) or 1.0)
+    return [(max(1, round(h / scale)), max(1, round(w / scale))) for h, w in shapes], count
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """An image file's (height, width), from its header when Pillow or tifffile can read it."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.pages[0].shape
+                axes = tif.pages[0].axes
+            if "Y" in axes and "X" in axes:
+                return int(shape[axes.index("Y")]), int(shape[axes.index("X")])
+        elif suffix not in (".npy", ".mat"):
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return int(img.height), int(img.width)
+    except Exception:  # fall back to decoding, which names the file if it cannot be read
+        pass
+    arr = sources.read_array(path)
+    return int(arr.shape[0]), int(arr.shape[1])
 
 
 @dataclass(frozen=True)

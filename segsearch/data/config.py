@@ -291,8 +291,10 @@ class DataConfig:
                 isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
             ):
+                auto = ("; `auto` is resolved by load_config (segsearch run), not by DataConfig"
+                        if isinstance(size, str) and size.strip().lower() == "auto" else "")
                 raise ConfigError(f"{w}.image_size: expected [height, width] or one integer, got "
-                                  f"{self.image_size!r}")
+                                  f"{self.image_size!r}{auto}")
             if min(size) < 8:
                 raise ConfigError(f"{w}.image_size: each side must be >= 8 pixels, "
                                   f"got {list(size)}")
