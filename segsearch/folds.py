@@ -446,4 +446,6 @@ def ensemble_for(study_dir: str | Path, config: Any, best: TrialRecord, model_pa
             else:
                 missing.append(f"trial #{record.number} (its checkpoint is gone)")
         note = None
+    if len(members) < 2:  # nothing to average: the model alone is exported
+        return None
     return Ensemble(kind=kind, members=members, missing=missing, note=note)
