@@ -176,7 +176,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   "baseline": results.baseline, "verdict": results.verdict,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
                   "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
-                  "final_failed": results.final_failed, "final_retry": results.final_retry})
+                  "final_failed": results.final_failed, "final_retry": results.final_retry,
+                  "cross_validation": results.cross_validation})
     elif args.quiet:
         print(f"{objective_text}  {results.best_model_path}")
     else:
@@ -189,6 +190,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                f"average that chose it: {_number(chose)})")
         print(f"\nBest {objective_text}\nBest model: {results.best_model_path}\n"
               f"Study: {results.study_dir} (segsearch status {results.study_dir})")
+        from segsearch.folds import summary_lines
+
+        for line in summary_lines(results.cross_validation):
+            print(line)
         text = baseline_text({"best": results.baseline}, objective)
         if text and results.verdict:
             print(f"Baseline: {text}; margin {results.verdict['margin']:+.4f} "
@@ -318,6 +323,12 @@ def _status_summary(study: Any, trials: Sequence[Any], objective: str,
             data["final"] = {k: final.get(k) for k in ("trial", "epochs", "value", "trial_value",
                                                         "final_best", "model")}
         lines.append(text)
+    from segsearch.folds import summary, summary_lines
+
+    report = summary(folder, study.config, trials, study.objective)
+    if report is not None and report.get("configurations"):
+        lines += summary_lines(report)
+        data["cross_validation"] = report
     if exported is not None:
         lines.append(f"Exported model: {objective} {_number(exported)} on the validation images "
                      "(best/metrics.yaml)")

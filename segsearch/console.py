@@ -223,6 +223,32 @@ class TextProgress:
         reason = str(e.get("reason") or "unknown reason").splitlines()[0]
         self._write(f"  final training {e.get('state', 'failed')} - {reason}")
 
+    def _on_refit_start(self, e: Mapping[str, Any]) -> None:
+        trials = ", ".join(f"#{t}" for t in e.get("trials") or ())
+        self._write(f"Cross-validation: trials {trials} on every one of {e.get('folds', '?')} "
+                    f"folds ({plural(e.get('trainings', 0), 'training')} to go)")
+
+    def _on_refit_fold_start(self, e: Mapping[str, Any]) -> None:
+        self._refit = f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}"
+
+    def _on_refit_epoch(self, e: Mapping[str, Any]) -> None:
+        parts = [getattr(self, "_refit", "  refit")] + self._epoch_parts(e)
+        tail = [p for p in self._tail(e) if not p.startswith("best ")]
+        self._write("  ".join(parts + tail), transient=True)
+
+    def _on_refit_fold_end(self, e: Mapping[str, Any]) -> None:
+        parts = [f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}: "
+                 f"{e.get('state', 'done')}"]
+        if e.get("value") is not None:
+            parts.append(f"{self.objective} {format_number(e['value'])}")
+        if e.get("reason") and e.get("state") != "complete":
+            parts.append(f"- {str(e['reason']).splitlines()[0]}")
+        self._write("  ".join(parts))
+
+    def _on_refit_end(self, e: Mapping[str, Any]) -> None:
+        for line in e.get("lines") or ():  # the folds' table (segsearch.folds.summary_lines)
+            self._write(str(line))
+
     def _on_export(self, e: Mapping[str, Any]) -> None:
         self._write(f"Exported the best model to {e.get('path', '?')}")
 

@@ -102,6 +102,8 @@ class Results:
         verdict: how ``best_value`` compares with it (:func:`segsearch.scores.judge`).
         selection_value: the moving average of the objective that chose the exported epoch (the
             trial's, or the final training's when it beat it).
+        cross_validation: with ``data.folds``, the folds' figures (:func:`segsearch.folds.summary`:
+            each re-scored configuration's values per fold, mean and std, the winner).
     """
 
     best_value: float | None
@@ -119,6 +121,7 @@ class Results:
     baseline: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
     selection_value: float | None = None
+    cross_validation: dict[str, Any] | None = None
 
 
 class _Emitter:
@@ -348,6 +351,9 @@ class Study:
         # fewer finished trials than asked: the time limit, or a space with nothing left to try
         # (a small keras-tuner grid); the study goes on with what it has
         short = sum(r.finished_ok for r in records) < config.search.trials
+        from segsearch import folds
+
+        folds.refit(self, records, emit)  # data.folds with search.refit_folds: the top N on all
         best = self.best(records)
         final = self._final_training(best, records, emit)
         export_dir = None
@@ -390,6 +396,7 @@ class Study:
             final_retry=_final_retry(final),
             baseline=best_constant,
             verdict=verdict,
+            cross_validation=folds.summary(self.dir, config, records, self.objective),
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -419,7 +426,10 @@ class Study:
             reasons = "; ".join(dict.fromkeys(r.reason for r in records if r.reason)) or "none ran"
             raise StudyError(f"{self.dir}: no trial completed ({reasons}); run the search first, "
                              "or widen the space / raise train.epochs")
-        return ranked[0]
+        from segsearch.folds import winner
+
+        # data.folds with a finished refit: the best mean over folds
+        return winner(self.dir, self.config, records, self.objective) or ranked[0]
 
     def export(
         self,
@@ -451,6 +461,8 @@ class Study:
             raise StudyError(f"{model_path}: the best model's checkpoint is missing; run the same "
                              "command again to train it")
         splits = self.workshop.load_data()
+        from segsearch import folds
+
         path = export_study(
             self.dir,
             config=self.config,
@@ -459,6 +471,9 @@ class Study:
             final=dict(final),
             records=records,
             val=splits.val,
+            ensemble=folds.ensemble_for(self.dir, self.config, best, model_path, records,
+                                        self.objective),
+            cross_validation=folds.summary(self.dir, self.config, records, self.objective),
         )
         if progress is not None:
             progress({"event": "export", "path": str(path)})

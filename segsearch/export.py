@@ -512,6 +512,8 @@ def export_study(
     final: Mapping[str, Any],
     records: Sequence[TrialRecord],
     val: Any,
+    ensemble: Any = None,
+    cross_validation: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``<study>/best/`` from the best model's checkpoint (see the module docstring).
 
@@ -523,6 +525,9 @@ def export_study(
         final: the final training's summary (trial, epochs, value, values).
         records: every trial.
         val: the validation part (``segsearch.data`` Part with x, y, names).
+        ensemble: a :class:`segsearch.ensemble.Ensemble` (``export.ensemble``): the exported
+            model averages its members (the first is ``model_path``); None: the model alone.
+        cross_validation: the folds' figures (:func:`segsearch.folds.summary`) for metrics.yaml.
 
     Returns:
         The ``best/`` folder.
@@ -544,17 +549,23 @@ def export_study(
     tmp.mkdir(parents=True)
     try:
         model = keras.saving.load_model(model_path)
+        if ensemble is not None:  # one model averaging the members' probabilities
+            model = ensemble.build(model)
         files = export_model(model, tmp, saved_model=bool(config.export.saved_model))
 
-        if getattr(val, "crop", False):  # patch mode: whole images, overlapping windows
-            from segsearch.sliding import score_images
+        def measure(scored: Any) -> dict[str, float]:
+            if getattr(val, "crop", False):  # patch mode: whole images, overlapping windows
+                from segsearch.sliding import score_images
 
-            measured = score_images(model, val, overlap=float(getattr(config.data, "overlap", 0.5)),
-                                    batch_size=int(config.train.batch_size))
-        else:
-            measured = model.evaluate(batches(val, int(config.train.batch_size), shuffle=False),
-                                      return_dict=True, verbose=0)
-        validation = {f"val_{k}": float(v) for k, v in measured.items()}
+                measured = score_images(scored, val,
+                                        overlap=float(getattr(config.data, "overlap", 0.5)),
+                                        batch_size=int(config.train.batch_size))
+            else:
+                measured = scored.evaluate(batches(val, int(config.train.batch_size),
+                                                   shuffle=False), return_dict=True, verbose=0)
+            return {f"val_{k}": float(v) for k, v in measured.items()}
+
+        validation = measure(model)
         objective = config.search.objectives[0]
         direction = config.search.directions[0]
         classes = int(model.output_shape[-1])
@@ -585,6 +596,10 @@ def export_study(
             },
             "trial_validation": {k: v for k, v in best.values.items()},
         }
+        if cross_validation:
+            metrics["cross_validation"] = dict(cross_validation)
+        if ensemble is not None:
+            metrics["ensemble"] = ensemble.report(measure, objective, validation.get(objective))
         _write_yaml(tmp / "metrics.yaml", metrics)
         files["metrics"] = "metrics.yaml"
 
@@ -602,6 +617,8 @@ def export_study(
             "input_shape": [int(s) for s in model.input_shape[1:]],
             "num_classes": int(model.output_shape[-1]),
         }
+        if ensemble is not None:
+            hyper["ensemble"] = ensemble.describe(study_dir)
         _write_yaml(tmp / "hyperparameters.yaml", hyper)
         files["hyperparameters"] = "hyperparameters.yaml"
 

@@ -77,6 +77,8 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
 DEFAULT_ALGORITHM: dict[str, str] = {engine: algos[0] for engine, algos in ALGORITHMS.items()}
 #: Optuna pruners (keras-tuner stops trials early through its hyperband algorithm instead).
 PRUNERS: tuple[str, ...] = ("hyperband", "median", "successive_halving", "none")
+#: export.ensemble's values (segsearch.ensemble).
+ENSEMBLES: tuple[str, ...] = ("none", "folds", "top_k")
 #: Optuna algorithms that handle several objectives at once.
 MULTI_OBJECTIVE_ALGORITHMS: tuple[str, ...] = ("nsga2", "tpe", "random", "qmc")
 #: The metrics every hypermodel compiles (see segsearch.metrics.default_metrics), plus the loss;
@@ -295,6 +297,9 @@ class SearchConfig:
             reasons).
         workers: trials trained at once on this machine (each in its own worker process).
         gpus: GPU ids handed out to the workers in turn (CUDA_VISIBLE_DEVICES); None: all.
+        refit_folds: with ``data.folds``, the best N complete configurations are trained and
+            scored on every fold after the search and the winner is the best mean over folds
+            (:mod:`segsearch.folds`); 0: off, the best trial on fold 0 wins.
     """
 
     engine: Engine = "optuna"
@@ -308,9 +313,11 @@ class SearchConfig:
     max_failures: int = 5
     workers: int = 1
     gpus: str | None = None
+    refit_folds: int = 0
 
     def __post_init__(self) -> None:
         p = "search."
+        _int(self.refit_folds, p + "refit_folds", minimum=0)
         _int(self.max_failures, p + "max_failures", minimum=1)
         if self.gpus is not None:
             gpus = self.gpus
@@ -431,16 +438,38 @@ class ExportConfig:
         enabled: export when the search ends (``segsearch export`` works either way).
         saved_model: also write a TensorFlow SavedModel for serving (TensorFlow backend only).
         overlays: how many PNG overlays of the best model's predictions on validation images.
+        ensemble: "none"; "folds": the winning configuration's K fold models (``data.folds``);
+            "top_k": the ``ensemble_size`` best configurations' models; exported as one model
+            that averages their probabilities (:mod:`segsearch.ensemble`).
+        ensemble_size: the members of a "top_k" ensemble.
     """
 
     enabled: bool = True
     saved_model: bool = True
     overlays: int = 4
+    ensemble: Literal["none", "folds", "top_k"] = "none"
+    ensemble_size: int = 3
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
         _bool(self.saved_model, "export.saved_model")
         _int(self.overlays, "export.overlays", minimum=0)
+        _choice(self.ensemble, "export.ensemble", ENSEMBLES, "ensemble")
+        _int(self.ensemble_size, "export.ensemble_size", minimum=2)
+
+
+def _check_folds(config: Config) -> None:
+    """search.refit_folds and export.ensemble: folds need data.folds >= 2."""
+    folds = getattr(config.data, "folds", None) or 1
+    if config.search.refit_folds and folds < 2:
+        raise _KeyError("search.refit_folds", f"re-scoring on every fold needs data.folds >= 2, "
+                                              f"got refit_folds={config.search.refit_folds} "
+                                              "without folds; set data.folds (e.g. 5) or "
+                                              "search.refit_folds: 0")
+    if config.export.ensemble == "folds" and folds < 2:
+        raise _KeyError("export.ensemble", "an ensemble of the fold models needs data.folds >= "
+                                           "2, got ensemble=folds without folds; set data.folds "
+                                           "(e.g. 5), or use export.ensemble: top_k")
 
 
 def _check_study_name(name: Any) -> None:
@@ -538,6 +567,7 @@ class Config:
             if self.search.engine != "optuna":
                 raise _KeyError("storage", "a storage URL is for engine optuna; keras-tuner keeps "
                                            "its state in the study folder: remove --storage")
+        _check_folds(self)
         if self.study_dir is None:
             _set(self, "study_dir", Path("studies") / self.study)
         else:

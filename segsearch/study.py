@@ -308,6 +308,9 @@ class StudyFolder:
             fixed["background"] = data["background"]
         if data.get("scale", 1.0) != 1.0:  # absent at 1, as in studies made before data.scale
             fixed["scale"] = data["scale"]
+        if data.get("folds"):  # k-fold studies only: absent, as in studies made before data.folds
+            fixed["folds"] = data["folds"]
+            fixed["fold_seed"] = data.get("fold_seed")
         return {
             "architectures": list(config.architectures),
             "data": fixed,

@@ -1,10 +1,12 @@
 """Test-only fault injection: chosen trials fail on purpose, in whichever process trains them.
 
-``SEGSEARCH_FAULT="TRIAL:KIND[@EPOCH],..."`` makes trial ``TRIAL`` (-1: the final training) fail
+``SEGSEARCH_FAULT="TRIAL:KIND[@EPOCH],..."`` makes trial ``TRIAL`` (-1: the final training;
+``TRIAL/FOLD``: its cross-validation refit on that fold) fail
 at the first batch of epoch ``EPOCH`` (default 1), with ``KIND`` one of: kill (SIGKILL itself),
 segv (SIGSEGV), exit (``os._exit(3)``), oom (an out-of-memory error at the study's own batch size
 only, so the half-batch retry succeeds), raise (a RuntimeError), missing (a ModuleNotFoundError
-for scipy: an error from outside the configuration), sleep (sleeps 30 s, to be killed).
+for scipy: an error from outside the configuration), sleep (sleeps 30 s, to be killed),
+interrupt (a KeyboardInterrupt: Ctrl-C in the process that trains).
 
 It reaches the training through segsearch's general hook, ``SEGSEARCH_TRIAL_CALLBACKS``
 (:data:`segsearch.engines.trial.CALLBACKS_ENV`), which ``tests/conftest.py`` points at
@@ -45,6 +47,9 @@ def fault_for(task: Any) -> tuple[str, int] | None:
         try:
             trial, rest = part.strip().split(":", 1)
             kind, _, epoch = rest.partition("@")
+            trial, _, fold = trial.partition("/")
+            if getattr(task, "fold", None) != (int(fold) if fold else None):
+                continue
             if int(trial) == task.number:
                 if kind == "oom" and task.batch_size is not None:
                     return None
@@ -87,3 +92,5 @@ class Fault(keras.callbacks.Callback):
             raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
         elif self.kind == "sleep":
             time.sleep(30)
+        elif self.kind == "interrupt":
+            raise KeyboardInterrupt

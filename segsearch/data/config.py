@@ -184,6 +184,10 @@ class DataConfig:
         val_source: a folder / file laid out like ``source`` that is the validation set instead;
             it must not hold the training images.
         seed: seed of the split (and of the synthetic sample).
+        folds: k-fold cross-validation: the pairs are dealt into ``folds`` disjoint folds (each
+            fold in turn the validation part; the search scores on fold 0); None or 1: one split
+            by ``val_fraction``. Not with ``val_source``.
+        fold_seed: seed of the fold assignment; None: ``seed``.
         mask_suffix: a mask named ``<image stem><mask_suffix>`` pairs with that image
             (``case_3_mask.png`` with ``case_3.jpg``); equal stems always pair.
         mask_kind: "auto" (detect), "binary" (0 = background, values >= half the type's maximum =
@@ -266,6 +270,8 @@ class DataConfig:
     scale: float = 1.0
     foreground_oversample: float = 0.33
     overlap: float = 0.5
+    folds: int | None = None
+    fold_seed: int | None = None
 
     def __post_init__(self) -> None:
         w = "data"
@@ -329,6 +335,7 @@ class DataConfig:
         set_("val_fraction", float(vf))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"{w}.seed: expected an integer >= 0, got {self.seed!r}")
+        self._check_folds(w)
         if not isinstance(self.mask_suffix, str):
             raise ConfigError(f"{w}.mask_suffix: expected a string such as '_mask', got "
                               f"{self.mask_suffix!r}")
@@ -475,6 +482,24 @@ class DataConfig:
             if where != "data" and msg.startswith("data"):
                 msg = where + msg[len("data"):]
             raise ConfigError(msg) from None
+
+    def _check_folds(self, w: str) -> None:
+        """data.folds: an integer >= 1 or null (1 is one split, stored as null); data.fold_seed."""
+        folds = self.folds
+        if folds is not None and (isinstance(folds, bool) or not isinstance(folds, int)
+                                  or folds < 1):
+            raise ConfigError(f"{w}.folds: expected an integer >= 2 (k-fold cross-validation) or "
+                              f"null for one train/validation split, got {folds!r}")
+        if folds == 1:
+            object.__setattr__(self, "folds", None)
+        seed = self.fold_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ConfigError(f"{w}.fold_seed: expected an integer >= 0 or null (data.seed), got "
+                              f"{seed!r}")
+        if self.folds is not None and self.val_source is not None:
+            raise ConfigError(f"{w}.folds: cross-validation deals the pairs of data.source into "
+                              f"folds, but data.val_source ({self.val_source}) is a fixed "
+                              "validation folder; remove one of the two")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict that ``from_dict`` turns back into an equal config."""

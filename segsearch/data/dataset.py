@@ -590,7 +590,8 @@ def load(
                                      val_source=str(config.val_source))
     else:
         rec = split_mod.make_split(train_names, val_fraction=config.val_fraction,
-                                   seed=config.seed, where=where)
+                                   seed=config.seed, where=where, folds=config.folds,
+                                   fold_seed=config.fold_seed)
         index = {n: i for i, n in enumerate(train_names)}
         train_idx = [index[n] for n in rec["train"]]
         val_idx = [index[n] for n in rec["val"]]
@@ -793,7 +794,7 @@ def _load_sample(config: DataConfig, record: Mapping[str, Any] | None) -> Splits
         rec = dict(record)
     else:
         rec = split_mod.make_split(names, val_fraction=config.val_fraction, seed=config.seed,
-                                   where=where)
+                                   where=where, folds=config.folds, fold_seed=config.fold_seed)
         index = {n: i for i, n in enumerate(names)}
         train_idx, val_idx = [index[n] for n in rec["train"]], [index[n] for n in rec["val"]]
     rec["synthetic"] = True

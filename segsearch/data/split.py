@@ -24,7 +24,8 @@ import numpy as np
 from segsearch.data.sources import first_names
 from segsearch.errors import DataError
 
-__all__ = ["SPLIT_VERSION", "make_split", "folder_split", "resolve", "read_record", "val_count"]
+__all__ = ["SPLIT_VERSION", "make_split", "folder_split", "resolve", "read_record", "val_count",
+           "make_folds", "fold_record", "fold_count"]
 
 SPLIT_VERSION = 1
 
@@ -37,6 +38,7 @@ def val_count(n: int, fraction: float) -> int:
 
 def make_split(
     names: Sequence[str], *, val_fraction: float, seed: int, where: str = "data",
+    folds: int | None = None, fold_seed: int | None = None,
 ) -> dict[str, Any]:
     """A seeded random split of ``names`` into train and validation, as a record.
 
@@ -46,10 +48,15 @@ def make_split(
         val_fraction: the share for validation.
         seed: the split's seed.
         where: the folder, for messages.
+        folds: K >= 2: the K folds of :func:`make_folds` instead (``val_fraction`` unused).
+        fold_seed: their seed (None: ``seed``).
 
     Raises:
         DataError: fewer than 2 pairs, so no split leaves both sides non-empty.
     """
+    if folds is not None and folds >= 2:
+        return make_folds(names, folds=folds, seed=seed if fold_seed is None else fold_seed,
+                          where=where)
     ordered = sorted(names)
     if len(ordered) < 2:
         raise DataError(
@@ -64,6 +71,89 @@ def make_split(
     train = [n for i, n in enumerate(ordered) if i not in chosen]
     return {"version": SPLIT_VERSION, "method": "fraction", "seed": int(seed),
             "val_fraction": float(val_fraction), "train": train, "val": val}
+
+
+def make_folds(
+    names: Sequence[str], *, folds: int, seed: int, where: str = "data",
+) -> dict[str, Any]:
+    """A seeded assignment of ``names`` to ``folds`` disjoint folds, as a split record.
+
+    The names are sorted, permuted by ``seed`` and dealt round-robin, so the folds' sizes differ
+    by at most one and depend only on the set of names, ``folds`` and ``seed``. The record's
+    "train" / "val" are fold 0's (the split the search scores on); "folds" lists each fold's
+    names (:func:`fold_record` gives fold k's split).
+
+    Args:
+        names: the pair names.
+        folds: K >= 2.
+        seed: the assignment's seed (``data.fold_seed``).
+        where: the folder, for messages.
+
+    Raises:
+        DataError: fewer pairs than folds.
+
+    Example:
+        >>> record = make_folds([f"{i}.png" for i in range(6)], folds=3, seed=0)
+        >>> [len(f) for f in record["folds"]]
+        [2, 2, 2]
+    """
+    ordered = sorted(names)
+    if len(ordered) < max(2, folds):
+        raise DataError(
+            f"{where}: found {len(ordered)} image/mask pair(s), but data.folds {folds} needs at "
+            f"least {max(2, folds)} (one validation pair per fold); fix: lower data.folds or add "
+            "pairs"
+        )
+    perm = np.random.default_rng(seed).permutation(len(ordered))
+    dealt: list[list[str]] = [[] for _ in range(folds)]
+    for position, index in enumerate(perm.tolist()):
+        dealt[position % folds].append(ordered[index])
+    members = [sorted(fold) for fold in dealt]
+    record = {"version": SPLIT_VERSION, "method": "folds", "seed": int(seed),
+              "folds": members, "fold": 0}
+    return {**record, **_fold_parts(members, 0)}
+
+
+def _fold_parts(members: Sequence[Sequence[str]], fold: int) -> dict[str, list[str]]:
+    val = set(members[fold])
+    everything = sorted(n for part in members for n in part)
+    return {"train": [n for n in everything if n not in val], "val": sorted(val)}
+
+
+def fold_count(record: Mapping[str, Any]) -> int:
+    """How many folds a split record holds (1: a single split)."""
+    folds = record.get("folds")
+    return len(folds) if isinstance(folds, list) else 1
+
+
+def fold_record(record: Mapping[str, Any], fold: int, *, where: str = "split record"
+                ) -> dict[str, Any]:
+    """Fold ``fold``'s split (its names the validation part, the other folds' the training part).
+
+    Args:
+        record: a record of :func:`make_folds` (as stored).
+        fold: 0 .. K-1.
+        where: the record's file, for messages.
+
+    Raises:
+        DataError: the record holds no folds, not this fold, or folds that overlap or disagree
+            with its train / val lists.
+    """
+    members = record.get("folds")
+    if not isinstance(members, list) or len(members) < 2 or not all(
+            isinstance(f, list) and all(isinstance(n, str) for n in f) for f in members):
+        raise DataError(f"{where}: the split records no folds (data.folds); fix: start a new study "
+                        "with data.folds set")
+    if not 0 <= int(fold) < len(members):
+        raise DataError(f"{where}: fold {fold} is not one of the {len(members)} recorded folds")
+    names = [n for part in members for n in part]
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: the recorded folds overlap; fix: restore the record or start a "
+                        "new study")
+    if sorted(names) != sorted(list(record.get("train", [])) + list(record.get("val", []))):
+        raise DataError(f"{where}: the recorded folds do not hold the recorded train/val names; "
+                        "fix: restore the record or start a new study")
+    return {**dict(record), "fold": int(fold), **_fold_parts(members, int(fold))}
 
 
 def folder_split(train: Sequence[str], val: Sequence[str], *, val_source: str) -> dict[str, Any]:

@@ -384,7 +384,7 @@ class BaseEngine:
         """
         records = list(records)
         complete = [r for r in records if r.state == "complete"]
-        keep = {r.number for r in sort_best(complete, self.objective.direction)[:KEEP_CHECKPOINTS]}
+        keep = {r.number for r in sort_best(complete, self.objective.direction)[:self.kept()]}
         keep |= self.protected_checkpoints()
         for record in records:
             if record.state == "running":  # another worker's trial, its checkpoint on the way
@@ -400,6 +400,15 @@ class BaseEngine:
                     stored = TrialRecord.load(saved)
                     stored.checkpoint = None
                     stored.save(saved)
+
+    def kept(self) -> int:
+        """How many of the best complete trials keep their checkpoints: KEEP_CHECKPOINTS, or
+        more for the refit on every fold (``search.refit_folds``) or a ``top_k`` ensemble."""
+        count = max(KEEP_CHECKPOINTS, int(getattr(self.config.search, "refit_folds", 0) or 0))
+        export = getattr(self.config, "export", None)
+        if getattr(export, "ensemble", "none") == "top_k":
+            count = max(count, int(getattr(export, "ensemble_size", 0) or 0))
+        return count
 
     def clear_trial_dir(self, number: int) -> None:
         """Empty a trial's folder before it (re-)runs, so no file of a cut-off run is mistaken;

@@ -156,12 +156,15 @@ class TrialTask:
         baseline: the best objective value the continued network already had; an epoch must beat
             it to count (the final training writes no checkpoint when none does, and the trial's
             own best stays the best).
-        phase: "trial" or "final" (names the progress events: "epoch" / "final_epoch").
+        phase: "trial", "final" or "refit" (names the progress events: "epoch" / "final_epoch" /
+            "refit_epoch").
         save_checkpoint: write ``model.keras`` for a trial that completes.
         batch_size: the batch size to train with (None: ``train.batch_size``; the out-of-memory
             retry halves it).
         smoothed_start: the moving average of the objective the continued network ended with
             (a continuation carries its average on); None: the first epoch starts it.
+        fold: the cross-validation fold a "refit" trains on (``segsearch.folds``); None: the
+            study's own split.
     """
 
     number: int
@@ -174,6 +177,7 @@ class TrialTask:
     save_checkpoint: bool = True
     batch_size: int | None = None
     smoothed_start: float | None = None
+    fold: int | None = None
 
 
 @dataclass
@@ -327,6 +331,10 @@ def release_memory() -> None:
     keras.backend.clear_session(free_memory=True)
 
 
+#: the epoch event of each phase of a TrialTask ("epoch" for a trial).
+_EPOCH_EVENTS = {"final": "final_epoch", "refit": "refit_epoch"}
+
+
 class _EpochMonitor(keras.callbacks.Callback):
     """Tracks the objective, keeps the best epoch's state, writes history.csv, reports, stops.
 
@@ -451,7 +459,7 @@ class _EpochMonitor(keras.callbacks.Callback):
             self.best_logs = {k: v for k, v in row.items() if k not in ("epoch", "time_s")}
             self.best_is_current = True
         event = {
-            "event": "final_epoch" if self.task.phase == "final" else "epoch",
+            "event": _EPOCH_EVENTS.get(self.task.phase, "epoch"),
             "trial": self.task.number,
             "epoch": number,
             "epochs": self.task.epochs,
