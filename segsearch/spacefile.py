@@ -430,16 +430,26 @@ class ExportConfig:
         enabled: export when the search ends (``segsearch export`` works either way).
         saved_model: also write a TensorFlow SavedModel for serving (TensorFlow backend only).
         overlays: how many PNG overlays of the best model's predictions on validation images.
+        tta: test-time augmentation (the training augmentation's flips and rotations, averaged):
+            "auto" uses it when it raises the validation score, true always, false never; the
+            score with and without is recorded either way (segsearch.refine).
+        postprocess: choose per-class post-processing (keep the largest component, remove small
+            ones) on the validation images, each step kept only when it raises the score.
     """
 
     enabled: bool = True
     saved_model: bool = True
     overlays: int = 4
+    tta: bool | Literal["auto"] = "auto"
+    postprocess: bool = True
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
         _bool(self.saved_model, "export.saved_model")
         _int(self.overlays, "export.overlays", minimum=0)
+        if self.tta != "auto" and not isinstance(self.tta, bool):
+            raise _KeyError("export.tta", f"must be true, false or 'auto', got {_fmt(self.tta)}")
+        _bool(self.postprocess, "export.postprocess")
 
 
 def _check_study_name(name: Any) -> None:
