@@ -16,7 +16,8 @@ IoU when the objective is the loss (as for the baseline's best constant).
 
 What it returns goes into ``best/metrics.yaml`` (both scores of each step, the candidates tried,
 each result judged against the trivial baseline) and ``best/hyperparameters.yaml`` (what
-``segsearch predict`` applies: ``tta`` and ``postprocess``).
+``segsearch predict`` applies: ``tta`` and ``postprocess``; and ``class_weights``, the weights the
+model's loss was trained with).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 
 from segsearch import postprocess, scores, tta
 
-__all__ = ["choose", "class_ids"]
+__all__ = ["choose", "class_ids", "trained_class_weights"]
 
 _METRICS = ("val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy")
 
@@ -142,5 +143,20 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
                "refined": {**final, "tta": used, "postprocess_rules": len(rules)}}
     params = {"tta": {"used": used, "transforms": names if used else ["rot0"],
                       "available": names},
-              "postprocess": {"rules": rules, "background": background}}
+              "postprocess": {"rules": rules, "background": background},
+              "class_weights": trained_class_weights(model, config)}
     return metrics, params
+
+
+def trained_class_weights(model: Any, config: Any) -> dict[str, Any]:
+    """``train.class_weights`` and the weights the model's loss was compiled with (None:
+    unweighted), for ``hyperparameters.yaml``.
+
+    Args:
+        model: the trained model, compiled (a checkpoint loaded with its loss).
+        config: the study's Config.
+    """
+    setting = getattr(config.train, "class_weights", "none")
+    weights = getattr(getattr(model, "loss", None), "class_weights", None)
+    return {"setting": list(setting) if isinstance(setting, tuple) else setting,
+            "weights": None if weights is None else [float(w) for w in weights]}

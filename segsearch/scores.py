@@ -36,6 +36,7 @@ __all__ = [
     "smooth",
     "select_epoch",
     "constant_baselines",
+    "class_counts",
     "confusion_matrix",
     "confusion_scores",
     "clear_margin",
@@ -109,6 +110,22 @@ def select_epoch(values: Sequence[float], direction: str = "maximize", alpha: fl
     return best_i, best_v
 
 
+def class_counts(masks: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """Labelled pixels per class over ``masks`` (class ids, -1 = ignored; any shapes).
+
+    Args:
+        masks: the masks.
+        num_classes: 1 for binary (classes 0 and 1), else the number of classes.
+    """
+    k = 2 if num_classes == 1 else int(num_classes)
+    counts = np.zeros(k, np.float64)
+    for mask in masks:
+        ids = np.rint(np.asarray(mask, dtype=np.float64)).astype(np.int64).ravel()
+        ids = ids[ids >= 0]
+        counts += np.bincount(np.minimum(ids, k - 1), minlength=k)[:k]
+    return counts
+
+
 def constant_baselines(
     masks: Iterable[np.ndarray],
     num_classes: int,
@@ -143,11 +160,7 @@ def constant_baselines(
     from segsearch import metrics as seg_metrics
 
     k = 2 if num_classes == 1 else int(num_classes)
-    counts = np.zeros(k, np.float64)
-    for mask in masks:
-        ids = np.rint(np.asarray(mask, dtype=np.float64)).astype(np.int64).ravel()
-        ids = ids[ids >= 0]
-        counts += np.bincount(np.minimum(ids, k - 1), minlength=k)[:k]
+    counts = class_counts(masks, num_classes)
     metric_objects = seg_metrics.default_metrics(num_classes, background)
     names = list(class_names or ())
     constants = []

@@ -24,10 +24,13 @@ from segsearch.errors import ConfigError
 from segsearch.jsonable import jsonable
 from segsearch.records import Objective, atomic_write_text
 
-__all__ = ["Workshop", "prepare_trials", "has_gpu", "validation_masks", "SPLIT_FILE"]
+__all__ = ["Workshop", "prepare_trials", "has_gpu", "validation_masks", "SPLIT_FILE",
+           "CLASS_WEIGHTS_FILE"]
 
 #: the study folder's data split, drawn once and reused on every resume.
 SPLIT_FILE = "split.json"
+#: the study folder's record of the "auto" class weights (train.class_weights).
+CLASS_WEIGHTS_FILE = "class_weights.json"
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -108,10 +111,11 @@ class Workshop:
         from segsearch.hypermodels import for_config
 
         splits = self.load_data()
+        num_classes = int(splits.info.get("num_classes") or self.config.data.num_classes or 1)
         self._hypermodel = for_config(
-            self.config, (*splits.train.size, splits.train.channels),
-            int(splits.info.get("num_classes") or self.config.data.num_classes or 1),
+            self.config, (*splits.train.size, splits.train.channels), num_classes,
             jit_compile=self.jit_compile(), background=getattr(self.config.data, "background", 0),
+            class_weights=self.class_weights(num_classes),
         )
         self.seed_note = self._hypermodel.seed_feasibility()
         reason = None if self.seed_note is None else self._hypermodel.feasibility()
@@ -124,6 +128,41 @@ class Workshop:
                 "space.depth=...) or change data.image_size"
             )
         return self._hypermodel
+
+    def class_weights(self, num_classes: int) -> dict[str, Any]:
+        """The hypermodels' ``class_weights`` option: ``train.class_weights`` with the "auto"
+        weights computed from the training masks when the study uses them (its setting or its
+        space says auto), recorded in the study folder's ``class_weights.json``.
+
+        Raises:
+            ConfigError: ``train.class_weights`` lists another number of weights than classes.
+        """
+        from segsearch import scores
+        from segsearch.hypermodels.base import class_weight_setting
+        from segsearch.losses import auto_class_weights, check_class_weights
+
+        value = self.config.train.class_weights
+        background = getattr(self.config.data, "background", 0)
+        if isinstance(value, tuple):
+            try:
+                check_class_weights(value, num_classes, background, "train.class_weights")
+            except ConfigError as e:
+                raise ConfigError(f"{self.config.source}: {e}") from None
+        entries = [self.config.space_for(a).get("class_weights")
+                   for a in self.config.architectures]
+        if value != "auto" and "auto" not in json.dumps(jsonable(entries)):
+            return class_weight_setting(value)
+        counts = scores.class_counts(validation_masks(self.load_data().train) or (), num_classes)
+        weights = auto_class_weights(counts)
+        if self.dir.is_dir():
+            total = max(1.0, float(counts.sum()))
+            atomic_write_text(self.dir / CLASS_WEIGHTS_FILE, json.dumps(jsonable({
+                "method": "inverse square-root class frequency of the training masks, "
+                          "normalised to a mean pixel weight of 1",
+                "pixels": [int(c) for c in counts],
+                "frequencies": [round(float(c) / total, 6) for c in counts],
+                "weights": weights}), indent=2) + "\n")
+        return class_weight_setting(value, auto=weights)
 
     def jit_compile(self) -> bool:
         """XLA for this study: ``train.jit_compile``, where "auto" means on a GPU only.
