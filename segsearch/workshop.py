@@ -49,6 +49,7 @@ class Workshop:
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
         self._splits: Any = None
         self._hypermodel: Any = None
+        self._class_weights_record: dict[str, Any] | None = None  # the "auto" weights, computed
         self.seed_note: str | None = None  # why the seed network cannot be built, if it cannot
 
     def load_data(self, *, stored_split: bool = True) -> Any:
@@ -99,10 +100,14 @@ class Workshop:
         return baseline
 
     def store_split(self) -> None:
-        """Write split.json into an existing study folder that has none yet."""
+        """Write split.json into an existing study folder that has none yet (and the computed
+        class weights' class_weights.json, see :meth:`class_weights`)."""
         split_path = self.dir / SPLIT_FILE
         if self._splits is not None and self.dir.is_dir() and not split_path.exists():
             atomic_write_text(split_path, json.dumps(jsonable(self._splits.split), indent=2) + "\n")
+        if self._class_weights_record is not None and self.dir.is_dir():
+            atomic_write_text(self.dir / CLASS_WEIGHTS_FILE,
+                              json.dumps(jsonable(self._class_weights_record), indent=2) + "\n")
 
     def hypermodel(self) -> Any:
         """The study's hypermodel (one architecture, or several with "architecture" searched)."""
@@ -154,14 +159,14 @@ class Workshop:
             return class_weight_setting(value)
         counts = scores.class_counts(validation_masks(self.load_data().train) or (), num_classes)
         weights = auto_class_weights(counts)
-        if self.dir.is_dir():
-            total = max(1.0, float(counts.sum()))
-            atomic_write_text(self.dir / CLASS_WEIGHTS_FILE, json.dumps(jsonable({
-                "method": "inverse square-root class frequency of the training masks, "
-                          "normalised to a mean pixel weight of 1",
-                "pixels": [int(c) for c in counts],
-                "frequencies": [round(float(c) / total, 6) for c in counts],
-                "weights": weights}), indent=2) + "\n")
+        total = max(1.0, float(counts.sum()))
+        self._class_weights_record = {
+            "method": "inverse square-root class frequency of the training masks, normalised "
+                      "to a mean pixel weight of 1",
+            "pixels": [int(c) for c in counts],
+            "frequencies": [round(float(c) / total, 6) for c in counts],
+            "weights": weights}
+        self.store_split()  # written now when the study folder exists, else once it is made
         return class_weight_setting(value, auto=weights)
 
     def jit_compile(self) -> bool:
