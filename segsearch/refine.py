@@ -95,7 +95,8 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
     overlap = float(getattr(config.data, "overlap", 0.5))
     batch_size = int(config.train.batch_size)
     setting = getattr(config.export, "tta", "auto")
-    names = tta.transforms_for(getattr(config.data, "augment", None), model.input_shape[1:3])
+    names = (tta.transforms_for(getattr(config.data, "augment", None), model.input_shape[1:3])
+             if len(model.input_shape) == 4 else ["rot0"])  # volumes: no flips or turns (yet)
 
     def figures(ids: Sequence[np.ndarray]) -> dict[str, float]:
         matrix = scores.confusion_matrix(truths, ids, num_classes)
