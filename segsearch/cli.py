@@ -365,7 +365,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     find_model(args.model)  # a wrong path fails before TensorFlow loads
     _import_tensorflow_quietly()
     written = predict(args.model, args.images, args.out, overlay=args.overlay,
-                      threshold=args.threshold, image_size=args.image_size, masks=args.masks)
+                      threshold=args.threshold, image_size=args.image_size, masks=args.masks,
+                      tta=args.tta, postprocess=args.postprocess)
     if not args.quiet:
         masks = [p for p in written if not p.name.endswith("_overlay.png")]
         overlays = len(written) - len(masks)
@@ -590,6 +591,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--image-size", type=_positive_int, metavar="N",
                          help="resize images to NxN for the model (default: the size it was "
                               "trained at)")
+    tta = predict.add_mutually_exclusive_group()
+    tta.add_argument("--tta", dest="tta", action="store_true", default=None,
+                     help="test-time augmentation: average the training augmentation's flips "
+                          "and rotations (default: as the export chose on validation)")
+    tta.add_argument("--no-tta", dest="tta", action="store_false",
+                     help="no test-time augmentation, even where the export chose it")
+    predict.add_argument("--no-postprocess", dest="postprocess", action="store_false",
+                         help="skip the post-processing the export chose on validation (keep "
+                              "the largest component, remove small ones)")
     predict.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     predict.set_defaults(func=_cmd_predict)
 

@@ -7,10 +7,13 @@
   without segsearch installed;
 - ``saved_model/``: a TensorFlow SavedModel for serving (``model.export``; TensorFlow backend, when
   ``export.saved_model`` is on);
-- ``hyperparameters.yaml``: architecture, trial, hyperparameter values, epochs trained;
+- ``hyperparameters.yaml``: architecture, trial, hyperparameter values, epochs trained, and what
+  ``segsearch predict`` applies: ``tta`` and ``postprocess`` (chosen on the validation images);
 - ``metrics.yaml``: the exported model's metrics on the validation images: the objective, every
   metric, per-class dice/IoU (by class name), the best constant prediction's scores (``baseline``)
   and whether the model beats it by a clear margin (``verdict``, see :mod:`segsearch.scores`);
+  the validation score with and without test-time augmentation and post-processing, and what was
+  chosen (:mod:`segsearch.refine`);
 - ``trials.csv``: every trial of the study;
 - ``config.yaml``: the study's resolved configuration (``segsearch predict`` prepares images with
   it);
@@ -600,6 +603,10 @@ def export_study(
             metrics["cross_validation"] = dict(cross_validation)
         if ensemble is not None:
             metrics["ensemble"] = ensemble.report(measure, objective, validation.get(objective))
+        from segsearch import refine  # TTA and post-processing, chosen on the validation images
+
+        refined, choices = refine.choose(model, val, config, baseline=baseline["best"])
+        metrics.update(refined)
         _write_yaml(tmp / "metrics.yaml", metrics)
         files["metrics"] = "metrics.yaml"
 
@@ -616,6 +623,7 @@ def export_study(
             },
             "input_shape": [int(s) for s in model.input_shape[1:]],
             "num_classes": int(model.output_shape[-1]),
+            **choices,
         }
         if ensemble is not None:
             hyper["ensemble"] = ensemble.describe(study_dir)

@@ -15,6 +15,22 @@ id leaves that class out instead, and ``background=None`` (every class is a real
 scenes whose class 0 is sky) averages every class, class 0 included (binary: both classes).
 The binary focal loss weighs ``alpha`` on the non-background class (with None: on every pixel).
 
+Class weights (``class_weights=[w0, w1, ...]``, one per class: two for a sigmoid head, class 0
+then class 1; ``train.class_weights``) are optional; without them every loss is unchanged. With
+them:
+
+- cross-entropy and focal: each valid pixel's loss is multiplied by the weight of its true class,
+  and the sum is divided by the sum of those weights (a weighted mean over pixels, as PyTorch's
+  ``CrossEntropyLoss(weight=...)``); weights all 1 give the unweighted loss;
+- dice and tversky: the per-class scores are averaged with the weights, ``sum_c w_c s_c /
+  sum_c w_c`` over the classes that count (all but ``background``); with one class counted (binary
+  with a background) the weight cancels;
+- ce_dice: both terms weighted so.
+
+:func:`auto_class_weights` computes weights from class pixel counts (``train.class_weights:
+auto``): inverse square-root frequency, normalised so that the mean weight of a training pixel
+is 1.
+
 Losses are registered Keras serializables (package "segsearch"), so a saved ``.keras`` model loads
 with ``keras.saving.load_model`` once ``segsearch.losses`` is imported.
 
@@ -45,6 +61,8 @@ __all__ = [
     "names",
     "get",
     "unclipped_infinite",
+    "auto_class_weights",
+    "check_class_weights",
 ]
 
 _EPS = 1e-7
@@ -78,6 +96,74 @@ def _both_classes(target: Any, prob: Any, valid: Any) -> tuple[Any, Any]:
     return target, prob
 
 
+def check_class_weights(weights: Any, num_classes: int, background: int | None = 0,
+                        where: str = "class_weights") -> tuple[float, ...] | None:
+    """Validate class weights: one finite number >= 0 per class, some weight on a counted class.
+
+    Args:
+        weights: None (no weighting) or a sequence of numbers.
+        num_classes: 1 for a sigmoid head (two weights: class 0, class 1), else the class count.
+        background: the class the dice-like losses leave out.
+        where: the key named in the message.
+
+    Raises:
+        ConfigError: naming ``where``, what was received and the fix.
+    """
+    import math
+
+    if weights is None:
+        return None
+    k = 2 if num_classes == 1 else int(num_classes)
+    what = "binary masks have 2 classes (background, foreground)" if num_classes == 1 else \
+        f"there are {k} classes"
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise ConfigError(f"{where}: expected a list of {k} weights, got {weights!r}")
+    values = list(weights)
+    if len(values) != k:
+        raise ConfigError(f"{where}: {len(values)} weights but {what}; give one weight per "
+                          "class id, e.g. " + str([1.0] * k))
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ConfigError(f"{where}: weights must be numbers, got {v!r}")
+        if v < 0:
+            raise ConfigError(f"{where}: weights must be >= 0, got {v!r}; use 0 to leave a class "
+                              "out")
+    counted = [v for c, v in enumerate(values) if c != background]
+    if not any(v > 0 for v in counted):
+        raise ConfigError(f"{where}: every class that counts has weight 0, got {values}; give at "
+                          "least one of them a positive weight")
+    return tuple(float(v) for v in values)
+
+
+def auto_class_weights(counts: Any) -> list[float]:
+    """Class weights from pixel counts: inverse square-root frequency, mean pixel weight 1.
+
+    ``w_c = 1 / (sqrt(f_c) * sum_k sqrt(f_k))`` with ``f_c`` the class's share of the labelled
+    pixels, so ``sum_c f_c w_c = 1``: a rare class weighs more, less steeply than inverse
+    frequency (1 % foreground weighs 5.5x the background, not 99x). A class with no pixel gets the
+    largest weight of the others. Rounded to 6 digits.
+
+    Args:
+        counts: pixel count per class (two for binary: class 0, class 1).
+
+    Example:
+        >>> auto_class_weights([75, 25])   # f = 0.75, 0.25: 1/(0.866*1.366), 1/(0.5*1.366)
+        [0.845299, 1.464102]
+    """
+    import numpy as np
+
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return [1.0] * len(counts)
+    root = np.sqrt(counts / total)
+    weights = np.zeros_like(root)
+    present = root > 0
+    weights[present] = 1.0 / (root[present] * root.sum())
+    weights[~present] = weights[present].max()
+    return [round(float(w), 6) for w in weights]
+
+
 def _sum_all(x: Any) -> Any:
     return ops.sum(x)
 
@@ -101,12 +187,29 @@ class SegmentationLoss(keras.losses.Loss):
 
     def __init__(self, num_classes: int = 1, name: str | None = None,
                  reduction: str = "sum_over_batch_size", dtype: Any = None,
-                 background: int | None = 0) -> None:
+                 background: int | None = 0, class_weights: Any = None) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
         self.num_classes = num_classes
         self.background = check_background(background, num_classes, f"{name} loss: background")
+        self.class_weights = check_class_weights(class_weights, num_classes, self.background,
+                                                 f"{name} loss: class_weights")
+
+    def pixel_weights(self, target: Any, valid: Any) -> Any:
+        """Each pixel's class weight, shape (..., 1), 0 on ignored pixels (needs class_weights)."""
+        w = ops.convert_to_tensor(self.class_weights, dtype="float32")
+        if self.num_classes == 1:
+            return (valid - target) * w[0] + target * w[1]
+        return ops.sum(target * w, axis=-1, keepdims=True)
+
+    def pixel_mean(self, losses: Any, target: Any, valid: Any) -> Any:
+        """The mean of per-pixel losses (zero on ignored pixels) over valid pixels, weighted by
+        their classes' weights when there are class weights."""
+        if self.class_weights is None:
+            return _sum_all(losses) / ops.maximum(_sum_all(valid), 1.0)
+        weights = self.pixel_weights(target, valid)
+        return _sum_all(losses * weights) / ops.maximum(_sum_all(weights), _EPS)
 
     def class_counts(self, y_true: Any, y_pred: Any) -> tuple[Any, Any, Any]:
         """Per-class soft (intersection, predicted, true) sums of the batch, ignored pixels out.
@@ -121,9 +224,11 @@ class SegmentationLoss(keras.losses.Loss):
         return _sum_but_last(prob * target), _sum_but_last(prob), _sum_but_last(target)
 
     def class_mean(self, per_class: Any) -> Any:
-        """The mean of per-class values over the classes that count: all but ``background``."""
+        """The mean of per-class values over the classes that count (all but ``background``),
+        weighted by the class weights when there are any."""
         k = 2 if self.num_classes == 1 else self.num_classes
-        weights = [0.0 if c == self.background else 1.0 for c in range(k)]
+        given = self.class_weights or (1.0,) * k
+        weights = [0.0 if c == self.background else given[c] for c in range(k)]
         weights = ops.convert_to_tensor(weights, dtype="float32")
         return ops.sum(per_class * weights) / ops.sum(weights)
 
@@ -131,6 +236,8 @@ class SegmentationLoss(keras.losses.Loss):
         config = super().get_config()
         config["num_classes"] = self.num_classes
         config["background"] = self.background
+        if self.class_weights is not None:  # absent without: configs as before class weights
+            config["class_weights"] = list(self.class_weights)
         return config
 
 
@@ -157,7 +264,7 @@ class CrossEntropyLoss(SegmentationLoss):
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         target, prob, valid = _prepare(y_true, y_pred, self.num_classes)
-        return _sum_all(self.pixel_losses(target, prob, valid)) / ops.maximum(_sum_all(valid), 1.0)
+        return self.pixel_mean(self.pixel_losses(target, prob, valid), target, valid)
 
 
 @keras.saving.register_keras_serializable(package="segsearch")
@@ -208,8 +315,9 @@ class CEDiceLoss(SegmentationLoss):
         self.ce_weight = float(ce_weight)
         self.dice_weight = float(dice_weight)
         self.smooth = float(smooth)
-        self._ce = CrossEntropyLoss(num_classes)
-        self._dice = DiceLoss(num_classes, smooth=smooth, background=self.background)
+        self._ce = CrossEntropyLoss(num_classes, class_weights=self.class_weights)
+        self._dice = DiceLoss(num_classes, smooth=smooth, background=self.background,
+                              class_weights=self.class_weights)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         return (self.ce_weight * self._ce.call(y_true, y_pred)
@@ -263,7 +371,7 @@ class FocalLoss(SegmentationLoss):
             p_t = ops.clip(p_t, _EPS, 1.0)
             alpha_t = self.alpha
         fl = -alpha_t * ops.power(1.0 - p_t, self.gamma) * ops.log(p_t)
-        return _sum_all(fl * valid) / ops.maximum(_sum_all(valid), 1.0)
+        return self.pixel_mean(fl * valid, target, valid)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "gamma": self.gamma, "alpha": self.alpha}
@@ -357,7 +465,8 @@ def get(name: str, num_classes: int = 1, background: int | None = 0,
             "tversky".
         num_classes: 1 for one sigmoid channel, >= 2 for softmax.
         background: the class the dice-like terms leave out (``data.background``); None: none.
-        **kwargs: the loss's own options (focal: gamma, alpha; tversky: alpha, beta; dice: smooth).
+        **kwargs: the loss's own options (focal: gamma, alpha; tversky: alpha, beta; dice: smooth)
+            and ``class_weights`` (one weight per class, see the module docstring).
 
     Example:
         >>> get("tversky", num_classes=3, alpha=0.3, beta=0.7, background=None)

@@ -152,6 +152,19 @@ def _targets(files: Sequence[Path], out_dir: Path, overlay: bool,
     return targets
 
 
+def _fed_size(shape: tuple[int, int], size: tuple[int, int] | None, mode: str,
+              scale: float = 1.0) -> tuple[tuple[int, int], bool]:
+    """(the size the model sees the image at, whether through sliding windows): the image scaled
+    by ``scale`` in patch mode ("patch", "crop", or "auto" when larger than the model's input),
+    else the model's input size (its own size when the model takes any)."""
+    if size is None:
+        return (int(shape[0]), int(shape[1])), False
+    scaled = (max(1, int(round(shape[0] * scale))), max(1, int(round(shape[1] * scale))))
+    patch = mode in ("patch", "crop") or (
+        mode == "auto" and (scaled[0] > size[0] or scaled[1] > size[1]))
+    return (scaled if patch else (int(size[0]), int(size[1]))), patch
+
+
 def _predict_probabilities(model: Any, x: np.ndarray, size: tuple[int, int] | None,
                            mode: str, scale: float = 1.0, overlap: float = 0.5) -> np.ndarray:
     """Class probabilities (H, W, K) at the image's own size, for one prepared image (H, W, C).
@@ -167,9 +180,7 @@ def _predict_probabilities(model: Any, x: np.ndarray, size: tuple[int, int] | No
     height, width = x.shape[:2]
     if size is None:
         return np.asarray(model.predict(x[None], verbose=0)[0], dtype=np.float32)
-    scaled = (max(1, int(round(height * scale))), max(1, int(round(width * scale))))
-    patch = mode in ("patch", "crop") or (
-        mode == "auto" and (scaled[0] > size[0] or scaled[1] > size[1]))
+    scaled, patch = _fed_size((height, width), size, mode, scale)
     if patch:
         image = resize_image(x, scaled) if scaled != (height, width) else x
         probs = sliding_window(image, size, model.predict_on_batch, overlap=overlap, batch_size=8)
@@ -182,10 +193,50 @@ def _mask(probabilities: np.ndarray, threshold: float) -> tuple[np.ndarray, np.n
     """(mask to save, class ids) from probabilities (H, W, K)."""
     if probabilities.shape[-1] == 1:
         ids = (probabilities[..., 0] >= threshold).astype(np.uint8)
-        return ids * np.uint8(255), ids
-    ids = np.argmax(probabilities, axis=-1)
-    dtype = np.uint8 if probabilities.shape[-1] <= 256 else np.uint16
-    return ids.astype(dtype), ids
+    else:
+        ids = np.argmax(probabilities, axis=-1)
+    return _mask_of(ids, probabilities.shape[-1]), ids
+
+
+def _mask_of(ids: np.ndarray, channels: int) -> np.ndarray:
+    """The mask PNG's array of class ids: 0/255 for one channel, else the ids (8 or 16 bits)."""
+    if channels == 1:
+        return ids.astype(np.uint8) * np.uint8(255)
+    return ids.astype(np.uint8 if channels <= 256 else np.uint16)
+
+
+def _choices(model_file: Path, model: Any, stored: Mapping[str, Any], tta: bool | None,
+             postprocess: bool) -> tuple[list[str], list[dict[str, Any]]]:
+    """(test-time transforms, post-processing rules) to apply: what the export chose on the
+    validation images (``hyperparameters.yaml`` beside the model), overridden by the arguments.
+    A forced TTA without a record takes the flips and rotations of the stored ``data.augment``."""
+    import yaml
+
+    from segsearch import tta as tta_mod
+
+    record: dict[str, Any] = {}
+    path = model_file.parent / "hyperparameters.yaml"
+    if path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            loaded = None
+        record = dict(loaded) if isinstance(loaded, Mapping) else {}
+    chosen = record.get("tta") if isinstance(record.get("tta"), Mapping) else {}
+    if tta is None:
+        transforms = list(chosen.get("transforms") or ["rot0"]) if chosen.get("used") else ["rot0"]
+    elif tta:
+        transforms = list(chosen.get("available") or tta_mod.transforms_for(
+            (stored.get("data") or {}).get("augment", True), model.input_shape[1:3]))
+    else:
+        transforms = ["rot0"]
+    for name in transforms:
+        if name not in tta_mod.TRANSFORMS:
+            raise ConfigError(f"{path}: tta: unknown transform {name!r}; export the study again "
+                              "(`segsearch export STUDY_DIR`) or use --no-tta")
+    post = record.get("postprocess") if isinstance(record.get("postprocess"), Mapping) else {}
+    rules = [dict(r) for r in post.get("rules") or () if isinstance(r, Mapping)]
+    return transforms, (rules if postprocess else [])
 
 
 def _mask_files(files: Sequence[Path], masks_dir: Path, names: Sequence[str]) -> list[Path]:
@@ -300,6 +351,8 @@ def predict(
     image_size: int | Sequence[int] | None = None,
     overlap: float | None = None,
     masks: str | os.PathLike[str] | None = None,
+    tta: bool | None = None,
+    postprocess: bool = True,
 ) -> list[Path]:
     """Write a mask PNG (and optionally an overlay) for every image, at the image's own size.
 
@@ -319,6 +372,12 @@ def predict(
         masks: a folder of the images' true masks (same names, or with a mask suffix such as
             ``_mask``): the overlays (implied) then add truth and errors panels and the image's
             score by the study's objective in the title.
+        tta: test-time augmentation (the training augmentation's flips and rotations, averaged;
+            :mod:`segsearch.tta`): None applies what the export chose on the validation images
+            (``tta`` in ``hyperparameters.yaml``), True forces it, False turns it off.
+        postprocess: apply the post-processing the export chose on the validation images
+            (``postprocess`` in ``hyperparameters.yaml``; minimum sizes scaled to each image's
+            resolution); False: the network's output as it is.
 
     Returns:
         The paths written, masks and overlays, in image order.
@@ -349,6 +408,8 @@ def predict(
         raise SegsearchError(f"{existing[0]}{more} exists already and is kept; give an empty or "
                              "new --out folder, or move those files away")
 
+    from segsearch import postprocess as postprocess_mod
+    from segsearch import tta as tta_mod
     from segsearch.data.dataset import fit_channels, to_float
     from segsearch.data.sources import read_array
     from segsearch.export import overlay_figure
@@ -364,6 +425,7 @@ def predict(
     overlap = float(stored.get("overlap", 0.5) if overlap is None else overlap)
     if not 0.0 <= overlap < 1.0:
         raise ConfigError(f"overlap must be at least 0 and below 1, got {overlap}")
+    transforms, rules = _choices(model_file, model, stored_config, tta, postprocess)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for file, truth, mask_file in zip(files, truths or (), mask_files or ()):
@@ -376,8 +438,15 @@ def predict(
         raw = read_array(file)
         truth = truths[i] if truths is not None else None
         x = fit_channels(to_float(raw, str(file)), channels)
-        probabilities = _predict_probabilities(model, x, size, mode, scale, overlap)
+        probabilities = tta_mod.predict(
+            lambda image: _predict_probabilities(model, image, size, mode, scale, overlap), x,
+            transforms)
         mask, ids = _mask(probabilities, float(threshold))
+        if rules:
+            fed = _fed_size(x.shape[:2], size, mode, scale)[0]
+            ids = postprocess_mod.apply(ids, rules, data.background,
+                                        area_scale=x.shape[0] * x.shape[1] / (fed[0] * fed[1]))
+            mask = _mask_of(ids, probabilities.shape[-1])
         _write_png(mask_path, mask)
         written.append(mask_path)
         if overlay_path is not None:

@@ -36,6 +36,9 @@ __all__ = [
     "smooth",
     "select_epoch",
     "constant_baselines",
+    "class_counts",
+    "confusion_matrix",
+    "confusion_scores",
     "clear_margin",
     "judge",
     "read_baseline",
@@ -107,6 +110,22 @@ def select_epoch(values: Sequence[float], direction: str = "maximize", alpha: fl
     return best_i, best_v
 
 
+def class_counts(masks: Iterable[np.ndarray], num_classes: int) -> np.ndarray:
+    """Labelled pixels per class over ``masks`` (class ids, -1 = ignored; any shapes).
+
+    Args:
+        masks: the masks.
+        num_classes: 1 for binary (classes 0 and 1), else the number of classes.
+    """
+    k = 2 if num_classes == 1 else int(num_classes)
+    counts = np.zeros(k, np.float64)
+    for mask in masks:
+        ids = np.rint(np.asarray(mask, dtype=np.float64)).astype(np.int64).ravel()
+        ids = ids[ids >= 0]
+        counts += np.bincount(np.minimum(ids, k - 1), minlength=k)[:k]
+    return counts
+
+
 def constant_baselines(
     masks: Iterable[np.ndarray],
     num_classes: int,
@@ -141,11 +160,7 @@ def constant_baselines(
     from segsearch import metrics as seg_metrics
 
     k = 2 if num_classes == 1 else int(num_classes)
-    counts = np.zeros(k, np.float64)
-    for mask in masks:
-        ids = np.rint(np.asarray(mask, dtype=np.float64)).astype(np.int64).ravel()
-        ids = ids[ids >= 0]
-        counts += np.bincount(np.minimum(ids, k - 1), minlength=k)[:k]
+    counts = class_counts(masks, num_classes)
     metric_objects = seg_metrics.default_metrics(num_classes, background)
     names = list(class_names or ())
     constants = []
@@ -153,9 +168,8 @@ def constant_baselines(
         matrix = np.zeros((k, k), np.float32)
         matrix[:, cls] = counts
         row: dict[str, Any] = {"class": cls, "name": names[cls] if cls < len(names) else None}
-        for metric in metric_objects:
-            metric.confusion.assign(matrix)
-            row[f"val_{metric.name}"] = round(float(np.asarray(metric.result())), 6)
+        row.update({name: round(value, 6) for name, value in
+                    confusion_scores(matrix, num_classes, background, metric_objects).items()})
         constants.append(row)
     by = objective if objective in _METRICS else "val_mean_iou"
     sign = 1 if (direction == "maximize" or by != objective) else -1
@@ -174,6 +188,48 @@ def constant_baselines(
         "best": {"best_constant_class": best["class"], "class_name": best["name"],
                  **{m: best[m] for m in _METRICS}},
     }
+
+
+def confusion_matrix(truths: Iterable[np.ndarray], predictions: Iterable[np.ndarray],
+                     num_classes: int) -> np.ndarray:
+    """The (K, K) confusion matrix (rows = truth) of predicted class ids, ignored pixels out.
+
+    Args:
+        truths: class ids per image, -1 = ignored (any shape; a trailing axis of 1 is dropped).
+        predictions: the predicted class ids, the same shapes.
+        num_classes: 1 for binary (K = 2), else K.
+    """
+    k = 2 if num_classes == 1 else int(num_classes)
+    matrix = np.zeros(k * k, np.float64)
+    for truth, pred in zip(truths, predictions):
+        t = np.rint(np.asarray(truth, np.float64)).astype(np.int64).ravel()
+        p = np.asarray(pred, np.int64).ravel()
+        valid = t >= 0
+        matrix += np.bincount(np.minimum(t[valid], k - 1) * k + np.clip(p[valid], 0, k - 1),
+                              minlength=k * k)
+    return matrix.reshape(k, k)
+
+
+def confusion_scores(matrix: np.ndarray, num_classes: int, background: int | None = 0,
+                     metric_objects: Sequence[Any] | None = None) -> dict[str, float]:
+    """``val_dice``, ``val_iou``, ``val_mean_iou``, ``val_pixel_accuracy`` of a confusion matrix,
+    by the metric classes the models are compiled with (so a figure here is the same formula).
+
+    Args:
+        matrix: (K, K) pixel counts, rows = truth (:func:`confusion_matrix`).
+        num_classes: 1 for binary, else the number of classes.
+        background: ``data.background``.
+        metric_objects: the metrics to reuse (default: fresh ``default_metrics``).
+    """
+    from segsearch import metrics as seg_metrics
+
+    if metric_objects is None:
+        metric_objects = seg_metrics.default_metrics(num_classes, background)
+    out = {}
+    for metric in metric_objects:
+        metric.confusion.assign(np.asarray(matrix, np.float32))
+        out[f"val_{metric.name}"] = float(np.asarray(metric.result()))
+    return out
 
 
 def clear_margin(baseline: float, direction: str = "maximize") -> float:

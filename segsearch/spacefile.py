@@ -149,6 +149,24 @@ def _choice(value: Any, path: str, choices: Sequence[str], what: str = "value") 
     return value
 
 
+def _class_weights(value: Any, path: str) -> str | tuple[float, ...]:
+    """``train.class_weights``: "none" (also null), "auto", or a list of numbers >= 0."""
+    if value is None or value == "none":
+        return "none"
+    if value == "auto":
+        return "auto"
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _KeyError(path, f"must be none, auto or a list of weights (one per class, e.g. "
+                              f"[1, 5]), got {_fmt(value)}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise _KeyError(path, f"weights must be numbers, got {_fmt(v)} in {_fmt(list(value))}")
+        if v < 0:
+            raise _KeyError(path, f"weights must be >= 0, got {_fmt(v)} in {_fmt(list(value))}; "
+                                  "use 0 to leave a class out")
+    return tuple(float(v) for v in value)
+
+
 def parse_duration(value: Any, path: str = "duration") -> float | None:
     """Seconds from a number or a string such as "90s", "30m", "2h", "1h30m" (None stays None).
 
@@ -224,6 +242,10 @@ class TrainConfig:
         worker_max_growth_mb: ... or as soon as its resident memory grew by this many MiB since it
             was ready (TensorFlow and the data loaded); None: no limit. TensorFlow keeps a little
             of every network it built, so a long-lived worker grows trial after trial.
+        class_weights: class weights in every loss (segsearch.losses): "none" (null), "auto"
+            (inverse square-root class frequency of the training masks, recorded in the study's
+            class_weights.json), or one weight >= 0 per class ([w0, w1] for binary masks). The
+            hyperparameter ``class_weights`` ([none, auto] in ``space:``) searches it.
     """
 
     epochs: int = 20
@@ -240,9 +262,11 @@ class TrainConfig:
     oom_retry: bool = False
     worker_max_trials: int | None = 10
     worker_max_growth_mb: int | None = 1024
+    class_weights: Literal["none", "auto"] | tuple[float, ...] = "none"
 
     def __post_init__(self) -> None:
         p = "train."
+        _set(self, "class_weights", _class_weights(self.class_weights, p + "class_weights"))
         _choice(self.isolation, p + "isolation", ("process", "none"), "isolation")
         _bool(self.oom_retry, p + "oom_retry")
         _int(self.worker_max_trials, p + "worker_max_trials", minimum=1, none=True)
@@ -442,6 +466,11 @@ class ExportConfig:
             "top_k": the ``ensemble_size`` best configurations' models; exported as one model
             that averages their probabilities (:mod:`segsearch.ensemble`).
         ensemble_size: the members of a "top_k" ensemble.
+        tta: test-time augmentation (the training augmentation's flips and rotations, averaged):
+            "auto" uses it when it raises the validation score, true always, false never; the
+            score with and without is recorded either way (segsearch.refine).
+        postprocess: choose per-class post-processing (keep the largest component, remove small
+            ones) on the validation images, each step kept only when it raises the score.
     """
 
     enabled: bool = True
@@ -449,6 +478,8 @@ class ExportConfig:
     overlays: int = 4
     ensemble: Literal["none", "folds", "top_k"] = "none"
     ensemble_size: int = 3
+    tta: bool | Literal["auto"] = "auto"
+    postprocess: bool = True
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
@@ -456,6 +487,9 @@ class ExportConfig:
         _int(self.overlays, "export.overlays", minimum=0)
         _choice(self.ensemble, "export.ensemble", ENSEMBLES, "ensemble")
         _int(self.ensemble_size, "export.ensemble_size", minimum=2)
+        if self.tta != "auto" and not isinstance(self.tta, bool):
+            raise _KeyError("export.tta", f"must be true, false or 'auto', got {_fmt(self.tta)}")
+        _bool(self.postprocess, "export.postprocess")
 
 
 def _check_folds(config: Config) -> None:
@@ -555,6 +589,12 @@ class Config:
                 if not isinstance(value, Mapping):
                     raise _KeyError(f"space.{key}", f"must be a mapping of hyperparameter names "
                                                     f"to entries, got {_fmt(value)}")
+        weights, classes = self.train.class_weights, getattr(self.data, "num_classes", None)
+        if isinstance(weights, tuple) and classes and len(weights) != max(2, classes):
+            what = ("binary masks have 2 classes (background, foreground)" if classes == 1
+                    else f"data.num_classes is {classes}")
+            raise _KeyError("train.class_weights", f"{len(weights)} weights but {what}; give one "
+                                                   "weight per class id")
         backbones = _backbone_architectures()
         if self.train.weights is not None and not set(archs) & set(backbones):
             raise _KeyError("train.weights", f"only {' and '.join(backbones)} load "

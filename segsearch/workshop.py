@@ -24,10 +24,13 @@ from segsearch.errors import ConfigError
 from segsearch.jsonable import jsonable
 from segsearch.records import Objective, atomic_write_text
 
-__all__ = ["Workshop", "prepare_trials", "has_gpu", "validation_masks", "SPLIT_FILE"]
+__all__ = ["Workshop", "prepare_trials", "has_gpu", "validation_masks", "SPLIT_FILE",
+           "CLASS_WEIGHTS_FILE"]
 
 #: the study folder's data split, drawn once and reused on every resume.
 SPLIT_FILE = "split.json"
+#: the study folder's record of the "auto" class weights (train.class_weights).
+CLASS_WEIGHTS_FILE = "class_weights.json"
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -46,6 +49,7 @@ class Workshop:
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
         self._splits: Any = None
         self._hypermodel: Any = None
+        self._class_weights_record: dict[str, Any] | None = None  # the "auto" weights, computed
         self.seed_note: str | None = None  # why the seed network cannot be built, if it cannot
 
     def load_data(self, *, stored_split: bool = True) -> Any:
@@ -96,10 +100,14 @@ class Workshop:
         return baseline
 
     def store_split(self) -> None:
-        """Write split.json into an existing study folder that has none yet."""
+        """Write split.json into an existing study folder that has none yet (and the computed
+        class weights' class_weights.json, see :meth:`class_weights`)."""
         split_path = self.dir / SPLIT_FILE
         if self._splits is not None and self.dir.is_dir() and not split_path.exists():
             atomic_write_text(split_path, json.dumps(jsonable(self._splits.split), indent=2) + "\n")
+        if self._class_weights_record is not None and self.dir.is_dir():
+            atomic_write_text(self.dir / CLASS_WEIGHTS_FILE,
+                              json.dumps(jsonable(self._class_weights_record), indent=2) + "\n")
 
     def hypermodel(self) -> Any:
         """The study's hypermodel (one architecture, or several with "architecture" searched)."""
@@ -108,10 +116,11 @@ class Workshop:
         from segsearch.hypermodels import for_config
 
         splits = self.load_data()
+        num_classes = int(splits.info.get("num_classes") or self.config.data.num_classes or 1)
         self._hypermodel = for_config(
-            self.config, (*splits.train.size, splits.train.channels),
-            int(splits.info.get("num_classes") or self.config.data.num_classes or 1),
+            self.config, (*splits.train.size, splits.train.channels), num_classes,
             jit_compile=self.jit_compile(), background=getattr(self.config.data, "background", 0),
+            class_weights=self.class_weights(num_classes),
         )
         self.seed_note = self._hypermodel.seed_feasibility()
         reason = None if self.seed_note is None else self._hypermodel.feasibility()
@@ -124,6 +133,41 @@ class Workshop:
                 "space.depth=...) or change data.image_size"
             )
         return self._hypermodel
+
+    def class_weights(self, num_classes: int) -> dict[str, Any]:
+        """The hypermodels' ``class_weights`` option: ``train.class_weights`` with the "auto"
+        weights computed from the training masks when the study uses them (its setting or its
+        space says auto), recorded in the study folder's ``class_weights.json``.
+
+        Raises:
+            ConfigError: ``train.class_weights`` lists another number of weights than classes.
+        """
+        from segsearch import scores
+        from segsearch.hypermodels.base import class_weight_setting
+        from segsearch.losses import auto_class_weights, check_class_weights
+
+        value = self.config.train.class_weights
+        background = getattr(self.config.data, "background", 0)
+        if isinstance(value, tuple):
+            try:
+                check_class_weights(value, num_classes, background, "train.class_weights")
+            except ConfigError as e:
+                raise ConfigError(f"{self.config.source}: {e}") from None
+        entries = [self.config.space_for(a).get("class_weights")
+                   for a in self.config.architectures]
+        if value != "auto" and "auto" not in json.dumps(jsonable(entries)):
+            return class_weight_setting(value)
+        counts = scores.class_counts(validation_masks(self.load_data().train) or (), num_classes)
+        weights = auto_class_weights(counts)
+        total = max(1.0, float(counts.sum()))
+        self._class_weights_record = {
+            "method": "inverse square-root class frequency of the training masks, normalised "
+                      "to a mean pixel weight of 1",
+            "pixels": [int(c) for c in counts],
+            "frequencies": [round(float(c) / total, 6) for c in counts],
+            "weights": weights}
+        self.store_split()  # written now when the study folder exists, else once it is made
+        return class_weight_setting(value, auto=weights)
 
     def jit_compile(self) -> bool:
         """XLA for this study: ``train.jit_compile``, where "auto" means on a GPU only.

@@ -267,3 +267,74 @@ def test_unclipped_infinite_counts_pixels_sure_of_the_wrong_class():
     ids = np.array([[[[0.0], [2.0]]]], "float32")
     softmax = np.array([[[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]]], "float32")
     assert unclipped_infinite(ids, softmax) == 0.5
+
+
+# ---------------------------------------------------------------------------- class weights
+# a 2x2 binary example: truth [[1, 0], [0, ignored]], probabilities [[0.8, 0.3], [0.4, 0.9]],
+# weights [1, 3] (class 0, class 1): the hand computations below
+Y2 = np.array([[[[1.0], [0.0]], [[0.0], [-1.0]]]], "float32")
+P2 = np.array([[[[0.8], [0.3]], [[0.4], [0.9]]]], "float32")
+W2 = [1.0, 3.0]
+_CE = {"fg": -np.log(0.8), "bg1": -np.log(0.7), "bg2": -np.log(0.6)}
+# focal with background None: alpha 0.25 on every pixel, gamma 2
+_FOCAL = {"fg": 0.25 * 0.2 ** 2 * _CE["fg"], "bg1": 0.25 * 0.3 ** 2 * _CE["bg1"],
+          "bg2": 0.25 * 0.4 ** 2 * _CE["bg2"]}
+# per-class soft counts (smooth 1): class 1 tp 0.8, predicted 1.5, true 1; class 0 tp 1.3,
+# predicted 1.5, true 2
+_DICE = {0: 3.6 / 4.5, 1: 2.6 / 3.5}
+_TVERSKY = {0: 2.3 / (1.3 + 0.3 * 0.2 + 0.7 * 0.7 + 1), 1: 1.8 / (0.8 + 0.3 * 0.7 + 0.7 * 0.2 + 1)}
+HAND = {
+    "ce": (3 * _CE["fg"] + _CE["bg1"] + _CE["bg2"]) / 5,
+    "focal": (3 * _FOCAL["fg"] + _FOCAL["bg1"] + _FOCAL["bg2"]) / 5,
+    "dice": 1 - (_DICE[0] + 3 * _DICE[1]) / 4,
+    "tversky": 1 - (_TVERSKY[0] + 3 * _TVERSKY[1]) / 4,
+}
+HAND["ce_dice"] = HAND["ce"] + HAND["dice"]
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_class_weights_by_hand_on_a_2x2_example(name):
+    loss = losses.get(name, 1, background=None, class_weights=W2)
+    assert float(loss(Y2, P2)) == pytest.approx(HAND[name], rel=1e-5)
+    # weights of 1 are the unweighted loss; no weights is today's loss
+    ones = losses.get(name, 1, background=None, class_weights=[1, 1])
+    plain = losses.get(name, 1, background=None)
+    assert float(ones(Y2, P2)) == pytest.approx(float(plain(Y2, P2)), rel=1e-6)
+    # saved and restored with the weights
+    again = type(loss).from_config(loss.get_config())
+    assert again.class_weights == (1.0, 3.0) and "class_weights" not in plain.get_config()
+
+
+def test_one_counted_class_cancels_its_weight_in_dice():
+    weighted = losses.get("dice", 1, background=0, class_weights=W2)
+    assert float(weighted(Y2, P2)) == pytest.approx(1 - _DICE[1], rel=1e-5)
+
+
+def test_categorical_cross_entropy_weights_each_pixel_by_its_true_class():
+    y = np.array([[[[0.0], [1.0]], [[2.0], [-1.0]]]], "float32")
+    p = np.array([[[[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]], [[0.2, 0.3, 0.5], [0.3, 0.3, 0.4]]]],
+                 "float32")
+    loss = losses.get("ce", 3, class_weights=[1, 2, 0.5])
+    hand = (-np.log(0.7) - 2 * np.log(0.6) - 0.5 * np.log(0.5)) / 3.5
+    assert float(loss(y, p)) == pytest.approx(hand, rel=1e-5)
+
+
+@pytest.mark.parametrize(("weights", "match"), [
+    ([1, 2, 3], "3 weights but binary masks have 2 classes"),
+    ([1, -1], "must be >= 0"),
+    ([1, 0], "every class that counts has weight 0"),
+    ("auto", "expected a list of 2 weights"),
+])
+def test_class_weight_errors_name_the_key(weights, match):
+    with pytest.raises(ConfigError, match=f"dice loss: class_weights: .*{match}"):
+        losses.get("dice", 1, class_weights=weights)
+
+
+def test_auto_class_weights_from_a_known_frequency():
+    weights = losses.auto_class_weights([75, 25])
+    assert weights == pytest.approx([1 / (np.sqrt(0.75) * (np.sqrt(0.75) + 0.5)),
+                                     1 / (0.5 * (np.sqrt(0.75) + 0.5))], abs=1e-6)
+    assert 0.75 * weights[0] + 0.25 * weights[1] == pytest.approx(1.0, abs=1e-5)
+    three = losses.auto_class_weights([90, 10, 0])  # an absent class: the largest weight
+    assert three[2] == three[1] > three[0]
+    assert losses.auto_class_weights([0, 0]) == [1.0, 1.0]

@@ -70,7 +70,8 @@ def get(
             ({min, max, step, sampling, default}) or {values, default} or {fixed}.
         where: prefix of error messages, e.g. "spaces/unet.yaml: space".
         **options: jit_compile (passed to compile), tunable, name (keras-tuner's), background
-            (the class dice and iou leave out; None: none).
+            (the class dice and iou leave out; None: none), class_weights (see
+            ``SegmentationHyperModel``).
 
     Raises:
         ConfigError: unknown architecture, unknown hyperparameter name, bad space entry, or a
@@ -159,6 +160,7 @@ def for_config(
     if num_classes is None:
         num_classes = config.data.num_classes
     options.setdefault("jit_compile", config.train.jit_compile)
+    options.setdefault("class_weights", getattr(config.train, "class_weights", "none"))
     where = f"{config.source}: space"
     archs = list(config.architectures)
     if len(archs) == 1:

@@ -34,7 +34,10 @@ __all__ = [
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "rmsprop")
 LOSSES: tuple[str, ...] = ("ce", "dice", "ce_dice", "focal", "tversky")
 #: Options accepted by ``segsearch.hypermodels.get(..., **options)`` besides weights/space/where.
-OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name", "background")
+OPTIONS: tuple[str, ...] = ("jit_compile", "tunable", "name", "background", "class_weights")
+#: Values of the ``class_weights`` hyperparameter: no weighting, the weights computed from the
+#: training masks (``train.class_weights: auto``), the list ``train.class_weights`` gives.
+CLASS_WEIGHTS: tuple[str, ...] = ("none", "auto", "given")
 
 
 def training_params() -> tuple[Param, ...]:
@@ -87,9 +90,34 @@ def make_optimizer(name: str, learning_rate: float, *, weight_decay: float | Non
     raise ConfigError(unknown_name("optimizer", name, OPTIMIZERS))
 
 
+def class_weight_setting(value: Any = "none", auto: Any = None) -> dict[str, Any]:
+    """The ``class_weights`` option of a hypermodel from ``train.class_weights``.
+
+    Args:
+        value: "none" (or None), "auto", or a list of weights (one per class).
+        auto: the weights "auto" stands for (computed from the training masks), when known.
+
+    Returns:
+        ``{"default": "none" | "auto" | "given", "auto": [...] | None, "given": [...] | None}``.
+    """
+    if value is None or value == "none":
+        return {"default": "none", "auto": auto, "given": None}
+    if value == "auto":
+        return {"default": "auto", "auto": auto, "given": None}
+    return {"default": "given", "auto": auto, "given": list(value)}
+
+
+def class_weights_param(default: str) -> Param:
+    """The ``class_weights`` hyperparameter: fixed at ``train.class_weights``'s kind; a space entry
+    such as ``class_weights: [none, auto]`` searches it like the loss."""
+    return Param.Fixed("class_weights", default, allowed=CLASS_WEIGHTS,
+                       help="class weights in the loss: none, auto (from the training masks' "
+                            "class frequencies) or given (train.class_weights' list)")
+
+
 def make_loss(name: str, num_classes: int, *, focal_gamma: float | None = None,
-              tversky_alpha: float | None = None,
-              background: int | None = 0) -> seg_losses.SegmentationLoss:
+              tversky_alpha: float | None = None, background: int | None = 0,
+              class_weights: Any = None) -> seg_losses.SegmentationLoss:
     """Create the loss named by the ``loss`` hyperparameter, with its conditional options.
 
     Args:
@@ -98,8 +126,9 @@ def make_loss(name: str, num_classes: int, *, focal_gamma: float | None = None,
         focal_gamma: focal loss gamma.
         tversky_alpha: tversky alpha (false positives); beta = 1 - alpha.
         background: ``data.background``, the class the dice-like losses leave out (None: none).
+        class_weights: one weight per class (None: unweighted), see :mod:`segsearch.losses`.
     """
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"class_weights": class_weights} if class_weights is not None else {}
     if name == "focal" and focal_gamma is not None:
         kwargs["gamma"] = focal_gamma
     if name == "tversky" and tversky_alpha is not None:
@@ -134,6 +163,10 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         name: keras-tuner's hypermodel name (default: the registry key).
         background: the class the dice and iou metrics and the dice-like losses leave out
             (``data.background``, default 0); None: every class is a real one and counts.
+        class_weights: ``train.class_weights`` ("none", "auto", a list), or the mapping
+            :func:`class_weight_setting` returns (with the computed "auto" weights). Unless it is
+            "none", or the space names ``class_weights``, the hyperparameter ``class_weights``
+            is declared (fixed at its kind).
 
     Example:
         >>> import keras_tuner
@@ -155,6 +188,7 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         tunable: bool = True,
         name: str | None = None,
         background: int | None = 0,
+        class_weights: Any = "none",
     ) -> None:
         super().__init__(name=name or self.key, tunable=tunable)
         self.spec: ArchitectureSpec = spec(self.key)
@@ -185,8 +219,14 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
             check_weights(weights, self.input_shape[-1])
         self.weights = weights
         self.jit_compile = jit_compile
+        self.class_weights = (dict(class_weights) if isinstance(class_weights, Mapping)
+                              else class_weight_setting(class_weights))
+        self._weights_param = (class_weights_param(self.class_weights["default"])
+                               if self.class_weights["default"] != "none"
+                               or "class_weights" in (space or {}) else None)
         self._params = self._apply_space(dict(space or {}), where)
         self._check_freeze_space(where)
+        self._check_class_weights_space(where)
 
     # ------------------------------------------------------------------ the space
     def architecture_params(self) -> tuple[Param, ...]:
@@ -194,8 +234,10 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
         return self.spec.params(self.input_shape, self.weights)
 
     def base_params(self) -> tuple[Param, ...]:
-        """Architecture params then training params, before space overrides."""
-        return tuple(self.architecture_params()) + training_params()
+        """Architecture params then training params (and ``class_weights`` where it is declared),
+        before space overrides."""
+        extra = () if self._weights_param is None else (self._weights_param,)
+        return tuple(self.architecture_params()) + training_params() + extra
 
     def params(self) -> tuple[Param, ...]:
         """The effective hyperparameter specs (space overrides applied), in declaration order."""
@@ -247,6 +289,31 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
                 f"None and the space allows freeze={frozen!r}; pass weights='imagenet' or a "
                 "weights file, or set freeze to 'none' (remove it from the space)"
             )
+
+    def _check_class_weights_space(self, where: str) -> None:
+        param = next((p for p in self._params if p.name == "class_weights"), None)
+        if param is None:
+            return
+        values = param.values if param.kind == "choice" else (param.default,)
+        if "given" in values and self.class_weights.get("given") is None:
+            raise ConfigError(f"{where}.class_weights: 'given' needs train.class_weights: [w0, "
+                              "w1, ...] (one weight per class); set it, or search [none, auto]")
+
+    def class_weight_values(self, kind: str | None) -> list[float] | None:
+        """The weights a ``class_weights`` value stands for (None: no weighting).
+
+        Raises:
+            ConfigError: "auto" before the training masks' frequencies are known.
+        """
+        if kind in (None, "none"):
+            return None
+        weights = self.class_weights.get(kind)
+        if weights is None:
+            raise ConfigError(f"{self.where}: class_weights {kind!r}: the weights are not known "
+                              "here; 'auto' is computed from the training masks by a study "
+                              "(segsearch run), or pass class_weights={'default': 'auto', "
+                              "'auto': [w0, w1, ...]}")
+        return list(weights)
 
     # ------------------------------------------------------------------ build
     def declare(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
@@ -369,7 +436,8 @@ class SegmentationHyperModel(keras_tuner.HyperModel):
                                    weight_decay=values.get("weight_decay"),
                                    momentum=values.get("momentum"))
         loss = make_loss(values["loss"], self.num_classes, focal_gamma=values.get("focal_gamma"),
-                         tversky_alpha=values.get("tversky_alpha"), background=self.background)
+                         tversky_alpha=values.get("tversky_alpha"), background=self.background,
+                         class_weights=self.class_weight_values(values.get("class_weights")))
         model.compile(optimizer=optimizer, loss=loss,
                       metrics=seg_metrics.default_metrics(self.num_classes, self.background),
                       jit_compile=self.jit_compile)

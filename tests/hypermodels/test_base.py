@@ -175,3 +175,31 @@ def test_feasibility_of_the_seed_and_of_the_space():
     multi = hypermodels.get_multi(["unet", "resunet"], (40, 40, 1),
                                   spaces={"unet": {"depth": 4}, "resunet": {"depth": [2, 3]}})
     assert multi.seed_feasibility() is not None and multi.feasibility() is None
+
+
+# ------------------------------------------------------------------------------ class weights
+def test_class_weights_is_declared_only_when_used_and_searched_like_the_loss():
+    assert "class_weights" not in hypermodels.get("unet", (32, 32, 1), 1, space=TINY).names()
+    hm = hypermodels.get("unet", (32, 32, 1), 1, space={**TINY, "class_weights": ["none", "auto"]},
+                         class_weights={"default": "none", "auto": [0.5, 2.0], "given": None})
+    param = {p.name: p for p in hm.params()}["class_weights"]
+    assert param.kind == "choice" and param.values == ("none", "auto") and param.default == "none"
+    hp = kt.HyperParameters()
+    hp.Fixed("class_weights", "auto")
+    model = hm.build(hp)
+    assert model.loss.class_weights == (0.5, 2.0)
+    assert hm.build(kt.HyperParameters()).loss.class_weights is None  # the default: none
+    given = hypermodels.get("unet", (32, 32, 1), 2, space=TINY, class_weights=[1, 4])
+    assert given.defaults()["class_weights"] == "given"
+    assert given.build(kt.HyperParameters()).loss.class_weights == (1.0, 4.0)
+
+
+def test_class_weights_auto_without_its_weights_and_given_without_a_list():
+    hm = hypermodels.get("unet", (32, 32, 1), 1, space=TINY, class_weights="auto")
+    with pytest.raises(ConfigError, match="class_weights 'auto': the weights are not known"):
+        hm.build(kt.HyperParameters())
+    with pytest.raises(ConfigError, match="'given' needs train.class_weights"):
+        hypermodels.get("unet", (32, 32, 1), 1, space={**TINY, "class_weights": "given"})
+    with pytest.raises(ConfigError, match="class_weights: 3 weights but binary masks"):
+        hypermodels.get("unet", (32, 32, 1), 1, space=TINY,
+                        class_weights=[1, 2, 3]).build(kt.HyperParameters())

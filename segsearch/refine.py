@@ -1,0 +1,163 @@
+"""Choices made at export on the validation images: test-time augmentation and post-processing.
+
+:func:`choose` predicts every validation image once plainly and once with test-time augmentation
+(:mod:`segsearch.tta`: the flips and rotations the training augmentation used), scores both with
+the project's scoring code (:func:`segsearch.scores.confusion_scores`, the formulas of the
+compiled metrics and of the trivial baseline), and decides by ``export.tta``:
+
+- ``auto`` (the default): TTA is used when it raises the validation score;
+- ``true``: always (when the augmentation has a flip or rotation to undo);
+- ``false``: never (both scores are still recorded).
+
+On the chosen predictions it then chooses post-processing (:mod:`segsearch.postprocess`: per
+foreground class, keep the largest component or remove small ones, each only when it raises the
+score), unless ``export.postprocess`` is false. The score that decides is the objective, or mean
+IoU when the objective is the loss (as for the baseline's best constant).
+
+What it returns goes into ``best/metrics.yaml`` (both scores of each step, the candidates tried,
+each result judged against the trivial baseline) and ``best/hyperparameters.yaml`` (what
+``segsearch predict`` applies: ``tta`` and ``postprocess``; and ``class_weights``, the weights the
+model's loss was trained with).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from segsearch import postprocess, scores, tta
+
+__all__ = ["choose", "class_ids", "trained_class_weights"]
+
+_METRICS = ("val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy")
+
+
+def class_ids(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Class ids from probabilities (..., K): the threshold for one sigmoid channel, else argmax.
+
+    Args:
+        probabilities: (..., K) probabilities.
+        threshold: the foreground threshold of a one-channel (sigmoid) output.
+    """
+    if probabilities.shape[-1] == 1:
+        return (probabilities[..., 0] >= threshold).astype(np.int64)
+    return np.argmax(probabilities, axis=-1).astype(np.int64)
+
+
+def _validation(model: Any, val: Any, names: Sequence[str], *, overlap: float,
+                batch_size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(probabilities per validation image, its true ids) with the given transforms."""
+    if getattr(val, "crop", False):  # patch mode: whole images through sliding windows
+        from segsearch.sliding import part_images, predict_image
+
+        images, masks = part_images(val)
+
+        def one(image: np.ndarray) -> np.ndarray:
+            return predict_image(model, image, overlap=overlap, batch_size=batch_size)
+
+        probs = [tta.predict(one, image, names) for image in images]
+        return probs, masks
+    x = np.asarray(val.x, np.float32)
+    probs_all = tta.predict(
+        lambda b: model.predict(b, verbose=0, batch_size=max(1, min(batch_size, len(b)))),
+        x, names, axes=(1, 2))
+    return list(probs_all), list(np.asarray(val.y))
+
+
+def _judge(figures: Mapping[str, float], by: str, baseline: Mapping[str, Any] | None,
+           direction: str) -> dict[str, Any] | None:
+    return scores.judge(figures.get(by), (baseline or {}).get(by), direction)
+
+
+def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | None = None
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decide test-time augmentation and post-processing on the validation images.
+
+    Args:
+        model: the exported model.
+        val: the validation part.
+        config: the study's Config (``export.tta``, ``export.postprocess``, ``data``).
+        baseline: the best constant prediction's figures (``val_dice``, ...), to judge against.
+
+    Returns:
+        (metrics, params): the ``metrics.yaml`` sections ``test_time_augmentation``,
+        ``postprocessing`` and ``refined`` (the figures of what predict will write), and the
+        ``hyperparameters.yaml`` entries ``tta`` and ``postprocess``.
+    """
+    objective = config.search.objectives[0]
+    by = objective if objective in _METRICS else "val_mean_iou"
+    direction = config.search.directions[0] if by == objective else "maximize"
+    sign = 1.0 if direction == "maximize" else -1.0
+    num_classes = int(model.output_shape[-1])
+    background = getattr(config.data, "background", 0)
+    overlap = float(getattr(config.data, "overlap", 0.5))
+    batch_size = int(config.train.batch_size)
+    setting = getattr(config.export, "tta", "auto")
+    names = (tta.transforms_for(getattr(config.data, "augment", None), model.input_shape[1:3])
+             if len(model.input_shape) == 4 else ["rot0"])  # volumes: no flips or turns (yet)
+
+    def figures(ids: Sequence[np.ndarray]) -> dict[str, float]:
+        matrix = scores.confusion_matrix(truths, ids, num_classes)
+        return {k: round(v, 6) for k, v in
+                scores.confusion_scores(matrix, num_classes, background).items()}
+
+    plain, truths = _validation(model, val, ["rot0"], overlap=overlap, batch_size=batch_size)
+    plain_ids = [class_ids(p) for p in plain]
+    without = figures(plain_ids)
+    section: dict[str, Any] = {"setting": setting, "transforms": names, "scored_by": by,
+                               "without": without}
+    ids = plain_ids
+    used = False
+    if len(names) > 1:
+        augmented, _ = _validation(model, val, names, overlap=overlap, batch_size=batch_size)
+        tta_ids = [class_ids(p) for p in augmented]
+        with_tta = figures(tta_ids)
+        gain = sign * (with_tta[by] - without[by])
+        used = setting is True or (setting == "auto" and gain > 0)
+        section.update({"with": with_tta, "gain": round(gain, 6), "used": used,
+                        "verdict": _judge(with_tta, by, baseline, direction)})
+        ids = tta_ids if used else plain_ids
+    else:
+        section.update({"with": None, "gain": None, "used": False,
+                        "note": "the training augmentation has no flip or rotation to undo"})
+    del plain
+
+    rules: list[dict[str, Any]] = []
+    post: dict[str, Any] = {"setting": bool(getattr(config.export, "postprocess", True)),
+                            "scored_by": by}
+    if post["setting"]:
+        rules, log = postprocess.choose(
+            ids, truths, num_classes=num_classes, background=background,
+            score=lambda preds: sign * figures(preds)[by],
+            class_names=getattr(config.data, "class_names", None))
+        post.update({"without": sign * log["without"], "with": sign * log["with"],
+                     "rules": rules, "tried": [{**t, "score": sign * t["score"]}
+                                               for t in log["tried"]]})
+        if "note" in log:
+            post["note"] = log["note"]
+        ids = [postprocess.apply(p, rules, background) for p in ids]
+    final = figures(ids)
+    post["verdict"] = _judge(final, by, baseline, direction)
+    metrics = {"test_time_augmentation": section, "postprocessing": post,
+               "refined": {**final, "tta": used, "postprocess_rules": len(rules)}}
+    params = {"tta": {"used": used, "transforms": names if used else ["rot0"],
+                      "available": names},
+              "postprocess": {"rules": rules, "background": background},
+              "class_weights": trained_class_weights(model, config)}
+    return metrics, params
+
+
+def trained_class_weights(model: Any, config: Any) -> dict[str, Any]:
+    """``train.class_weights`` and the weights the model's loss was compiled with (None:
+    unweighted), for ``hyperparameters.yaml``.
+
+    Args:
+        model: the trained model, compiled (a checkpoint loaded with its loss).
+        config: the study's Config.
+    """
+    setting = getattr(config.train, "class_weights", "none")
+    weights = getattr(getattr(model, "loss", None), "class_weights", None)
+    return {"setting": list(setting) if isinstance(setting, tuple) else setting,
+            "weights": None if weights is None else [float(w) for w in weights]}
