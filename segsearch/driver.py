@@ -102,6 +102,10 @@ class Results:
         verdict: how ``best_value`` compares with it (:func:`segsearch.scores.judge`).
         selection_value: the moving average of the objective that chose the exported epoch (the
             trial's, or the final training's when it beat it).
+        pareto_front: the non-dominated complete trials of a study with several objectives
+            (cost objectives included), best quality first (segsearch.pareto); [] with one.
+        pick: what ``export.pick`` chose: {rule, means, trial, objectives, front}; None with one
+            objective.
     """
 
     best_value: float | None
@@ -119,6 +123,8 @@ class Results:
     baseline: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
     selection_value: float | None = None
+    pareto_front: list[TrialRecord] = field(default_factory=list)
+    pick: dict[str, Any] | None = None
 
 
 class _Emitter:
@@ -389,6 +395,8 @@ class Study:
             final_retry=_final_retry(final),
             baseline=best_constant,
             verdict=verdict,
+            pareto_front=self.pareto_front(records),
+            pick=self.pick(records).to_dict() if self._several() else None,
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -403,13 +411,14 @@ class Study:
         return self.folder.read_records()
 
     def best(self, records: list[TrialRecord] | None = None) -> TrialRecord:
-        """The best complete trial (by the first objective).
+        """The best complete trial (by the first objective); with several objectives, the trial
+        ``export.pick`` picks on the Pareto front (:meth:`pick`).
 
         Args:
             records: the trials; read from the study when None.
 
         Raises:
-            StudyError: no trial completed.
+            StudyError: no trial completed, or none meets ``export.pick``'s limits.
         """
         records = self.trials() if records is None else records
         complete = [r for r in records if r.state == "complete" and r.value is not None]
@@ -418,7 +427,41 @@ class Study:
             reasons = "; ".join(dict.fromkeys(r.reason for r in records if r.reason)) or "none ran"
             raise StudyError(f"{self.dir}: no trial completed ({reasons}); run the search first, "
                              "or widen the space / raise train.epochs")
+        if self._several():
+            return self.pick(records).trial
         return ranked[0]
+
+    def _several(self) -> bool:
+        return len(self.objective.names) > 1
+
+    def pareto_front(self, records: list[TrialRecord] | None = None) -> list[TrialRecord]:
+        """The non-dominated complete trials, best quality first ([] with one objective).
+
+        Args:
+            records: the trials; read from the study when None.
+        """
+        if not self._several():
+            return []
+        from segsearch.pareto import pareto_front
+
+        return pareto_front(self.trials() if records is None else records, self.objective)
+
+    def pick(self, records: list[TrialRecord] | None = None) -> Any:
+        """The trial ``export.pick`` chooses (a :class:`segsearch.pareto.Pick`).
+
+        Args:
+            records: the trials; read from the study when None.
+
+        Raises:
+            StudyError: no trial completed, or none meets the pick's limits.
+        """
+        from segsearch.pareto import pick
+
+        records = self.trials() if records is None else records
+        try:
+            return pick(records, self.objective, self.config.export.pick)
+        except StudyError as e:
+            raise StudyError(f"{self.dir}: {e}") from None
 
     def export(
         self,

@@ -42,8 +42,10 @@ from typing import Any, Literal
 
 import yaml
 
+from segsearch.cost import COSTS
 from segsearch.errors import ConfigError, SegsearchError, closest, yaml_text
 from segsearch.jsonable import jsonable
+from segsearch.pareto import PICK_LIMITS, PICK_RULES
 
 __all__ = [
     "Config",
@@ -283,9 +285,11 @@ class SearchConfig:
         time_limit: seconds after the search starts when no new trial starts and a running one
             stops at its next epoch end ("30m", "2h", "90s" or a number in YAML); None for no
             limit.
-        objective: the metric to optimise, e.g. "val_dice"; a list of two for nsga2.
+        objective: the metric to optimise, e.g. "val_dice"; a list of two or more for nsga2 (or
+            tpe, random, qmc), which may name the costs "params", "flops" and "latency_ms" after
+            a quality metric: [val_dice, latency_ms].
         direction: "maximize" or "minimize" (a list, one per objective); None means minimize for a
-            loss and maximize otherwise. Resolved when built.
+            loss or a cost and maximize otherwise. Resolved when built.
         pruner: optuna's pruner: "hyperband", "median", "successive_halving" or "none"; None means
             hyperband (none for several objectives, and always none for keras-tuner, whose
             hyperband algorithm does the early stopping). Resolved when built.
@@ -294,6 +298,9 @@ class SearchConfig:
             reasons).
         workers: trials trained at once on this machine (each in its own worker process).
         gpus: GPU ids handed out to the workers in turn (CUDA_VISIBLE_DEVICES); None: all.
+        latency_batches: timed batches whose median is a trial's ``latency_ms`` (after a few
+            warm-up batches that are not timed).
+        latency_batch_size: images per batch when ``latency_ms`` is measured.
     """
 
     engine: Engine = "optuna"
@@ -307,10 +314,14 @@ class SearchConfig:
     max_failures: int = 5
     workers: int = 1
     gpus: str | None = None
+    latency_batches: int = 20
+    latency_batch_size: int = 1
 
     def __post_init__(self) -> None:
         p = "search."
         _int(self.max_failures, p + "max_failures", minimum=1)
+        _int(self.latency_batches, p + "latency_batches", minimum=1)
+        _int(self.latency_batch_size, p + "latency_batch_size", minimum=1)
         if self.gpus is not None:
             gpus = self.gpus
             if isinstance(gpus, (list, tuple)):
@@ -349,6 +360,12 @@ class SearchConfig:
         _int(self.seed, p + "seed", minimum=0)
 
         objectives = self._objectives()
+        costs = [o for o in objectives if o in COSTS]
+        if costs and engine != "optuna":
+            raise _KeyError(p + "objective", f"keras-tuner adds several objectives up unscaled "
+                                             f"(its MultiObjective), so {costs[0]} would outweigh "
+                                             f"{objectives[0]}, got {_fmt(list(objectives))}; "
+                                             "use engine: optuna with algorithm: nsga2")
         if len(objectives) > 1:
             if engine != "optuna":
                 raise _KeyError(p + "objective", f"keras-tuner optimises one objective, got "
@@ -394,7 +411,8 @@ class SearchConfig:
         items = list(raw) if isinstance(raw, (list, tuple)) else [raw]
         if not items:
             raise _KeyError(path, "must name at least one metric, got []; e.g. val_dice")
-        valid = [m for name in METRIC_NAMES for m in (f"val_{name}", name)]
+        metrics = [m for name in METRIC_NAMES for m in (f"val_{name}", name)]
+        valid = metrics + list(COSTS)
         for item in items:
             if not isinstance(item, str) or item not in valid:
                 guess = closest(str(item), valid)
@@ -403,13 +421,22 @@ class SearchConfig:
                                       f"{', '.join(valid)}")
         if len(set(items)) != len(items):
             raise _KeyError(path, f"lists a metric twice, got {_fmt(items)}")
+        if items[0] in COSTS:
+            quality = [i for i in items if i not in COSTS]
+            ordered = quality + [i for i in items if i in COSTS]
+            fix = (f"put the quality metric first: [{', '.join(ordered)}]" if quality
+                   else f"add one first: [val_dice, {', '.join(items)}]")
+            raise _KeyError(path, f"a search needs a quality metric as its first objective (it "
+                                  f"picks each trial's best epoch; {items[0]} is a cost), got "
+                                  f"{_fmt(items)}; {fix}")
         return tuple(items)
 
     def _directions(self, objectives: tuple[str, ...]) -> str | tuple[str, ...]:
         path = "search.direction"
         raw = self.direction
         if raw is None:
-            items = ["minimize" if o.endswith("loss") else "maximize" for o in objectives]
+            items = ["minimize" if o.endswith("loss") or o in COSTS else "maximize"
+                     for o in objectives]
         elif isinstance(raw, (list, tuple)):
             items = list(raw)
             if len(items) != len(objectives):
@@ -419,6 +446,10 @@ class SearchConfig:
             items = [raw] * len(objectives)
         for item in items:
             _choice(item, path, ("maximize", "minimize"), "direction")
+        for name, item in zip(objectives, items):
+            if name in COSTS and item != "minimize":
+                raise _KeyError(path, f"{name} is a cost and is minimised, got {item!r} for it; "
+                                      "use minimize (or leave search.direction out)")
         return items[0] if len(items) == 1 else tuple(items)
 
 
@@ -430,16 +461,56 @@ class ExportConfig:
         enabled: export when the search ends (``segsearch export`` works either way).
         saved_model: also write a TensorFlow SavedModel for serving (TensorFlow backend only).
         overlays: how many PNG overlays of the best model's predictions on validation images.
+        pick: which trial of a several-objective study is trained further and exported:
+            "best_quality" (the best first objective), "knee" (the Pareto front's balanced
+            trial), or limits such as {max_latency_ms: 20} (max_params, max_flops too): the best
+            quality within them (see segsearch.pareto).
     """
 
     enabled: bool = True
     saved_model: bool = True
     overlays: int = 4
+    pick: str | dict[str, float] = "best_quality"
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
         _bool(self.saved_model, "export.saved_model")
         _int(self.overlays, "export.overlays", minimum=0)
+        _check_pick(self.pick)
+
+
+def _check_pick(pick: Any) -> None:
+    """export.pick: a rule name, or a mapping of limits (max_latency_ms, ...) to positive
+    numbers."""
+    path = "export.pick"
+    if isinstance(pick, str):
+        _choice(pick, path, PICK_RULES, "rule")
+        return
+    example = "{max_latency_ms: 20}"
+    if not isinstance(pick, Mapping) or not pick:
+        raise _KeyError(path, f"must be {', '.join(PICK_RULES)} or limits such as {example}, "
+                              f"got {_fmt(pick)}")
+    for key, value in pick.items():
+        if key not in PICK_LIMITS:
+            raise _unknown_key(path, key, PICK_LIMITS)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value <= 0:
+            raise _KeyError(f"{path}.{key}", f"must be a number > 0, got {_fmt(value)}")
+
+
+def _check_pick_objectives(pick: Any, objectives: Sequence[str]) -> None:
+    """export.pick against search.objective: knee needs several objectives, a limit its cost."""
+    if pick == "knee" and len(objectives) < 2:
+        raise _KeyError("export.pick", f"knee balances several objectives, got search.objective "
+                                       f"{_fmt(list(objectives))}; add a cost such as latency_ms "
+                                       "or use best_quality")
+    if isinstance(pick, Mapping):
+        for key in pick:
+            cost = PICK_LIMITS[key]
+            if cost not in objectives:
+                raise _KeyError("export.pick", f"{key} needs {cost} among search.objective, got "
+                                               f"{_fmt(list(objectives))}; add it, e.g. "
+                                               f"[{objectives[0]}, {cost}]")
 
 
 def _check_study_name(name: Any) -> None:
@@ -522,6 +593,7 @@ class Config:
                 if not isinstance(value, Mapping):
                     raise _KeyError(f"space.{key}", f"must be a mapping of hyperparameter names "
                                                     f"to entries, got {_fmt(value)}")
+        _check_pick_objectives(self.export.pick, self.search.objectives)
         backbones = _backbone_architectures()
         if self.train.weights is not None and not set(archs) & set(backbones):
             raise _KeyError("train.weights", f"only {' and '.join(backbones)} load "
