@@ -111,7 +111,8 @@ CONFIG_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize(("sets", "expected"), CONFIG_ERRORS, ids=[e[1][:30] for e in CONFIG_ERRORS])
+@pytest.mark.parametrize(("sets", "expected"), CONFIG_ERRORS,
+                         ids=[e[1][:30] for e in CONFIG_ERRORS])
 def test_config_errors_exit_2_with_one_line(tmp_path: Path, sets: list[str], expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config("unet", sets=sets)
@@ -188,7 +189,7 @@ def test_export_follows_each_pick_rule(study: Path) -> None:
     within = max((r for r in complete if r.values["latency_ms"] <= limit), key=lambda r: r.value)
     expected = {"best_quality": max(complete, key=lambda r: r.value).number,
                 "knee": knee(front, objective).number,
-                "{max_latency_ms: %r}" % limit: within.number}
+                f"{{max_latency_ms: {limit!r}}}": within.number}
     for rule, number in expected.items():
         config = stored.with_overrides(sets=[f"export.pick={rule}"])
         Study(config).export()
