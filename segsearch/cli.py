@@ -180,13 +180,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   "baseline": results.baseline, "verdict": results.verdict,
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
                   "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
-                  "final_failed": results.final_failed, "final_retry": results.final_retry})
+                  "final_failed": results.final_failed, "final_retry": results.final_retry,
+                  **({"pareto_front": [t.number for t in results.pareto_front],
+                      "pick": results.pick} if results.pick else {})})
     elif args.quiet:
         print(f"{objective_text}  {results.best_model_path}")
     else:
+        front = [t.number for t in results.pareto_front] if results.pick else None
         if results.trials:
             print("\nBest trials:")
-            print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
+            print(format_trials(results.trials, objective, config.search.directions[0], limit=5,
+                                front=front))
+        if results.pick:
+            print(f"Pareto front (marked *): trials {', '.join(str(n) for n in front or ())}; "
+                  f"export.pick {_rule_word(results.pick['rule'])}: trial "
+                  f"#{results.pick['trial']}")
         chose = results.selection_value
         if chose is not None and results.best_value is not None and chose != results.best_value:
             objective_text += (" (the exported model on the validation images; the moving "

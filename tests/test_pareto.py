@@ -138,9 +138,10 @@ SEARCH = ["--trials", "3", "--epochs", "1", "--image-size", "32",
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-trial nsga2 search of quality against params, flops and latency, exported as knee."""
     folder = tmp_path_factory.mktemp("pareto") / "s"
-    code, _, err = _run(["run", "unet", "--study-dir", str(folder), "--quiet", *SEARCH,
-                         "--set", "export.pick=knee"])
+    code, out, err = _run(["run", "unet", "--study-dir", str(folder), *SEARCH,
+                           "--set", "export.pick=knee"])
     assert code == 0, err
+    assert "Pareto front (marked *): trials " in out and "export.pick knee: trial #" in out
     return folder
 
 
