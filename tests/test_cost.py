@@ -116,3 +116,65 @@ def test_latency_of_a_real_model_is_positive_and_measure_names_what_it_gave() ->
     out = cost.measure(model, ["val_dice", "params", "flops", "latency_ms"], latency_batches=2)
     assert sorted(out) == ["flops", "latency_ms", "params"]
     assert out["params"] == cost.count_params(model) and out["flops"] == 20032
+
+
+# ----------------------------------------------------------------------------------- in a trial
+def _trial_model(extra: keras.layers.Layer | None = None) -> keras.Model:
+    from segsearch import losses, metrics
+
+    inputs = keras.Input((16, 16, 1))
+    h = L.Conv2D(4, 3, padding="same")(inputs)
+    if extra is not None:
+        h = extra(h)
+    outputs = L.Conv2D(1, 1, activation="sigmoid")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss=losses.get("ce", 1),
+                  metrics=metrics.default_metrics(1), jit_compile=False)
+    return model
+
+
+def _context(tmp_path, names: tuple[str, ...]):
+    import tensorflow as tf
+
+    from segsearch.engines.trial import TrainingContext
+    from segsearch.records import Objective
+
+    rng = np.random.default_rng(0)
+    x = rng.random((8, 16, 16, 1)).astype("float32")
+    y = (x > 0.5).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((x[:4], y[:4])).batch(4)
+    val = tf.data.Dataset.from_tensor_slices((x[4:], y[4:])).batch(4)
+    directions = ("maximize",) + ("minimize",) * (len(names) - 1)
+    return TrainingContext(train_data=data, val_data=val, study_dir=tmp_path,
+                           objective=Objective(names, directions), latency_batches=2)
+
+
+def test_a_trial_reports_its_costs_with_the_metric(tmp_path) -> None:
+    from segsearch.engines.trial import TrialTask, run_trial
+
+    names = ("val_dice", "params", "flops", "latency_ms")
+    task = TrialTask(number=0, out_dir=tmp_path / "trials" / "0000", epochs=1)
+    built: list[keras.Model] = []
+    outcome = run_trial(_context(tmp_path, names), lambda: built.append(_trial_model()) or
+                        built[-1], task)
+    assert outcome.state == "complete", outcome.reason
+    dice, params, flops, latency = outcome.objectives
+    assert dice == outcome.value
+    assert params == cost.count_params(built[0]) and flops == cost.count_flops(built[0])
+    assert latency > 0
+    assert {k: outcome.values[k] for k in names[1:]} == dict(zip(names[1:], [params, flops,
+                                                                             latency]))
+    single = run_trial(_context(tmp_path, ("val_dice",)), _trial_model,
+                       TrialTask(number=1, out_dir=tmp_path / "trials" / "0001", epochs=1))
+    assert "params" not in single.values  # costs are measured only when they are objectives
+
+
+def test_a_cost_that_cannot_be_measured_fails_the_trial(tmp_path) -> None:
+    from segsearch.engines.trial import TrialTask, run_trial
+
+    task = TrialTask(number=0, out_dir=tmp_path / "trials" / "0000", epochs=1)
+    outcome = run_trial(_context(tmp_path, ("val_dice", "flops")),
+                        lambda: _trial_model(L.LayerNormalization(name="ln")), task)
+    assert outcome.state == "failed" and outcome.checkpoint is None
+    assert outcome.reason.startswith("ValueError while measuring its costs")
+    assert "'ln' (LayerNormalization) holds weights" in outcome.reason
