@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 from segsearch import __version__
@@ -65,7 +65,8 @@ def _sort_best(trials: Sequence[Any], direction: str) -> list[Any]:
 
 
 def format_trials(trials: Sequence[Any], objective: str = "objective",
-                  direction: str = "maximize", limit: int | None = None) -> str:
+                  direction: str = "maximize", limit: int | None = None,
+                  front: Collection[int] | None = None) -> str:
     """A text table of trials, best first: number, state, objective, epochs, time, hyperparameters.
 
     Args:
@@ -73,6 +74,8 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
         objective: the objective's name, for the column header.
         direction: "maximize" or "minimize".
         limit: show at most this many rows.
+        front: the trial numbers on the Pareto front (several objectives), marked "*" after the
+            state; None: no marks.
     """
     rows = _sort_best(trials, direction)[:limit]
     header = ["#", "state", objective, "epochs", "time", "hyperparameters"]
@@ -84,7 +87,8 @@ def format_trials(trials: Sequence[Any], objective: str = "objective",
         text = _params(params)
         if t.state in ("infeasible", "failed", "stale") and t.reason:
             text = f"({_short_reason(t.reason)}) {text}"
-        table.append([str(t.number), t.state, _number(t.value),
+        state = f"{t.state} *" if front is not None and t.number in front else t.state
+        table.append([str(t.number), state, _number(t.value),
                       "-" if t.epochs is None else str(t.epochs), _duration(t.duration_s), text])
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     lines = []
@@ -177,13 +181,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   "best_params": results.best_params, "best_model_path": results.best_model_path,
                   "study_dir": results.study_dir, "trials": [t.to_dict() for t in results.trials],
                   "final_failed": results.final_failed, "final_retry": results.final_retry,
-                  "cross_validation": results.cross_validation})
+                  "cross_validation": results.cross_validation,
+                  **({"pareto_front": [t.number for t in results.pareto_front],
+                      "pick": results.pick} if results.pick else {})})
     elif args.quiet:
         print(f"{objective_text}  {results.best_model_path}")
     else:
+        front = [t.number for t in results.pareto_front] if results.pick else None
         if results.trials:
             print("\nBest trials:")
-            print(format_trials(results.trials, objective, config.search.directions[0], limit=5))
+            print(format_trials(results.trials, objective, config.search.directions[0], limit=5,
+                                front=front))
+        if results.pick:
+            print(f"Pareto front (marked *): trials {', '.join(str(n) for n in front or ())}; "
+                  f"export.pick {_rule_word(results.pick['rule'])}: trial "
+                  f"#{results.pick['trial']}")
         chose = results.selection_value
         if chose is not None and results.best_value is not None and chose != results.best_value:
             objective_text += (" (the exported model on the validation images; the moving "
@@ -262,6 +274,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     objective = study.config.search.objectives[0]
     direction = study.config.search.directions[0]
     extra = _status_summary(study, trials, objective, direction)
+    pareto = _status_pareto(study, trials)
+    extra["lines"] += pareto["lines"]
+    extra["data"].update(pareto["data"])
     if args.json:
         ordered = _sort_best(trials, direction)
         report = {"study_dir": str(args.study_dir), "objective": objective,
@@ -279,7 +294,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         counts.items(), key=lambda kv: STATES.index(kv[0]) if kv[0] in STATES else 9))
     print(f"{args.study_dir}: {len(trials)} trials ({summary}); objective {objective} "
           f"({direction})")
-    print(format_trials(trials, objective, direction))
+    print(format_trials(trials, objective, direction, front=pareto["data"].get("pareto_front")))
     for line in extra["lines"]:
         print(line)
     return 0
@@ -349,6 +364,48 @@ def _status_summary(study: Any, trials: Sequence[Any], objective: str,
             lines.append(warning)
         data.update(baseline=best_constant, verdict=verdict)
     return {"lines": lines, "data": data}
+
+
+def _status_pareto(study: Any, trials: Sequence[Any]) -> dict[str, Any]:
+    """What `status` shows of a study with several objectives: the Pareto front (each trial's
+    objectives) and the trial export.pick picks; nothing with one objective."""
+    from segsearch.errors import StudyError
+    from segsearch.pareto import objective_values, rule_text
+
+    objective = study.objective
+    if len(objective.names) < 2:
+        return {"lines": [], "data": {}}
+    front = study.pareto_front(trials)
+    complete = sum(t.state == "complete" for t in trials)
+    data: dict[str, Any] = {"objectives": list(objective.names),
+                            "directions": list(objective.directions),
+                            "pareto_front": [t.number for t in front]}
+    lines = [f"Pareto front: {len(front)} of {_plural(complete, 'complete trial')} (marked * "
+             f"above), " + ", ".join(f"{n} ({d})" for n, d in zip(objective.names,
+                                                                  objective.directions))]
+    table = [["#", *objective.names]] + [
+        [str(t.number), *(_number(v) for v in objective_values(t, objective) or ())]
+        for t in front]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    lines += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in table]
+    rule = study.config.export.pick
+    try:
+        chosen = study.pick(trials) if front else None
+    except StudyError as e:
+        lines.append(str(e))
+        data["pick"] = {"rule": rule, "error": str(e)}
+    else:
+        if chosen is not None:
+            lines.append(f"export.pick {_rule_word(rule)}: trial #{chosen.trial.number} "
+                         f"({rule_text(rule)})")
+            data["pick"] = chosen.to_dict()
+    return {"lines": lines, "data": data}
+
+
+def _rule_word(rule: Any) -> str:
+    if isinstance(rule, Mapping):
+        return "{" + ", ".join(f"{k}: {v:g}" for k, v in rule.items()) + "}"
+    return str(rule)
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

@@ -104,6 +104,10 @@ class Results:
             trial's, or the final training's when it beat it).
         cross_validation: with ``data.folds``, the folds' figures (:func:`segsearch.folds.summary`:
             each re-scored configuration's values per fold, mean and std, the winner).
+        pareto_front: the non-dominated complete trials of a study with several objectives
+            (cost objectives included), best quality first (segsearch.pareto); [] with one.
+        pick: what ``export.pick`` chose: {rule, means, trial, objectives, front}; None with one
+            objective.
     """
 
     best_value: float | None
@@ -122,6 +126,8 @@ class Results:
     verdict: dict[str, Any] | None = None
     selection_value: float | None = None
     cross_validation: dict[str, Any] | None = None
+    pareto_front: list[TrialRecord] = field(default_factory=list)
+    pick: dict[str, Any] | None = None
 
 
 class _Emitter:
@@ -397,6 +403,8 @@ class Study:
             baseline=best_constant,
             verdict=verdict,
             cross_validation=folds.summary(self.dir, config, records, self.objective),
+            pareto_front=self.pareto_front(records),
+            pick=self.pick(records).to_dict() if self._several() else None,
         )
 
     def trials(self) -> list[TrialRecord]:
@@ -411,13 +419,14 @@ class Study:
         return self.folder.read_records()
 
     def best(self, records: list[TrialRecord] | None = None) -> TrialRecord:
-        """The best complete trial (by the first objective).
+        """The best complete trial (by the first objective); with several objectives, the trial
+        ``export.pick`` picks on the Pareto front (:meth:`pick`).
 
         Args:
             records: the trials; read from the study when None.
 
         Raises:
-            StudyError: no trial completed.
+            StudyError: no trial completed, or none meets ``export.pick``'s limits.
         """
         records = self.trials() if records is None else records
         complete = [r for r in records if r.state == "complete" and r.value is not None]
@@ -426,10 +435,44 @@ class Study:
             reasons = "; ".join(dict.fromkeys(r.reason for r in records if r.reason)) or "none ran"
             raise StudyError(f"{self.dir}: no trial completed ({reasons}); run the search first, "
                              "or widen the space / raise train.epochs")
+        if self._several():  # export.pick chooses among the Pareto front
+            return self.pick(records).trial
         from segsearch.folds import winner
 
         # data.folds with a finished refit: the best mean over folds
         return winner(self.dir, self.config, records, self.objective) or ranked[0]
+
+    def _several(self) -> bool:
+        return len(self.objective.names) > 1
+
+    def pareto_front(self, records: list[TrialRecord] | None = None) -> list[TrialRecord]:
+        """The non-dominated complete trials, best quality first ([] with one objective).
+
+        Args:
+            records: the trials; read from the study when None.
+        """
+        if not self._several():
+            return []
+        from segsearch.pareto import pareto_front
+
+        return pareto_front(self.trials() if records is None else records, self.objective)
+
+    def pick(self, records: list[TrialRecord] | None = None) -> Any:
+        """The trial ``export.pick`` chooses (a :class:`segsearch.pareto.Pick`).
+
+        Args:
+            records: the trials; read from the study when None.
+
+        Raises:
+            StudyError: no trial completed, or none meets the pick's limits.
+        """
+        from segsearch.pareto import pick
+
+        records = self.trials() if records is None else records
+        try:
+            return pick(records, self.objective, self.config.export.pick)
+        except StudyError as e:
+            raise StudyError(f"{self.dir}: {e}") from None
 
     def export(
         self,

@@ -607,6 +607,8 @@ def export_study(
 
         refined, choices = refine.choose(model, val, config, baseline=baseline["best"])
         metrics.update(refined)
+        if len(config.search.objectives) > 1:  # which trial export.pick chose, and why
+            metrics["pick"] = _pick_record(config, best, records)
         _write_yaml(tmp / "metrics.yaml", metrics)
         files["metrics"] = "metrics.yaml"
 
@@ -683,6 +685,18 @@ def export_study(
     except OSError as e:
         recover(study_dir)  # the old export back in place, or the new one
         raise StudyError(_export_error(e, tmp, study_dir / BEST_DIR)) from None
+
+
+def _pick_record(config: Any, best: TrialRecord, records: Sequence[TrialRecord]) -> dict[str, Any]:
+    """best/metrics.yaml's ``pick``: export.pick's rule, the exported trial, its objectives (as
+    its trial measured them) and the Pareto front."""
+    from segsearch.pareto import Pick, pareto_front
+    from segsearch.records import Objective
+
+    objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
+    front = tuple(r.number for r in pareto_front(records, objective))
+    values = dict(zip(objective.names, best.objectives or []))
+    return Pick(trial=best, rule=config.export.pick, values=values, front=front).to_dict()
 
 
 def _export_error(error: OSError, tmp: Path, best: Path) -> str:

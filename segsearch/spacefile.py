@@ -43,8 +43,10 @@ from typing import Any, Literal
 import yaml
 
 from segsearch.autoconf import Choice, auto_keys, placeholder, resolve
+from segsearch.cost import COSTS
 from segsearch.errors import ConfigError, SegsearchError, closest, yaml_text
 from segsearch.jsonable import jsonable
+from segsearch.pareto import PICK_LIMITS, PICK_RULES
 
 __all__ = [
     "Config",
@@ -310,9 +312,11 @@ class SearchConfig:
         time_limit: seconds after the search starts when no new trial starts and a running one
             stops at its next epoch end ("30m", "2h", "90s" or a number in YAML); None for no
             limit.
-        objective: the metric to optimise, e.g. "val_dice"; a list of two for nsga2.
+        objective: the metric to optimise, e.g. "val_dice"; a list of two or more for nsga2 (or
+            tpe, random, qmc), which may name the costs "params", "flops" and "latency_ms" after
+            a quality metric: [val_dice, latency_ms].
         direction: "maximize" or "minimize" (a list, one per objective); None means minimize for a
-            loss and maximize otherwise. Resolved when built.
+            loss or a cost and maximize otherwise. Resolved when built.
         pruner: optuna's pruner: "hyperband", "median", "successive_halving" or "none"; None means
             hyperband (none for several objectives, and always none for keras-tuner, whose
             hyperband algorithm does the early stopping). Resolved when built.
@@ -324,6 +328,9 @@ class SearchConfig:
         refit_folds: with ``data.folds``, the best N complete configurations are trained and
             scored on every fold after the search and the winner is the best mean over folds
             (:mod:`segsearch.folds`); 0: off, the best trial on fold 0 wins.
+        latency_batches: timed batches whose median is a trial's ``latency_ms`` (after a few
+            warm-up batches that are not timed).
+        latency_batch_size: images per batch when ``latency_ms`` is measured.
     """
 
     engine: Engine = "optuna"
@@ -338,11 +345,15 @@ class SearchConfig:
     workers: int = 1
     gpus: str | None = None
     refit_folds: int = 0
+    latency_batches: int = 20
+    latency_batch_size: int = 1
 
     def __post_init__(self) -> None:
         p = "search."
         _int(self.refit_folds, p + "refit_folds", minimum=0)
         _int(self.max_failures, p + "max_failures", minimum=1)
+        _int(self.latency_batches, p + "latency_batches", minimum=1)
+        _int(self.latency_batch_size, p + "latency_batch_size", minimum=1)
         if self.gpus is not None:
             gpus = self.gpus
             if isinstance(gpus, (list, tuple)):
@@ -381,6 +392,12 @@ class SearchConfig:
         _int(self.seed, p + "seed", minimum=0)
 
         objectives = self._objectives()
+        costs = [o for o in objectives if o in COSTS]
+        if costs and engine != "optuna":
+            raise _KeyError(p + "objective", f"keras-tuner adds several objectives up unscaled "
+                                             f"(its MultiObjective), so {costs[0]} would outweigh "
+                                             f"{objectives[0]}, got {_fmt(list(objectives))}; "
+                                             "use engine: optuna with algorithm: nsga2")
         if len(objectives) > 1:
             if engine != "optuna":
                 raise _KeyError(p + "objective", f"keras-tuner optimises one objective, got "
@@ -426,7 +443,8 @@ class SearchConfig:
         items = list(raw) if isinstance(raw, (list, tuple)) else [raw]
         if not items:
             raise _KeyError(path, "must name at least one metric, got []; e.g. val_dice")
-        valid = [m for name in METRIC_NAMES for m in (f"val_{name}", name)]
+        metrics = [m for name in METRIC_NAMES for m in (f"val_{name}", name)]
+        valid = metrics + list(COSTS)
         for item in items:
             if not isinstance(item, str) or item not in valid:
                 guess = closest(str(item), valid)
@@ -435,13 +453,22 @@ class SearchConfig:
                                       f"{', '.join(valid)}")
         if len(set(items)) != len(items):
             raise _KeyError(path, f"lists a metric twice, got {_fmt(items)}")
+        if items[0] in COSTS:
+            quality = [i for i in items if i not in COSTS]
+            ordered = quality + [i for i in items if i in COSTS]
+            fix = (f"put the quality metric first: [{', '.join(ordered)}]" if quality
+                   else f"add one first: [val_dice, {', '.join(items)}]")
+            raise _KeyError(path, f"a search needs a quality metric as its first objective (it "
+                                  f"picks each trial's best epoch; {items[0]} is a cost), got "
+                                  f"{_fmt(items)}; {fix}")
         return tuple(items)
 
     def _directions(self, objectives: tuple[str, ...]) -> str | tuple[str, ...]:
         path = "search.direction"
         raw = self.direction
         if raw is None:
-            items = ["minimize" if o.endswith("loss") else "maximize" for o in objectives]
+            items = ["minimize" if o.endswith("loss") or o in COSTS else "maximize"
+                     for o in objectives]
         elif isinstance(raw, (list, tuple)):
             items = list(raw)
             if len(items) != len(objectives):
@@ -451,6 +478,10 @@ class SearchConfig:
             items = [raw] * len(objectives)
         for item in items:
             _choice(item, path, ("maximize", "minimize"), "direction")
+        for name, item in zip(objectives, items):
+            if name in COSTS and item != "minimize":
+                raise _KeyError(path, f"{name} is a cost and is minimised, got {item!r} for it; "
+                                      "use minimize (or leave search.direction out)")
         return items[0] if len(items) == 1 else tuple(items)
 
 
@@ -471,6 +502,10 @@ class ExportConfig:
             score with and without is recorded either way (segsearch.refine).
         postprocess: choose per-class post-processing (keep the largest component, remove small
             ones) on the validation images, each step kept only when it raises the score.
+        pick: which trial of a several-objective study is trained further and exported:
+            "best_quality" (the best first objective), "knee" (the Pareto front's balanced
+            trial), or limits such as {max_latency_ms: 20} (max_params, max_flops too): the best
+            quality within them (see segsearch.pareto).
     """
 
     enabled: bool = True
@@ -480,6 +515,7 @@ class ExportConfig:
     ensemble_size: int = 3
     tta: bool | Literal["auto"] = "auto"
     postprocess: bool = True
+    pick: str | dict[str, float] = "best_quality"
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
@@ -490,6 +526,7 @@ class ExportConfig:
         if self.tta != "auto" and not isinstance(self.tta, bool):
             raise _KeyError("export.tta", f"must be true, false or 'auto', got {_fmt(self.tta)}")
         _bool(self.postprocess, "export.postprocess")
+        _check_pick(self.pick)
 
 
 def _check_folds(config: Config) -> None:
@@ -504,6 +541,40 @@ def _check_folds(config: Config) -> None:
         raise _KeyError("export.ensemble", "an ensemble of the fold models needs data.folds >= "
                                            "2, got ensemble=folds without folds; set data.folds "
                                            "(e.g. 5), or use export.ensemble: top_k")
+
+
+def _check_pick(pick: Any) -> None:
+    """export.pick: a rule name, or a mapping of limits (max_latency_ms, ...) to positive
+    numbers."""
+    path = "export.pick"
+    if isinstance(pick, str):
+        _choice(pick, path, PICK_RULES, "rule")
+        return
+    example = "{max_latency_ms: 20}"
+    if not isinstance(pick, Mapping) or not pick:
+        raise _KeyError(path, f"must be {', '.join(PICK_RULES)} or limits such as {example}, "
+                              f"got {_fmt(pick)}")
+    for key, value in pick.items():
+        if key not in PICK_LIMITS:
+            raise _unknown_key(path, key, PICK_LIMITS)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value <= 0:
+            raise _KeyError(f"{path}.{key}", f"must be a number > 0, got {_fmt(value)}")
+
+
+def _check_pick_objectives(pick: Any, objectives: Sequence[str]) -> None:
+    """export.pick against search.objective: knee needs several objectives, a limit its cost."""
+    if pick == "knee" and len(objectives) < 2:
+        raise _KeyError("export.pick", f"knee balances several objectives, got search.objective "
+                                       f"{_fmt(list(objectives))}; add a cost such as latency_ms "
+                                       "or use best_quality")
+    if isinstance(pick, Mapping):
+        for key in pick:
+            cost = PICK_LIMITS[key]
+            if cost not in objectives:
+                raise _KeyError("export.pick", f"{key} needs {cost} among search.objective, got "
+                                               f"{_fmt(list(objectives))}; add it, e.g. "
+                                               f"[{objectives[0]}, {cost}]")
 
 
 def _check_study_name(name: Any) -> None:
@@ -595,6 +666,7 @@ class Config:
                     else f"data.num_classes is {classes}")
             raise _KeyError("train.class_weights", f"{len(weights)} weights but {what}; give one "
                                                    "weight per class id")
+        _check_pick_objectives(self.export.pick, self.search.objectives)
         backbones = _backbone_architectures()
         if self.train.weights is not None and not set(archs) & set(backbones):
             raise _KeyError("train.weights", f"only {' and '.join(backbones)} load "

@@ -232,6 +232,8 @@ class Workshop:
             progress=progress,
             deadline=deadline,
             epoch_steps=epoch_steps,
+            latency_batches=int(config.search.latency_batches),
+            latency_batch_size=int(config.search.latency_batch_size),
         )
 
 

@@ -377,7 +377,8 @@ class BaseEngine:
             )
 
     def prune_checkpoints(self, records: Iterable[TrialRecord]) -> None:
-        """Delete the checkpoints of all but the best few complete trials (and protected ones).
+        """Delete the checkpoints of all but the best few complete trials (and protected ones);
+        with several objectives the Pareto front's are kept too (``export.pick`` chooses there).
 
         Args:
             records: every trial of the study.
@@ -386,6 +387,10 @@ class BaseEngine:
         complete = [r for r in records if r.state == "complete"]
         keep = {r.number for r in sort_best(complete, self.objective.direction)[:self.kept()]}
         keep |= self.protected_checkpoints()
+        if len(self.objective.names) > 1:
+            from segsearch.pareto import pareto_front
+
+            keep |= {r.number for r in pareto_front(complete, self.objective)}
         for record in records:
             if record.state == "running":  # another worker's trial, its checkpoint on the way
                 continue

@@ -124,6 +124,9 @@ class TrainingContext:
         val_callback: returns a Keras callback that puts the ``val_*`` metrics into each epoch's
             logs (patch mode: whole validation images scored through sliding windows, see
             ``segsearch.sliding``); with it, ``val_data`` is not passed to ``model.fit``.
+        latency_batches: timed batches whose median is a trial's ``latency_ms`` (when it is an
+            objective; see :mod:`segsearch.cost`).
+        latency_batch_size: images per batch for ``latency_ms``.
     """
 
     train_data: Any
@@ -140,6 +143,8 @@ class TrainingContext:
     epoch_steps: int | None = None
     smoothing: float = scores.EMA_ALPHA
     val_callback: Callable[[], Any] | None = None
+    latency_batches: int = 20
+    latency_batch_size: int = 1
 
 
 @dataclass
@@ -187,8 +192,9 @@ class TrialOutcome:
     Args:
         state: "complete", "pruned", "failed" or "infeasible".
         value: the moving average of the first objective at the best epoch.
-        objectives: every objective at the best epoch.
-        values: every validation metric (and the loss) at the best epoch.
+        objectives: every objective at the best epoch (a cost objective, ``params``, ``flops`` or
+            ``latency_ms``, measured on the trained model).
+        values: every validation metric (and the loss) at the best epoch, and the costs measured.
         epochs: epochs trained by this call.
         best_epoch: the best epoch, counted from the network's first epoch.
         reason: why it was pruned, failed or infeasible.
@@ -735,6 +741,8 @@ def _run_trial(
         outcome.reason = f"{context.objective.name} was never finite"
         outcome.failure = "configuration"
 
+    if outcome.state == "complete" and task.phase == "trial":
+        _measure_costs(model, context, outcome)
     if outcome.state == "complete" and monitor.stop_state == "time_limit":
         # the user's budget ran out: the trial counts with the epochs it ran, as its reason says
         outcome.reason = f"{monitor.stop_reason} of {task.epochs}"
@@ -753,6 +761,29 @@ def _run_trial(
                 e, target, f"writing the checkpoint of {_which(task)}")) from None
     del model  # released when the next trial starts
     return finish(outcome)
+
+
+def _measure_costs(model: Any, context: TrainingContext, outcome: TrialOutcome) -> None:
+    """Put the cost objectives (params, flops, latency_ms) of a complete trial into its outcome's
+    objectives and values; a measurement that fails fails the trial."""
+    from segsearch.cost import COSTS, measure
+
+    names = context.objective.names
+    if not any(name in COSTS for name in names):
+        return
+    try:
+        costs = measure(model, names, latency_batches=context.latency_batches,
+                        latency_batch_size=context.latency_batch_size)
+    except SegsearchError:
+        raise
+    except Exception as e:  # noqa: BLE001 - e.g. out of memory while timing: this trial fails
+        outcome.state, outcome.reason = "failed", error_reason("measuring its costs", e)
+        outcome.oom, outcome.failure = is_out_of_memory(e), failure_kind(e)
+        outcome.error = _traceback_text(e)
+        return
+    outcome.values.update(costs)
+    outcome.objectives = [costs.get(n, v) for n, v in
+                          zip(names, outcome.objectives or [None] * len(names))]
 
 
 def _which(task: TrialTask) -> str:
