@@ -53,6 +53,7 @@ from segsearch.errors import (
     StudyError,
     os_error_message,
 )
+from segsearch.precision import policy_name
 from segsearch.records import (
     CHECKPOINT_FILE,
     ERROR_FILE,
@@ -110,7 +111,9 @@ class TrainingContext:
         study_dir: the study folder (trials write into ``trials/<nnnn>/``).
         objective: the metric(s) optimised.
         steps_per_epoch: batches per epoch, None for one pass.
-        mixed_precision: train under the "mixed_float16" dtype policy.
+        mixed_precision: ``train.mixed_precision``: "auto" (bfloat16 on a GPU that has it,
+            float16 on an older one, float32 on a CPU), True ("mixed_float16"), False (float32),
+            or a policy name (see ``segsearch.precision``); picked where the trial trains.
         jit_compile: XLA: True, False, or "auto" (the model's compile decides).
         verbose: Keras' own fit output.
         seed: base random seed; trial n trains with seed + n.
@@ -131,7 +134,7 @@ class TrainingContext:
     study_dir: Path
     objective: Objective = field(default_factory=Objective)
     steps_per_epoch: int | None = None
-    mixed_precision: bool = False
+    mixed_precision: bool | str = False
     jit_compile: bool | str = "auto"
     verbose: int = 0
     seed: int = 0
@@ -608,8 +611,7 @@ def run_trial(
         KeyboardInterrupt: the run was interrupted; the trial is left for the engine to re-run.
     """
     previous_policy = keras.mixed_precision.dtype_policy()
-    policy = "mixed_float16" if context.mixed_precision else "float32"
-    keras.mixed_precision.set_dtype_policy(policy)
+    keras.mixed_precision.set_dtype_policy(policy_name(context.mixed_precision))
     try:
         return _run_trial(context, build, task, reporter)
     finally:
