@@ -611,7 +611,6 @@ def run_trial(
         KeyboardInterrupt: the run was interrupted; the trial is left for the engine to re-run.
     """
     previous_policy = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(policy_name(context.mixed_precision))
     try:
         return _run_trial(context, build, task, reporter)
     finally:
@@ -628,6 +627,9 @@ def _run_trial(
     t0 = time.monotonic()
     task.out_dir.mkdir(parents=True, exist_ok=True)
     release_memory()
+    # after clear_session, which resets the dtype policy to float32: set before it, the policy
+    # never reached a trial's layers (train.mixed_precision: true trained in float32)
+    keras.mixed_precision.set_dtype_policy(policy_name(context.mixed_precision))
     seed = context.seed + max(task.number, 0)
     keras.utils.set_random_seed(seed)
 
