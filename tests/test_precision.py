@@ -1,4 +1,4 @@
-"""train.mixed_precision: auto picks the policy by the GPU; the trial builds under it, head float32."""
+"""train.mixed_precision: auto picks the policy by the GPU; trials build under it, head float32."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Augmentation on the accelerator (segsearch.data.device): the NumPy path's batches, masks exact."""
+"""Augmentation on the accelerator (segsearch.data.device): the NumPy batches, masks exact."""
 
 from __future__ import annotations
 
