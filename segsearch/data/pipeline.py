@@ -14,9 +14,11 @@ traceback, in the plan's :class:`ProducerErrors` before it goes on: TensorFlow r
 "UnknownError ... Graph execution error", and :func:`producer_error` gives the original back from
 the dataset ``batches`` returned.
 
-Augmentation is vectorised over a batch in NumPy, which releases the GIL in its inner loops, so
-threads run in parallel. Decoded arrays stay in memory (the Part's cache): after ``load`` no epoch
-touches the disk, unless the data did not fit (``DataConfig.cache``).
+Augmented training batches of in-memory items of one size are warped on the accelerator
+(``segsearch.data.device``: the items uploaded once, each batch drawn here as its random
+parameters); the others are augmented vectorised over a batch in NumPy, which releases the GIL in
+its inner loops, so threads run in parallel. Decoded arrays stay in memory (the Part's cache):
+after ``load`` no epoch touches the disk, unless the data did not fit (``DataConfig.cache``).
 
 Example:
     >>> splits = load(DataConfig(source="data/membrane", image_size=128))
