@@ -47,6 +47,7 @@ from segsearch.cost import COSTS
 from segsearch.errors import ConfigError, SegsearchError, closest, yaml_text
 from segsearch.jsonable import jsonable
 from segsearch.pareto import PICK_LIMITS, PICK_RULES
+from segsearch.precision import MIXED_PRECISION_VALUES
 
 __all__ = [
     "Config",
@@ -226,7 +227,10 @@ class TrainConfig:
             from its checkpoint; None means what is left of budget_epochs, 0 means none.
         min_epochs: the shortest a trial trains before it can be stopped (the lowest fidelity of
             hyperband / successive halving).
-        mixed_precision: train in float16 with float32 weights ("mixed_float16"); for GPUs.
+        mixed_precision: "auto" (bfloat16 compute with float32 weights on a GPU that has
+            bfloat16, float16 with loss scaling on an older GPU, float32 on a CPU), true
+            ("mixed_float16", as before "auto"), false (float32), "mixed_bfloat16" or
+            "mixed_float16"; the head and the loss stay float32 (``segsearch.precision``).
         jit_compile: XLA compilation: true, false or "auto" (on a GPU only: on a CPU, compiling
             each new network costs more than a short trial saves).
         steps_per_epoch: batches per epoch; None means one pass over the training images.
@@ -255,7 +259,7 @@ class TrainConfig:
     budget_epochs: int | None = None
     final_epochs: int | None = None
     min_epochs: int = 1
-    mixed_precision: bool = False
+    mixed_precision: bool | Literal["auto", "mixed_bfloat16", "mixed_float16"] = "auto"
     jit_compile: bool | Literal["auto"] = "auto"
     steps_per_epoch: int | None = None
     verbose: int = 0
@@ -278,7 +282,9 @@ class TrainConfig:
         _int(self.budget_epochs, p + "budget_epochs", minimum=1, none=True)
         _int(self.final_epochs, p + "final_epochs", minimum=0, none=True)
         _int(self.min_epochs, p + "min_epochs", minimum=1)
-        _bool(self.mixed_precision, p + "mixed_precision")
+        if not isinstance(self.mixed_precision, bool):
+            _choice(self.mixed_precision, p + "mixed_precision", MIXED_PRECISION_VALUES,
+                    "mixed precision (or true / false)")
         if self.jit_compile != "auto" and not isinstance(self.jit_compile, bool):
             raise _KeyError(p + "jit_compile", f"must be true, false or 'auto', got "
                                                f"{_fmt(self.jit_compile)}")

@@ -45,7 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segsearch.scores", "segsearch.tta", "segsearch.postprocess"),
     ("segsearch.pareto",),
     ("segsearch.records", "segsearch.metrics", "segsearch.losses", "segsearch.params",
-     "segsearch.data", "segsearch.cost"),
+     "segsearch.data", "segsearch.cost", "segsearch.precision"),
     ("segsearch.architectures",),
     ("segsearch.blocks",),
     ("segsearch._keras_compat",),

@@ -23,12 +23,14 @@ def check_num_classes(arch: str, num_classes: Any) -> int:
 
 
 def segmentation_head(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-    """1x1 conv to ``num_classes`` ("head_conv"), then sigmoid or softmax ("head_act", float32).
+    """1x1 conv to ``num_classes`` ("head_conv"), then sigmoid or softmax ("head_act").
 
-    The activation runs in float32 so the outputs stay float32 under mixed precision.
+    Both run in float32, so under mixed precision the logits and the outputs keep float32's
+    range and resolution (a 1x1 conv to a few classes costs next to nothing).
     """
     from keras import layers
 
-    x = layer_class("conv", spatial_rank(x))(num_classes, 1, padding="same", name="head_conv")(x)
+    x = layer_class("conv", spatial_rank(x))(num_classes, 1, padding="same", dtype="float32",
+                                             name="head_conv")(x)
     activation = "sigmoid" if num_classes == 1 else "softmax"
     return layers.Activation(activation, dtype="float32", name="head_act")(x)

@@ -24,7 +24,7 @@ import numpy as np
 
 from segsearch.errors import ConfigError, unknown_name
 
-__all__ = ["Augment", "apply", "transform"]
+__all__ = ["Augment", "apply", "batch_params", "transform"]
 
 
 @dataclass(frozen=True)
@@ -334,6 +334,35 @@ def _photometric(x: np.ndarray, p: dict[str, np.ndarray]) -> np.ndarray:
     return np.clip(x, 0.0, 1.0, out=x)
 
 
+def batch_params(
+    src_hw: Sequence[tuple[int, int]], out_hw: tuple[int, int], aug: Augment | None,
+    rng: np.random.Generator, *, offsets: np.ndarray | None = None, random_crop: bool = False,
+    centers: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The random parameters of one batch, as :func:`transform` draws them (same rng calls).
+
+    Keys: ``flip_y``, ``flip_x``, ``rot`` (quarter turns), ``zoom``, ``center`` (source row, col of
+    each window's centre), and where enabled ``elastic`` (n, 2, grid, grid), ``brightness``,
+    ``contrast``. ``segsearch.data.device`` applies them on the accelerator.
+
+    Args:
+        src_hw: each item's source (height, width).
+        out_hw: the (h, w) of the batch.
+        aug: the augmentation, or None for none.
+        rng: the random generator of this batch.
+        offsets: see :func:`transform`.
+        random_crop: see :func:`transform`.
+        centers: see :func:`transform`.
+    """
+    n = len(src_hw)
+    h, w = out_hw
+    p = _params(n, out_hw, src_hw, aug, rng, random_crop,
+                None if centers is None else np.asarray(centers, np.float64).reshape(n, 2))
+    if offsets is not None and not random_crop:
+        p["center"] = np.asarray(offsets, np.float64).reshape(n, 2) + (np.array([h, w]) - 1) / 2.0
+    return p
+
+
 def transform(
     images: np.ndarray | Sequence[np.ndarray],
     masks: np.ndarray | Sequence[np.ndarray],
@@ -372,10 +401,8 @@ def transform(
         src_hw = [images.shape[1:3]] * n
     else:
         src_hw = [images[i].shape[:2] for i in idx]
-    p = _params(n, out_hw, src_hw, aug, rng, random_crop,
-                None if centers is None else np.asarray(centers, np.float64).reshape(n, 2))
-    if offsets is not None and not random_crop:
-        p["center"] = np.asarray(offsets, np.float64).reshape(n, 2) + (np.array([h, w]) - 1) / 2.0
+    p = batch_params(src_hw, out_hw, aug, rng, offsets=offsets, random_crop=random_crop,
+                     centers=centers)
     ys, xs = _coordinates(n, out_hw, p, aug)
     identity = (
         "elastic" not in p and not np.any(p["flip_y"]) and not np.any(p["flip_x"])

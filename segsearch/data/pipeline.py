@@ -14,9 +14,11 @@ traceback, in the plan's :class:`ProducerErrors` before it goes on: TensorFlow r
 "UnknownError ... Graph execution error", and :func:`producer_error` gives the original back from
 the dataset ``batches`` returned.
 
-Augmentation is vectorised over a batch in NumPy, which releases the GIL in its inner loops, so
-threads run in parallel. Decoded arrays stay in memory (the Part's cache): after ``load`` no epoch
-touches the disk, unless the data did not fit (``DataConfig.cache``).
+Augmented training batches of in-memory items of one size are warped on the accelerator
+(``segsearch.data.device``: the items uploaded once, each batch drawn here as its random
+parameters); the others are augmented vectorised over a batch in NumPy, which releases the GIL in
+its inner loops, so threads run in parallel. Decoded arrays stay in memory (the Part's cache):
+after ``load`` no epoch touches the disk, unless the data did not fit (``DataConfig.cache``).
 
 Example:
     >>> splits = load(DataConfig(source="data/membrane", image_size=128))
@@ -32,17 +34,17 @@ import math
 import os
 import threading
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
-from segsearch.data.augment import Augment, transform
+from segsearch.data.augment import Augment, batch_params, transform
 from segsearch.data.dataset import Part
 
 __all__ = ["BatchPlan", "ProducerErrors", "batches", "default_workers", "default_steps", "iterate",
-           "producer_error", "sequence", "MIN_STEPS"]
+           "producer_error", "py_dataset", "sequence", "MIN_STEPS"]
 
 #: The fewest optimiser steps a patch-mode epoch has (see ``default_steps``).
 MIN_STEPS = 16
@@ -174,7 +176,8 @@ class BatchPlan:
             self.errors.record(e)
             raise
 
-    def _batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def _inputs(self, epoch: int, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """The items of batch ``index`` of ``epoch`` and what places their windows."""
         samples = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, epoch, index, 2])
         part = self.part
@@ -185,8 +188,33 @@ class BatchPlan:
         else:
             items = part.owner[samples]
             offsets = part.offsets[samples]
-        random_crop = self.patches
         aug = self.augment if self.augment.enabled else None
+        return items, {"aug": aug, "rng": rng, "offsets": offsets, "random_crop": self.patches,
+                       "centers": centers}
+
+    def params(self, epoch: int, index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The items of a batch and its random parameters (``augment.batch_params``), drawn as
+        :meth:`batch` draws them; the accelerator path (``segsearch.data.device``) applies them.
+
+        Needs items of one size in memory (``part.stacked``). An exception is recorded in
+        ``self.errors`` and raised.
+        """
+        try:
+            items, kw = self._inputs(epoch, index)
+            stacked = self.part.stacked
+            if stacked is None:
+                raise ValueError("the accelerator path needs the items in memory, of one size")
+            src_hw = [stacked[0].shape[1:3]] * len(items)
+            return items, batch_params(src_hw, self.part.size, kw.pop("aug"), kw.pop("rng"), **kw)
+        except Exception as e:
+            self.errors.record(e)
+            raise
+
+    def _batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        items, kw = self._inputs(epoch, index)
+        part = self.part
+        aug, rng, offsets = kw["aug"], kw["rng"], kw["offsets"]
+        random_crop, centers = kw["random_crop"], kw["centers"]
         stacked = part.stacked
         if stacked is not None:
             images, masks = stacked
@@ -281,10 +309,23 @@ def sequence(
         steps: patch mode: batches per epoch (see BatchPlan).
         foreground: patch mode: share of foreground-centred patches (see BatchPlan).
     """
-    import keras
-
     plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, steps=steps,
                      foreground=foreground)
+    return py_dataset(plan, plan.batch, repeat=repeat, workers=workers)
+
+
+def py_dataset(plan: BatchPlan, produce: Callable[[int, int], tuple[Any, Any]], *,
+               repeat: bool = False, workers: int | None = None):
+    """A ``keras.utils.PyDataset`` over ``produce(epoch, index)`` (``plan.batch``, or the
+    accelerator's producer from ``segsearch.data.device``).
+
+    Args:
+        plan: the BatchPlan (its batches per epoch and its ProducerErrors).
+        produce: builds batch ``index`` of ``epoch``.
+        repeat: an endless dataset (use ``steps_per_epoch``); else one epoch per pass.
+        workers: threads Keras uses to build batches ahead (default ``default_workers()``).
+    """
+    import keras
 
     class SegmentationBatches(keras.utils.PyDataset):
         """Batches of (images, class-id masks) for ``model.fit``; a new epoch after each pass."""
@@ -305,12 +346,12 @@ def sequence(
                 raise TypeError("an endless (repeat=True) dataset has no length")
             return plan.num_batches
 
-        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        def __getitem__(self, index: int) -> tuple[Any, Any]:
             if repeat:
-                return plan.batch(index // plan.num_batches, index % plan.num_batches)
+                return produce(index // plan.num_batches, index % plan.num_batches)
             if not 0 <= index < plan.num_batches:
                 raise IndexError(index)
-            return plan.batch(self.epoch, index)
+            return produce(self.epoch, index)
 
         def on_epoch_end(self) -> None:
             self.epoch += 1
@@ -356,6 +397,7 @@ def batches(
     repeat: bool = False,
     steps: int | None = None,
     foreground: float = 0.33,
+    device: bool | None = None,
 ):
     """Batches of (x, y) for ``model.fit``: tf.data under TensorFlow, a PyDataset otherwise.
 
@@ -376,6 +418,10 @@ def batches(
             random patches (default ``default_steps``).
         foreground: patch mode: share of the patches centred on a foreground pixel
             (``data.foreground_oversample``).
+        device: augment on the accelerator (``segsearch.data.device``: the items are uploaded
+            once, each batch travels as its random parameters). None: whenever the batches are
+            augmented training batches of in-memory items of one size; False: always the NumPy
+            producer; True: the accelerator or a ValueError.
 
     Example:
         >>> train = batches(splits.train, 8, augment=config.augment, seed=trial_seed)
@@ -384,9 +430,18 @@ def batches(
     """
     import keras
 
-    if keras.backend.backend() == "tensorflow":
-        plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, steps=steps,
-                         foreground=foreground)
+    from segsearch.data import device as accelerator
+
+    plan = BatchPlan(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, steps=steps,
+                     foreground=foreground)
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if device or (device is None and accelerator.supported(plan)):
+        if tensorflow:
+            ds = accelerator.tf_dataset(plan, repeat)
+            setattr(ds, _ERRORS_ATTR, plan.errors)
+            return ds
+        return py_dataset(plan, accelerator.producer(plan), repeat=repeat,
+                          workers=min(2, default_workers()))  # dispatch only: few threads
+    if tensorflow:
         return _tf_dataset(plan, repeat, None)
-    return sequence(part, batch_size, augment=augment, shuffle=shuffle, seed=seed, repeat=repeat,
-                    steps=steps, foreground=foreground)
+    return py_dataset(plan, plan.batch, repeat=repeat)

@@ -53,6 +53,7 @@ from segsearch.errors import (
     StudyError,
     os_error_message,
 )
+from segsearch.precision import policy_name
 from segsearch.records import (
     CHECKPOINT_FILE,
     ERROR_FILE,
@@ -110,7 +111,9 @@ class TrainingContext:
         study_dir: the study folder (trials write into ``trials/<nnnn>/``).
         objective: the metric(s) optimised.
         steps_per_epoch: batches per epoch, None for one pass.
-        mixed_precision: train under the "mixed_float16" dtype policy.
+        mixed_precision: ``train.mixed_precision``: "auto" (bfloat16 on a GPU that has it,
+            float16 on an older one, float32 on a CPU), True ("mixed_float16"), False (float32),
+            or a policy name (see ``segsearch.precision``); picked where the trial trains.
         jit_compile: XLA: True, False, or "auto" (the model's compile decides).
         verbose: Keras' own fit output.
         seed: base random seed; trial n trains with seed + n.
@@ -134,7 +137,7 @@ class TrainingContext:
     study_dir: Path
     objective: Objective = field(default_factory=Objective)
     steps_per_epoch: int | None = None
-    mixed_precision: bool = False
+    mixed_precision: bool | str = False
     jit_compile: bool | str = "auto"
     verbose: int = 0
     seed: int = 0
@@ -622,8 +625,6 @@ def run_trial(
         KeyboardInterrupt: the run was interrupted; the trial is left for the engine to re-run.
     """
     previous_policy = keras.mixed_precision.dtype_policy()
-    policy = "mixed_float16" if context.mixed_precision else "float32"
-    keras.mixed_precision.set_dtype_policy(policy)
     try:
         return _run_trial(context, build, task, reporter)
     finally:
@@ -640,6 +641,9 @@ def _run_trial(
     t0 = time.monotonic()
     task.out_dir.mkdir(parents=True, exist_ok=True)
     release_memory()
+    # after clear_session, which resets the dtype policy to float32: set before it, the policy
+    # never reached a trial's layers (train.mixed_precision: true trained in float32)
+    keras.mixed_precision.set_dtype_policy(policy_name(context.mixed_precision))
     seed = context.seed + max(task.number, 0)
     keras.utils.set_random_seed(seed)
 
