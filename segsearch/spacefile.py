@@ -294,6 +294,8 @@ class SearchConfig:
             reasons).
         workers: trials trained at once on this machine (each in its own worker process).
         gpus: GPU ids handed out to the workers in turn (CUDA_VISIBLE_DEVICES); None: all.
+        callbacks: ``module:attr`` names of Optuna callbacks, each called with ``(study,
+            frozen_trial)`` after every trial (engine optuna; see :mod:`segsearch.callbacks`).
     """
 
     engine: Engine = "optuna"
@@ -307,6 +309,7 @@ class SearchConfig:
     max_failures: int = 5
     workers: int = 1
     gpus: str | None = None
+    callbacks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         p = "search."
@@ -377,6 +380,27 @@ class SearchConfig:
             raise _KeyError(p + "pruner", f"Optuna cannot prune with several objectives, got "
                                           f"{pruner!r}; use pruner: none")
         _set(self, "pruner", pruner)
+        self._check_callbacks()
+
+    def _check_callbacks(self) -> None:
+        """``search.callbacks``: a list of ``module:attr`` (imported by :func:`load_config`)."""
+        from segsearch import callbacks
+
+        items = self.callbacks
+        items = () if items is None else (items,) if isinstance(items, str) else items
+        if not isinstance(items, (list, tuple)):
+            raise _KeyError(callbacks.KEY, f"must be a list of module:attr names, got "
+                                           f"{_fmt(self.callbacks)}")
+        try:
+            for item in items:
+                callbacks.check_spec(item)
+        except callbacks.SpecError as e:
+            raise _KeyError(e.key, e.detail) from None
+        if items and self.engine != "optuna":
+            raise _KeyError(callbacks.KEY, f"Optuna callbacks get an optuna.Study and its trials, "
+                                           f"which engine {_fmt(self.engine)} has not; use "
+                                           "engine: optuna, or remove search.callbacks")
+        _set(self, "callbacks", tuple(items))
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -430,16 +454,20 @@ class ExportConfig:
         enabled: export when the search ends (``segsearch export`` works either way).
         saved_model: also write a TensorFlow SavedModel for serving (TensorFlow backend only).
         overlays: how many PNG overlays of the best model's predictions on validation images.
+        tensorboard: each trial (and the final training) writes TensorBoard scalars and its
+            HParams into <study>/tensorboard/<trial_nnnn | final>/.
     """
 
     enabled: bool = True
     saved_model: bool = True
     overlays: int = 4
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
         _bool(self.saved_model, "export.saved_model")
         _int(self.overlays, "export.overlays", minimum=0)
+        _bool(self.tensorboard, "export.tensorboard")
 
 
 def _check_study_name(name: Any) -> None:
@@ -848,7 +876,20 @@ def _build(
         raise ConfigError(f"{source}: {e}") from None
     if check_space:
         _check_space(config, origins)
+        _check_callbacks(config, origins)
     return config
+
+
+def _check_callbacks(config: Config, origins: Mapping[tuple[str, ...], str]) -> None:
+    """Import each ``search.callbacks`` entry (a class or factory is not called yet)."""
+    from segsearch import callbacks
+
+    for spec in config.search.callbacks:
+        try:
+            callbacks.load(spec)
+        except callbacks.SpecError as e:
+            where = _origin_of(callbacks.KEY, origins) or config.source
+            raise ConfigError(f"{where}: {e}") from None
 
 
 def _copy(value: Any) -> Any:

@@ -188,7 +188,16 @@ class Workshop:
             progress=progress,
             deadline=deadline,
             epoch_steps=epoch_steps,
+            tensorboard_dir=self._tensorboard_dir(),
         )
+
+    def _tensorboard_dir(self) -> Path | None:
+        """Where the trials write their TensorBoard runs (``export.tensorboard``), or None."""
+        if not getattr(self.config.export, "tensorboard", False):
+            return None
+        from segsearch.tensorboard_logs import ROOT
+
+        return self.dir / ROOT
 
 
 def prepare_trials(config: Any, progress: Progress | None) -> tuple[Any, Any]:

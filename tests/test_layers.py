@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segsearch.console", "segsearch.sliding"),
     ("segsearch.scores",),
     ("segsearch.records", "segsearch.metrics", "segsearch.losses", "segsearch.params",
-     "segsearch.data"),
+     "segsearch.data", "segsearch.callbacks", "segsearch.tensorboard_logs"),
     ("segsearch.architectures",),
     ("segsearch.blocks",),
     ("segsearch._keras_compat",),

@@ -124,6 +124,8 @@ class TrainingContext:
         val_callback: returns a Keras callback that puts the ``val_*`` metrics into each epoch's
             logs (patch mode: whole validation images scored through sliding windows, see
             ``segsearch.sliding``); with it, ``val_data`` is not passed to ``model.fit``.
+        tensorboard_dir: where each training writes its TensorBoard run
+            (:mod:`segsearch.tensorboard_logs`, ``export.tensorboard``); None: none is written.
     """
 
     train_data: Any
@@ -140,6 +142,7 @@ class TrainingContext:
     epoch_steps: int | None = None
     smoothing: float = scores.EMA_ALPHA
     val_callback: Callable[[], Any] | None = None
+    tensorboard_dir: Path | None = None
 
 
 @dataclass
@@ -162,6 +165,7 @@ class TrialTask:
             retry halves it).
         smoothed_start: the moving average of the objective the continued network ended with
             (a continuation carries its average on); None: the first epoch starts it.
+        hparams: the trial's hyperparameter values (its TensorBoard HParams); None: unknown.
     """
 
     number: int
@@ -174,6 +178,7 @@ class TrialTask:
     save_checkpoint: bool = True
     batch_size: int | None = None
     smoothed_start: float | None = None
+    hparams: dict[str, Any] | None = None
 
 
 @dataclass
@@ -658,6 +663,13 @@ def _run_trial(
     monitor = _EpochMonitor(task, context, reporter)
     callbacks: list[Any] = [monitor]
     callbacks.extend(extra_callbacks(task))
+    board = None
+    if context.tensorboard_dir is not None:  # export.tensorboard: after the monitor, read it
+        from segsearch.tensorboard_logs import TensorBoardLog, run_name
+
+        board = TensorBoardLog(Path(context.tensorboard_dir) / run_name(task.number),
+                               task.hparams or {}, context.objective.name, monitor)
+        callbacks.append(board)
     train_data, val_data = context.train_data, context.val_data
     sized = {} if task.batch_size is None else {"batch_size": task.batch_size}
     if callable(train_data):
@@ -703,6 +715,9 @@ def _run_trial(
                                error=error_text)
         del model  # released when the next trial starts
         return finish(outcome)
+    finally:
+        if board is not None:
+            board.close()
 
     epochs_run = len(monitor.history)
     outcome = TrialOutcome(
