@@ -101,7 +101,7 @@ class TensorBoardLog(keras.callbacks.Callback):
         self.run_dir.mkdir(parents=True)
         self._writer = EventFileWriter(str(self.run_dir))
         self._written = len(self.monitor.history)
-        self._step = int(self.params.get("initial_epoch", 0) or 0) if self.params else 0
+        self._step = 0
         pb = summary_v2.hparams_pb(self.hparams, trial_id=self.run_dir.name,
                                    start_time_secs=int(time.time()))
         self._write(pb, self._step)
