@@ -19,7 +19,7 @@ strings, and returns a :class:`Config`. Every mistake raises
 
 This module imports neither TensorFlow, Keras, Optuna nor keras-tuner, except that
 :func:`load_config` checks the ``space:`` entries against the hypermodels (which import Keras)
-as its last step.
+and imports the modules ``search.callbacks`` names, as its last steps.
 
 Example:
     >>> from segsearch.spacefile import load_config
