@@ -41,14 +41,14 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from segsearch.errors import StudyError
+from segsearch.errors import ConfigError, StudyError
 from segsearch.jsonable import jsonable
 from segsearch.records import (
     CHECKPOINT_FILE,
@@ -222,6 +222,10 @@ class Study:
         fresh: move an existing study folder aside (to ``<name>.old-<timestamp>``) and start anew.
         rebuild_storage: rebuild the engine's records (Optuna storage, keras-tuner project) from
             the trial folders, when they are missing, empty or unreadable, then resume.
+        callbacks: functions called with ``(optuna.Study, FrozenTrial)`` after each trial, as
+            ``optuna.Study.optimize(callbacks=...)`` calls them (or ``module:attr`` strings),
+            after those of ``search.callbacks``; engine optuna only (see
+            :mod:`segsearch.callbacks`).
 
     Example:
         >>> study = Study(load_config("spaces/unet.yaml", trials=8))
@@ -230,7 +234,14 @@ class Study:
         'complete'
     """
 
-    def __init__(self, config: Any, *, fresh: bool = False, rebuild_storage: bool = False) -> None:
+    def __init__(self, config: Any, *, fresh: bool = False, rebuild_storage: bool = False,
+                 callbacks: Sequence[Any] | None = None) -> None:
+        self.callbacks = list(callbacks or [])
+        self._callbacks: list[Any] = []  # made from both when the search starts
+        if self.callbacks and config.search.engine != "optuna":
+            raise ConfigError(f"callbacks: Optuna callbacks get an optuna.Study and its trials, "
+                              f"which engine {config.search.engine!r} has not; use engine: optuna "
+                              "(--engine optuna), or pass no callbacks")
         self.folder = StudyFolder(config, fresh=fresh, rebuild_storage=rebuild_storage)
         self.workshop = Workshop(config)
         self.objective = self.workshop.objective
@@ -284,6 +295,10 @@ class Study:
 
         leave_spawn_bootstrap()  # a worker importing a script that runs a search at import time
         import_tensorflow_quietly()
+        from segsearch import callbacks
+
+        # made before anything is written (a class or factory runs once here)
+        self._callbacks = callbacks.resolve(self.config.search.callbacks, self.callbacks)
         folder = self.folder
         if folder.rebuild_storage and read_meta(self.dir) is None:
             raise StudyError(f"--rebuild-storage: {self.dir} holds no study ({STUDY_FILE} is "
@@ -562,6 +577,7 @@ class Study:
             emit=emit,
             storage=self.folder.storage_url(),
             prepare=prepare_trials,
+            callbacks=list(self._callbacks),
         )
         return engine_cls(session)
 
@@ -607,7 +623,7 @@ class Study:
         # only when their average beats the trial's best average (the same rule as in a trial)
         task = TrialTask(number=-1, out_dir=folder, epochs=start + planned, initial_epoch=start,
                          resume_from=resume, baseline=best.value, phase="final",
-                         smoothed_start=smoothed)
+                         smoothed_start=smoothed, hparams=dict(best.params))
         engine = getattr(self, "_engine", None)
         if engine is not None and getattr(engine, "isolated", False):
             # in the search's worker process, like the trials (a crash there fails only this)
@@ -642,7 +658,8 @@ class Study:
 
 
 def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool | None = True,
-        quiet: bool = False, **overrides: Any) -> Results:
+        quiet: bool = False, callbacks: Sequence[Any] | None = None,
+        **overrides: Any) -> Results:
     """Run (or resume) a study from Python: a Config, a space file path, a shipped name or a dict.
 
     Shows the progress on stdout as ``segsearch run`` does, unless told otherwise. Start it under
@@ -656,6 +673,9 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
         progress: True (the default) prints each trial and epoch on stdout; a callable is called
             with each progress event (a dict) instead; None or False shows nothing.
         quiet: show nothing (the same as ``progress=None``).
+        callbacks: functions of ``(optuna.Study, FrozenTrial)`` called after each trial, as
+            ``optuna.Study.optimize(callbacks=...)`` calls them (e.g. optuna-integration's
+            ``MLflowCallback(metric_name=...)``); engine optuna only.
         **overrides: what ``segsearch.spacefile.load_config`` accepts: sets=["train.epochs=3"],
             trials, epochs, image_size, engine, data, study_dir, storage.
 
@@ -695,7 +715,7 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
 
         raise ConfigError(f"progress: expected True, False, None or a function of one event, got "
                           f"{progress!r}")
-    return Study(config, fresh=fresh).run(progress=show)
+    return Study(config, fresh=fresh, callbacks=callbacks).run(progress=show)
 
 
 # ---------------------------------------------------------------------------------- helpers

@@ -727,7 +727,9 @@ def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],
         "model": str(final.get("model")),
         "final_epochs": final.get("epochs", 0),
         "trials": [[r.number, r.state] for r in records],
-        "export": dataclasses.asdict(config.export),
+        # export.tensorboard is about the trials' logs, not what best/ holds
+        "export": {k: v for k, v in dataclasses.asdict(config.export).items()
+                   if k != "tensorboard"},
     })
 
 

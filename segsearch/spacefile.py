@@ -19,7 +19,7 @@ strings, and returns a :class:`Config`. Every mistake raises
 
 This module imports neither TensorFlow, Keras, Optuna nor keras-tuner, except that
 :func:`load_config` checks the ``space:`` entries against the hypermodels (which import Keras)
-as its last step.
+and imports the modules ``search.callbacks`` names, as its last steps.
 
 Example:
     >>> from segsearch.spacefile import load_config
@@ -337,6 +337,8 @@ class SearchConfig:
         latency_batches: timed batches whose median is a trial's ``latency_ms`` (after a few
             warm-up batches that are not timed).
         latency_batch_size: images per batch when ``latency_ms`` is measured.
+        callbacks: ``module:attr`` names of Optuna callbacks, each called with ``(study,
+            frozen_trial)`` after every trial (engine optuna; see :mod:`segsearch.callbacks`).
     """
 
     engine: Engine = "optuna"
@@ -353,6 +355,7 @@ class SearchConfig:
     refit_folds: int = 0
     latency_batches: int = 20
     latency_batch_size: int = 1
+    callbacks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         p = "search."
@@ -432,6 +435,27 @@ class SearchConfig:
             raise _KeyError(p + "pruner", f"Optuna cannot prune with several objectives, got "
                                           f"{pruner!r}; use pruner: none")
         _set(self, "pruner", pruner)
+        self._check_callbacks()
+
+    def _check_callbacks(self) -> None:
+        """``search.callbacks``: a list of ``module:attr`` (imported by :func:`load_config`)."""
+        from segsearch import callbacks
+
+        items = self.callbacks
+        items = () if items is None else (items,) if isinstance(items, str) else items
+        if not isinstance(items, (list, tuple)):
+            raise _KeyError(callbacks.KEY, f"must be a list of module:attr names, got "
+                                           f"{_fmt(self.callbacks)}")
+        try:
+            for item in items:
+                callbacks.check_spec(item)
+        except callbacks.SpecError as e:
+            raise _KeyError(e.key, e.detail) from None
+        if items and self.engine != "optuna":
+            raise _KeyError(callbacks.KEY, f"Optuna callbacks get an optuna.Study and its trials, "
+                                           f"which engine {_fmt(self.engine)} has not; use "
+                                           "engine: optuna, or remove search.callbacks")
+        _set(self, "callbacks", tuple(items))
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -512,6 +536,8 @@ class ExportConfig:
             "best_quality" (the best first objective), "knee" (the Pareto front's balanced
             trial), or limits such as {max_latency_ms: 20} (max_params, max_flops too): the best
             quality within them (see segsearch.pareto).
+        tensorboard: each trial (and the final training) writes TensorBoard scalars and its
+            HParams into <study>/tensorboard/<trial_nnnn | final>/.
     """
 
     enabled: bool = True
@@ -522,6 +548,7 @@ class ExportConfig:
     tta: bool | Literal["auto"] = "auto"
     postprocess: bool = True
     pick: str | dict[str, float] = "best_quality"
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
@@ -533,6 +560,7 @@ class ExportConfig:
             raise _KeyError("export.tta", f"must be true, false or 'auto', got {_fmt(self.tta)}")
         _bool(self.postprocess, "export.postprocess")
         _check_pick(self.pick)
+        _bool(self.tensorboard, "export.tensorboard")
 
 
 def _check_folds(config: Config) -> None:
@@ -1018,7 +1046,20 @@ def _build(
         _set(config, "auto", choices)
     if check_space:
         _check_space(config, origins)
+        _check_callbacks(config, origins)
     return config
+
+
+def _check_callbacks(config: Config, origins: Mapping[tuple[str, ...], str]) -> None:
+    """Import each ``search.callbacks`` entry (a class or factory is not called yet)."""
+    from segsearch import callbacks
+
+    for spec in config.search.callbacks:
+        try:
+            callbacks.load(spec)
+        except callbacks.SpecError as e:
+            where = _origin_of(callbacks.KEY, origins) or config.source
+            raise ConfigError(f"{where}: {e}") from None
 
 
 def _copy(value: Any) -> Any:

@@ -234,7 +234,16 @@ class Workshop:
             epoch_steps=epoch_steps,
             latency_batches=int(config.search.latency_batches),
             latency_batch_size=int(config.search.latency_batch_size),
+            tensorboard_dir=self._tensorboard_dir(),
         )
+
+    def _tensorboard_dir(self) -> Path | None:
+        """Where the trials write their TensorBoard runs (``export.tensorboard``), or None."""
+        if not getattr(self.config.export, "tensorboard", False):
+            return None
+        from segsearch.tensorboard_logs import ROOT
+
+        return self.dir / ROOT
 
 
 def prepare_trials(config: Any, progress: Progress | None) -> tuple[Any, Any]:

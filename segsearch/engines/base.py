@@ -29,7 +29,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,8 @@ class SearchSession:
         prepare: ``prepare(config, progress) -> (hypermodel, context)``, what a trial worker
             process (``train.isolation: process``) builds its trials with; a module-level function
             (the worker unpickles it), :func:`segsearch.workshop.prepare_trials` from the driver.
+        callbacks: called with ``(optuna.Study, FrozenTrial)`` after each trial
+            (:class:`segsearch.callbacks.NamedCallback`; the Optuna engine calls them).
     """
 
     config: Any
@@ -80,6 +82,7 @@ class SearchSession:
     storage: str | None = None
     deadline: float | None = None
     prepare: Callable[[Any, Any], tuple[Any, Any]] | None = None
+    callbacks: list[Any] = field(default_factory=list)
 
     def start_clock(self, seconds: float) -> float:
         """Set the deadline ``seconds`` from now, for the engine and the trials; return it.

@@ -309,7 +309,7 @@ class Engine(BaseEngine):
         self.trial_started(number, params)
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number), epochs=epochs,
                          initial_epoch=initial_epoch, resume_from=resume_from,
-                         smoothed_start=smoothed)
+                         smoothed_start=smoothed, hparams=params)
         try:
             # in the worker process (train.isolation: process; the oracle and tuner stay here), with
             # the same failure recording and out-of-memory retry as the Optuna engine

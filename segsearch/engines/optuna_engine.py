@@ -595,7 +595,7 @@ class Engine(BaseEngine):
                 return trial.should_prune()
 
         task = TrialTask(number=number, out_dir=trial_dir(self.study_dir, number),
-                         epochs=self.config.train.epochs)
+                         epochs=self.config.train.epochs, hparams=params)
         with _Heartbeat(self._rdb, trial_id):
             outcome = self.execute(task, lambda: hypermodel.build(hp), dict(trial.params),
                                    reporter, slot=slot)
@@ -625,5 +625,21 @@ class Engine(BaseEngine):
             if outcome.failure:
                 trial.set_user_attr("failure", outcome.failure)
             self.study.tell(trial, state=TrialState.FAIL)
-        self.trial_finished(record)
+        try:
+            self.trial_finished(record)
+        except BaseException:
+            self._call_back(trial.number, raise_errors=False)  # the error on its way wins
+            raise
+        self._call_back(trial.number)
+
+    def _call_back(self, number: int, *, raise_errors: bool = True) -> None:
+        """Call the search's callbacks with the study and the finished trial from the storage
+        (as ``Study.optimize(callbacks=...)`` does; see :mod:`segsearch.callbacks`)."""
+        if not self.session.callbacks:
+            return
+        from segsearch.callbacks import call_all
+
+        frozen = self._rdb.get_trial(self._trial_id(number))
+        call_all(self.session.callbacks, self.study, frozen, self.study_dir,
+                 raise_errors=raise_errors)
 

@@ -130,6 +130,8 @@ class TrainingContext:
         latency_batches: timed batches whose median is a trial's ``latency_ms`` (when it is an
             objective; see :mod:`segsearch.cost`).
         latency_batch_size: images per batch for ``latency_ms``.
+        tensorboard_dir: where each training writes its TensorBoard run
+            (:mod:`segsearch.tensorboard_logs`, ``export.tensorboard``); None: none is written.
     """
 
     train_data: Any
@@ -148,6 +150,7 @@ class TrainingContext:
     val_callback: Callable[[], Any] | None = None
     latency_batches: int = 20
     latency_batch_size: int = 1
+    tensorboard_dir: Path | None = None
 
 
 @dataclass
@@ -173,6 +176,7 @@ class TrialTask:
             (a continuation carries its average on); None: the first epoch starts it.
         fold: the cross-validation fold a "refit" trains on (``segsearch.folds``); None: the
             study's own split.
+        hparams: the trial's hyperparameter values (its TensorBoard HParams); None: unknown.
     """
 
     number: int
@@ -186,6 +190,7 @@ class TrialTask:
     batch_size: int | None = None
     smoothed_start: float | None = None
     fold: int | None = None
+    hparams: dict[str, Any] | None = None
 
 
 @dataclass
@@ -676,6 +681,13 @@ def _run_trial(
     monitor = _EpochMonitor(task, context, reporter)
     callbacks: list[Any] = [monitor]
     callbacks.extend(extra_callbacks(task))
+    board = None
+    if context.tensorboard_dir is not None:  # export.tensorboard: after the monitor, read it
+        from segsearch.tensorboard_logs import TensorBoardLog, run_name
+
+        board = TensorBoardLog(Path(context.tensorboard_dir) / run_name(task.number),
+                               task.hparams or {}, context.objective.name, monitor)
+        callbacks.append(board)
     train_data, val_data = context.train_data, context.val_data
     sized = {} if task.batch_size is None else {"batch_size": task.batch_size}
     if callable(train_data):
@@ -721,6 +733,9 @@ def _run_trial(
                                error=error_text)
         del model  # released when the next trial starts
         return finish(outcome)
+    finally:
+        if board is not None:
+            board.close()
 
     epochs_run = len(monitor.history)
     outcome = TrialOutcome(
