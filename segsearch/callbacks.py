@@ -34,6 +34,8 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
+import os
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -111,7 +113,7 @@ def load(spec: str, key: str = KEY) -> Any:
     """
     module_name, attr = check_spec(spec, key).split(":")
     try:
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import(module_name)
     except ImportError as e:
         raise SpecError(key, f"{spec!r}: cannot import module {module_name!r} ({e}); install "
                              "it or put it on PYTHONPATH, or remove the entry") from None
@@ -124,6 +126,20 @@ def load(spec: str, key: str = KEY) -> Any:
         raise SpecError(key, f"{spec!r} is not callable (its type: {type(obj).__name__}); name "
                              "a function of (study, trial), a class or a factory")
     return obj
+
+
+def _import(module_name: str) -> Any:
+    """Import a module; a module in the current folder is found too (as ``python -m`` finds it,
+    and as uvicorn or gunicorn find ``module:attr``), also from the ``segsearch`` command."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        here = os.getcwd()
+        top = module_name.split(".")[0]
+        if e.name != top or here in sys.path or "" in sys.path:
+            raise
+        sys.path.insert(0, here)
+        return importlib.import_module(module_name)
 
 
 def make(obj: Any, name: str, key: str = KEY) -> Callable[[Any, Any], Any]:

@@ -340,3 +340,16 @@ def test_the_tensorboard_writer_needs_no_tensorflow_with_the_jax_backend(tmp_pat
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == (
         "jax ['hparams/loss', 'loss'] [1, 2] ['_hparams_/session_start_info']")
+
+
+def test_a_callbacks_module_in_the_current_folder_is_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `segsearch` command (unlike python -m) has no current folder on sys.path."""
+    from segsearch import callbacks
+
+    (tmp_path / "my_tracker_cb.py").write_text("def record(study, trial):\n    return None\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert callable(callbacks.load("my_tracker_cb:record"))
+    with pytest.raises(ConfigError, match="cannot import module 'no_such_cb_module'"):
+        callbacks.load("no_such_cb_module:record")
