@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segsearch.spacefile",),
     ("segsearch.hypermodels",),
     ("segsearch.console", "segsearch.sliding"),
-    ("segsearch.scores",),
+    ("segsearch.scores", "segsearch.formats"),
     ("segsearch.records", "segsearch.metrics", "segsearch.losses", "segsearch.params",
      "segsearch.data"),
     ("segsearch.architectures",),
