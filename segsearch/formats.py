@@ -38,6 +38,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -123,6 +124,26 @@ def require(formats: Sequence[str] | None, *, where: str = "export.formats") -> 
 
 
 @contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The C++ runtimes' start-up lines ("INFO: Created TensorFlow Lite XNNPACK delegate") off:
+    they write to file descriptor 2 directly."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Converters' chatter off: Python warnings (tf2onnx's numpy notices, LiteRT's deprecation)
     and tf2onnx's log lines."""
@@ -152,7 +173,11 @@ def write(model: Any, folder: str | os.PathLike[str], formats: Sequence[str]) ->
         StudyError: Keras could not convert the model to a format.
     """
     folder = Path(folder)
-    written = {}
+    written: dict[str, str] = {}
+    if any(fmt != "keras" for fmt in formats):
+        # called once: Keras's ONNX export refuses a model that never ran (a fresh clone)
+        shape = [1, *(int(d) if d else 32 for d in model.input_shape[1:])]
+        model(np.zeros(shape, np.float32), training=False)
     for fmt in formats:
         if fmt == "keras":
             continue
@@ -234,7 +259,7 @@ def _interpreter_class() -> Any:
 class _LiteRTModel(_Runtime):
     def __init__(self, path: Path) -> None:
         self.path = path
-        with _quiet():  # tf.lite.Interpreter warns that it moved to ai_edge_litert
+        with _quiet(), _quiet_stderr():  # tf.lite.Interpreter warns that it moved
             self.interpreter = _interpreter_class()(model_path=str(path))
         inputs = self.interpreter.get_input_details()
         outputs = self.interpreter.get_output_details()
@@ -251,10 +276,12 @@ class _LiteRTModel(_Runtime):
         x = np.ascontiguousarray(x, np.float32)
         if self._shape != x.shape:  # the batch (or an unknown size) changed: resize once
             self.interpreter.resize_tensor_input(self._input, list(x.shape))
-            self.interpreter.allocate_tensors()
+            with _quiet_stderr():
+                self.interpreter.allocate_tensors()
             self._shape = x.shape
         self.interpreter.set_tensor(self._input, x)
-        self.interpreter.invoke()
+        with _quiet_stderr():
+            self.interpreter.invoke()
         return np.array(self.interpreter.get_tensor(self._output), np.float32)
 
 
@@ -263,10 +290,10 @@ class _SavedModel(_Runtime):
         import tensorflow as tf
 
         self.path = path
-        self._serve = tf.saved_model.load(str(path)).serve
+        self._loaded = tf.saved_model.load(str(path))  # held: .serve needs its variables
 
     def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._serve(np.ascontiguousarray(x, np.float32)), np.float32)
+        return np.asarray(self._loaded.serve(np.ascontiguousarray(x, np.float32)), np.float32)
 
 
 def load_runtime(path: str | os.PathLike[str]) -> Any:
@@ -300,11 +327,24 @@ def load_runtime(path: str | os.PathLike[str]) -> Any:
             from None
 
 
+class _KerasModel(_Runtime):
+    """A Keras model called directly: for a few images, no predict function to trace."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict_on_batch(self, x: np.ndarray) -> np.ndarray:
+        import keras
+
+        out = self.model(np.ascontiguousarray(x, np.float32), training=False)
+        return np.asarray(keras.ops.convert_to_numpy(out), np.float32)
+
+
 def _runtime(fmt: str, path: Path) -> Any:
     if fmt == "keras":
         import keras
 
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return _KerasModel(keras.saving.load_model(path, compile=False, safe_mode=True))
     if fmt == "saved_model":
         return _SavedModel(path)
     return load_runtime(path)
@@ -364,7 +404,7 @@ def check(model: Any, folder: str | os.PathLike[str], formats: Sequence[str], x:
     """
     folder = Path(folder)
     x = np.asarray(x, np.float32)
-    reference = np.asarray(model.predict(x, verbose=0, batch_size=8), np.float32)
+    reference = _KerasModel(model).predict(x, batch_size=8)
     results = {}
     for fmt in formats:
         runtime = _runtime(fmt, folder / FILES[fmt])
