@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from test_export import train_tiny_unet
 
 from segsearch import formats
 from segsearch.errors import ConfigError, StudyError
@@ -50,24 +51,7 @@ def _export(config, model_path, part):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny real U-Net (32x32, 4 filters, depth 2) trained one epoch, saved; and its data."""
-    import keras
-    import keras_tuner
-
-    from segsearch import hypermodels
-
-    folder = tmp_path_factory.mktemp("trained")
-    hm = hypermodels.get("unet", (32, 32, 1), 1, space={"filters": 4, "depth": 2},
-                         jit_compile=False)
-    model = hm.build(keras_tuner.HyperParameters())
-    rng = np.random.default_rng(0)
-    x = rng.random((6, 32, 32, 1)).astype("float32")
-    y = (x > 0.5).astype("float32")
-    model.run_eagerly = True
-    model.fit(x, y, epochs=1, batch_size=3, verbose=0)
-    path = folder / "model.keras"
-    model.save(path)
-    keras.backend.clear_session()
-    return path, x, y
+    return train_tiny_unet(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +266,24 @@ def test_export_formats_in_the_space_file(tmp_path):
     assert config.export.formats == ("keras", "litert")
     again = load_config(config.to_dict(), study_dir=config.study_dir, check_space=False)
     assert again == config and again.to_dict()["export"]["formats"] == ["keras", "litert"]
+
+
+def test_run_refuses_a_format_it_cannot_write_before_the_search(tmp_path, monkeypatch):
+    """segsearch run with export.formats: onnx and the extra missing: one line, exit 2, no study
+    folder (nothing trained first)."""
+    import contextlib
+    import io
+
+    from segsearch.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", "unet", "--study-dir", str(tmp_path / "s"), "--trials", "1",
+                     "--epochs", "1", "--image-size", "32", "--set", "export.formats=onnx"])
+    assert code == 2 and err.getvalue().count("\n") == 1, err.getvalue()
+    assert "export.formats: onnx needs onnxruntime, not installed; pip install " \
+           "'segsearch[onnx]'" in err.getvalue()
+    assert not (tmp_path / "s").exists()
