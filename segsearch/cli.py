@@ -588,7 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  segsearch predict studies/unet/best test/images --out masks --masks test/masks",
         formatter_class=fmt)
     predict.add_argument("model", metavar="MODEL",
-                         help="model.keras, the best/ folder that holds it, or a study folder")
+                         help="model.keras, the best/ folder that holds it, or a study folder; "
+                              "or the export's model.onnx / model.tflite")
     predict.add_argument("images", metavar="IMAGES", help="a folder of images, or one image file")
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="folder for the masks (created; existing files are kept)")
