@@ -1,16 +1,13 @@
 """The model files beside ``model.keras``: SavedModel, ONNX, LiteRT, each checked against Keras.
 
 ``export.formats`` lists what ``best/`` holds (``keras`` is always written: it is the model
-segsearch itself loads):
+segsearch itself loads); each is Keras's own ``model.export(format=...)``:
 
-========== ====================== ==========================================================
-format     file in ``best/``      written by / run with
-========== ====================== ==========================================================
-keras      ``model.keras``        ``Model.save`` / ``keras.saving.load_model``
-saved_model ``saved_model/``      ``model.export(format="tf_saved_model")`` / ``tf.saved_model``
-onnx       ``model.onnx``         ``model.export(format="onnx")`` (tf2onnx, onnx) / onnxruntime
-litert     ``model.tflite``       ``model.export(format="litert")`` / LiteRT's Interpreter
-========== ====================== ==========================================================
+- ``keras``: ``model.keras`` (``keras.saving.load_model``);
+- ``saved_model``: ``saved_model/`` (``tf.saved_model.load(path).serve(x)``);
+- ``onnx``: ``model.onnx`` (converted by tf2onnx; run with onnxruntime);
+- ``litert``: ``model.tflite`` (run with LiteRT's Interpreter: ``ai_edge_litert`` when installed,
+  else ``tf.lite``).
 
 Unset (``None``), the formats are ``keras`` plus ``saved_model`` on the TensorFlow backend (what
 segsearch always wrote). ONNX needs the optional extra ``pip install 'segsearch[onnx]'``;
@@ -20,9 +17,9 @@ message before anything is written.
 Every file written is run on a few validation images beside the Keras model it came from
 (:func:`check`); the largest absolute difference of the probabilities per format goes into
 ``best/metrics.yaml`` (``formats:``), and one above :data:`TOLERANCE` is a warning in the output
-(:func:`summary_lines`). :func:`load_runtime` opens an ``.onnx`` or ``.tflite`` file as an object
-with the few members of a Keras model that ``segsearch predict`` uses (``input_shape``,
-``output_shape``, ``predict``, ``predict_on_batch``).
+(:func:`summary_lines`, :func:`warning_lines`). :func:`load_runtime` opens an ``.onnx`` or
+``.tflite`` file as an object with the few members of a Keras model that ``segsearch predict``
+uses (``input_shape``, ``output_shape``, ``predict``, ``predict_on_batch``).
 
 Example:
     >>> from segsearch import formats
