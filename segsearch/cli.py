@@ -409,10 +409,29 @@ def _rule_word(rule: Any) -> str:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    formats = None
+    if args.formats is not None:
+        from segsearch.errors import ConfigError
+        from segsearch.spacefile import ExportConfig
+
+        try:
+            formats = ExportConfig(formats=args.formats).formats
+        except ConfigError as e:
+            raise ConfigError(f"--formats {args.formats}: {getattr(e, 'detail', e)}") from None
     study = _open_study(args.study_dir, needs_tensorflow=True)
     args._storage = _storage_of(study)
-    path = study.export()
+    from segsearch.formats import read_checks, require, summary_lines, warning_lines
+
+    if formats is not None:
+        require(formats, where="--formats")  # a missing extra: said before anything is written
+    path = study.export(formats=formats)
     print(f"Exported the best model to {path}")
+    checks = read_checks(path)
+    for line in summary_lines(checks):
+        print(line)
+    sys.stdout.flush()
+    for line in warning_lines(checks):
+        sys.stderr.write(f"segsearch: {line}\n")
     return 0
 
 
@@ -616,9 +635,16 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser(
         "export", help="(re)write the best model's files into STUDY_DIR/best/",
         description="Write the best model of a study into STUDY_DIR/best/: model.keras, a\n"
-                    "SavedModel, hyperparameters, validation metrics, trials.csv and overlays.",
-        epilog="example:\n  segsearch export studies/resunet", formatter_class=fmt)
+                    "SavedModel, hyperparameters, validation metrics, trials.csv and overlays.\n"
+                    "Each model file is checked against model.keras on validation images.",
+        epilog="examples:\n  segsearch export studies/resunet\n"
+               "  segsearch export studies/resunet --formats saved_model,onnx,litert",
+        formatter_class=fmt)
     export.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder")
+    export.add_argument("--formats", metavar="LIST", default=None,
+                        help="model files to write this time instead of export.formats, of "
+                             "keras, saved_model, onnx ('segsearch[onnx]'), litert; keras is "
+                             "always written")
     export.set_defaults(func=_cmd_export)
 
     predict = sub.add_parser(
@@ -632,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  segsearch predict studies/unet/best test/images --out masks --masks test/masks",
         formatter_class=fmt)
     predict.add_argument("model", metavar="MODEL",
-                         help="model.keras, the best/ folder that holds it, or a study folder")
+                         help="model.keras, the best/ folder that holds it, or a study folder; "
+                              "or the export's model.onnx / model.tflite")
     predict.add_argument("images", metavar="IMAGES", help="a folder of images, or one image file")
     predict.add_argument("--out", required=True, metavar="DIR",
                          help="folder for the masks (created; existing files are kept)")

@@ -250,7 +250,12 @@ class TextProgress:
             self._write(str(line))
 
     def _on_export(self, e: Mapping[str, Any]) -> None:
+        from segsearch.formats import summary_lines, warning_lines
+
         self._write(f"Exported the best model to {e.get('path', '?')}")
+        for line in summary_lines(e.get("formats")) + [
+                f"  {w}" for w in warning_lines(e.get("formats"))]:
+            self._write(line)
 
     def _on_study_end(self, e: Mapping[str, Any]) -> None:
         if self._pending:

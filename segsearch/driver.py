@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -306,6 +307,10 @@ class Study:
         if not folder.fresh:
             folder.use_stored_storage()
             self.workshop.config = folder.config
+        if self.config.export.enabled:  # an export format that cannot be written: now, not after
+            from segsearch.formats import require  # the search (a missing extra, the backend)
+
+            require(self.config.export.formats)
         # before anything is written: a database that cannot be reached, and a study whose
         # records are gone (it is never started over)
         if self.config.storage:
@@ -496,20 +501,28 @@ class Study:
         final: Mapping[str, Any] | None = None,
         best: TrialRecord | None = None,
         records: list[TrialRecord] | None = None,
+        formats: Sequence[str] | str | None = None,
     ) -> Path:
         """(Re)write ``best/``: model.keras, SavedModel, hyperparameters, metrics, trials, overlays.
 
         Args:
-            progress: called with the "export" event.
+            progress: called with the "export" event (with ``formats``: the files' checks).
             final: the final training's summary (read from ``final/final.json`` when None).
             best: the best trial (read from the study when None).
             records: every trial (read from the study when None).
+            formats: the model files to write this time instead of ``export.formats`` (e.g.
+                ["saved_model", "onnx"]; keras is always written).
 
         Returns:
             The ``best/`` folder.
         """
         from segsearch.export import export_study
+        from segsearch.formats import read_checks
 
+        config = self.config
+        if formats is not None:
+            config = dataclasses.replace(
+                config, export=dataclasses.replace(config.export, formats=formats))
         records = self.trials() if records is None else records
         best = self.best(records) if best is None else best
         if final is None:
@@ -523,7 +536,7 @@ class Study:
 
         path = export_study(
             self.dir,
-            config=self.config,
+            config=config,
             model_path=model_path,
             best=best,
             final=dict(final),
@@ -534,7 +547,7 @@ class Study:
             cross_validation=folds.summary(self.dir, self.config, records, self.objective),
         )
         if progress is not None:
-            progress({"event": "export", "path": str(path)})
+            progress({"event": "export", "path": str(path), "formats": read_checks(path)})
         return path
 
     def budget_epochs(self) -> int:

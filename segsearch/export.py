@@ -5,15 +5,17 @@
 - ``model.keras``: an inference copy of the best model (same layers and weights, not compiled), so
   ``keras.saving.load_model("best/model.keras")`` reloads it in safe mode with no custom objects and
   without segsearch installed;
-- ``saved_model/``: a TensorFlow SavedModel for serving (``model.export``; TensorFlow backend, when
-  ``export.saved_model`` is on);
+- ``saved_model/``, ``model.onnx``, ``model.tflite``: the other formats ``export.formats`` lists
+  (a TensorFlow SavedModel for serving by default), each checked against the Keras model on a few
+  validation images (:mod:`segsearch.formats`);
 - ``hyperparameters.yaml``: architecture, trial, hyperparameter values, epochs trained, and what
   ``segsearch predict`` applies: ``tta`` and ``postprocess`` (chosen on the validation images);
 - ``metrics.yaml``: the exported model's metrics on the validation images: the objective, every
   metric, per-class dice/IoU (by class name), the best constant prediction's scores (``baseline``)
   and whether the model beats it by a clear margin (``verdict``, see :mod:`segsearch.scores`);
   the validation score with and without test-time augmentation and post-processing, and what was
-  chosen (:mod:`segsearch.refine`);
+  chosen (:mod:`segsearch.refine`); ``formats``: each file's largest probability difference to
+  the Keras model;
 - ``trials.csv``: every trial of the study;
 - ``config.yaml``: the study's resolved configuration (``segsearch predict`` prepares images with
   it);
@@ -107,9 +109,10 @@ def _swap_into_place(study_dir: Path, new: Path, token: str) -> Path:
     return best
 
 
-def export_model(model: Any, folder: str | os.PathLike[str], *,
-                 saved_model: bool = True) -> dict[str, str]:
-    """Write the inference copy (``model.keras``) and, under TensorFlow, a SavedModel.
+def export_model(model: Any, folder: str | os.PathLike[str], *, saved_model: bool = True,
+                 formats: Sequence[str] | None = None) -> dict[str, str]:
+    """Write the inference copy (``model.keras``) and the other formats (by default, under
+    TensorFlow, a SavedModel).
 
     The copy is rebuilt from the model's config with the trained weights and is not compiled, so it
     needs no custom loss or metric to reload.
@@ -117,12 +120,14 @@ def export_model(model: Any, folder: str | os.PathLike[str], *,
     Args:
         model: the trained Keras model.
         folder: where to write.
-        saved_model: also write ``saved_model/`` (TensorFlow backend only).
+        saved_model: also write ``saved_model/`` (TensorFlow backend only); without ``formats``.
+        formats: the formats to write (``segsearch.formats.require``'s result); None: keras, plus
+            saved_model as ``saved_model`` says.
 
     Returns:
-        The files written, by kind ("model", "saved_model").
+        The files written, by kind ("model", "saved_model", "onnx", "litert").
     """
-    import keras
+    from segsearch import formats as formats_mod
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,9 +137,9 @@ def export_model(model: Any, folder: str | os.PathLike[str], *,
     clone.set_weights(model.get_weights())
     clone.save(folder / "model.keras")
     files = {"model": "model.keras"}
-    if saved_model and keras.backend.backend() == "tensorflow":
-        clone.export(str(folder / "saved_model"), format="tf_saved_model", verbose=False)
-        files["saved_model"] = "saved_model"
+    if formats is None:
+        formats = formats_mod.resolve(None) if saved_model else ("keras",)
+    files.update(formats_mod.write(clone, folder, formats))
     return files
 
 
@@ -543,9 +548,11 @@ def export_study(
 
     import segsearch.losses  # noqa: F401 - registers the custom objects the checkpoint names
     import segsearch.metrics  # noqa: F401
+    from segsearch import formats as formats_mod
     from segsearch.data import batches
 
     study_dir = Path(study_dir)
+    wanted = formats_mod.require(config.export.formats)  # before anything is written
     recover(study_dir)
     token = f"{os.getpid()}-{time.time_ns()}"
     tmp = study_dir / f"{_TMP}{token}"
@@ -554,7 +561,8 @@ def export_study(
         model = keras.saving.load_model(model_path)
         if ensemble is not None:  # one model averaging the members' probabilities
             model = ensemble.build(model)
-        files = export_model(model, tmp, saved_model=bool(config.export.saved_model))
+        files = export_model(model, tmp, formats=wanted)
+        checks = formats_mod.check(model, tmp, wanted, formats_mod.samples(val, model.input_shape))
 
         def measure(scored: Any) -> dict[str, float]:
             if getattr(val, "crop", False):  # patch mode: whole images, overlapping windows
@@ -598,6 +606,7 @@ def export_study(
                 "kept": "final" if str(final.get("model", "")).startswith("final") else "trial",
             },
             "trial_validation": {k: v for k, v in best.values.items()},
+            "formats": checks,
         }
         if cross_validation:
             metrics["cross_validation"] = dict(cross_validation)

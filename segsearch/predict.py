@@ -1,6 +1,8 @@
 """Segment a folder of images with an exported model: one mask PNG per image, at its own size.
 
-The model is loaded with ``keras.saving.load_model`` in safe mode. Images are read and prepared the
+The model is loaded with ``keras.saving.load_model`` in safe mode; an exported ``model.onnx`` or
+``model.tflite`` runs with onnxruntime or LiteRT instead (``segsearch.formats``), at the input size
+it was exported with, through the same windows. Images are read and prepared the
 way the training data was (the data package's readers, the ``data:`` settings the study stored in
 ``config.yaml`` beside the model): same scaling, channels and size. A model trained on patches
 (``data.resize: patch``) sees each image whole at its own resolution (after ``data.scale``) through
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from segsearch.errors import ConfigError, DataError, SegsearchError, similar_path
+from segsearch.formats import RUNTIME_SUFFIXES, load_runtime
 
 __all__ = ["predict", "find_model"]
 
@@ -41,20 +44,23 @@ CONFIG_FILES = ("config.yaml", "hyperparameters.yaml")
 
 
 def find_model(path: str | os.PathLike[str]) -> Path:
-    """The model file a MODEL argument names: a .keras file, a best/ folder, or a study folder.
+    """The model file a MODEL argument names: a .keras, .onnx or .tflite file, a best/ folder, or a
+    study folder.
 
     Args:
-        path: ``model.keras``; a folder holding it (``studies/NAME/best``); or a study folder
-            (``studies/NAME``, whose ``best/model.keras`` is used).
+        path: ``model.keras`` (or the export's ``model.onnx`` / ``model.tflite``, run with
+            onnxruntime / LiteRT); a folder holding it (``studies/NAME/best``: its model.keras);
+            or a study folder (``studies/NAME``, whose ``best/model.keras`` is used).
 
     Raises:
         ConfigError: nothing loadable there; the message says what to give instead.
     """
     path = Path(path)
     if path.is_file():
-        if path.suffix != ".keras":
-            raise ConfigError(f"{path}: not a .keras model file; give the model.keras a search "
-                              "exported (studies/NAME/best/model.keras) or its folder")
+        if path.suffix != ".keras" and path.suffix not in RUNTIME_SUFFIXES:
+            raise ConfigError(f"{path}: not a .keras, .onnx or .tflite model file; give the "
+                              "model.keras a search exported (studies/NAME/best/model.keras) or "
+                              "its folder")
         return path
     if path.is_dir():
         for candidate in (path / MODEL_FILE, path / "best" / MODEL_FILE):
@@ -357,7 +363,8 @@ def predict(
     """Write a mask PNG (and optionally an overlay) for every image, at the image's own size.
 
     Args:
-        model_path: ``model.keras``, the export folder holding it, or a study folder.
+        model_path: ``model.keras``, the export folder holding it, or a study folder; or the
+            export's ``model.onnx`` / ``model.tflite`` (onnxruntime / LiteRT run it).
         images_dir: a folder of images (PNG, JPEG, TIFF, BMP, GIF), one image file, or a folder of
             case folders each holding ``images/`` with one image
             (``stage1_test/<id>/images/<id>.png``): the masks are then named by case (``<id>.png``).
@@ -460,8 +467,11 @@ def predict(
 
 
 def _load(model_file: Path) -> Any:
-    """Load a .keras model in safe mode (segsearch's losses and metrics registered first)."""
+    """Load a .keras model in safe mode (segsearch's losses and metrics registered first); an
+    .onnx or .tflite model through its runtime (segsearch.formats)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if model_file.suffix in RUNTIME_SUFFIXES:
+        return load_runtime(model_file)
     import keras
 
     import segsearch.losses  # noqa: F401  (registers the serializable losses)

@@ -521,7 +521,8 @@ class ExportConfig:
 
     Args:
         enabled: export when the search ends (``segsearch export`` works either way).
-        saved_model: also write a TensorFlow SavedModel for serving (TensorFlow backend only).
+        saved_model: deprecated, use ``formats``: false drops ``saved_model`` from the formats,
+            true adds it; read into ``formats`` (and then None).
         overlays: how many PNG overlays of the best model's predictions on validation images.
         ensemble: "none"; "folds": the winning configuration's K fold models (``data.folds``);
             "top_k": the ``ensemble_size`` best configurations' models; exported as one model
@@ -538,10 +539,13 @@ class ExportConfig:
             quality within them (see segsearch.pareto).
         tensorboard: each trial (and the final training) writes TensorBoard scalars and its
             HParams into <study>/tensorboard/<trial_nnnn | final>/.
+        formats: the model files to write, of keras, saved_model, onnx, litert (a list, or one
+            string "onnx,litert"); ``keras`` is always written. None: keras, plus saved_model on
+            the TensorFlow backend (see segsearch.formats).
     """
 
     enabled: bool = True
-    saved_model: bool = True
+    saved_model: bool | None = None
     overlays: int = 4
     ensemble: Literal["none", "folds", "top_k"] = "none"
     ensemble_size: int = 3
@@ -549,10 +553,10 @@ class ExportConfig:
     postprocess: bool = True
     pick: str | dict[str, float] = "best_quality"
     tensorboard: bool = False
+    formats: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _bool(self.enabled, "export.enabled")
-        _bool(self.saved_model, "export.saved_model")
         _int(self.overlays, "export.overlays", minimum=0)
         _choice(self.ensemble, "export.ensemble", ENSEMBLES, "ensemble")
         _int(self.ensemble_size, "export.ensemble_size", minimum=2)
@@ -561,6 +565,8 @@ class ExportConfig:
         _bool(self.postprocess, "export.postprocess")
         _check_pick(self.pick)
         _bool(self.tensorboard, "export.tensorboard")
+        _set(self, "formats", _export_formats(self.formats, self.saved_model))
+        _set(self, "saved_model", None)
 
 
 def _check_folds(config: Config) -> None:
@@ -609,6 +615,30 @@ def _check_pick_objectives(pick: Any, objectives: Sequence[str]) -> None:
                 raise _KeyError("export.pick", f"{key} needs {cost} among search.objective, got "
                                                f"{_fmt(list(objectives))}; add it, e.g. "
                                                f"[{objectives[0]}, {cost}]")
+
+
+def _export_formats(value: Any, saved_model: Any) -> tuple[str, ...] | None:
+    """``export.formats`` as a tuple (keras first, in segsearch.formats.FORMATS order), with the
+    deprecated ``export.saved_model`` applied; None stays None (the default)."""
+    from segsearch.formats import FORMATS
+
+    path = "export.formats"
+    if saved_model is not None:
+        _bool(saved_model, "export.saved_model")
+    if value is None:
+        if saved_model is None or saved_model:
+            return None  # the default holds saved_model already
+        value = ["keras"]
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise _KeyError(path, f"must be a list of formats ({', '.join(FORMATS)}), got "
+                              f"{_fmt(value)}")
+    for item in items:
+        _choice(item, path, FORMATS, "format")
+    wanted = set(items) | {"keras"}
+    if saved_model is not None:
+        wanted = wanted | {"saved_model"} if saved_model else wanted - {"saved_model"}
+    return tuple(f for f in FORMATS if f in wanted)
 
 
 def _check_study_name(name: Any) -> None:

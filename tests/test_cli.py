@@ -503,6 +503,38 @@ def test_export_then_predict(optuna_study: tuple[Path, list[dict]], tmp_path: Pa
     assert code == 2 and "exists already and is kept" in err
 
 
+def test_export_formats_adds_files_to_an_existing_study(
+        optuna_study: tuple[Path, list[dict]], tmp_path: Path, monkeypatch) -> None:
+    """`segsearch export --formats`: a format added without running again, each file checked;
+    an unknown format or a missing extra is one line, exit 2, best/ untouched."""
+    import importlib.util
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(optuna_study[0], folder)
+    before = (folder / "best" / "export.json").read_text()
+    code, _, err = _run(["export", str(folder), "--formats", "onx"])
+    assert code == 2 and err.count("\n") == 1
+    assert "--formats onx: unknown format 'onx'; did you mean 'onnx'?" in err
+    real = importlib.util.find_spec
+    with monkeypatch.context() as patch:
+        patch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+        code, _, err = _run(["export", str(folder), "--formats", "litert,onnx"])
+    assert code == 2 and err.count("\n") == 1
+    assert "--formats: onnx needs tf2onnx, not installed; pip install 'segsearch[onnx]'" in err
+    assert (folder / "best" / "export.json").read_text() == before
+    assert not list(folder.glob(".best.*"))
+    onnx = all(importlib.util.find_spec(m) for m in ("tf2onnx", "onnx", "onnxruntime"))
+    wanted = "litert,onnx" if onnx else "litert"
+    code, out, err = _run(["export", str(folder), "--formats", wanted])
+    assert code == 0, err
+    assert "files checked against the Keras model on" in out and "model.tflite" in out
+    files = sorted(p.name for p in (folder / "best").iterdir() if p.name.startswith("model"))
+    assert files == (["model.keras", "model.onnx", "model.tflite"] if onnx else
+                     ["model.keras", "model.tflite"])
+
+
 @pytest.mark.slow  # resuming is the driver's (tests/test_driver.py); this checks the CLI path
 def test_same_command_resumes_and_adds_missing_trials(
         optuna_study: tuple[Path, list[dict]]) -> None:

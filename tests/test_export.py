@@ -21,12 +21,17 @@ from segsearch.records import TrialRecord
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small real U-Net from the hypermodel (compiled with segsearch's losses, metrics), saved."""
+    return train_tiny_unet(tmp_path_factory.mktemp("trained"))
+
+
+def train_tiny_unet(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A U-Net (32x32, 4 filters, depth 2) trained one epoch on 6 images, saved in ``folder``:
+    (model.keras, images, masks). tests/test_formats.py shares it."""
     import keras
     import keras_tuner
 
     from segsearch import hypermodels
 
-    folder = tmp_path_factory.mktemp("trained")
     hm = hypermodels.get("unet", (32, 32, 1), 1, space={"filters": 4, "depth": 2},
                          jit_compile=False)
     model = hm.build(keras_tuner.HyperParameters())

@@ -42,7 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segsearch.autoconf",),
     ("segsearch.hypermodels",),
     ("segsearch.console", "segsearch.sliding"),
-    ("segsearch.scores", "segsearch.tta", "segsearch.postprocess"),
+    ("segsearch.scores", "segsearch.tta", "segsearch.postprocess", "segsearch.formats"),
     ("segsearch.pareto",),
     ("segsearch.records", "segsearch.metrics", "segsearch.losses", "segsearch.params",
      "segsearch.data", "segsearch.cost", "segsearch.precision", "segsearch.callbacks",

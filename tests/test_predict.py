@@ -100,7 +100,7 @@ def test_model_argument_may_be_file_best_folder_or_study(binary_model: Path,
     with pytest.raises(ConfigError, match="holds no model.keras"):
         find_model(tmp_path)
     (tmp_path / "weights.h5").write_bytes(b"")
-    with pytest.raises(ConfigError, match="not a .keras model"):
+    with pytest.raises(ConfigError, match="not a .keras, .onnx or .tflite model file"):
         find_model(tmp_path / "weights.h5")
 
 

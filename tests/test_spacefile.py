@@ -113,7 +113,7 @@ def test_cli_overrides_and_sets(tmp_path: Path) -> None:
     assert config.data.image_size == (32, 32) and config.data.val_fraction == 0.25
     assert config.search.engine == "keras-tuner" and config.search.algorithm == "hyperband"
     assert config.space["filters"] == [4, 8] and config.train.jit_compile is False
-    assert config.search.time_limit == 600.0 and config.export.saved_model is False
+    assert config.search.time_limit == 600.0 and config.export.formats == ("keras",)
     assert config.study_dir == tmp_path / "s"
     assert load_config("unet", image_size="32x48").data.image_size == (32, 48)
 
