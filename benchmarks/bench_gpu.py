@@ -110,16 +110,16 @@ class Sampler(threading.Thread):
         self.gpus = gpus
         self.gpu = _nvidia_smi(gpus) is not None
         self.samples: list[dict[str, float]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.t0 = self.t1 = time.monotonic()
         self.cpu0 = self.cpu1 = 0.0
 
     def run(self) -> None:
         self.t0 = time.monotonic()
         self.cpu0 = _tree_cpu_rss(os.getpid())[0]
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             self.sample()
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def sample(self) -> None:
         now = time.monotonic()
@@ -133,7 +133,7 @@ class Sampler(threading.Thread):
             self.samples.append({"t": now, "cpu_s": cpu, "rss_mib": rss})
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(30)
         self.t1 = time.monotonic()
         self.cpu1 = _tree_cpu_rss(os.getpid())[0]
@@ -200,6 +200,8 @@ def _show(event: dict[str, Any]) -> None:
         print(f"  trial {event['trial']}: {event['state']} after {event.get('epochs')} epochs, "
               f"{event.get('duration_s') or 0:.1f} s (first epoch {t.get('first_epoch', 0):.1f} s,"
               f" later {t.get('epoch', 0):.2f} s each)", flush=True)
+    elif event["event"] == "worker_recycle":
+        print(f"  worker {event.get('pid')} replaced: {event.get('reason')}", flush=True)
     elif event["event"] == "worker_start":
         print(f"  worker {event.get('pid')} ready in {event.get('start_s', 0):.1f} s on GPU "
               f"{event.get('cuda_visible_devices')} ({event.get('backend')} sees "

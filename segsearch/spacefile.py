@@ -240,8 +240,9 @@ class TrainConfig:
             (search.workers_per_gpu), whose neighbours may have taken the memory.
         worker_max_trials: the worker process (isolation "process") is replaced by a fresh one
             after training this many trials (the final training counts too); None: never.
-        worker_max_growth_mb: ... or as soon as its resident memory grew by this many MiB since it
-            was ready (TensorFlow and the data loaded); None: no limit. TensorFlow keeps a little
+        worker_max_growth_mb: ... or as soon as its resident memory grew by this many MiB since
+            its first trial ended (what the first trial loads, the GPU libraries and compiled
+            kernels, counts as its start-up); None: no limit. TensorFlow keeps a little
             of every network it built, so a long-lived worker grows trial after trial.
     """
 

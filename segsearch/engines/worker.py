@@ -8,11 +8,16 @@ then trains one trial after another through :func:`segsearch.engines.trial.run_t
 The driver and the worker talk over a pipe:
 
 - driver -> worker: ``("trial", task, params, prune, deadline, hp_config)``; ``("prune", bool)``
-  answers a report; ``("stop",)``. The worker builds the trial's model from ``params`` through an
-  Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``, a keras-tuner
-  ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine would.
-- worker -> driver: ``("ready", pid, devices)`` (its ``CUDA_VISIBLE_DEVICES`` and the GPUs
-  TensorFlow sees, sent on as a ``worker_start`` progress event); ``("event", dict)`` (the
+  answers a report; ``("call", function, args, kwargs)`` runs a module-level function there
+  (the trivial baseline and the export: they run models, which would initialise the GPU in the
+  driver; answered ``("result", value)``); ``("stop",)``. The worker builds the trial's model
+  from ``params`` through an Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``,
+  a keras-tuner ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine
+  would.
+- worker -> driver: ``("ready", pid, devices)`` (its ``CUDA_VISIBLE_DEVICES``, the memory
+  variables it runs with, the backend and the GPUs it sees, its memory cap, the compilation
+  cache, the backends imported before its environment was set (none), sent on as a
+  ``worker_start`` progress event); ``("event", dict)`` (the
   progress events, forwarded as they happen); ``("report", epoch, value)`` (the driver asks the
   engine whether to prune and answers); ``("outcome", TrialOutcome)``; ``("error", exception)``
   for a configuration error that no trial would escape.
@@ -20,17 +25,21 @@ The driver and the worker talk over a pipe:
 A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
 as "failed" with the exit code or signal as the reason; the next trial starts a new worker. A
 worker is also replaced (between trials) after ``train.worker_max_trials`` trials, or once its
-resident memory grew by ``train.worker_max_growth_mb`` MiB since it was ready: TensorFlow keeps a
-little of every network a process built (20-30 MiB a trial for a small U-Net), which
+resident memory grew by ``train.worker_max_growth_mb`` MiB since its first trial ended (what
+that trial loaded, GPU libraries and compiled kernels, is start-up): TensorFlow keeps a little of
+every network a process built (20-30 MiB a trial for a small U-Net), which
 ``clear_session`` does not give back. After each trial the driver sends a ``worker_memory``
 progress event (the worker's RSS, its growth, its trial count) and, when it recycles the worker, a
 ``worker_recycle`` event with the reason. The
 worker dies with the driver (``PR_SET_PDEATHSIG`` on Linux, and it stops at its next message when
 the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), ends the trial it
 trains and exits on SIGTERM (the driver sends it when it stops; a batch scheduler may send it to
-every process of the job), sets
-``CUDA_VISIBLE_DEVICES`` to its GPU (``--gpus``) and turns on TensorFlow's memory growth, so that a
-trial holds the GPU memory it needs rather than all of it.
+every process of the job), and, before it imports a backend, takes the environment of its slot
+(:func:`segsearch.devices.worker_environment`: ``CUDA_VISIBLE_DEVICES`` of its GPU, ``--gpus``;
+JAX without preallocation, capped at its share where ``search.workers_per_gpu`` workers share the
+GPU; TensorFlow's memory growth or memory cap), so that a trial holds the GPU memory it needs
+rather than all of it. Under JAX it keeps compiled networks in ``<study>/cache/jax``
+(:func:`compilation_cache`).
 
 The driver process never builds a network for a trial, so its memory stays flat across trials
 (``benchmarks/bench_memory.py``).
@@ -409,11 +418,16 @@ class TrialWorker:
         reason = None
         if self.max_trials is not None and self.trials >= self.max_trials:
             reason = f"it trained {self.trials} trials (train.worker_max_trials)"
-        elif self.max_growth_mb is not None and growth is not None and \
+        elif self.max_growth_mb is not None and growth is not None and self.trials > 1 and \
                 growth >= self.max_growth_mb:
-            reason = (f"its memory grew by {growth:.0f} MiB since it started "
+            reason = (f"its memory grew by {growth:.0f} MiB since its first trial "
                       "(train.worker_max_growth_mb)")
         if reason is None:
+            if self.trials == 1 and rss is not None:
+                # what the first trial loads (the GPU libraries, JAX's compiled kernels: over
+                # 2 GiB under JAX on a CPU) is the worker's start-up, not a leak: growth counts
+                # from here, so the worker stays warm
+                self.ready_rss_mib = rss
             return
         self.close()  # the next trial starts a fresh worker
         if self.on_event is not None:
