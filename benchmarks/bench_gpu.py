@@ -235,7 +235,7 @@ def plain_fits(config: Any, trials: list[Any]) -> dict[str, Any]:
         val = None if callbacks else context.val_data(0, batch_size=batch)
         model.fit(context.train_data(config.search.seed + trial.number, batch_size=batch),
                   validation_data=val, epochs=trial.epochs, callbacks=callbacks,
-                  steps_per_epoch=context.steps_per_epoch, verbose=0)
+                  steps_per_epoch=context.steps_per_epoch, shuffle=False, verbose=0)
         seconds = time.perf_counter() - t0
         rows.append({"trial": trial.number, "epochs": trial.epochs, "seconds": seconds})
         print(f"  plain fit of trial {trial.number}'s configuration: {trial.epochs} epochs, "
