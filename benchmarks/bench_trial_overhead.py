@@ -19,7 +19,10 @@ TensorFlow, loading the data again), which a study pays once, not per trial::
     python3 benchmarks/bench_trial_overhead.py --size 64 --epochs 3  # a quicker look
     python3 benchmarks/bench_trial_overhead.py --isolation process   # with the worker process
 
-Prints the times and the ratios; segsearch's overhead should stay under 5%.
+Prints the times and the ratios; segsearch's overhead should stay under 5%. It also prints where
+the segsearch trial's seconds went (its record's phase timings: setup, build, data, first step
+(tracing and compilation), first epoch, later epochs, checkpoint; ``segsearch status --verbose``
+shows the same for a study), the median of each phase over the repeats.
 """
 
 from __future__ import annotations
@@ -79,8 +82,9 @@ def plain_fit(args: argparse.Namespace) -> None:
               epochs=args.epochs, verbose=0)
 
 
-def segsearch_trial(args: argparse.Namespace, folder: Path) -> float:
-    """``Study(config).run()`` with one trial; returns the trial's own duration (seconds)."""
+def segsearch_trial(args: argparse.Namespace, folder: Path) -> tuple[float, dict]:
+    """``Study(config).run()`` with one trial; returns the trial's own duration (seconds) and its
+    phase timings."""
     from segsearch.driver import Study
     from segsearch.spacefile import load_config
 
@@ -97,7 +101,8 @@ def segsearch_trial(args: argparse.Namespace, folder: Path) -> float:
         "export": {"enabled": False},
     }, study_dir=folder)
     results = Study(config).run()
-    return float(results.trials[0].duration_s or 0.0)
+    trial = results.trials[0]
+    return float(trial.duration_s or 0.0), dict(trial.timings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="segsearch-overhead-"))
     plain: dict[str, list[float]] = {"wall": [], "cpu": []}
     ours: dict[str, list[float]] = {"wall": [], "cpu": [], "trial": []}
+    phases: list[dict] = []
     try:
         plain_fit(argparse.Namespace(**{**vars(args), "epochs": 1}))  # start-up, first tracing
         for i in range(args.repeats):
@@ -136,10 +142,12 @@ def main(argv: list[str] | None = None) -> int:
                     plain["wall"].append(wall)
                     plain["cpu"].append(cpu)
                 else:
-                    wall, cpu, trial = _measure(segsearch_trial, args, work / f"study{i}")
+                    wall, cpu, (trial, timings) = _measure(segsearch_trial, args,
+                                                           work / f"study{i}")
                     ours["wall"].append(wall)
                     ours["cpu"].append(cpu)
                     ours["trial"].append(trial)
+                    phases.append(timings)
             print(f"  run {i + 1}: plain {plain['wall'][-1]:.2f} s wall / {plain['cpu'][-1]:.2f} s "
                   f"CPU; segsearch {ours['wall'][-1]:.2f} s wall / {ours['cpu'][-1]:.2f} s CPU "
                   f"(the trial {ours['trial'][-1]:.2f} s)", flush=True)
@@ -150,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
           f"(medians of {args.repeats})")
     print(f"one trial via segsearch: {med(ours['wall']):.2f} s wall, {med(ours['cpu']):.2f} s CPU "
           f"(the trial itself {med(ours['trial']):.2f} s)")
+    from segsearch.console import format_timings
+
+    keys = dict.fromkeys(k for t in phases for k in t)
+    print("where the trial's seconds went (medians): " + format_timings(
+        {k: med([t[k] for t in phases if k in t]) for k in keys}))
     for kind in ("cpu", "wall"):
         ratio = med(ours[kind]) / med(plain[kind])
         print(f"ratio segsearch / plain ({kind} time): {ratio:.3f} -> overhead "

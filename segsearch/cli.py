@@ -139,6 +139,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sets.append(f"search.workers={args.workers}")
     if getattr(args, "gpus", None):
         sets.append(f"search.gpus={json.dumps(str(args.gpus))}")
+    if getattr(args, "workers_per_gpu", None):
+        sets.append(f"search.workers_per_gpu={args.workers_per_gpu}")
     options = dict(sets=sets, data=args.data, trials=args.trials, epochs=args.epochs,
                    image_size=args.image_size, engine=args.engine, study_dir=args.study_dir,
                    storage=args.storage)
@@ -297,7 +299,24 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print(format_trials(trials, objective, direction, front=pareto["data"].get("pareto_front")))
     for line in extra["lines"]:
         print(line)
+    if getattr(args, "verbose", False):
+        _print_timings(trials)
     return 0
+
+
+def _print_timings(trials: Sequence[Any]) -> None:
+    """``status --verbose``: where each trial's seconds went (its record's timings)."""
+    from segsearch.console import format_timings
+
+    lines = [(t.number, format_timings(getattr(t, "timings", None))) for t in trials]
+    lines = [(n, text) for n, text in lines if text]
+    if not lines:
+        return
+    print("\nWhere the trials' time went:")
+    for number, text in sorted(lines):
+        batch = next((t.batch_size for t in trials if t.number == number), None)
+        retried = f" (at batch size {batch})" if batch else ""
+        print(f"  #{number}{retried}: {text}")
 
 
 def _status_summary(study: Any, trials: Sequence[Any], objective: str,
@@ -605,7 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "against the one study (sets search.workers)")
     run.add_argument("--gpus", metavar="IDS",
                      help="GPU ids handed to the workers in turn, e.g. 0,1: each worker sees only "
-                          "its own (CUDA_VISIBLE_DEVICES; sets search.gpus)")
+                          "its own (CUDA_VISIBLE_DEVICES; sets search.gpus); without --workers, "
+                          "one worker per GPU (times --workers-per-gpu)")
+    run.add_argument("--workers-per-gpu", type=_positive_int, metavar="N",
+                     help="N workers share each GPU, each capped at its share of the GPU's "
+                          "memory: with --gpus 0,1 and 2, four trials train at once (sets "
+                          "search.workers_per_gpu)")
     run.add_argument("--fresh", action="store_true",
                      help="start a new study even if one exists; the old folder is moved aside, "
                           "never deleted")
@@ -630,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  segsearch status studies/resunet", formatter_class=fmt)
     status.add_argument("study_dir", metavar="STUDY_DIR", help="the study's folder")
     status.add_argument("--json", action="store_true", help="print the trials as one JSON object")
+    status.add_argument("--verbose", "-v", action="store_true",
+                        help="also where each trial's time went (start, build, data, first "
+                             "step, epochs, checkpoint)")
     status.set_defaults(func=_cmd_status)
 
     export = sub.add_parser(
@@ -753,6 +780,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (default: sys.argv[1:]).
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from segsearch.devices import quiet_accelerators
+
+    quiet_accelerators()  # before any backend import: no process takes the GPU's memory ahead
     parser = build_parser()
     parser.argv = list(argv) if argv is not None else sys.argv[1:]  # type: ignore[attr-defined]
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from segsearch.errors import yaml_text
 
 __all__ = ["TextProgress", "import_tensorflow_quietly", "format_duration", "format_number",
+           "format_timings",
            "format_params", "plural"]
 
 
@@ -198,7 +199,18 @@ class TextProgress:
         where = f"on GPU {gpu}" if gpu is not None else "on every GPU"
         growth = (f", memory growth on for {', '.join(e['memory_growth'])}"
                   if e.get("memory_growth") else ", TensorFlow sees no GPU")
+        if e.get("backend") not in (None, "tensorflow"):
+            growth = f", {e['backend']} sees {', '.join(e.get('devices') or []) or 'no GPU'}"
+        sharing = int(e.get("sharing") or 1)
+        if sharing > 1:
+            cap = e.get("memory_limit_mib")
+            cap = f"{cap} MiB" if cap else (e.get("xla_mem_fraction") or "its share")
+            growth += f", sharing it with {plural(sharing - 1, 'other worker')} (memory cap {cap})"
         self._write(f"  worker process {e.get('pid')} {where}{growth}")
+
+    def _on_oom_retry(self, e: Mapping[str, Any]) -> None:
+        self._write(f"  {self._trial(e)} ran out of memory at batch size {e.get('batch_size')}: "
+                    f"trying it once more at {e.get('retry_batch_size')}")
 
     def _on_final_start(self, e: Mapping[str, Any]) -> None:
         trial = f" (trial #{e['trial']})" if e.get("trial") is not None else ""
@@ -260,6 +272,39 @@ class TextProgress:
     def _on_study_end(self, e: Mapping[str, Any]) -> None:
         if self._pending:
             self._write("")
+
+
+#: how ``status --verbose`` names a trial's phases (segsearch.engines.trial.PHASES), in order.
+_PHASE_WORDS = (("worker_start", "worker start"), ("setup", "setup"), ("build", "build"),
+                ("data", "data"), ("first_step", "first step"), ("first_epoch", "first epoch"),
+                ("first_validation", "of it validation"), ("epoch", "later epochs"),
+                ("validation", "of it validation"), ("checkpoint", "checkpoint"),
+                ("total", "total"))
+
+
+def format_timings(timings: Mapping[str, Any] | None) -> str:
+    """One line of where a trial's seconds went, e.g. "build 0.4 s, first step 2.1 s, first epoch
+    3.0 s (of it validation 0.6 s), later epochs 0.5 s each, checkpoint 0.1 s, total 5.2 s"
+    ("" without timings).
+
+    Args:
+        timings: the trial record's ``timings``.
+    """
+    if not timings:
+        return ""
+    parts: list[str] = []
+    for key, word in _PHASE_WORDS:
+        value = timings.get(key)
+        if not isinstance(value, (int, float)) or (key == "worker_start" and not value):
+            continue
+        text = f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+        if key == "epoch":
+            text += " each"
+        if word.startswith("of it") and parts:
+            parts[-1] += f" ({word} {text})"
+        else:
+            parts.append(f"{word} {text}")
+    return ", ".join(parts)
 
 
 def import_tensorflow_quietly() -> None:

@@ -292,9 +292,11 @@ class Study:
             KeyboardInterrupt: interrupted; run again to resume.
         """
         from segsearch.console import import_tensorflow_quietly
+        from segsearch.devices import quiet_accelerators
         from segsearch.engines.worker import leave_spawn_bootstrap
 
         leave_spawn_bootstrap()  # a worker importing a script that runs a search at import time
+        quiet_accelerators()  # no GPU memory taken ahead, should anything here initialise one
         import_tensorflow_quietly()
         from segsearch import callbacks
 
@@ -343,7 +345,13 @@ class Study:
             self.deadline = engine.session.start_clock(float(config.search.time_limit))
         records = engine.records()
         emit.resume_from(records)
-        baseline = self.baseline()
+        self._engine = engine  # the baseline is computed in its worker process
+        try:
+            baseline = self.baseline()
+        except BaseException:
+            getattr(engine, "close_workers", lambda: None)()
+            self._engine = None
+            raise
         best_constant = (baseline or {}).get("best") or {}
         emit.baseline = best_constant.get(self.objective.name)
         emit({
@@ -531,21 +539,33 @@ class Study:
         if not model_path.exists():
             raise StudyError(f"{model_path}: the best model's checkpoint is missing; run the same "
                              "command again to train it")
-        splits = self.workshop.load_data()
         from segsearch import folds
 
-        path = export_study(
-            self.dir,
-            config=config,
-            model_path=model_path,
-            best=best,
-            final=dict(final),
-            records=records,
-            val=splits.val,
-            ensemble=folds.ensemble_for(self.dir, self.config, best, model_path, records,
-                                        self.objective),
-            cross_validation=folds.summary(self.dir, self.config, records, self.objective),
-        )
+        extra = {
+            "ensemble": folds.ensemble_for(self.dir, self.config, best, model_path, records,
+                                           self.objective),
+            "cross_validation": folds.summary(self.dir, self.config, records, self.objective),
+        }
+        engine = getattr(self, "_engine", None)
+        if engine is not None and getattr(engine, "isolated", False):
+            # in the search's worker process: loading and scoring the model would initialise
+            # the GPU here
+            from segsearch.workshop import export_in_worker
+
+            path = engine.worker(0).call(export_in_worker, config, model_path, best=best,
+                                         final=dict(final), records=records, **extra)
+        else:
+            splits = self.workshop.load_data()
+            path = export_study(
+                self.dir,
+                config=config,
+                model_path=model_path,
+                best=best,
+                final=dict(final),
+                records=records,
+                val=splits.val,
+                **extra,
+            )
         if progress is not None:
             progress({"event": "export", "path": str(path), "formats": read_checks(path)})
         return path
@@ -574,7 +594,14 @@ class Study:
         return self.workshop.training_context(progress, deadline=self.deadline)
 
     def baseline(self) -> dict[str, Any] | None:
-        """The constant predictions' scores (:meth:`segsearch.workshop.Workshop.baseline`)."""
+        """The constant predictions' scores (:meth:`segsearch.workshop.Workshop.baseline`),
+        computed in the search's worker process when the trials train in one."""
+        engine = getattr(self, "_engine", None)
+        if engine is not None and getattr(engine, "isolated", False) and \
+                self.workshop.stored_baseline() is None:
+            from segsearch.workshop import baseline_in_worker
+
+            return engine.worker(0).call(baseline_in_worker, self.config)
         return self.workshop.baseline()
 
     def _make_engine(self, engine_cls: type, emit: Progress) -> Any:
@@ -704,9 +731,11 @@ def run(config_or_path: Any, *, fresh: bool = False, progress: Progress | bool |
         studies/unet-small/best/model.keras
     """
     from segsearch.console import import_tensorflow_quietly
+    from segsearch.devices import quiet_accelerators
     from segsearch.engines.worker import leave_spawn_bootstrap
 
     leave_spawn_bootstrap()  # before anything is read or written (see Study.run)
+    quiet_accelerators()  # before a backend is imported (see Study.run)
     import_tensorflow_quietly()  # before the space's check builds a model
     from segsearch.spacefile import Config, load_config
 

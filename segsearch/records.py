@@ -104,6 +104,10 @@ class TrialRecord:
         checkpoint: the trial's checkpoint file, relative to the study folder, while it is kept.
         failure: for a failed or infeasible trial, one of :data:`FAILURES` (None otherwise, and
             for records of earlier versions).
+        timings: where the trial's seconds went, by phase (setup, build, data, first_step,
+            first_epoch, epoch, checkpoint, ...: ``segsearch.engines.trial.PHASES``).
+        batch_size: the batch size the trial trained at when it was not ``train.batch_size``
+            (the out-of-memory retry's half); None otherwise.
     """
 
     number: int
@@ -122,6 +126,8 @@ class TrialRecord:
     objectives: list[float] | None = None
     checkpoint: str | None = None
     failure: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    batch_size: int | None = None
 
     @property
     def finished_ok(self) -> bool:

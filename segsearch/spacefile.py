@@ -144,6 +144,27 @@ def _bool(value: Any, path: str) -> bool:
     return value
 
 
+def _resolve_workers(workers: int | None, gpus: str | None,
+                     workers_per_gpu: int | None) -> int | None:
+    """``search.workers`` by the rule: ``len(gpus) * workers_per_gpu`` unless given (a given
+    number that contradicts both is a ConfigError); None (workers_per_gpu without gpus): counted
+    from the GPUs found when the search starts (segsearch.devices.plan_slots)."""
+    ids = [g for g in (gpus or "").split(",") if g.strip()]
+    if ids:
+        expected = len(ids) * (workers_per_gpu or 1)
+        if workers is None:
+            return expected
+        if workers_per_gpu is not None and workers != expected:
+            raise _KeyError("search.workers", f"{workers} contradicts search.gpus {gpus!r} with "
+                                              f"search.workers_per_gpu {workers_per_gpu}, which "
+                                              f"make {expected} workers; drop --workers (it "
+                                              "follows from the other two) or make them agree")
+        return workers
+    if workers is None and workers_per_gpu is None:
+        return 1
+    return workers
+
+
 def _choice(value: Any, path: str, choices: Sequence[str], what: str = "value") -> str:
     if not isinstance(value, str) or value not in choices:
         guess = closest(str(value), choices) if isinstance(value, str) else None
@@ -242,11 +263,13 @@ class TrainConfig:
             crashes its process (segfault, the OOM killer) fails alone and the driver's memory stays
             flat; "none" trains in the calling process (for embedding segsearch).
         oom_retry: a trial that runs out of accelerator memory is tried once more at half the
-            batch size.
+            batch size: true, false, or "auto" (the default): where workers share a GPU
+            (search.workers_per_gpu), whose neighbours may have taken the memory.
         worker_max_trials: the worker process (isolation "process") is replaced by a fresh one
             after training this many trials (the final training counts too); None: never.
-        worker_max_growth_mb: ... or as soon as its resident memory grew by this many MiB since it
-            was ready (TensorFlow and the data loaded); None: no limit. TensorFlow keeps a little
+        worker_max_growth_mb: ... or as soon as its resident memory grew by this many MiB since
+            its first trial ended (what the first trial loads, the GPU libraries and compiled
+            kernels, counts as its start-up); None: no limit. TensorFlow keeps a little
             of every network it built, so a long-lived worker grows trial after trial.
         class_weights: class weights in every loss (segsearch.losses): "none" (null), "auto"
             (inverse square-root class frequency of the training masks, recorded in the study's
@@ -265,7 +288,7 @@ class TrainConfig:
     verbose: int = 0
     weights: str | None = None
     isolation: Literal["process", "none"] = "process"
-    oom_retry: bool = False
+    oom_retry: bool | Literal["auto"] = "auto"
     worker_max_trials: int | None = 10
     worker_max_growth_mb: int | None = 1024
     class_weights: Literal["none", "auto"] | tuple[float, ...] = "none"
@@ -274,7 +297,8 @@ class TrainConfig:
         p = "train."
         _set(self, "class_weights", _class_weights(self.class_weights, p + "class_weights"))
         _choice(self.isolation, p + "isolation", ("process", "none"), "isolation")
-        _bool(self.oom_retry, p + "oom_retry")
+        if self.oom_retry != "auto":
+            _bool(self.oom_retry, p + "oom_retry")
         _int(self.worker_max_trials, p + "worker_max_trials", minimum=1, none=True)
         _int(self.worker_max_growth_mb, p + "worker_max_growth_mb", minimum=1, none=True)
         _int(self.epochs, p + "epochs", minimum=1)
@@ -329,7 +353,9 @@ class SearchConfig:
         seed: random seed of the search algorithm and of the trials' training.
         max_failures: failed trials in a row that stop the study (a StudyError listing the last
             reasons).
-        workers: trials trained at once on this machine (each in its own worker process).
+        workers: trials trained at once on this machine (each in its own worker process);
+            None: ``len(gpus) * workers_per_gpu`` with ``gpus``, else ``workers_per_gpu`` times
+            the GPUs found when the search starts (1 without either).
         gpus: GPU ids handed out to the workers in turn (CUDA_VISIBLE_DEVICES); None: all.
         refit_folds: with ``data.folds``, the best N complete configurations are trained and
             scored on every fold after the search and the winner is the best mean over folds
@@ -339,6 +365,9 @@ class SearchConfig:
         latency_batch_size: images per batch when ``latency_ms`` is measured.
         callbacks: ``module:attr`` names of Optuna callbacks, each called with ``(study,
             frozen_trial)`` after every trial (engine optuna; see :mod:`segsearch.callbacks`).
+        workers_per_gpu: workers sharing each GPU, each capped at its share of the GPU's memory
+            (see segsearch.devices); None: one, or as ``workers`` spreads over ``gpus``. Given
+            with ``gpus`` and ``workers``, ``workers`` must be ``len(gpus) * workers_per_gpu``.
     """
 
     engine: Engine = "optuna"
@@ -350,12 +379,13 @@ class SearchConfig:
     pruner: Pruner | None = None
     seed: int = 0
     max_failures: int = 5
-    workers: int = 1
+    workers: int | None = None
     gpus: str | None = None
     refit_folds: int = 0
     latency_batches: int = 20
     latency_batch_size: int = 1
     callbacks: tuple[str, ...] = ()
+    workers_per_gpu: int | None = None
 
     def __post_init__(self) -> None:
         p = "search."
@@ -373,10 +403,17 @@ class SearchConfig:
             _set(self, "gpus", gpus)
         engine = _choice(self.engine, p + "engine", ENGINES, "engine")
         algos = ALGORITHMS[engine]
-        if _int(self.workers, p + "workers", minimum=1) > 1 and engine != "optuna":
-            raise _KeyError(p + "workers", f"parallel workers need engine optuna (keras-tuner runs "
-                                           f"one trial at a time), got workers={self.workers}; "
-                                           "use --engine optuna or drop --workers")
+        _int(self.workers, p + "workers", minimum=1, none=True)
+        _int(self.workers_per_gpu, p + "workers_per_gpu", minimum=1, none=True)
+        for name in ("workers", "workers_per_gpu"):
+            if (getattr(self, name) or 1) > 1 and engine != "optuna":
+                raise _KeyError(p + name, f"parallel workers need engine optuna (keras-tuner runs "
+                                          f"one trial at a time), got {name}="
+                                          f"{getattr(self, name)}; use --engine optuna or drop "
+                                          f"--{name.replace('_', '-')}")
+        if engine != "optuna" and self.workers is None:
+            _set(self, "workers", 1)  # --gpus alone: keras-tuner's one worker takes the first
+        _set(self, "workers", _resolve_workers(self.workers, self.gpus, self.workers_per_gpu))
         algorithm = DEFAULT_ALGORITHM[engine] if self.algorithm is None else self.algorithm
         if algorithm not in algos:
             other = [e for e in ENGINES if e != engine and algorithm in ALGORITHMS[e]]

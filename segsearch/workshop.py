@@ -24,8 +24,8 @@ from segsearch.errors import ConfigError
 from segsearch.jsonable import jsonable
 from segsearch.records import Objective, atomic_write_text
 
-__all__ = ["Workshop", "prepare_trials", "has_gpu", "validation_masks", "SPLIT_FILE",
-           "CLASS_WEIGHTS_FILE"]
+__all__ = ["Workshop", "prepare_trials", "export_in_worker", "baseline_in_worker", "has_gpu",
+           "validation_masks", "SPLIT_FILE", "CLASS_WEIGHTS_FILE"]
 
 #: the study folder's data split, drawn once and reused on every resume.
 SPLIT_FILE = "split.json"
@@ -41,10 +41,16 @@ class Workshop:
     Args:
         config: the study's :class:`segsearch.spacefile.Config` (``config.study_dir`` holds
             ``split.json`` and ``baseline.json``).
+        trains_here: whether this process trains (a trial worker, or ``train.isolation: none``);
+            None: unless the trials train in worker processes. A process that does not train
+            asks ``nvidia-smi`` about the GPUs, never the backend, so it initialises no GPU.
     """
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: Any, *, trains_here: bool | None = None) -> None:
         self.config = config
+        if trains_here is None:
+            trains_here = getattr(config.train, "isolation", "none") != "process"
+        self.trains_here = trains_here
         self.dir = Path(config.study_dir)
         self.objective = Objective(tuple(config.search.objectives), tuple(config.search.directions))
         self._splits: Any = None
@@ -80,11 +86,10 @@ class Workshop:
         """
         from segsearch import scores
 
-        stored = scores.read_baseline(self.dir)
-        background = getattr(self.config.data, "background", 0)
-        if stored is not None and stored.get("objective") == self.objective.name and \
-                stored.get("background", 0) == background and "best" in stored:
+        stored = self.stored_baseline()
+        if stored is not None:
             return stored
+        background = getattr(self.config.data, "background", 0)
         splits = self.load_data()
         masks = validation_masks(splits.val)
         if masks is None:
@@ -98,6 +103,17 @@ class Workshop:
         if self.dir.is_dir():
             scores.write_baseline(self.dir, jsonable(baseline))
         return baseline
+
+    def stored_baseline(self) -> dict[str, Any] | None:
+        """``baseline.json`` when it holds this study's objective and background, else None."""
+        from segsearch import scores
+
+        stored = scores.read_baseline(self.dir)
+        background = getattr(self.config.data, "background", 0)
+        if stored is not None and stored.get("objective") == self.objective.name and \
+                stored.get("background", 0) == background and "best" in stored:
+            return stored
+        return None
 
     def store_split(self) -> None:
         """Write split.json into an existing study folder that has none yet (and the computed
@@ -178,6 +194,10 @@ class Workshop:
         value = self.config.train.jit_compile
         if value != "auto":
             return bool(value)
+        if not self.trains_here:
+            from segsearch.devices import system_has_gpu
+
+            return system_has_gpu()
         return has_gpu()
 
     def training_context(self, progress: Progress | None = None, *,
@@ -257,8 +277,45 @@ def prepare_trials(config: Any, progress: Progress | None) -> tuple[Any, Any]:
         config: the study's Config.
         progress: where epoch events go (the worker forwards them to the driver).
     """
-    shop = Workshop(config)
+    shop = _worker_shop(config)
     return shop.hypermodel(), shop.training_context(progress)
+
+
+_SHOP: list[Workshop] = []  # a worker's own workshop: its data loaded once for trials and export
+
+
+def _worker_shop(config: Any) -> Workshop:
+    """The worker process's workshop for ``config`` (made once, shared by trials and export)."""
+    if not _SHOP or _SHOP[0].config != config:
+        _SHOP[:] = [Workshop(config, trains_here=True)]
+    return _SHOP[0]
+
+
+def baseline_in_worker(config: Any) -> dict[str, Any] | None:
+    """:meth:`Workshop.baseline` in the study's trial worker process (its metrics are Keras
+    variables: computed in the driver, they would initialise the GPU there).
+
+    Args:
+        config: the study's Config.
+    """
+    return _worker_shop(config).baseline()
+
+
+def export_in_worker(config: Any, model_path: Path, **kwargs: Any) -> Path:
+    """:func:`segsearch.export.export_study` of a study, run in its trial worker process
+    (:meth:`segsearch.engines.worker.TrialWorker.call`): loading and scoring the model there
+    keeps the driver off the GPU.
+
+    Args:
+        config: the study's Config.
+        model_path: the model to export.
+        **kwargs: best, final, records (as export_study takes them).
+    """
+    from segsearch.export import export_study
+
+    splits = _worker_shop(config).load_data()
+    return export_study(Path(config.study_dir), config=config, model_path=model_path,
+                        val=splits.val, **kwargs)
 
 
 def validation_masks(val: Any) -> Any:

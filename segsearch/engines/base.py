@@ -121,6 +121,7 @@ class BaseEngine:
                                                type(self).max_failed_in_a_row))
         self._lock = threading.RLock()
         self._workers: dict[int, Any] = {}
+        self._slots: list[Any] | None = None
 
     # ------------------------------------------------------------------ running one trial
     @property
@@ -129,16 +130,32 @@ class BaseEngine:
         return self.supports_isolation and \
             getattr(self.config.train, "isolation", "none") == "process"
 
+    def slots(self) -> list[Any]:
+        """The worker slots (:func:`segsearch.devices.plan_slots`): one per trial trained at
+        once, each with its GPU and how many workers share that GPU. The GPUs are looked up
+        (``nvidia-smi``, never a backend) only for ``workers_per_gpu`` without ``gpus``, or
+        for TensorFlow's memory cap of a shared GPU."""
+        if self._slots is None:
+            from segsearch import devices
+
+            search = self.config.search
+            wpg = getattr(search, "workers_per_gpu", None)
+            gpus = getattr(search, "gpus", None)
+            found = devices.visible_gpus() if wpg is not None and wpg > 1 or \
+                (wpg is not None and not gpus) else None
+            self._slots = devices.plan_slots(getattr(search, "workers", None), gpus, wpg,
+                                             found=found)
+        return self._slots
+
     def worker(self, slot: int = 0) -> Any:
         """The worker process of a slot (one per parallel worker), made on first use."""
         with self._lock:
             if slot not in self._workers:
                 from segsearch.engines.worker import TrialWorker
 
-                gpus = [g.strip() for g in str(getattr(self.config.search, "gpus", None) or "")
-                        .split(",") if g.strip()]
-                gpu = gpus[slot % len(gpus)] if gpus else None
-                self._workers[slot] = TrialWorker(self.config, gpu=gpu, on_event=self.emit,
+                slots = self.slots()
+                self._workers[slot] = TrialWorker(self.config, slot=slots[slot % len(slots)],
+                                                  on_event=self.emit,
                                                   prepare=self.session.prepare)
             return self._workers[slot]
 
@@ -185,20 +202,33 @@ class BaseEngine:
             return outcome
         batch = int(task.batch_size or self.config.train.batch_size)
         first = outcome.reason or "out of memory"
-        if getattr(self.config.train, "oom_retry", False) and batch > 1:
+        if self.oom_retry(slot) and batch > 1:
             half = max(1, batch // 2)
             self.clear_trial_dir(task.number)
             write_owner(task.out_dir)
             retry = dataclasses.replace(task, batch_size=half)
+            self.emit({"event": "oom_retry", "trial": task.number, "batch_size": batch,
+                       "retry_batch_size": half, "reason": first})
             outcome = once(retry)
             note = (f"out of memory at batch size {batch} ({first}); retried once at batch size "
                     f"{half}")
             outcome.reason = note if outcome.state == "complete" else f"{note}: {outcome.reason}"
             outcome.oom = outcome.oom or outcome.state != "complete"
+            outcome.batch_size = half
         else:
             outcome.reason = (f"out of memory at batch size {batch}: {first}; lower "
                               "train.batch_size, narrow the space, or set train.oom_retry: true")
         return outcome
+
+    def oom_retry(self, slot: int = 0) -> bool:
+        """Whether an out-of-memory trial is retried at half the batch size: ``train.oom_retry``,
+        where "auto" means when its worker shares the GPU with others (``workers_per_gpu``):
+        there the neighbours' trials may have taken the memory, not the configuration."""
+        setting = getattr(self.config.train, "oom_retry", False)
+        if setting == "auto":
+            slots = self.slots() if self.isolated else []
+            return bool(slots) and slots[slot % len(slots)].sharing > 1
+        return bool(setting)
 
     def _execute_once(self, task: TrialTask, *, build: Callable[[], Any],
                       params: Mapping[str, Any] | None,
@@ -309,6 +339,8 @@ class BaseEngine:
             objectives=outcome.objectives,
             checkpoint=checkpoint,
             failure=outcome.failure if outcome.state in ("failed", "infeasible") else None,
+            timings=dict(getattr(outcome, "timings", None) or {}),
+            batch_size=getattr(outcome, "batch_size", None),
         )
 
     def trial_finished(self, record: TrialRecord) -> None:
@@ -334,6 +366,8 @@ class BaseEngine:
             "reason": record.reason,
             "epochs": record.epochs,
             "duration_s": record.duration_s,
+            "timings": dict(record.timings),
+            "batch_size": record.batch_size,
         })
         self._recent.append(record)
         self.check_failures()

@@ -313,7 +313,7 @@ class Engine(BaseEngine):
                 self.study.enqueue_trial(values, user_attrs={"seed_neighbour": True})
         else:
             self._retry_failed()
-        workers = max(1, int(getattr(self.config.search, "workers", 1) or 1))
+        workers = max(1, len(self.slots()))  # search.workers, or from workers_per_gpu
         done = False
         try:
             if workers == 1:
@@ -611,6 +611,10 @@ class Engine(BaseEngine):
     def _tell_locked(self, trial: optuna.Trial, outcome: TrialOutcome,
                      record: TrialRecord) -> None:
         trial.set_user_attr(OPTUNA_RECORD_ATTR, record.to_dict())
+        if outcome.timings:  # where its seconds went (optuna-dashboard shows user attributes)
+            trial.set_user_attr("timings", dict(outcome.timings))
+        if outcome.batch_size is not None:  # the out-of-memory retry's batch size
+            trial.set_user_attr("batch_size", int(outcome.batch_size))
         if outcome.oom:
             trial.set_user_attr("oom", True)
         if outcome.state == "complete":

@@ -218,6 +218,9 @@ class TrialOutcome:
         failure: why a failed or infeasible trial failed: "environment", "configuration" or
             "error" (see :data:`segsearch.records.FAILURES`).
         error: the full traceback of a failed trial (its ``error.txt``).
+        timings: where the trial's seconds went (:data:`PHASES`).
+        batch_size: the batch size it trained at, when not ``train.batch_size`` (the
+            out-of-memory retry's half).
     """
 
     state: str
@@ -237,6 +240,22 @@ class TrialOutcome:
     diverged: bool = False
     failure: str | None = None
     error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    batch_size: int | None = None
+
+
+#: the phases of a trial's wall time, in seconds, as ``TrialOutcome.timings`` records them:
+#: ``setup`` (the previous trial's memory released, seeds), ``build`` (the network built and
+#: compiled, or its checkpoint loaded), ``data`` (the trial's input pipelines made),
+#: ``first_step`` (``model.fit`` called until the first training step ended: tracing and XLA
+#: compilation), ``first_epoch`` (the whole first epoch, its validation included),
+#: ``first_validation`` (the first epoch's validation: its compilation), ``epoch`` (the mean
+#: of the later epochs), ``validation`` (the mean of their validations), ``checkpoint`` (the
+#: checkpoints written), ``total`` (the whole of run_trial); the driver adds ``worker_start``
+#: (a worker process started for this trial) and ``driver_total`` (the trial as the driver saw
+#: it).
+PHASES = ("setup", "build", "data", "first_step", "first_epoch", "first_validation", "epoch",
+          "validation", "checkpoint", "total", "worker_start", "driver_total")
 
 
 def now_iso() -> str:
@@ -389,6 +408,37 @@ class _EpochMonitor(keras.callbacks.Callback):
         self._columns: list[str] | None = None
         self._last_epoch_time = time.monotonic()
         self._epoch_number = task.initial_epoch
+        self.fit_started: float | None = None  # set just before model.fit
+        self.first_step_s: float | None = None
+        self.first_epoch_s: float | None = None
+        self._test_started: float | None = None
+        self.validation_s: list[float] = []
+
+    def on_test_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._test_started = time.monotonic()
+
+    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._test_started is not None:
+            self.validation_s.append(time.monotonic() - self._test_started)
+            self._test_started = None
+
+    def timings(self) -> dict[str, float]:
+        """The epochs' part of the trial's timings (see :data:`PHASES`)."""
+        out: dict[str, float] = {}
+        seconds = [row["time_s"] for row in self.history if "time_s" in row]
+        if self.first_step_s is not None:
+            out["first_step"] = self.first_step_s
+        if self.first_epoch_s is not None:
+            out["first_epoch"] = self.first_epoch_s
+        elif seconds:
+            out["first_epoch"] = seconds[0]
+        if len(seconds) > 1:
+            out["epoch"] = sum(seconds[1:]) / (len(seconds) - 1)
+        if self.validation_s:
+            out["first_validation"] = self.validation_s[0]
+        if len(self.validation_s) > 1:
+            out["validation"] = sum(self.validation_s[1:]) / (len(self.validation_s) - 1)
+        return {k: round(v, 3) for k, v in out.items()}
 
     # --- best-state bookkeeping: copy the weights only when an improved epoch is about to change
     def _take_snapshot(self) -> None:
@@ -419,6 +469,8 @@ class _EpochMonitor(keras.callbacks.Callback):
             self._take_snapshot()  # the best epoch's state is about to change
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self.first_step_s is None and self.fit_started is not None:
+            self.first_step_s = time.monotonic() - self.fit_started
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self._diverged(f"the loss became {float(loss)} in epoch {self._epoch_number} "
@@ -444,6 +496,8 @@ class _EpochMonitor(keras.callbacks.Callback):
             self.smoothed = smoothed if math.isfinite(smoothed) else self.smoothed
             row[f"{name}_ema"] = smoothed
         now = time.monotonic()
+        if self.first_epoch_s is None and self.fit_started is not None:
+            self.first_epoch_s = now - self.fit_started
         row["time_s"] = round(now - self._last_epoch_time, 3)
         self._last_epoch_time = now
         self.history.append(row)
@@ -644,6 +698,14 @@ def _run_trial(
 ) -> TrialOutcome:
     started = now_iso()
     t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    clock = [t0]
+
+    def lap(phase: str) -> None:
+        now = time.monotonic()
+        timings[phase] = round(timings.get(phase, 0.0) + now - clock[0], 3)
+        clock[0] = now
+
     task.out_dir.mkdir(parents=True, exist_ok=True)
     release_memory()
     # after clear_session, which resets the dtype policy to float32: set before it, the policy
@@ -651,11 +713,16 @@ def _run_trial(
     keras.mixed_precision.set_dtype_policy(policy_name(context.mixed_precision))
     seed = context.seed + max(task.number, 0)
     keras.utils.set_random_seed(seed)
+    lap("setup")
+    monitor: _EpochMonitor | None = None
 
     def finish(outcome: TrialOutcome) -> TrialOutcome:
         outcome.started = started
         outcome.finished = now_iso()
         outcome.duration_s = round(time.monotonic() - t0, 3)
+        outcome.batch_size = task.batch_size
+        outcome.timings = {**timings, **(monitor.timings() if monitor is not None else {}),
+                           "total": outcome.duration_s}
         if outcome.state == "failed":
             write_error_file(task.out_dir, outcome)
         return outcome
@@ -665,6 +732,7 @@ def _run_trial(
             model = keras.saving.load_model(task.resume_from)
         else:
             model = build()
+        lap("build")
     except InfeasibleError as e:
         return finish(TrialOutcome(state="infeasible", reason=str(e), failure="configuration"))
     except SegsearchError:
@@ -698,6 +766,8 @@ def _run_trial(
     if callable(val_data):
         val_data = val_data(seed, **sized)
     monitor.probe = _first_batch(val_data)
+    lap("data")
+    monitor.fit_started = time.monotonic()
     try:
         model.fit(
             train_data,
@@ -737,6 +807,7 @@ def _run_trial(
         if board is not None:
             board.close()
 
+    clock[0] = time.monotonic()
     epochs_run = len(monitor.history)
     outcome = TrialOutcome(
         state="complete",
@@ -774,6 +845,7 @@ def _run_trial(
             monitor.restore_best()
             target = task.out_dir / CHECKPOINT_FILE
             outcome.checkpoint = save_checkpoint(model, target)
+            lap("checkpoint")
         except OSError as e:
             # the study folder cannot be written: no other trial would fare better
             raise StudyError(os_error_message(

@@ -8,11 +8,16 @@ then trains one trial after another through :func:`segsearch.engines.trial.run_t
 The driver and the worker talk over a pipe:
 
 - driver -> worker: ``("trial", task, params, prune, deadline, hp_config)``; ``("prune", bool)``
-  answers a report; ``("stop",)``. The worker builds the trial's model from ``params`` through an
-  Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``, a keras-tuner
-  ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine would.
-- worker -> driver: ``("ready", pid, devices)`` (its ``CUDA_VISIBLE_DEVICES`` and the GPUs
-  TensorFlow sees, sent on as a ``worker_start`` progress event); ``("event", dict)`` (the
+  answers a report; ``("call", function, args, kwargs)`` runs a module-level function there
+  (the trivial baseline and the export: they run models, which would initialise the GPU in the
+  driver; answered ``("result", value)``); ``("stop",)``. The worker builds the trial's model
+  from ``params`` through an Optuna ``FixedTrial`` (the Optuna engine), or from ``hp_config``,
+  a keras-tuner ``HyperParameters.get_config()`` (the Keras Tuner engine), exactly as the engine
+  would.
+- worker -> driver: ``("ready", pid, devices)`` (its ``CUDA_VISIBLE_DEVICES``, the memory
+  variables it runs with, the backend and the GPUs it sees, its memory cap, the compilation
+  cache, the backends imported before its environment was set (none), sent on as a
+  ``worker_start`` progress event); ``("event", dict)`` (the
   progress events, forwarded as they happen); ``("report", epoch, value)`` (the driver asks the
   engine whether to prune and answers); ``("outcome", TrialOutcome)``; ``("error", exception)``
   for a configuration error that no trial would escape.
@@ -20,17 +25,21 @@ The driver and the worker talk over a pipe:
 A worker that dies (a segfault, the kernel's OOM killer, ``os._exit``, a GPU fault) ends its trial
 as "failed" with the exit code or signal as the reason; the next trial starts a new worker. A
 worker is also replaced (between trials) after ``train.worker_max_trials`` trials, or once its
-resident memory grew by ``train.worker_max_growth_mb`` MiB since it was ready: TensorFlow keeps a
-little of every network a process built (20-30 MiB a trial for a small U-Net), which
+resident memory grew by ``train.worker_max_growth_mb`` MiB since its first trial ended (what
+that trial loaded, GPU libraries and compiled kernels, is start-up): TensorFlow keeps a little of
+every network a process built (20-30 MiB a trial for a small U-Net), which
 ``clear_session`` does not give back. After each trial the driver sends a ``worker_memory``
 progress event (the worker's RSS, its growth, its trial count) and, when it recycles the worker, a
 ``worker_recycle`` event with the reason. The
 worker dies with the driver (``PR_SET_PDEATHSIG`` on Linux, and it stops at its next message when
 the pipe is closed), ignores Ctrl-C (the driver handles it and stops the worker), ends the trial it
 trains and exits on SIGTERM (the driver sends it when it stops; a batch scheduler may send it to
-every process of the job), sets
-``CUDA_VISIBLE_DEVICES`` to its GPU (``--gpus``) and turns on TensorFlow's memory growth, so that a
-trial holds the GPU memory it needs rather than all of it.
+every process of the job), and, before it imports a backend, takes the environment of its slot
+(:func:`segsearch.devices.worker_environment`: ``CUDA_VISIBLE_DEVICES`` of its GPU, ``--gpus``;
+JAX without preallocation, capped at its share where ``search.workers_per_gpu`` workers share the
+GPU; TensorFlow's memory growth or memory cap), so that a trial holds the GPU memory it needs
+rather than all of it. Under JAX it keeps compiled networks in ``<study>/cache/jax``
+(:func:`compilation_cache`).
 
 The driver process never builds a network for a trial, so its memory stays flat across trials
 (``benchmarks/bench_memory.py``).
@@ -51,6 +60,7 @@ import multiprocessing.process
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -152,24 +162,32 @@ class TrialWorker:
 
     Args:
         config: the study's Config (pickled to the worker).
-        gpu: the value of ``CUDA_VISIBLE_DEVICES`` for the worker (None: inherit).
+        gpu: the value of ``CUDA_VISIBLE_DEVICES`` for the worker (None: inherit); the same as
+            ``slot=Slot(gpu)``.
+        slot: the worker's :class:`segsearch.devices.Slot` (its GPU and how many workers share
+            it), which sets its environment before it imports a backend.
         on_event: where the worker's progress events go (the driver's emitter).
         prepare: ``prepare(config, progress) -> (hypermodel, context)``, run once in the worker
             (a module-level function: it is pickled to the worker by name).
     """
 
-    def __init__(self, config: Any, *, gpu: str | None = None,
+    def __init__(self, config: Any, *, gpu: str | None = None, slot: Any = None,
                  on_event: Callable[[dict[str, Any]], None] | None = None,
                  prepare: Callable[[Any, Any], tuple[Any, Any]] | None = None) -> None:
+        from segsearch.devices import Slot
+
         self.config = config
         self.prepare = prepare
-        self.gpu = gpu
+        self.slot = slot if slot is not None else Slot(gpu)
+        self.gpu = self.slot.gpu
         self.on_event = on_event
         self.process: Any = None
         self.conn: Any = None
         self.starts = 0
         self.trials = 0  # trials the current worker process trained
         self.ready_rss_mib: float | None = None  # its RSS when it was ready
+        self.started_s: float | None = None  # seconds the latest start took (spawn to ready)
+        self.pending_start_s: float | None = None  # ... not yet counted in a trial's timings
         train = getattr(config, "train", None)
         self.max_trials: int | None = getattr(train, "worker_max_trials", None)
         self.max_growth_mb: float | None = getattr(train, "worker_max_growth_mb", None)
@@ -184,10 +202,17 @@ class TrialWorker:
                             "and training context (segsearch.workshop.prepare_trials)")
         self.close()
         leave_spawn_bootstrap()  # a worker importing a script that starts a search at import time
+        from segsearch.devices import worker_environment
+
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         process = ctx.Process(target=_worker_main,
-                              args=(child, self.config, self.gpu, self.prepare),
+                              args=(child, self.config,
+                                    worker_environment(self.slot,
+                                                       study_dir=self.config.study_dir),
+                                    self.prepare, self.slot,
+                                    {"main_thread": threading.current_thread()
+                                     is threading.main_thread()}),
                               name="segsearch-trial-worker", daemon=True)
         try:
             process.start()
@@ -213,9 +238,11 @@ class TrialWorker:
                 if message[0] == "ready":
                     self.trials = 0
                     self.ready_rss_mib = process_rss_mib(process.pid)
+                    self.started_s = self.pending_start_s = round(time.monotonic() - t0, 3)
                     if self.on_event is not None:
                         self.on_event({"event": "worker_start", "pid": message[1],
-                                       "starts": self.starts, **message[2]})
+                                       "starts": self.starts, "start_s": self.started_s,
+                                       **message[2]})
                     return
                 if message[0] == "error":
                     self.close()
@@ -296,6 +323,8 @@ class TrialWorker:
         started = now_iso()
         t0 = time.monotonic()
         self.start()
+        # a worker started for this trial (here, or just before by the engine) counts in it
+        start_s, self.pending_start_s = self.pending_start_s or 0.0, None
         conn = self.conn
         try:
             conn.send(("trial", task, params, reporter is not None, deadline, hp_config))
@@ -318,8 +347,13 @@ class TrialWorker:
                     stop = bool(reporter(message[1], message[2])) if reporter else False
                     conn.send(("prune", stop))
                 elif kind == "outcome":
+                    outcome = message[1]
+                    timings = getattr(outcome, "timings", None)
+                    if isinstance(timings, dict):  # what the driver saw beyond the worker's
+                        timings["worker_start"] = start_s
+                        timings["driver_total"] = round(time.monotonic() - t0, 3)
                     self._after_trial()
-                    return message[1]
+                    return outcome
                 elif kind == "error":
                     raise message[1]
         except BaseException as e:
@@ -327,6 +361,48 @@ class TrialWorker:
             # sent an error is idle, an interrupted one is in its trial
             self.close(busy=not _sent_by_worker(e))
             raise
+
+    def call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``function(*args, **kwargs)`` in the worker and return its result: what the driver
+        must not do itself because it would initialise the GPU (the export: it loads the model
+        and scores it). ``function`` is module-level (pickled by name), the arguments and the
+        result picklable; the worker's progress events are forwarded.
+
+        Raises:
+            SegsearchError: what ``function`` raised (others come as a StudyError naming them).
+            StudyError: the worker died.
+        """
+        from segsearch.errors import StudyError
+
+        self.start()
+        conn = self.conn
+        try:
+            conn.send(("call", function, args, kwargs))
+            while True:
+                if not conn.poll(1.0):
+                    if not self.process.is_alive():
+                        break
+                    continue
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    break
+                if message[0] == "event":
+                    if self.on_event is not None:
+                        self.on_event(message[1])
+                elif message[0] == "result":
+                    return message[1]
+                elif message[0] == "error":
+                    raise message[1]
+        except BaseException as e:
+            self.close(busy=not _sent_by_worker(e))
+            raise
+        process = self.process
+        process.join(10)
+        code = process.exitcode
+        self.close()
+        raise StudyError(f"the worker process died ({describe_exit(code)}) while it ran "
+                         f"{getattr(function, '__name__', function)}; run the same command again")
 
     def _after_trial(self) -> None:
         """Count the trial, report the worker's memory, and recycle it when it is due."""
@@ -342,11 +418,16 @@ class TrialWorker:
         reason = None
         if self.max_trials is not None and self.trials >= self.max_trials:
             reason = f"it trained {self.trials} trials (train.worker_max_trials)"
-        elif self.max_growth_mb is not None and growth is not None and \
+        elif self.max_growth_mb is not None and growth is not None and self.trials > 1 and \
                 growth >= self.max_growth_mb:
-            reason = (f"its memory grew by {growth:.0f} MiB since it started "
+            reason = (f"its memory grew by {growth:.0f} MiB since its first trial "
                       "(train.worker_max_growth_mb)")
         if reason is None:
+            if self.trials == 1 and rss is not None:
+                # what the first trial loads (the GPU libraries, JAX's compiled kernels: over
+                # 2 GiB under JAX on a CPU) is the worker's start-up, not a leak: growth counts
+                # from here, so the worker stays warm
+                self.ready_rss_mib = rss
             return
         self.close()  # the next trial starts a fresh worker
         if self.on_event is not None:
@@ -380,48 +461,96 @@ class TrialWorker:
 
 
 # ---------------------------------------------------------------------------------- the worker
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (kill -9 of the driver)."""
-    try:
-        import ctypes
+def _die_with_parent(parent_thread_lives: bool = True) -> None:
+    """Kill this process when its parent dies (kill -9 of the driver).
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    Linux's ``PR_SET_PDEATHSIG`` fires when the *thread* that started the process ends, so it is
+    used only for a worker started by the driver's main thread; a worker started by one of the
+    engine's worker threads (``search.workers`` > 1), which end with the search while the worker
+    still has the final training and the export to do, watches its parent instead (once a
+    second, a daemon thread).
 
-
-def _memory_growth() -> list[str]:
-    """TensorFlow allocates GPU memory as a trial needs it rather than all at once.
-
-    Returns the GPUs it was turned on for (none on a CPU, or under another backend).
+    Args:
+        parent_thread_lives: the thread that started this process lives as long as the driver.
     """
-    grown: list[str] = []
+    if parent_thread_lives:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            return
+        except (OSError, AttributeError):
+            pass
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="segsearch-parent-watch", daemon=True).start()
+
+
+def _backend_memory(slot: Any) -> dict[str, Any]:
+    """The backend's memory settings for the worker's slot (TensorFlow's memory growth or a
+    memory cap, PyTorch's fraction: :func:`segsearch.devices.configure_backend_memory`)."""
+    from segsearch.devices import configure_backend_memory
+
     try:
-        import keras
-
-        if keras.backend.backend() != "tensorflow":
-            return grown
-        import tensorflow as tf
-
-        for gpu in tf.config.list_physical_devices("GPU"):
-            tf.config.experimental.set_memory_growth(gpu, True)
-            grown.append(gpu.name)
-    except Exception:  # noqa: BLE001 - already initialised
-        pass
-    return grown
+        return configure_backend_memory(slot)
+    except Exception:  # noqa: BLE001 - already initialised: its settings stay
+        return {"memory_growth": []}
 
 
-def _worker_main(conn: Any, config: Any, gpu: str | None, prepare: Callable[..., Any]) -> None:
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+def compilation_cache(study_dir: Any) -> str | None:
+    """Turn on JAX's persistent compilation cache in ``<study>/cache/jax`` (backend jax only): a
+    network compiled once, by any worker or an earlier run of the study, is read back instead of
+    compiled again. Returns the folder, or None (another backend, or a JAX without it).
+
+    TensorFlow's XLA (``train.jit_compile``, on a GPU by default) keeps its own in
+    ``<study>/cache/tf_xla``, set in the worker's environment
+    (:func:`segsearch.devices.worker_environment`).
+
+    Args:
+        study_dir: the study folder.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    folder = os.path.join(str(study_dir), "cache", "jax")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", folder)
+        # the small networks of a search compile in well under JAX's default 1 s threshold
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    except (OSError, AttributeError, ValueError):
+        return None
+    return folder
+
+
+def _worker_main(conn: Any, config: Any, env: dict[str, str], prepare: Callable[..., Any],
+                 slot: Any = None, facts: dict[str, Any] | None = None) -> None:
+    # before any backend import (the spawn child has imported none: see backends_imported)
+    from segsearch.devices import backends_imported
+
+    early = backends_imported()
+    os.environ.update(env)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     sys.unraisablehook = _reraise_stop(sys.unraisablehook)
-    _die_with_parent()
+    _die_with_parent(bool((facts or {}).get("main_thread", True)))
     try:
-        _serve(conn, config, prepare)
+        from segsearch.devices import ENV_NAMES
+
+        effective = {name: os.environ.get(name) for name in ENV_NAMES}
+        _serve(conn, config, prepare, slot, {"environment": effective,
+                                             "backends_before_env": early})
     except _Stopped:
         return  # SIGTERM (the driver stops, or a batch scheduler): the trial was cut off cleanly
 
@@ -456,13 +585,17 @@ def _sent_by_worker(error: BaseException) -> bool:
     return isinstance(error, SegsearchError)
 
 
-def _serve(conn: Any, config: Any, prepare: Callable[..., Any]) -> None:
+def _serve(conn: Any, config: Any, prepare: Callable[..., Any], slot: Any = None,
+           facts: dict[str, Any] | None = None) -> None:
     from segsearch.console import import_tensorflow_quietly
     from segsearch.errors import SegsearchError, StudyError, os_error_message
 
     import_tensorflow_quietly()
     try:
-        grown = _memory_growth()
+        from segsearch.devices import Slot, backend_devices
+
+        memory = _backend_memory(slot if slot is not None else Slot())
+        cache = compilation_cache(config.study_dir)
         import keras_tuner
         import optuna
 
@@ -487,13 +620,17 @@ def _serve(conn: Any, config: Any, prepare: Callable[..., Any]) -> None:
         conn.send(("error", StudyError(message)))
         return
     devices = {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-               "memory_growth": grown}
+               **memory, "devices": backend_devices(), "compilation_cache": cache,
+               "sharing": getattr(slot, "sharing", 1), **(facts or {})}
     conn.send(("ready", os.getpid(), devices))
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             return
+        if message[0] == "call":
+            _call(conn, *message[1:])
+            continue
         if message[0] != "trial":
             return
         _, task, params, prune, deadline, hp_config = message
@@ -520,3 +657,22 @@ def _serve(conn: Any, config: Any, prepare: Callable[..., Any]) -> None:
             conn.send(("error", StudyError(os_error_message(e))))
             continue
         conn.send(("outcome", outcome))
+
+
+def _call(conn: Any, function: Callable[..., Any], args: tuple[Any, ...],
+          kwargs: dict[str, Any]) -> None:
+    """Run a function the driver sent (:meth:`TrialWorker.call`) and send back its result."""
+    from segsearch.engines.trial import error_reason
+    from segsearch.errors import SegsearchError, StudyError, os_error_message
+
+    try:
+        result = function(*args, **kwargs)
+    except SegsearchError as e:
+        conn.send(("error", e))
+    except OSError as e:
+        conn.send(("error", StudyError(os_error_message(e))))
+    except Exception as e:  # noqa: BLE001 - said in the driver, with where it came from
+        conn.send(("error", StudyError(error_reason(
+            f"running {getattr(function, '__name__', function)} in the worker process", e))))
+    else:
+        conn.send(("result", result))

@@ -1,0 +1,34 @@
+"""benchmarks/bench_gpu.py keeps working on a CPU (issue 14.6): a one-trial search of the
+synthetic sample at 32x32, its plain model.fit twin, every figure marked CPU (~1 min)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_gpu_runs_on_a_cpu_and_marks_every_figure(tmp_path):
+    out = tmp_path / "figures.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--data", "sample",
+         "--size", "32", "--trials", "1", "--epochs", "1", "--pipeline", "none",
+         "--interval", "0.5", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["device"] == "CPU" and figures["samples"] >= 1
+    assert 0 < figures["cpu_percent"] <= 100 and figures["peak_memory_mib"] > 100
+    assert len(figures["plain"]["rows"]) == 1 and figures["plain"]["seconds"] > 0
+    assert figures["phases"]["first_epoch"] > 0
+    a, b, d, phases, ce = figures["lines"]
+    assert a.startswith("(a) GPU busy: CPU: n/a;") and a.endswith("[CPU]")
+    assert b.startswith("(b) search wall time / plain model.fit time:") and b.endswith("[CPU]")
+    assert d.startswith("(d) peak memory:") and " MiB " in d and d.endswith("[CPU]")
+    assert phases.startswith("trial phases, mean over 1 trials:")
+    assert "bench_pipeline.py" in ce
