@@ -27,9 +27,6 @@ the study stores in ``study.json``). Nothing here initialises a GPU: the device 
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -109,26 +106,14 @@ def device_memory_mib(gpus: str | None = None) -> list[int]:
         gpus: ``search.gpus`` ("0,1"); None: the GPUs ``CUDA_VISIBLE_DEVICES`` leaves visible
             (all of them when it is unset; none when it is empty or -1).
     """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if gpus is None and visible is not None and visible.strip() in ("", "-1"):
-        return []
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        out = subprocess.run([smi, "--query-gpu=index,memory.total", "--format=csv,noheader,"
-                              "nounits"], capture_output=True, text=True, timeout=20, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    total: dict[str, int] = {}
-    for line in out.stdout.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            total[parts[0]] = int(parts[1])
-    wanted = gpus if gpus is not None else visible
-    if wanted is None:
-        return list(total.values())
-    return [total[i.strip()] for i in str(wanted).split(",") if i.strip() in total]
+    from segsearch.devices import visible_gpus
+
+    if gpus is None:
+        found = visible_gpus()
+    else:
+        wanted = [g.strip() for g in str(gpus).split(",") if g.strip()]
+        found = [g for g in visible_gpus({}) if g.index in wanted]
+    return [g.memory_mib for g in found if g.memory_mib]
 
 
 def _side(median: float, cap: int) -> int:

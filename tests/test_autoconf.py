@@ -3,6 +3,7 @@ the device, resolved by load_config, printed at the start and stored with the st
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segsearch import autoconf
+from segsearch import autoconf, devices
 from segsearch.console import TextProgress
 from segsearch.data.check import image_sizes
 from segsearch.data.config import DataConfig
@@ -111,6 +112,9 @@ def test_device_memory_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.Monke
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    devices._nvidia_smi.cache_clear()
+    monkeypatch.setattr(devices, "_nvidia_smi", functools.lru_cache(maxsize=1)(
+        devices._nvidia_smi.__wrapped__))
     assert autoconf.device_memory_mib() == [81559, 40960]
     assert autoconf.device_memory_mib("1") == [40960]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
