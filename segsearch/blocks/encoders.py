@@ -355,9 +355,13 @@ def load_encoder_weights(backbone: keras.Model, weights: Weights,
 
 def _load_file(backbone: keras.Model, path: Path, s: EncoderSpec) -> None:
     import numpy as np
+    from keras import layers
 
+    # Normalization layers (EfficientNet's, auto-named) are set to ImageNet's statistics after
+    # loading, whatever the file holds
     layers_with_weights = [layer for layer in backbone.layers
-                           if any(_is_float(v) for v in layer.weights)]
+                           if any(_is_float(v) for v in layer.weights)
+                           and not isinstance(layer, layers.Normalization)]
     # Fill every float variable with NaN first: whatever is still NaN after loading was skipped,
     # and gets its initial value back. (Comparing before/after would miss layers whose file values
     # equal the initial ones, e.g. untrained BatchNormalization.)
