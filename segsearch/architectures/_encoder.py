@@ -10,6 +10,7 @@ from segsearch.architectures._checks import check_depth, check_divisible, check_
 from segsearch.architectures._head import check_num_classes, segmentation_head
 from segsearch.blocks._common import check_dropout, check_upsampling
 from segsearch.blocks.encoders import (
+    DEFAULT_ENCODER,
     build_encoder,
     check_freeze,
     check_weights,
@@ -59,7 +60,8 @@ def check_encoder(
 
     ``extra`` values that are callables are called with (spatial, depth) once those are checked.
     """
-    encoder_name = encoder_spec(args["encoder"]).name  # ConfigError for an unknown encoder
+    # ConfigError for an unknown encoder; argument dicts made before encoders existed: ResNet50
+    encoder_name = encoder_spec(args.get("encoder", DEFAULT_ENCODER)).name
     spatial = check_input_shape(arch, args["input_shape"])
     depth = check_depth(arch, args["depth"], min_depth, max_depth)
     check_divisible(arch, spatial, depth, min_depth=min_depth)
