@@ -10,7 +10,6 @@ Keras cache with its checksum) are checked on EfficientNetB0.
 from __future__ import annotations
 
 import hashlib
-import urllib.error
 import warnings
 
 import numpy as np
@@ -118,20 +117,6 @@ def test_input_is_what_the_imagenet_weights_expect():
         got = keras.Model(inputs, enc.preprocess(inputs, name, pretrained=pretrained))(x)
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-3,
                                    err_msg=f"{name} pretrained={pretrained}")
-
-
-@pytest.fixture()
-def keras_home(monkeypatch, tmp_path):
-    """An empty Keras cache and no network."""
-    from keras.src.backend import config
-    from keras.src.utils import file_utils
-
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
-    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
-    return tmp_path
 
 
 @pytest.fixture(scope="module")
