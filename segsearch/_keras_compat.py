@@ -14,7 +14,7 @@ from typing import Any
 
 from segsearch.errors import library_moved
 
-__all__ = ["CHECKED", "PRIVATE_NAMES", "keras_home", "resnet50_notop_md5"]
+__all__ = ["CHECKED", "PRIVATE_NAMES", "keras_home", "notop_weights_hash", "resnet50_notop_md5"]
 
 #: the keras release these names were checked with.
 CHECKED = "3.15.1"
@@ -22,7 +22,11 @@ CHECKED = "3.15.1"
 PRIVATE_NAMES: tuple[str, ...] = (
     "keras.src.backend.config.keras_home",
     "keras.src.applications.resnet.WEIGHTS_HASHES",
+    "keras.src.applications.efficientnet.WEIGHTS_HASHES",
+    "keras.src.applications.mobilenet_v3.WEIGHTS_HASHES",
 )
+#: the keras.applications modules whose ``WEIGHTS_HASHES`` segsearch reads (see PRIVATE_NAMES).
+_HASH_MODULES: tuple[str, ...] = ("resnet", "efficientnet", "mobilenet_v3")
 _HERE = "segsearch/_keras_compat.py"
 
 
@@ -45,6 +49,30 @@ def keras_home() -> str:
     return str(_private("keras.src.backend.config", "keras_home", use)())
 
 
+def notop_weights_hash(module: str, key: str) -> str:
+    """The hash Keras checks an ImageNet weights file without the top (``notop``) against.
+
+    Private name (keras 3.15.1): ``keras.src.applications.<module>.WEIGHTS_HASHES`` (``module``:
+    "resnet", "efficientnet" or "mobilenet_v3"; ``key`` e.g. "resnet101", "b0",
+    "small_224_1.0_float"; each entry is (with top, without top)). If it moves, segsearch cannot
+    check a cached weights file before Keras loads it.
+
+    Example:
+        >>> notop_weights_hash("resnet", "resnet50")
+        '4d473c1dd8becc155b73f8504c6f6626'
+    """
+    if module not in _HASH_MODULES:  # pragma: no cover - programming error
+        raise ValueError(f"unknown keras.applications module {module!r}")
+    name = f"keras.src.applications.{module}"
+    use = f"check the cached ImageNet weights file of keras.applications' {module}"
+    hashes = _private(name, "WEIGHTS_HASHES", use)
+    try:
+        return str(hashes[key][1])
+    except (KeyError, IndexError, TypeError):
+        raise library_moved("keras", f'{name}.WEIGHTS_HASHES["{key}"][1]', use, CHECKED,
+                            _HERE) from None
+
+
 def resnet50_notop_md5() -> str:
     """The md5 Keras checks the ResNet50 ImageNet weights file without the top (``notop``) against.
 
@@ -52,10 +80,4 @@ def resnet50_notop_md5() -> str:
     ``"resnet50"`` entry: (with top, without top)). If it moves, segsearch cannot check a cached
     weights file before Keras loads it.
     """
-    use = "check the cached ResNet50 ImageNet weights file"
-    hashes = _private("keras.src.applications.resnet", "WEIGHTS_HASHES", use)
-    try:
-        return str(hashes["resnet50"][1])
-    except (KeyError, IndexError, TypeError):
-        raise library_moved("keras", 'keras.src.applications.resnet.WEIGHTS_HASHES["resnet50"][1]',
-                            use, CHECKED, _HERE) from None
+    return notop_weights_hash("resnet", "resnet50")

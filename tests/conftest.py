@@ -4,6 +4,7 @@ real ISBI slices when present."""
 from __future__ import annotations
 
 import os
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,17 @@ def resnet50_reference(tmp_path_factory):
     values = {layer.name: [v.numpy() for v in layer.weights]
               for layer in reference.layers if layer.weights}
     return values, modern, legacy
+
+
+@pytest.fixture
+def keras_home(monkeypatch, tmp_path):
+    """An empty Keras home, and downloads that fail the way they do offline."""
+    from keras.src.backend import config
+    from keras.src.utils import file_utils
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
+    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
+    return tmp_path

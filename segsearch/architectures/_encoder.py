@@ -1,4 +1,4 @@
-"""What the ResNet50-encoder builders share: their argument check, the encoder and the freezing."""
+"""What the encoder builders share: their argument check, the encoder and the freezing."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 from segsearch.architectures._checks import check_depth, check_divisible, check_input_shape
 from segsearch.architectures._head import check_num_classes, segmentation_head
 from segsearch.blocks._common import check_dropout, check_upsampling
-from segsearch.blocks.resnet50 import (
+from segsearch.blocks.encoders import (
+    DEFAULT_ENCODER,
+    build_encoder,
     check_freeze,
     check_weights,
+    encoder_features,
+    encoder_spec,
     freeze_encoder,
-    resnet50_encoder,
-    resnet50_features,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,12 +25,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass(frozen=True)
 class EncoderArgs:
-    """The checked arguments every ResNet50-encoder builder has.
+    """The checked arguments every encoder builder has.
 
     Args:
         spatial: the spatial input sizes (None where unknown).
         num_classes: channels of the head (1 = sigmoid).
-        depth: the ResNet50 stage used (stride 2**depth).
+        encoder: the encoder's name in :data:`segsearch.blocks.ENCODERS`.
+        depth: the encoder stage used (stride 2**depth).
         upsampling: "transpose", "nearest" or "bilinear".
         dropout: dropout rate.
         batch_norm: BatchNormalization in the decoder convs.
@@ -39,6 +42,7 @@ class EncoderArgs:
 
     spatial: tuple[int | None, ...]
     num_classes: int
+    encoder: str
     depth: int
     upsampling: str
     dropout: float
@@ -51,19 +55,22 @@ class EncoderArgs:
 def check_encoder(
     arch: str, args: Mapping[str, Any], min_depth: int, max_depth: int, *, cls: type, **extra: Any
 ) -> Any:
-    """Check the encoder arguments of a ResNet50 builder (ConfigError / InfeasibleError /
+    """Check the encoder arguments of an encoder builder (ConfigError / InfeasibleError /
     WeightsError) and return ``cls`` (a subclass of :class:`EncoderArgs`) with ``extra`` added.
 
     ``extra`` values that are callables are called with (spatial, depth) once those are checked.
     """
+    # ConfigError for an unknown encoder; argument dicts made before encoders existed: ResNet50
+    encoder_name = encoder_spec(args.get("encoder", DEFAULT_ENCODER)).name
     spatial = check_input_shape(arch, args["input_shape"])
     depth = check_depth(arch, args["depth"], min_depth, max_depth)
     check_divisible(arch, spatial, depth, min_depth=min_depth)
     own = {k: v(spatial, depth) if callable(v) else v for k, v in extra.items()}
-    check_weights(args["weights"], args["input_shape"][-1])
+    check_weights(args["weights"], args["input_shape"][-1], encoder_name)
     return cls(
         spatial=spatial,
         num_classes=check_num_classes(arch, args["num_classes"]),
+        encoder=encoder_name,
         depth=depth,
         upsampling=check_upsampling(args["upsampling"]),
         dropout=check_dropout(args["dropout"]),
@@ -75,15 +82,16 @@ def check_encoder(
     )
 
 
-def encoder(
-    input_shape: Any, weights: Any
+def make_encoder(
+    input_shape: Any, p: EncoderArgs
 ) -> tuple[keras.KerasTensor, keras.Model, dict[int, keras.KerasTensor]]:
-    """The input, the ResNet50 encoder on it (``weights`` loaded) and its feature maps by stride."""
+    """The input, the encoder ``p.encoder`` on it (``p.weights`` loaded) and its feature maps by
+    stride."""
     import keras
 
     inputs = keras.Input(tuple(input_shape), name="input")
-    backbone = resnet50_encoder(inputs, weights=weights)
-    return inputs, backbone, resnet50_features(backbone)
+    backbone = build_encoder(inputs, p.encoder, weights=p.weights)
+    return inputs, backbone, encoder_features(backbone, p.encoder)
 
 
 def finish(
@@ -93,5 +101,5 @@ def finish(
     import keras
 
     model = keras.Model(inputs, segmentation_head(x, p.num_classes), name=name)
-    freeze_encoder(model, p.freeze, freeze_batch_norm=p.freeze_batch_norm)
+    freeze_encoder(model, p.freeze, freeze_batch_norm=p.freeze_batch_norm, encoder=p.encoder)
     return model

@@ -1,4 +1,5 @@
-"""DeepLabV3+: ResNet50 encoder, ASPP, low-level feature decoder, bilinear upsampling."""
+"""DeepLabV3+: a keras.applications encoder (ResNet50 by default), ASPP, low-level feature decoder,
+bilinear upsampling."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from segsearch.architectures._checks import check_aspp, parse_rates
-from segsearch.architectures._encoder import EncoderArgs, check_encoder, encoder, finish
+from segsearch.architectures._encoder import EncoderArgs, check_encoder, finish, make_encoder
 from segsearch.blocks import aspp, conv_bn_relu, upsample
 from segsearch.blocks._common import UpsamplingMode, check_filters
-from segsearch.blocks.resnet50 import RESNET50_LOW_LEVEL, FreezeMode, Weights
+from segsearch.blocks.encoders import FreezeMode, Weights, encoder_spec, tap
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -57,6 +58,7 @@ def build_deeplabv3plus(
     input_shape: Sequence[int],
     num_classes: int = 1,
     *,
+    encoder: str = "resnet50",
     depth: int = 4,
     aspp_rates: Sequence[int] | str = (6, 12, 18),
     aspp_filters: int = 256,
@@ -79,15 +81,17 @@ def build_deeplabv3plus(
     2**(depth - 2) to stride 4 ("aspp_up"); the low-level features conv2_block2_out go through a
     1x1 conv ("lowlevel"); both are concatenated ("decoder_concat"), go through two 3x3
     conv-BN-ReLU ("decoder_conv1", "decoder_conv2"), are upsampled x4 ("head_up") and the 1x1 head
-    follows. Upsampling is bare bilinear (the preset) or nearest resizing, or a transposed conv
-    with kernel = stride = factor. The article's first decoder conv also had ``activation="relu"``
-    before its BN; here each conv is conv -> BN -> ReLU, as the preset's description says (same
-    parameters).
+    follows. Another ``encoder`` gives its own maps (its taps and ``low_level`` in
+    :data:`segsearch.blocks.ENCODERS`). Upsampling is bare bilinear (the preset) or nearest
+    resizing, or a transposed conv with kernel = stride = factor. The article's first decoder
+    conv also had ``activation="relu"`` before its BN; here each conv is conv -> BN -> ReLU, as
+    the preset's description says (same parameters).
 
     Args:
         input_shape: (H, W, C) with fixed H and W divisible by 2**depth.
         num_classes: 1 for a sigmoid (binary) head, >= 2 for softmax.
-        depth: 3..5, the ResNet50 stage that feeds the ASPP (stride 2**depth).
+        encoder: a keras.applications encoder of :data:`segsearch.blocks.ENCODER_NAMES`.
+        depth: 3..5, the encoder stage that feeds the ASPP (stride 2**depth).
         aspp_rates: dilation rates of the atrous branches, e.g. (6, 12, 18) or "6,12,18"; each must
             be smaller than the feature map at the ASPP input.
         aspp_filters: width of every ASPP branch and of its projection.
@@ -97,8 +101,8 @@ def build_deeplabv3plus(
         upsampling: "bilinear" (the preset), "nearest" or "transpose".
         dropout: dropout rate after the ASPP projection and after the decoder convs (0 = none).
         batch_norm: BatchNormalization after every ASPP / decoder conv (else the convs get a bias).
-        weights: None, "imagenet" (Keras cache or download) or a path to a ResNet50 weights file.
-        freeze: "none", "all" or "stage1".."stage4" (ResNet50 stages up to and including it).
+        weights: None, "imagenet" (Keras cache or download) or a path to the encoder's weights.
+        freeze: "none", "all" or "stage1".."stage4" (encoder stages up to and including it).
         freeze_batch_norm: freeze the BatchNormalization layers of the frozen stages too.
         name: model name.
 
@@ -111,7 +115,7 @@ def build_deeplabv3plus(
     from keras import layers
 
     p = validate_deeplabv3plus(locals())
-    inputs, backbone, features = encoder(input_shape, weights)
+    inputs, backbone, features = make_encoder(input_shape, p)
 
     x = aspp(
         features[2**p.depth],
@@ -126,7 +130,7 @@ def build_deeplabv3plus(
     factor = 2 ** (p.depth - 2)
     x = upsample(x, name="aspp", mode=p.upsampling, factor=factor, conv=False)
 
-    low = backbone.get_layer(RESNET50_LOW_LEVEL).output
+    low = tap(backbone, encoder_spec(p.encoder).low_level)
     low = conv_bn_relu(low, p.low_level_filters, kernel_size=1, use_bias=False,
                        batch_norm=p.batch_norm, name="lowlevel")
     x = layers.Concatenate(name="decoder_concat")([x, low])

@@ -1,7 +1,8 @@
 """Building blocks of the networks.
 
-Conv blocks, residual blocks, upsampling, ASPP, ResNet50 encoder. Pure Keras (``keras.layers`` /
-``keras.ops``, no ``tf.*``), no hyperparameter objects. Keras itself is imported only when a block
+Conv blocks, residual blocks, upsampling, ASPP, keras.applications encoders (ResNet50 and the
+others of ``ENCODERS``). Pure Keras (``keras.layers`` / ``keras.ops``, no ``tf.*``), no
+hyperparameter objects. Keras itself is imported only when a block
 is called, so importing this package is cheap.
 """
 
@@ -10,6 +11,14 @@ from __future__ import annotations
 from segsearch.blocks._common import UPSAMPLING_MODES, UpsamplingMode, layer_class
 from segsearch.blocks.aspp import aspp
 from segsearch.blocks.conv import batchnorm_relu, conv_block, conv_bn_relu
+from segsearch.blocks.encoders import (
+    DEFAULT_ENCODER,
+    ENCODER_NAMES,
+    ENCODERS,
+    EncoderSpec,
+    build_encoder,
+    encoder_features,
+)
 from segsearch.blocks.residual import (
     preact_residual_block,
     residual_block,
@@ -37,6 +46,12 @@ from segsearch.blocks.upsampling import upsample
 __all__ = [
     "UPSAMPLING_MODES",
     "UpsamplingMode",
+    "DEFAULT_ENCODER",
+    "ENCODERS",
+    "ENCODER_NAMES",
+    "EncoderSpec",
+    "build_encoder",
+    "encoder_features",
     "FREEZE_MODES",
     "FreezeMode",
     "IMAGENET_FILE",

@@ -28,7 +28,7 @@ from types import MappingProxyType
 from typing import Any
 
 from segsearch.architectures import deeplabv3plus, resblock_unet, resnet50_unet, resunet, unet
-from segsearch.blocks import FREEZE_MODES, UPSAMPLING_MODES
+from segsearch.blocks import ENCODER_NAMES, FREEZE_MODES, UPSAMPLING_MODES
 from segsearch.errors import ConfigError, unknown_name
 from segsearch.params import Domain, Param
 
@@ -254,6 +254,12 @@ def _freeze(weights: Any) -> tuple[Param, Param]:
     return freeze, freeze_bn
 
 
+def _encoder(default: str) -> Param:
+    """``encoder``: fixed at the preset's ResNet50 unless a space lists encoders to search."""
+    return Param.Fixed("encoder", default, allowed=ENCODER_NAMES,
+                       help="keras.applications encoder: " + ", ".join(ENCODER_NAMES))
+
+
 def _defaults(builder: Callable[..., Any]) -> dict[str, Any]:
     return {name: p.default for name, p in inspect.signature(builder).parameters.items()}
 
@@ -286,7 +292,8 @@ def _resnet50_unet_params(input_shape: Sequence[Any], weights: Any) -> tuple[Par
                    domain=Domain(resnet50_unet.MIN_DEPTH, resnet50_unet.MAX_DEPTH)),
             _filters(d["filters"], help="filters of the last (full-resolution) decoder level, "
                                         "doubling per level upwards"),
-            *_levels(d, input_shape), _batch_norm(d), *_freeze(weights))
+            *_levels(d, input_shape), _batch_norm(d), _encoder(d["encoder"]),
+            *_freeze(weights))
 
 
 def _deeplabv3plus_params(input_shape: Sequence[Any], weights: Any) -> tuple[Param, ...]:
@@ -304,7 +311,8 @@ def _deeplabv3plus_params(input_shape: Sequence[Any], weights: Any) -> tuple[Par
                           help="ASPP image-pooling branch"),
             Param.Choice("filters", (64, 128, 256), default=d["filters"], domain=POSITIVE_INT,
                          help="filters of the two 3x3 decoder convs"),
-            upsampling, dropout, _batch_norm(d), *_freeze(weights))
+            upsampling, dropout, _batch_norm(d), _encoder(d["encoder"]),
+            *_freeze(weights))
 
 
 # ---------------------------------------------------------------------- the table

@@ -10,7 +10,6 @@ size. The ResNet50-based builders also go through freezing and weights loading.
 from __future__ import annotations
 
 import re
-import urllib.error
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -308,29 +307,15 @@ def test_missing_weights_file(case, tmp_path):
     assert str(missing) in str(info.value)
 
 
-@pytest.fixture
-def offline_empty_cache(monkeypatch, tmp_path):
-    """Point the Keras cache at an empty folder and make every download fail as it does offline."""
-    from keras.src.backend import config
-    from keras.src.utils import file_utils
-
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
-    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
-    return tmp_path
-
-
 @pytest.mark.parametrize("case", RESNET_CASES, ids=_ids(RESNET_CASES))
-def test_imagenet_offline_without_cache_is_a_weights_error(case, offline_empty_cache):
+def test_imagenet_offline_without_cache_is_a_weights_error(case, keras_home):
     from segsearch.blocks import IMAGENET_FILE
 
     with pytest.raises(WeightsError) as info:
         _build(case, weights="imagenet")
     message = str(info.value)
     assert "offline" in message
-    assert str(offline_empty_cache / "models" / IMAGENET_FILE) in message
+    assert str(keras_home / "models" / IMAGENET_FILE) in message
     assert "weights=None" in message
     assert "Traceback" not in message
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.error
 
 import numpy as np
 import pytest
@@ -86,20 +85,6 @@ def test_check_weights(tmp_path):
         r50.check_weights(text)
     with pytest.raises(WeightsError, match="None, 'imagenet' or a path"):
         r50.check_weights(42)
-
-
-@pytest.fixture
-def keras_home(monkeypatch, tmp_path):
-    """An empty Keras home, and downloads that fail the way they do offline."""
-    from keras.src.backend import config
-    from keras.src.utils import file_utils
-
-    def no_network(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -2] Name or service not known")
-
-    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path))
-    monkeypatch.setattr(file_utils, "urlretrieve", no_network)
-    return tmp_path
 
 
 def test_imagenet_cache_path_follows_keras_home(keras_home):

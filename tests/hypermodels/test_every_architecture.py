@@ -33,10 +33,11 @@ TRAINING = ["learning_rate", "optimizer", "weight_decay", "momentum", "loss", "f
 NAMES = {
     "unet": ["depth", "filters", "upsampling", "dropout", "batch_norm"],
     "resunet": ["depth", "filters", "upsampling", "dropout", "batch_norm"],
-    "resnet50_unet": ["depth", "filters", "upsampling", "dropout", "batch_norm", "freeze",
-                      "freeze_batch_norm"],
+    "resnet50_unet": ["depth", "filters", "upsampling", "dropout", "batch_norm", "encoder",
+                      "freeze", "freeze_batch_norm"],
     "deeplabv3plus": ["depth", "aspp_rates", "aspp_filters", "aspp_pooling", "filters",
-                      "upsampling", "dropout", "batch_norm", "freeze", "freeze_batch_norm"],
+                      "upsampling", "dropout", "batch_norm", "encoder", "freeze",
+                      "freeze_batch_norm"],
     "resblock_unet": ["depth", "filters", "blocks", "upsampling", "dropout", "batch_norm"],
 }
 DEPTH = {"unet": (2, 5, 4), "resunet": (2, 4, 3), "resnet50_unet": (2, 5, 4),

@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 
 from segsearch import hypermodels  # noqa: E402
 from segsearch.blocks import encoder_stage  # noqa: E402
+from segsearch.errors import ConfigError  # noqa: E402
 
 from .conftest import tiny_batch  # noqa: E402
 
@@ -78,3 +79,19 @@ def test_missing_weights_file_is_a_weights_error(tmp_path):
     with pytest.raises(WeightsError, match="not found"):
         hypermodels.get("resnet50_unet", SHAPE, weights=str(tmp_path / "nope.weights.h5"),
                         space={"depth": 2, "filters": 4})
+
+
+def test_a_space_makes_the_encoder_a_choice():
+    hm = hypermodels.get("resnet50_unet", (64, 64, 3),
+                         space={"encoder": ["resnet50", "mobilenetv3small"], "depth": 3,
+                                "filters": 4})
+    by_name = {p.name: p for p in hm.params()}
+    assert by_name["encoder"].kind == "choice"
+    assert by_name["encoder"].values == ("resnet50", "mobilenetv3small")
+    assert by_name["encoder"].default == "resnet50"
+    assert hypermodels.get("resnet50_unet", SHAPE).defaults()["encoder"] == "resnet50"
+    model = hm.build_from_values({"encoder": "mobilenetv3small"})
+    assert model.get_layer("expanded_conv_project")  # MobileNetV3's own layer names
+    assert model.output_shape == (None, 64, 64, 1)
+    with pytest.raises(ConfigError, match="efficientnetb0"):
+        hypermodels.get("resnet50_unet", SHAPE, space={"encoder": ["efficientnet_b0"]})
