@@ -410,8 +410,8 @@ class Study:
                                self.objective.direction)
         emit({"event": "study_end", "path": str(self.dir), "best_value": value,
               "best_trial": best.number, "model": str(model_path),
-              "stopped_early": short and not self._deadline_passed(),
-              "time_limit_reached": short and self._deadline_passed(),
+              "stopped_early": short and not self.deadline_passed(),
+              "time_limit_reached": short and self.deadline_passed(),
               "baseline": best_constant, "verdict": verdict})
         return Results(
             best_value=value,
@@ -546,7 +546,7 @@ class Study:
                                            self.objective),
             "cross_validation": folds.summary(self.dir, self.config, records, self.objective),
         }
-        engine = getattr(self, "_engine", None)
+        engine = self._engine
         if engine is not None and getattr(engine, "isolated", False):
             # in the search's worker process: loading and scoring the model would initialise
             # the GPU here
@@ -577,8 +577,14 @@ class Study:
             return int(train.budget_epochs)
         return int(self.config.search.trials) * int(train.epochs)
 
-    def _deadline_passed(self) -> bool:
+    def deadline_passed(self) -> bool:
+        """Whether ``search.time_limit`` has run out (False without one)."""
         return self.deadline is not None and time.monotonic() >= self.deadline
+
+    @property
+    def engine(self) -> Any:
+        """The engine of the run in progress (None outside :meth:`run`)."""
+        return self._engine
 
     # ------------------------------------------------------------------ the workshop's
     def hypermodel(self) -> Any:
@@ -596,7 +602,7 @@ class Study:
     def baseline(self) -> dict[str, Any] | None:
         """The constant predictions' scores (:meth:`segsearch.workshop.Workshop.baseline`),
         computed in the search's worker process when the trials train in one."""
-        engine = getattr(self, "_engine", None)
+        engine = self._engine
         if engine is not None and getattr(engine, "isolated", False) and \
                 self.workshop.stored_baseline() is None:
             from segsearch.workshop import baseline_in_worker
@@ -643,7 +649,7 @@ class Study:
         if done is not None and not _final_retry(done):
             return done  # done (or diverged: it would diverge again); a failed one is retried
         base = self.folder.trial_as_final(best)
-        if planned <= 0 or self._deadline_passed():
+        if planned <= 0 or self.deadline_passed():
             return base
         # continue from where the trial stopped (its last epoch), not from its best epoch: no
         # epoch of training is thrown away; the trial's best stays the one to beat
@@ -664,7 +670,7 @@ class Study:
         task = TrialTask(number=-1, out_dir=folder, epochs=start + planned, initial_epoch=start,
                          resume_from=resume, baseline=best.value, phase="final",
                          smoothed_start=smoothed, hparams=dict(best.params))
-        engine = getattr(self, "_engine", None)
+        engine = self._engine
         if engine is not None and getattr(engine, "isolated", False):
             # in the search's worker process, like the trials (a crash there fails only this)
             outcome = engine.worker(0).run(task, None, deadline=self.deadline)

@@ -248,11 +248,14 @@ class FoldWorkshop(Workshop):
     Args:
         config: the study's Config.
         fold: 0 .. K-1.
+        hypermodel: the study's hypermodel (the folds share its input and classes); None: made
+            from the configuration and the fold's data.
     """
 
-    def __init__(self, config: Any, fold: int) -> None:
+    def __init__(self, config: Any, fold: int, hypermodel: Any = None) -> None:
         super().__init__(config)
         self.fold = int(fold)
+        self._hypermodel = hypermodel
 
     def load_data(self, *, stored_split: bool = True) -> Any:
         """Fold ``fold``'s train and validation parts (from ``split.json``'s folds)."""
@@ -310,10 +313,10 @@ def refit(study: Any, records: Sequence[TrialRecord], emit: Progress) -> None:
         with lock:
             emit(event)
 
-    if todo and not study._deadline_passed():
+    if todo and not study.deadline_passed():
         say({"event": "refit_start", "folds": folds, "trials": [r.number for r in plan],
              "trainings": sum(len(v) for v in todo.values())})
-        engine = getattr(study, "_engine", None)
+        engine = study.engine
         isolated = bool(getattr(engine, "isolated", False))
         run_fold = functools.partial(_run_fold, study, say, isolated)
         parallel = int(getattr(config.search, "workers", 1) or 1) if isolated else 1
@@ -355,7 +358,7 @@ def _run_fold(study: Any, say: Progress, isolated: bool, fold: int,
                              prepare=functools.partial(prepare_fold_trials, fold=fold))
     try:
         for record in trials:
-            if study._deadline_passed():
+            if study.deadline_passed():
                 return
             out = fold_dir(study.dir, record.number, fold)
             if out.exists():
@@ -370,8 +373,8 @@ def _run_fold(study: Any, say: Progress, isolated: bool, fold: int,
                 outcome = worker.run(task, None, deadline=study.deadline, hp_config=values)
             else:
                 if context is None:
-                    shop = FoldWorkshop(config, fold)
-                    shop._hypermodel = study.hypermodel()  # same input and classes as fold 0
+                    # the same input and classes as fold 0
+                    shop = FoldWorkshop(config, fold, hypermodel=study.hypermodel())
                     context = shop.training_context(say, deadline=study.deadline)
                 outcome = run_trial(context, functools.partial(_build, study.hypermodel(),
                                                                values), task)
