@@ -266,7 +266,7 @@ class TextProgress:
 
         self._write(f"Exported the best model to {e.get('path', '?')}")
         for line in summary_lines(e.get("formats")) + [
-                f"  {w}" for w in warning_lines(e.get("formats"))]:
+                f"  {w}" for w in warning_lines(e.get("formats"))] + list(e.get("notes") or ()):
             self._write(line)
 
     def _on_study_end(self, e: Mapping[str, Any]) -> None:

@@ -149,6 +149,7 @@ class _Emitter:
             self.planned_epochs = (int(self.config.search.trials) * int(self.config.train.epochs)
                                    + int(final))
         self.baseline: float | None = None  # the best constant prediction's objective
+        self.running: dict[int, int] = {}  # trial number -> its index while it runs
 
     def resume_from(self, records: list[TrialRecord]) -> None:
         """Start the counts from the trials the study already holds."""
@@ -187,7 +188,14 @@ class _Emitter:
             out["eta_s"] = self.eta(max(0, int(event.get("epochs") or 0)
                                         - int(event.get("epoch") or 0)))
         if kind in ("trial_start", "epoch", "trial_end") and isinstance(event.get("trial"), int):
-            out["index"] = self.done + (0 if kind == "trial_end" else 1)
+            trial = event["trial"]
+            if kind == "trial_start":  # trials running at once (workers) each get their own
+                self.running[trial] = self.done + 1 + len(self.running)
+            index = self.running.get(trial)
+            if kind == "trial_end":
+                self.running.pop(trial, None)
+            out["index"] = index if index is not None else (
+                self.done + (0 if kind == "trial_end" else 1))
         if self.baseline is not None and "baseline" not in out:
             out["baseline"] = self.baseline
         if self.progress is not None:
@@ -567,7 +575,10 @@ class Study:
                 **extra,
             )
         if progress is not None:
-            progress({"event": "export", "path": str(path), "formats": read_checks(path)})
+            from segsearch.export import export_notes
+
+            progress({"event": "export", "path": str(path), "formats": read_checks(path),
+                      "notes": export_notes(path)})
         return path
 
     def budget_epochs(self) -> int:

@@ -91,13 +91,15 @@ class Ensemble:
         return average_model(self._models, labels=[m.path for m in self.members])
 
     def report(self, measure: Callable[[Any], dict[str, float]], objective: str,
-               value: float | None) -> dict[str, Any]:
-        """The ensemble's objective beside each member's on the same validation images.
+               value: float | None, direction: str = "maximize") -> dict[str, Any]:
+        """The ensemble's objective beside each member's on the same validation images, and a
+        ``warning`` when a member alone scores better than the ensemble.
 
         Args:
             measure: scores one model on the export's validation images (``val_*`` metrics).
             objective: the objective's name.
             value: the ensemble's objective there.
+            direction: the objective's direction.
         """
         members = []
         for member, model in zip(self.members, self._models):
@@ -114,6 +116,17 @@ class Ensemble:
             out["missing"] = list(self.missing)
         if self.note:
             out["note"] = self.note
+        scored = [m for m in members if m.get("value") is not None]
+        if value is not None and scored:
+            sign = 1.0 if direction == "maximize" else -1.0
+            top = max(scored, key=lambda m: sign * float(m["value"]))
+            if sign * float(top["value"]) > sign * float(value):
+                which = f"trial #{top['trial']}" + (f" fold {top['fold']}" if "fold" in top
+                                                    else "")
+                out["warning"] = (f"the ensemble's {objective} {value:.4f} is worse than its "
+                                  f"member {which} alone ({float(top['value']):.4f}) on these "
+                                  "validation images; set export.ensemble: none to export the "
+                                  "best model alone")
         return out
 
     def describe(self, study_dir: Path | None = None) -> dict[str, Any]:

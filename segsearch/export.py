@@ -562,7 +562,8 @@ def export_study(
         if ensemble is not None:  # one model averaging the members' probabilities
             model = ensemble.build(model)
         files = export_model(model, tmp, formats=wanted)
-        checks = formats_mod.check(model, tmp, wanted, formats_mod.samples(val, model.input_shape))
+        checks = formats_mod.check(model, tmp, wanted, formats_mod.samples(val, model.input_shape),
+                                   windows=bool(getattr(val, "crop", False)))
 
         def measure(scored: Any) -> dict[str, float]:
             if getattr(val, "crop", False):  # patch mode: whole images, overlapping windows
@@ -611,7 +612,8 @@ def export_study(
         if cross_validation:
             metrics["cross_validation"] = dict(cross_validation)
         if ensemble is not None:
-            metrics["ensemble"] = ensemble.report(measure, objective, validation.get(objective))
+            metrics["ensemble"] = ensemble.report(measure, objective, validation.get(objective),
+                                                  direction)
         from segsearch import refine  # TTA and post-processing, chosen on the validation images
 
         refined, choices = refine.choose(model, val, config, baseline=baseline["best"])
@@ -740,6 +742,41 @@ def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],
         "export": {k: v for k, v in dataclasses.asdict(config.export).items()
                    if k != "tensorboard"},
     })
+
+
+def export_notes(best_dir: str | os.PathLike[str]) -> list[str]:
+    """What the run's output says about an export beyond its files: what ``predict`` applies
+    (TTA, post-processing: chosen on the validation images, so their gain is optimistic) and an
+    ensemble that scores below one of its members. [] when metrics.yaml has neither.
+
+    Args:
+        best_dir: the ``best/`` folder.
+    """
+    try:
+        metrics = yaml.safe_load((Path(best_dir) / "metrics.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(metrics, Mapping):
+        return []
+    lines = []
+    tta = metrics.get("test_time_augmentation") or {}
+    refined = metrics.get("refined") or {}
+    post = metrics.get("postprocessing") or {}
+    by = tta.get("scored_by") or post.get("scored_by")
+    applied = []
+    if refined.get("tta"):
+        applied.append(f"test-time augmentation ({len(tta.get('transforms') or [])} transforms)")
+    if refined.get("postprocess_rules"):
+        count = int(refined["postprocess_rules"])
+        applied.append(f"{count} post-processing rule{'s' if count != 1 else ''}")
+    before, after = (tta.get("without") or {}).get(by), refined.get(by)
+    if applied and before is not None and after is not None:
+        lines.append(f"  predict applies {' and '.join(applied)}: {by} {before:.4f} -> "
+                     f"{after:.4f} on the validation images they were chosen on (optimistic)")
+    warning = (metrics.get("ensemble") or {}).get("warning")
+    if warning:
+        lines.append(f"  warning: {warning}")
+    return lines
 
 
 def _write_yaml(path: Path, data: Any) -> None:

@@ -385,7 +385,7 @@ def _difference(got: np.ndarray, want: np.ndarray) -> float:
 
 
 def check(model: Any, folder: str | os.PathLike[str], formats: Sequence[str], x: np.ndarray, *,
-          tolerance: float = TOLERANCE) -> dict[str, Any]:
+          tolerance: float = TOLERANCE, windows: bool = False) -> dict[str, Any]:
     """Run each exported file on ``x`` beside the Keras model: the largest difference per format.
 
     Args:
@@ -394,9 +394,10 @@ def check(model: Any, folder: str | os.PathLike[str], formats: Sequence[str], x:
         formats: the formats written (``keras`` is the reloaded ``model.keras``).
         x: the inputs (N, H, W, C), e.g. from :func:`samples`.
         tolerance: a difference above it is flagged (``within_tolerance: false``).
+        windows: ``x`` holds patch-mode windows, not whole images (for the messages).
 
     Returns:
-        ``{"tolerance", "images", "formats": {format: {"file", "max_abs_difference",
+        ``{"tolerance", "images", "windows", "formats": {format: {"file", "max_abs_difference",
         "within_tolerance"}}}``, what ``best/metrics.yaml`` records under ``formats:``.
     """
     folder = Path(folder)
@@ -411,7 +412,8 @@ def check(model: Any, folder: str | os.PathLike[str], formats: Sequence[str], x:
         results[fmt] = {"file": FILES[fmt], "max_abs_difference": diff,
                         "within_tolerance": bool(diff <= tolerance)}
         del runtime
-    return {"tolerance": float(tolerance), "images": int(len(x)), "formats": results}
+    return {"tolerance": float(tolerance), "images": int(len(x)), "windows": bool(windows),
+            "formats": results}
 
 
 def read_checks(best_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -431,6 +433,13 @@ def _number(value: Any) -> str:
     return "0" if value == 0 else f"{value:.1e}"
 
 
+def _inputs(checks: Mapping[str, Any]) -> str:
+    """ "6 validation images", or "8 validation windows" in patch mode."""
+    count = checks.get("images")
+    kind = "windows" if checks.get("windows") else "images"
+    return f"{count} validation {kind}"
+
+
 def summary_lines(checks: Mapping[str, Any] | None) -> list[str]:
     """One line with each file written and its difference to the Keras model.
 
@@ -441,8 +450,8 @@ def summary_lines(checks: Mapping[str, Any] | None) -> list[str]:
     if not results:
         return []
     parts = [f"{r['file']} {_number(r['max_abs_difference'])}" for r in results.values()]
-    return [f"  files checked against the Keras model on {checks.get('images')} validation "
-            f"images (largest probability difference): {', '.join(parts)}"]
+    return [f"  files checked against the Keras model on {_inputs(checks)} (largest probability "
+            f"difference): {', '.join(parts)}"]
 
 
 def warning_lines(checks: Mapping[str, Any] | None) -> list[str]:
@@ -454,6 +463,6 @@ def warning_lines(checks: Mapping[str, Any] | None) -> list[str]:
     checks = checks or {}
     return [f"warning: {r['file']} differs from the Keras model by up to "
             f"{_number(r['max_abs_difference'])} (tolerance {_number(checks.get('tolerance'))}) "
-            f"on {checks.get('images')} validation images; compare its masks with model.keras's "
+            f"on {_inputs(checks)}; compare its masks with model.keras's "
             "before using it"
             for r in (checks.get("formats") or {}).values() if not r.get("within_tolerance")]

@@ -140,8 +140,12 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
         ids = [postprocess.apply(p, rules, background) for p in ids]
     final = figures(ids)
     post["verdict"] = _judge(final, by, baseline, direction)
-    metrics = {"test_time_augmentation": section, "postprocessing": post,
-               "refined": {**final, "tta": used, "postprocess_rules": len(rules)}}
+    refined: dict[str, Any] = {**final, "tta": used, "postprocess_rules": len(rules)}
+    if used or rules:  # chosen on these images, then scored on them
+        refined["note"] = (f"TTA and post-processing were chosen on these {len(ids)} validation "
+                           "images and are scored on them: the gain is optimistic, the more so "
+                           "the fewer the images")
+    metrics = {"test_time_augmentation": section, "postprocessing": post, "refined": refined}
     params = {"tta": {"used": used, "transforms": names if used else ["rot0"],
                       "available": names},
               "postprocess": {"rules": rules, "background": background},

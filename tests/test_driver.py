@@ -257,3 +257,27 @@ def test_data_background_null_reaches_the_model_s_objective_and_the_baseline(npz
     every.update_state(y, model.predict(x, verbose=0))
     assert scores["dice"] == pytest.approx(float(every.result()), abs=1e-6)
     assert study.baseline()["constants"][0]["val_dice"] > 0.3  # class 0 counts now
+
+
+def test_trials_running_at_once_each_get_their_own_index() -> None:
+    """Two workers: the second trial to start is trial 2/N, not a second 1/N."""
+    from types import SimpleNamespace
+
+    from segsearch.driver import _Emitter
+    from segsearch.records import Objective
+    from segsearch.spacefile import load_config
+
+    config = load_config("unet", trials=4, epochs=1)
+    study = SimpleNamespace(config=config, objective=Objective(("val_dice",), ("maximize",)),
+                            budget_epochs=lambda: 4)
+    seen: list[dict] = []
+    emit = _Emitter(seen.append, study)
+    for event in ({"event": "trial_start", "trial": 0}, {"event": "trial_start", "trial": 1},
+                  {"event": "epoch", "trial": 1}, {"event": "trial_end", "trial": 0,
+                                                   "state": "complete", "value": 0.5},
+                  {"event": "trial_start", "trial": 2}, {"event": "trial_end", "trial": 1,
+                                                         "state": "complete", "value": 0.4}):
+        emit(event)
+    assert [(e["event"], e["trial"], e["index"]) for e in seen] == [
+        ("trial_start", 0, 1), ("trial_start", 1, 2), ("epoch", 1, 2), ("trial_end", 0, 1),
+        ("trial_start", 2, 3), ("trial_end", 1, 2)]

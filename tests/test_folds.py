@@ -280,3 +280,18 @@ def test_keras_tuner_trials_are_refit_on_every_fold(npz, tmp_path) -> None:
     assert cv["done"] and cv["winner"] == results.best_trial
     row = cv["configurations"][0]
     assert row["states"] == ["complete"] * 3 and all(v is not None for v in row["values"])
+
+
+def test_an_ensemble_worse_than_a_member_says_so() -> None:
+    from segsearch.ensemble import Ensemble, Member
+
+    members = [Member(trial=n, fold=None, path=Path(f"m{n}"), params={}) for n in (3, 5)]
+    ensemble = Ensemble(kind="top_k", members=members, _models=["m3", "m5"])
+    values = {"m3": 0.60, "m5": 0.40}
+    report = ensemble.report(lambda m: {"val_dice": values[m]}, "val_dice", 0.55)
+    assert report["warning"].startswith("the ensemble's val_dice 0.5500 is worse than its member "
+                                        "trial #3 alone (0.6000)")
+    assert "warning" not in ensemble.report(lambda m: {"val_dice": values[m]}, "val_dice", 0.65)
+    # a loss: lower is better
+    low = ensemble.report(lambda m: {"val_loss": values[m]}, "val_loss", 0.5, "minimize")
+    assert "trial #5 alone (0.4000)" in low["warning"]

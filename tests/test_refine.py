@@ -58,6 +58,13 @@ def test_export_records_tta_postprocessing_and_class_weights(study: Path) -> Non
     freq = np.array(stored["frequencies"])
     assert float(np.dot(freq, stored["weights"])) == pytest.approx(1.0, abs=1e-4)
     assert stored["weights"][1] > stored["weights"][0] if freq[1] < freq[0] else True
+    # the run's output says what predict applies, and that the gain is optimistic
+    from segsearch.export import export_notes
+
+    notes = export_notes(study / "best")
+    assert len(notes) == 1 and notes[0].startswith("  predict applies test-time augmentation (")
+    assert f"val_dice {section['without']['val_dice']:.4f} -> " in notes[0]
+    assert notes[0].endswith("(optimistic)") and "note" in metrics["refined"]
 
 
 @pytest.fixture
