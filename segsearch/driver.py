@@ -349,8 +349,6 @@ class Study:
             rebuilt = engine.rebuild(read_trial_records(self.dir))
             emit({"event": "storage_rebuilt", "path": str(self.dir), "trials": rebuilt,
                   "storage": state.where})
-        if config.search.time_limit:  # the clock starts with the search, once all is set up
-            self.deadline = engine.session.start_clock(float(config.search.time_limit))
         records = engine.records()
         emit.resume_from(records)
         self._engine = engine  # the baseline is computed in its worker process
@@ -360,6 +358,8 @@ class Study:
             getattr(engine, "close_workers", lambda: None)()
             self._engine = None
             raise
+        if config.search.time_limit:  # the clock starts with the search, once all is set up
+            self.deadline = engine.session.start_clock(float(config.search.time_limit))
         best_constant = (baseline or {}).get("best") or {}
         emit.baseline = best_constant.get(self.objective.name)
         emit({
