@@ -51,6 +51,7 @@ import yaml
 
 from segsearch.errors import ConfigError, StudyError
 from segsearch.jsonable import jsonable
+from segsearch.pareto import PickError
 from segsearch.records import (
     CHECKPOINT_FILE,
     Objective,
@@ -381,7 +382,11 @@ class Study:
             # several drivers on one study: one at a time trains the best further and exports;
             # the next finds both done
             with exclusive(self.dir / ".final.lock"):
-                return self._after_search(engine, emit)
+                try:
+                    return self._after_search(engine, emit)
+                except PickError:  # nothing was exported: the stored configuration stays
+                    self.folder.restore_config()
+                    raise
         finally:
             getattr(engine, "close_workers", lambda: None)()
             self._engine = None
@@ -507,8 +512,8 @@ class Study:
         records = self.trials() if records is None else records
         try:
             return pick(records, self.objective, self.config.export.pick)
-        except StudyError as e:
-            raise StudyError(f"{self.dir}: {e}") from None
+        except StudyError as e:  # PickError stays a PickError
+            raise type(e)(f"{self.dir}: {e}") from None
 
     def export(
         self,

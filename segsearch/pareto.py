@@ -39,14 +39,18 @@ from typing import Any
 from segsearch.errors import StudyError
 from segsearch.records import Objective, TrialRecord, sort_best
 
-__all__ = ["PICK_RULES", "PICK_LIMITS", "Pick", "objective_values", "dominates", "pareto_front",
-           "knee", "pick", "rule_text"]
+__all__ = ["PICK_RULES", "PICK_LIMITS", "Pick", "PickError", "objective_values", "dominates",
+           "pareto_front", "knee", "pick", "rule_text"]
 
 #: the named rules of ``export.pick``.
 PICK_RULES: tuple[str, ...] = ("best_quality", "knee")
 #: the limits ``export.pick`` may set, and the cost objective each bounds.
 PICK_LIMITS: dict[str, str] = {"max_params": "params", "max_flops": "flops",
                                "max_latency_ms": "latency_ms"}
+
+
+class PickError(StudyError):
+    """``export.pick`` cannot pick: no complete trial meets its limits (or has the objectives)."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ def pick(records: Sequence[TrialRecord], objective: Objective, rule: Any = "best
         complete = [r for r in records if r.state == "complete" and r.value is not None]
         ranked = sort_best(complete, objective.direction)
         if rule != "best_quality" or not ranked:
-            raise StudyError(f"{where}: no complete trial has every objective "
+            raise PickError(f"{where}: no complete trial has every objective "
                              f"({', '.join(objective.names)}); run the search first")
         chosen = ranked[0]
     elif rule == "best_quality":
@@ -224,7 +228,7 @@ def _within(front: Sequence[TrialRecord], records: Sequence[TrialRecord], object
     for key in limits:
         cost = PICK_LIMITS.get(key)
         if cost is None or cost not in objective.names:
-            raise StudyError(f"{where}: {key} needs {cost or 'a cost'} among search.objective "
+            raise PickError(f"{where}: {key} needs {cost or 'a cost'} among search.objective "
                              f"({', '.join(objective.names)})")
         index[key] = objective.names.index(cost)
 
@@ -242,5 +246,5 @@ def _within(front: Sequence[TrialRecord], records: Sequence[TrialRecord], object
         figures.append(f"the lowest {objective.names[i]} is trial {cheapest.number}'s "
                        f"{values[i]:.4g}")
     wanted = " and ".join(f"{PICK_LIMITS[k]} <= {float(v):g}" for k, v in limits.items())
-    raise StudyError(f"{where}: no complete trial has {wanted} ({'; '.join(figures)}); raise "
+    raise PickError(f"{where}: no complete trial has {wanted} ({'; '.join(figures)}); raise "
                      "the limit, or search smaller networks")

@@ -364,8 +364,16 @@ class StudyFolder:
             if self.config.auto:  # what `auto` resolved to when the study was made, and why
                 meta["auto"] = [c.to_dict() for c in self.config.auto]
             atomic_write_text(self.dir / STUDY_FILE, json.dumps(meta, indent=2) + "\n")
-        atomic_write_text(self.dir / CONFIG_FILE,
-                          yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        path = self.dir / CONFIG_FILE
+        self.previous_config = path.read_text(encoding="utf-8") if path.is_file() else None
+        atomic_write_text(path, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+
+    def restore_config(self) -> None:
+        """Put back the ``config.yaml`` this run replaced (a run that failed at its end, e.g. an
+        ``export.pick`` no trial meets, leaves the study as ``status`` and ``export`` knew it)."""
+        previous = getattr(self, "previous_config", None)
+        if previous is not None:
+            atomic_write_text(self.dir / CONFIG_FILE, previous)
 
     def current_export(self, final: Mapping[str, Any], best: TrialRecord,
                         records: list[TrialRecord]) -> Path | None:

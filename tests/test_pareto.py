@@ -203,7 +203,10 @@ def test_export_follows_each_pick_rule(study: Path) -> None:
 
 
 def test_a_limit_no_trial_meets_stops_with_one_line(study: Path) -> None:
+    stored = (study / "config.yaml").read_text()
     code, _, err = _run(["run", "unet", "--study-dir", str(study), "--quiet", *SEARCH,
                          "--set", "export.pick={max_latency_ms: 0.000001}"])
     assert code == 2 and err.count("\n") == 1, err
     assert "no complete trial has latency_ms <= 1e-06 (the lowest latency_ms is trial" in err
+    # the failed run leaves the study as it was: status and export still use the stored pick
+    assert (study / "config.yaml").read_text() == stored
