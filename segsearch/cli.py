@@ -455,7 +455,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from segsearch.predict import find_model, predict
+    from segsearch.predict import describe_choices, find_model, predict
 
     find_model(args.model)  # a wrong path fails before TensorFlow loads
     _import_tensorflow_quietly()
@@ -466,7 +466,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         masks = [p for p in written if not p.name.endswith("_overlay.png")]
         overlays = len(written) - len(masks)
         extra = f" and {_plural(overlays, 'overlay')}" if overlays else ""
-        print(f"Wrote {_plural(len(masks), 'mask')}{extra} to {args.out}")
+        print(f"Wrote {_plural(len(masks), 'mask')}{extra} to {args.out}: "
+              f"{describe_choices(args.model, args.tta, args.postprocess)}")
     return 0
 
 

@@ -245,6 +245,42 @@ def _choices(model_file: Path, model: Any, stored: Mapping[str, Any], tta: bool 
     return transforms, (rules if postprocess else [])
 
 
+def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None,
+                     postprocess: bool = True) -> str:
+    """What :func:`predict` applies besides the network, in words (for its output line).
+
+    Args:
+        model_path: as :func:`predict` takes it.
+        tta: as :func:`predict` takes it.
+        postprocess: as :func:`predict` takes it.
+    """
+    import yaml
+
+    model_file = find_model(model_path)
+    path = model_file.parent / "hyperparameters.yaml"
+    try:
+        record = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        record = None
+    if not isinstance(record, Mapping):
+        if tta:
+            return "test-time augmentation (forced); no post-processing"
+        return (f"the network's output as it is: no {path.name} beside {model_file.name}, so the "
+                "export's test-time augmentation and post-processing are not known (predict from "
+                "the best/ folder to apply them)")
+    chosen = record.get("tta") if isinstance(record.get("tta"), Mapping) else {}
+    post = record.get("postprocess") if isinstance(record.get("postprocess"), Mapping) else {}
+    parts = []
+    if tta or (tta is None and chosen.get("used")):
+        count = len(chosen.get("transforms") or chosen.get("available") or [])
+        parts.append(f"test-time augmentation ({count} transforms)" if count else
+                     "test-time augmentation")
+    rules = len(post.get("rules") or ()) if postprocess else 0
+    if rules:
+        parts.append(f"{rules} post-processing rule{'s' if rules != 1 else ''}")
+    return " and ".join(parts) if parts else "the network's output as it is"
+
+
 def _mask_files(files: Sequence[Path], masks_dir: Path, names: Sequence[str]) -> list[Path]:
     """The true mask of each image in ``masks_dir``: the same name, or the name with a mask
     suffix (``NAME_mask.png``, ...), any image extension.

@@ -274,3 +274,26 @@ def test_masks_missing_or_of_another_size_stop_before_writing(binary_model: Path
     with pytest.raises(DataError, match="the mask is 8x16 but b.png is 16x16"):
         predict(binary_model, images, tmp_path / "out", masks=masks)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_predict_says_what_it_applies_besides_the_network(tmp_path) -> None:
+    import yaml
+
+    from segsearch.predict import describe_choices
+
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "model.keras").write_bytes(b"")
+    (best / "model.onnx").write_bytes(b"")
+    (best / "hyperparameters.yaml").write_text(yaml.safe_dump({
+        "tta": {"used": True, "transforms": ["rot0", "fliplr"], "available": ["rot0", "fliplr"]},
+        "postprocess": {"rules": [{"class": 1, "rule": "largest"}], "background": 0}}))
+    assert describe_choices(best) == ("test-time augmentation (2 transforms) and 1 "
+                                      "post-processing rule")
+    assert describe_choices(best / "model.onnx", False, False) == "the network's output as it is"
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "model.onnx").write_bytes(b"")
+    said = describe_choices(loose / "model.onnx")
+    assert said.startswith("the network's output as it is: no hyperparameters.yaml beside "
+                           "model.onnx") and "best/ folder" in said
