@@ -87,6 +87,14 @@ def measure_unet(
         import tensorflow as tf
 
         x, y = tf.constant(x), tf.constant(y)
+    return timed_steps(model, x, y, batch_size, seconds, min_steps)
+
+
+def timed_steps(model, x, y, batch_size: int, seconds: float, min_steps: int = 3) -> dict:
+    """Images per second of ``model.train_on_batch(x, y)`` (compiled), after two untimed steps
+    (tracing, compilation), for at least ``seconds`` and ``min_steps`` steps."""
+    import numpy as np
+
     for _ in range(2):  # compile / trace
         model.train_on_batch(x, y)
     steps, start = 0, time.perf_counter()

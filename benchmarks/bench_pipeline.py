@@ -32,6 +32,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_data import timed_steps  # noqa: E402 - beside this script; imports no backend
+
 #: (label, data source, image size, batch size, architecture, builder arguments): the smallest and
 #: the largest network of the shipped spaces at the spaces' sizes, and the ISBI setting.
 NETWORKS: tuple[tuple[str, str, int, int, str, dict[str, Any]], ...] = (
@@ -137,16 +140,7 @@ def step_rate(model: Any, shape: tuple[int, int, int], num_classes: int, batch_s
     x = keras.ops.convert_to_tensor(rng.random((batch_size, *shape), dtype=np.float32))
     y = keras.ops.convert_to_tensor(
         rng.integers(0, max(num_classes, 2), (batch_size, *shape[:2], 1)).astype(np.float32))
-    for _ in range(2):  # compile / trace
-        model.train_on_batch(x, y)
-    steps, start = 0, time.perf_counter()
-    while steps < min_steps or time.perf_counter() - start < seconds:
-        loss = model.train_on_batch(x, y)
-        steps += 1
-    float(np.asarray(loss))  # wait for the device
-    elapsed = time.perf_counter() - start
-    return {"params": int(model.count_params()), "steps": steps, "seconds": round(elapsed, 3),
-            "images_per_s": steps * batch_size / elapsed}
+    return timed_steps(model, x, y, batch_size, seconds, min_steps)
 
 
 def pipeline_vs_step(networks: Any = NETWORKS, *, seconds: float = 5.0, isbi: Path | None = None,
