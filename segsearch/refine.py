@@ -29,7 +29,7 @@ import numpy as np
 
 from segsearch import postprocess, scores, tta
 
-__all__ = ["choose", "class_ids", "trained_class_weights"]
+__all__ = ["choose", "class_ids", "evaluate", "trained_class_weights"]
 
 _METRICS = ("val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy")
 
@@ -151,6 +151,39 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
               "postprocess": {"rules": rules, "background": background},
               "class_weights": trained_class_weights(model, config)}
     return metrics, params
+
+
+def evaluate(model: Any, part: Any, *, transforms: Sequence[str] = ("rot0",),
+             rules: Sequence[Mapping[str, Any]] = (), background: int | None = 0,
+             overlap: float = 0.5, batch_size: int = 8) -> dict[str, float]:
+    """Score a model on images it has not chosen anything on, as :func:`choose` scores.
+
+    The images go through the model as at export (sliding windows in patch mode), with the given
+    test-time augmentation transforms and post-processing rules (an export's
+    ``hyperparameters.yaml`` ``tta.transforms`` and ``postprocess.rules``), and are scored by the
+    formulas of the compiled metrics.
+
+    Args:
+        model: a Keras model (an exported one, an ensemble, or a member of one).
+        part: the images and masks (a ``segsearch.data.Part``, e.g. ``splits.val`` of a config
+            whose ``data.val_source`` is a held-out folder).
+        transforms: :mod:`segsearch.tta` transform names; ``("rot0",)``: none.
+        rules: :mod:`segsearch.postprocess` rules; empty: none.
+        background: ``data.background``.
+        overlap: the windows' overlap in patch mode.
+        batch_size: the prediction batch size.
+
+    Returns:
+        ``{"val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy"}`` over all the images.
+    """
+    probs, truths = _validation(model, part, list(transforms), overlap=overlap,
+                                batch_size=batch_size)
+    ids = [class_ids(p) for p in probs]
+    if rules:
+        ids = [postprocess.apply(p, rules, background) for p in ids]
+    num_classes = int(model.output_shape[-1])
+    matrix = scores.confusion_matrix(truths, ids, num_classes)
+    return scores.confusion_scores(matrix, num_classes, background)
 
 
 def trained_class_weights(model: Any, config: Any) -> dict[str, Any]:
