@@ -67,6 +67,31 @@ def test_export_records_tta_postprocessing_and_class_weights(study: Path) -> Non
     assert notes[0].endswith("(optimistic)") and "note" in metrics["refined"]
 
 
+def test_evaluate_reproduces_the_exports_figures_on_its_validation_images(study: Path) -> None:
+    """refine.evaluate (what bench_search_vs_seed scores held-out images with) gives the figures
+    the export recorded when it is handed the same images, transforms and rules."""
+    import keras
+
+    from segsearch.data import load
+    from segsearch.refine import evaluate
+    from segsearch.spacefile import load_config
+
+    config = load_config(study / "config.yaml", study_dir=study)
+    val = load(config.data, split=study / "split.json").val
+    model = keras.saving.load_model(study / "best" / "model.keras", compile=False)
+    metrics = yaml.safe_load((study / "best" / "metrics.yaml").read_text())
+    hyper = yaml.safe_load((study / "best" / "hyperparameters.yaml").read_text())
+    plain = evaluate(model, val, batch_size=config.train.batch_size)
+    section = metrics["test_time_augmentation"]
+    for key, value in section["without"].items():
+        assert plain[key] == pytest.approx(value, abs=1e-5), key
+    refined = evaluate(model, val, transforms=hyper["tta"]["transforms"],
+                       rules=hyper["postprocess"]["rules"], background=0,
+                       batch_size=config.train.batch_size)
+    for key in ("val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy"):
+        assert refined[key] == pytest.approx(metrics["refined"][key], abs=1e-5), key
+
+
 @pytest.fixture
 def exported(study: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the export whose record says: TTA used (two transforms), keep the largest

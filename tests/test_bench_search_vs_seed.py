@@ -1,0 +1,57 @@
+"""benchmarks/bench_search_vs_seed.py: the held-out sets it draws, its verdict, its input checks
+(the end-to-end run is minutes even at a tiny setting: `-m slow`)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_search_vs_seed.py"
+ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membrane"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_search_vs_seed", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_held_out_sets_are_disjoint_while_names_last_and_seeded():
+    bench = _bench()
+    names = [f"{i}.png" for i in range(30)]
+    held = bench.outer_splits(names, 3, 6, seed=0)
+    assert [len(h) for h in held] == [6, 6, 6]
+    assert len(set().union(*map(set, held))) == 18  # disjoint
+    assert held == bench.outer_splits(names, 3, 6, seed=0)
+    assert held != bench.outer_splits(names, 3, 6, seed=1)
+    wrapped = bench.outer_splits(names, 6, 6, seed=0)  # 36 > 30: the sixth set wraps around
+    assert all(len(set(h)) == 6 for h in wrapped)
+    assert len(set().union(*map(set, wrapped[:5]))) == 30
+
+
+def _row(margin: float, clear: bool = True) -> dict:
+    return {"baseline": 0.39, "seed": 0.70, "segsearch": 0.70 + margin, "margin": margin,
+            "segsearch_vs_baseline": {"clear": clear}}
+
+
+@pytest.mark.parametrize(("rows", "met"), [
+    ([_row(0.04), _row(0.03), _row(0.05)], True),
+    ([_row(0.10), _row(0.05), _row(-0.01)], False),  # behind on one split
+    ([_row(0.01), _row(0.02), _row(0.03)], False),   # ahead everywhere, < 0.03 on average
+    ([_row(0.04), _row(0.04, clear=False)], False),  # not clearly above the trivial baseline
+])
+def test_verdict_needs_every_split_the_average_and_the_baseline(rows, met):
+    summary = _bench().summarize(rows)
+    assert summary["verdict"].endswith("met") and ("NOT met" not in summary["verdict"]) == met
+    assert summary["margin"]["values"] == [r["margin"] for r in rows]
+    assert summary["seed"]["std"] == pytest.approx(0.0)
+
+
+def test_too_few_slices_for_the_folds_is_refused(capsys):
+    if not (ISBI / "images").is_dir():
+        pytest.skip("the ISBI slices are not beside the checkout")
+    assert _bench().main(["--test-size", "25", "--folds", "4"]) == 2
+    assert "leaves too few" in capsys.readouterr().err
