@@ -38,7 +38,7 @@ from segsearch.console import import_tensorflow_quietly as _import_tensorflow_qu
 from segsearch.console import plural as _plural
 from segsearch.jsonable import jsonable
 
-__all__ = ["main", "build_parser", "TextProgress", "JsonProgress", "format_trials", "Terminated"]
+__all__ = ["main", "build_parser", "run_sets", "TextProgress", "JsonProgress", "format_trials", "Terminated"]
 
 EXIT_USER_ERROR = 2
 #: ``run``: the search finished but the final training failed (run again to retry it).
@@ -129,18 +129,27 @@ class JsonProgress:
 
 
 # ----------------------------------------------------------------------------------- commands
+def run_sets(args: argparse.Namespace) -> list[str | tuple[str, str]]:
+    """The overrides of a ``run`` command line for ``load_config(sets=...)``: its ``--set``
+    items, then (flag, "key=value") for the flags that stand for a key, so messages name the
+    flag the user typed (``--workers 3``), not a ``--set`` they did not."""
+    sets: list[str | tuple[str, str]] = list(args.set or ())
+    if getattr(args, "workers", None):
+        sets.append((f"--workers {args.workers}", f"search.workers={args.workers}"))
+    if getattr(args, "gpus", None):
+        sets.append((f"--gpus {args.gpus}", f"search.gpus={json.dumps(str(args.gpus))}"))
+    if getattr(args, "workers_per_gpu", None):
+        sets.append((f"--workers-per-gpu {args.workers_per_gpu}",
+                     f"search.workers_per_gpu={args.workers_per_gpu}"))
+    return sets
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from segsearch.spacefile import load_config
 
-    sets = list(args.set or ())
-    if getattr(args, "workers", None):
-        sets.append(f"search.workers={args.workers}")
-    if getattr(args, "gpus", None):
-        sets.append(f"search.gpus={json.dumps(str(args.gpus))}")
-    if getattr(args, "workers_per_gpu", None):
-        sets.append(f"search.workers_per_gpu={args.workers_per_gpu}")
+    sets = run_sets(args)
     options = dict(sets=sets, data=args.data, trials=args.trials, epochs=args.epochs,
                    image_size=args.image_size, engine=args.engine, study_dir=args.study_dir,
                    storage=args.storage)

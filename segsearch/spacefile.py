@@ -999,7 +999,7 @@ def space_path(space: str | Path) -> Path:
 def load_config(
     space: str | Path | Mapping[str, Any],
     *,
-    sets: Sequence[str] = (),
+    sets: Sequence[str | tuple[str, str]] = (),
     data: str | Path | None = None,
     trials: int | None = None,
     epochs: int | None = None,
@@ -1015,7 +1015,9 @@ def load_config(
         space: a YAML file path, a bare shipped-space name ("resunet"), or an already-parsed
             mapping.
         sets: "key.path=value" overrides, values parsed as YAML ("data.val_fraction=0.25",
-            "space.filters=[8,16]"), applied after the named overrides below.
+            "space.filters=[8,16]"), applied after the named overrides below; an item may be a
+            pair (flag, "key.path=value"), the command-line flag that set it, which messages then
+            name (``("--workers 3", "search.workers=3")``).
         data: data.source (a folder of images/ + masks/, an .npz file, or "sample").
         trials: search.trials.
         epochs: train.epochs.
@@ -1061,7 +1063,7 @@ def _build(
     raw: dict[str, Any],
     source: str,
     *,
-    sets: Sequence[str] = (),
+    sets: Sequence[str | tuple[str, str]] = (),
     data: str | Path | None = None,
     trials: int | None = None,
     epochs: int | None = None,
@@ -1085,10 +1087,12 @@ def _build(
         if value is not None:
             _apply(raw, keys, value, origin, source)
             origins[keys] = f"{origin} {_fmt(value) if not isinstance(value, str) else value}"
-    for item in sets:
+    for entry in sets:
+        flag, item = entry if isinstance(entry, tuple) else (None, entry)
         keys, value = _parse_set(item)
-        _apply(raw, keys, value, f"--set {item}", source)
-        origins[keys] = f"--set {item}"
+        label = flag or f"--set {item}"
+        _apply(raw, keys, value, label, source)
+        origins[keys] = label
     def build(raw: Mapping[str, Any]) -> Config:
         try:
             return _from_raw(raw, study_dir=study_dir, storage=storage, source=source)

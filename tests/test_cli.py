@@ -124,6 +124,10 @@ CLI_ERRORS = [
      "nested more than 50 levels"),
     ("architecture: unet\n", ["--set", "space.x=&a [*a]"], "refers to itself"),
     ("architecture: unet\n", ["--image-size", "200000"], "each side must be <= 8192 pixels"),
+    # a flag that stands for a key is named as typed, not as the --set it becomes
+    ("architecture: unet\n", ["--engine", "keras-tuner", "--workers-per-gpu", "2"],
+     "error: --workers-per-gpu 2: search.workers_per_gpu: parallel workers need engine optuna"),
+    ("architecture: unet\n", ["--gpus", "0,x"], "error: --gpus 0,x: search.gpus"),
 ]
 
 

@@ -9,7 +9,6 @@ guard; and README's first commands are the ones CI runs.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
@@ -215,7 +214,7 @@ def test_every_command_line_in_the_docs_parses():
 
 def test_every_run_line_in_the_docs_loads(monkeypatch):
     """The options and --set keys of each `segsearch run` line are ones a run accepts."""
-    from segsearch.cli import build_parser
+    from segsearch.cli import build_parser, run_sets
     from segsearch.spacefile import load_config
 
     monkeypatch.chdir(REPO)  # spaces/NAME.yaml as in a clone
@@ -224,13 +223,8 @@ def test_every_run_line_in_the_docs_loads(monkeypatch):
         if argv[:1] != ["run"] or _synopsis(argv):
             continue
         args = build_parser().parse_args(argv)
-        sets = list(args.set or ())
-        if args.workers:
-            sets.append(f"search.workers={args.workers}")
-        if args.gpus:
-            sets.append(f"search.gpus={json.dumps(str(args.gpus))}")
         try:
-            load_config(args.space, check_space=False, sets=sets, data=args.data,
+            load_config(args.space, check_space=False, sets=run_sets(args), data=args.data,
                         trials=args.trials, epochs=args.epochs, image_size=args.image_size,
                         engine=args.engine, study_dir=args.study_dir, storage=args.storage)
         except Exception as e:  # pragma: no cover - the failure message
