@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -187,19 +188,20 @@ def run_search(config: Any, interval: float) -> dict[str, Any]:
     sampler.start()
     t0 = time.perf_counter()
     try:
-        results = Study(config).run(progress=_show)
+        results = Study(config).run(progress=functools.partial(
+            _show, mark="GPU" if sampler.gpu else "CPU"))
     finally:
         sampler.stop()
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "trials": results.trials, **sampler.figures()}
 
 
-def _show(event: dict[str, Any]) -> None:
+def _show(event: dict[str, Any], mark: str = "CPU") -> None:
     if event["event"] == "trial_end":
         t = event.get("timings") or {}
         print(f"  trial {event['trial']}: {event['state']} after {event.get('epochs')} epochs, "
               f"{event.get('duration_s') or 0:.1f} s (first epoch {t.get('first_epoch', 0):.1f} s,"
-              f" later {t.get('epoch', 0):.2f} s each)", flush=True)
+              f" later {t.get('epoch', 0):.2f} s each) [{mark}]", flush=True)
     elif event["event"] == "worker_recycle":
         print(f"  worker {event.get('pid')} replaced: {event.get('reason')}", flush=True)
     elif event["event"] == "worker_start":
@@ -208,7 +210,7 @@ def _show(event: dict[str, Any]) -> None:
               f"{event.get('devices') or 'no GPU'})", flush=True)
 
 
-def plain_fits(config: Any, trials: list[Any]) -> dict[str, Any]:
+def plain_fits(config: Any, trials: list[Any], mark: str = "CPU") -> dict[str, Any]:
     """Each trial's configuration built and fitted with plain ``model.fit`` for its epochs, in
     this process, on the same input pipeline and batch size; the seconds of each."""
     import keras
@@ -239,7 +241,7 @@ def plain_fits(config: Any, trials: list[Any]) -> dict[str, Any]:
         seconds = time.perf_counter() - t0
         rows.append({"trial": trial.number, "epochs": trial.epochs, "seconds": seconds})
         print(f"  plain fit of trial {trial.number}'s configuration: {trial.epochs} epochs, "
-              f"{seconds:.1f} s", flush=True)
+              f"{seconds:.1f} s [{mark}]", flush=True)
         del model
     return {"rows": rows, "seconds": sum(r["seconds"] for r in rows),
             "epochs": sum(r["epochs"] for r in rows)}
@@ -342,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
               f"trials of at most {args.epochs} epochs, batch {config.train.batch_size}, "
               f"workers {config.search.workers or 'per GPU found'}", flush=True)
         search = run_search(config, args.interval)
-        plain = None if args.no_plain else plain_fits(config, search["trials"])
+        plain = None if args.no_plain else plain_fits(config, search["trials"], search["device"])
         phases = phase_summary(search["trials"])
     finally:
         if args.study_dir is None:

@@ -32,3 +32,6 @@ def test_bench_gpu_runs_on_a_cpu_and_marks_every_figure(tmp_path):
     assert d.startswith("(d) peak memory:") and " MiB " in d and d.endswith("[CPU]")
     assert phases.startswith("trial phases, mean over 1 trials:")
     assert "bench_pipeline.py" in ce
+    progress = [line for line in run.stdout.splitlines()
+                if line.startswith(("  trial ", "  plain fit of trial"))]
+    assert len(progress) == 2 and all(line.endswith("[CPU]") for line in progress), progress
