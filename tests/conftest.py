@@ -24,11 +24,11 @@ ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
 #: the processes' ends; xdist's own order (most tests first) left the one-test benchmark files of
 #: ~45 s each for the end, one process running them while the others waited.
 LONGEST_FIRST = (
-    "test_robust.py", "test_cli.py", "test_readme.py", "test_driver.py", "test_folds.py",
-    "test_devices.py", "test_pareto.py", "test_tracking.py", "test_bench_gpu.py",
-    "test_export.py", "engines/test_failures.py", "engines/test_optuna_engine.py",
-    "test_bench_pipeline.py", "test_refine.py", "test_formats.py",
-    "engines/test_keras_tuner_engine.py", "test_predict.py",
+    "test_robust.py", "test_readme.py", "test_folds.py", "engines/test_optuna_engine.py",
+    "test_export.py", "test_cli.py", "test_pareto.py", "test_bench_pipeline.py",
+    "engines/test_failures.py", "test_driver.py", "test_devices.py", "test_bench_gpu.py",
+    "test_formats.py", "test_tracking.py", "engines/test_keras_tuner_engine.py",
+    "test_refine.py", "test_predict.py",
 )
 
 
@@ -37,8 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
 
     def key(item: pytest.Item) -> int:
-        name = Path(item.fspath).relative_to(REPO / "tests").as_posix()
-        return rank.get(name, len(rank))
+        path = item.nodeid.split("::")[0]  # relative to the repository root
+        return rank.get(path.removeprefix("tests/"), len(rank))
 
     items.sort(key=key)  # stable: a file's tests keep their order
 
