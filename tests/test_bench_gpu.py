@@ -1,5 +1,6 @@
 """benchmarks/bench_gpu.py keeps working on a CPU (issue 14.6): a one-trial search of the
-synthetic sample at 32x32, its plain model.fit twin, every figure marked CPU (~1 min)."""
+synthetic sample at 32x32 (a one-level U-Net of 4 filters), its plain model.fit twin, every figure
+marked CPU (~1 min)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_bench_gpu_runs_on_a_cpu_and_marks_every_figure(tmp_path):
     out = tmp_path / "figures.json"
+    space = tmp_path / "tiny.yaml"  # the smallest network: the figures, not the model, are tested
+    space.write_text("architecture: unet\nspace:\n  filters: 4\n  depth: {min: 1, max: 1, "
+                     "default: 1}\n", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--data", "sample",
-         "--size", "32", "--trials", "1", "--epochs", "1", "--pipeline", "none",
+        [sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--space", str(space),
+         "--data", "sample", "--size", "32", "--trials", "1", "--epochs", "1", "--pipeline", "none",
          "--interval", "0.5", "--json", str(out)],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

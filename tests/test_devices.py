@@ -1,10 +1,10 @@
 """Issue 14.1-3: no process preallocates the GPU, several workers a GPU, where trials spend time.
 
 No GPU is needed: the slots are planned with fake GPU ids (what each worker's environment gets),
-``nvidia-smi`` is replaced by a fake one, and one small study (~1 min on 2 cores, TensorFlow) runs
-two workers sharing fake GPU 5 with an injected out-of-memory error (tests/_faults.py), its
-export and final training in the worker, while the driver's TensorFlow context stays
-uninitialised.
+``nvidia-smi`` is replaced by a fake one, and one small study (~1 min on 2 cores, TensorFlow; the
+driver in a process of its own) runs two workers sharing fake GPU 5 with an injected
+out-of-memory error (tests/_faults.py), its export and final training in the worker, while the
+driver's TensorFlow context stays uninitialised.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from segsearch import devices
@@ -117,15 +116,20 @@ def test_the_cli_sets_workers_per_gpu():
 
 
 # ------------------------------------------------------------------ one small study
-@pytest.fixture(scope="module")
-def shared_gpu_study(tmp_path_factory):
-    """Two workers on (fake) GPU 5, trial 2 out of memory once; export and final training on."""
+_STUDY_SCRIPT = """
+import os
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main(folder):
     from segsearch.driver import Study
     from segsearch.spacefile import load_config
 
-    folder = tmp_path_factory.mktemp("devices")
-    rng = np.random.default_rng(3)
-    x = rng.random((10, 32, 32, 1)).astype("float32")
+    x = np.random.default_rng(3).random((10, 32, 32, 1)).astype("float32")
     np.savez(folder / "tiny.npz", images=x, masks=(x > 0.5).astype("float32"))
     config = load_config({
         "study": "shared-gpu",
@@ -137,18 +141,47 @@ def shared_gpu_study(tmp_path_factory):
         "space": {"filters": 4, "depth": {"min": 1, "max": 2, "default": 1}},
         "export": {"overlays": 1},
     }, study_dir=folder / "s", check_space=False)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SEGSEARCH_FAULT", "2:oom")
-    events: list[dict] = []
-    try:
-        results = Study(config).run(progress=events.append)
-    finally:
-        mp.undo()
-    return config, results, events
+    events = []
+    results = Study(config).run(progress=events.append)
+    from tensorflow.python.eager import context
+
+    ctx = context.context_safe()
+    driver = {"initialised": ctx is not None and ctx._initialized,
+              "preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")}
+    with open(folder / "study.pickle", "wb") as f:
+        pickle.dump((config, results, events, driver), f)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
+"""
+
+
+@pytest.fixture(scope="module")
+def shared_gpu_study(tmp_path_factory):
+    """Two workers on (fake) GPU 5, trial 2 out of memory once; export and final training on.
+
+    The driver runs in a process of its own (the other tests run ops in this one), so that the
+    state of its TensorFlow context after the search says whether it ever touched a device.
+    """
+    import pickle
+
+    folder = tmp_path_factory.mktemp("devices")
+    script = folder / "shared_gpu.py"
+    script.write_text(_STUDY_SCRIPT)
+    env = {**os.environ, "SEGSEARCH_FAULT": "2:oom", "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
+    run = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(folder / "study.pickle", "rb") as f:
+        config, results, events, driver = pickle.load(f)
+    return config, results, events, driver
 
 
 def test_workers_share_the_gpu_pinned_with_their_share_and_no_backend_before(shared_gpu_study):
-    config, _, events = shared_gpu_study
+    config, _, events, _ = shared_gpu_study
     assert config.search.workers == 2
     starts = [e for e in events if e["event"] == "worker_start"]
     assert len(starts) == 2 and len({e["pid"] for e in starts}) == 2
@@ -164,63 +197,18 @@ def test_workers_share_the_gpu_pinned_with_their_share_and_no_backend_before(sha
     assert sum(t.timings.get("worker_start", 0) > 0 for t in shared_gpu_study[1].trials) == 2
 
 
-_DRIVER_SCRIPT = """
-import os
-import sys
-from pathlib import Path
-
-import numpy as np
-
-
-def main(folder):
-    from segsearch.driver import Study
-    from segsearch.spacefile import load_config
-
-    x = np.random.default_rng(3).random((8, 16, 16, 1)).astype("float32")
-    np.savez(folder / "tiny.npz", images=x, masks=(x > 0.5).astype("float32"))
-    config = load_config({
-        "study": "driver-off", "architecture": "unet",
-        "data": {"source": str(folder / "tiny.npz"), "image_size": 16, "val_fraction": 0.3,
-                 "augment": 0},
-        "train": {"epochs": 1, "batch_size": 4, "final_epochs": 1},
-        "search": {"trials": 1, "pruner": "none", "gpus": "5"},
-        "space": {"filters": 2, "depth": {"min": 1, "max": 1, "default": 1}},
-        "export": {"overlays": 1},
-    }, study_dir=folder / "s", check_space=False)
-    results = Study(config).run()
-    from tensorflow.python.eager import context
-
-    ctx = context.context_safe()
-    print("EXPORTED", (results.study_dir / "best" / "model.keras").is_file())
-    print("FINAL", results.final_epochs)
-    print("INITIALISED", ctx is not None and ctx._initialized)
-    print("PREALLOCATE", os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
-
-
-if __name__ == "__main__":
-    main(Path(sys.argv[1]))
-"""
-
-
-def test_the_driver_never_initialises_a_device(tmp_path):
-    """A search with its final training and export, in a process of its own (the other tests
-    run ops in this one): the driver's TensorFlow context is never initialised."""
-    script = tmp_path / "driver_off.py"
-    script.write_text(_DRIVER_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    env.pop("XLA_PYTHON_CLIENT_PREALLOCATE", None)
-    run = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
-                         text=True, env=env, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    lines = run.stdout.splitlines()
-    assert "EXPORTED True" in lines and "FINAL 1" in lines, run.stdout
-    assert "INITIALISED False" in lines, run.stdout
-    assert "PREALLOCATE false" in lines, run.stdout  # the driver's own safety net
+def test_the_driver_never_initialises_a_device(shared_gpu_study):
+    """The search with its final training and export: the driver's TensorFlow context is never
+    initialised."""
+    _, results, _, driver = shared_gpu_study
+    assert (results.study_dir / "best" / "model.keras").is_file()
+    assert results.final_epochs == 1
+    assert driver["initialised"] is False
+    assert driver["preallocate"] == "false"  # the driver's own safety net
 
 
 def test_an_oom_on_a_shared_gpu_is_retried_at_half_batch_and_recorded(shared_gpu_study):
-    _, results, events = shared_gpu_study
+    _, results, events, _ = shared_gpu_study
     trial = next(t for t in results.trials if t.number == 2)
     assert trial.state == "complete" and trial.batch_size == 2
     assert "retried once at batch size 2" in trial.reason
@@ -231,7 +219,7 @@ def test_an_oom_on_a_shared_gpu_is_retried_at_half_batch_and_recorded(shared_gpu
 
 
 def test_each_trial_records_where_its_time_went(shared_gpu_study):
-    _, results, _ = shared_gpu_study
+    _, results, _, _ = shared_gpu_study
     for trial in results.trials:
         t = trial.timings
         assert {"setup", "build", "data", "first_step", "first_epoch", "epoch", "checkpoint",
