@@ -38,7 +38,8 @@ from segsearch.console import import_tensorflow_quietly as _import_tensorflow_qu
 from segsearch.console import plural as _plural
 from segsearch.jsonable import jsonable
 
-__all__ = ["main", "build_parser", "run_sets", "TextProgress", "JsonProgress", "format_trials", "Terminated"]
+__all__ = ["main", "build_parser", "run_sets", "TextProgress", "JsonProgress", "format_trials",
+           "Terminated"]
 
 EXIT_USER_ERROR = 2
 #: ``run``: the search finished but the final training failed (run again to retry it).
