@@ -211,23 +211,28 @@ def _mask_of(ids: np.ndarray, channels: int) -> np.ndarray:
     return ids.astype(np.uint8 if channels <= 256 else np.uint16)
 
 
+def _export_record(model_file: Path) -> dict[str, Any] | None:
+    """The export's ``hyperparameters.yaml`` beside ``model_file`` (what it chose on the validation
+    images), or None when there is none or it cannot be read."""
+    import yaml
+
+    path = model_file.parent / "hyperparameters.yaml"
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    return dict(loaded) if isinstance(loaded, Mapping) else None
+
+
 def _choices(model_file: Path, model: Any, stored: Mapping[str, Any], tta: bool | None,
              postprocess: bool) -> tuple[list[str], list[dict[str, Any]]]:
     """(test-time transforms, post-processing rules) to apply: what the export chose on the
     validation images (``hyperparameters.yaml`` beside the model), overridden by the arguments.
     A forced TTA without a record takes the flips and rotations of the stored ``data.augment``."""
-    import yaml
-
     from segsearch import tta as tta_mod
 
-    record: dict[str, Any] = {}
     path = model_file.parent / "hyperparameters.yaml"
-    if path.is_file():
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            loaded = None
-        record = dict(loaded) if isinstance(loaded, Mapping) else {}
+    record = _export_record(model_file) or {}
     chosen = record.get("tta") if isinstance(record.get("tta"), Mapping) else {}
     if tta is None:
         transforms = list(chosen.get("transforms") or ["rot0"]) if chosen.get("used") else ["rot0"]
@@ -254,15 +259,10 @@ def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None
         tta: as :func:`predict` takes it.
         postprocess: as :func:`predict` takes it.
     """
-    import yaml
-
     model_file = find_model(model_path)
     path = model_file.parent / "hyperparameters.yaml"
-    try:
-        record = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, yaml.YAMLError):
-        record = None
-    if not isinstance(record, Mapping):
+    record = _export_record(model_file)
+    if record is None:
         if tta:
             return "test-time augmentation (forced); no post-processing"
         return (f"the network's output as it is: no {path.name} beside {model_file.name}, so the "

@@ -66,6 +66,13 @@ def _validation(model: Any, val: Any, names: Sequence[str], *, overlap: float,
     return list(probs_all), list(np.asarray(val.y))
 
 
+def _scores(truths: Sequence[np.ndarray], ids: Sequence[np.ndarray], num_classes: int,
+            background: int | None) -> dict[str, float]:
+    """The metrics' figures of predicted class ids against the true ones, over all the images."""
+    matrix = scores.confusion_matrix(truths, ids, num_classes)
+    return scores.confusion_scores(matrix, num_classes, background)
+
+
 def _judge(figures: Mapping[str, float], by: str, baseline: Mapping[str, Any] | None,
            direction: str) -> dict[str, Any] | None:
     return scores.judge(figures.get(by), (baseline or {}).get(by), direction)
@@ -99,9 +106,8 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
              if len(model.input_shape) == 4 else ["rot0"])  # volumes: no flips or turns (yet)
 
     def figures(ids: Sequence[np.ndarray]) -> dict[str, float]:
-        matrix = scores.confusion_matrix(truths, ids, num_classes)
         return {k: round(v, 6) for k, v in
-                scores.confusion_scores(matrix, num_classes, background).items()}
+                _scores(truths, ids, num_classes, background).items()}
 
     plain, truths = _validation(model, val, ["rot0"], overlap=overlap, batch_size=batch_size)
     plain_ids = [class_ids(p) for p in plain]
@@ -181,9 +187,7 @@ def evaluate(model: Any, part: Any, *, transforms: Sequence[str] = ("rot0",),
     ids = [class_ids(p) for p in probs]
     if rules:
         ids = [postprocess.apply(p, rules, background) for p in ids]
-    num_classes = int(model.output_shape[-1])
-    matrix = scores.confusion_matrix(truths, ids, num_classes)
-    return scores.confusion_scores(matrix, num_classes, background)
+    return _scores(truths, ids, int(model.output_shape[-1]), background)
 
 
 def trained_class_weights(model: Any, config: Any) -> dict[str, Any]:
