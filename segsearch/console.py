@@ -241,7 +241,13 @@ class TextProgress:
                     f"folds ({plural(e.get('trainings', 0), 'training')} to go)")
 
     def _on_refit_fold_start(self, e: Mapping[str, Any]) -> None:
-        self._refit = f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}"
+        further = " (trained further)" if e.get("further") else ""
+        self._refit = f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}{further}"
+
+    def _on_final_folds_start(self, e: Mapping[str, Any]) -> None:
+        folds = ", ".join(str(f) for f in e.get("folds") or ())
+        self._write(f"Training the best configuration's fold models (folds {folds}) for "
+                    f"{plural(e.get('epochs', 0), 'more epoch')} each, for the ensemble")
 
     def _on_refit_epoch(self, e: Mapping[str, Any]) -> None:
         parts = [getattr(self, "_refit", "  refit")] + self._epoch_parts(e)
@@ -249,7 +255,8 @@ class TextProgress:
         self._write("  ".join(parts + tail), transient=True)
 
     def _on_refit_fold_end(self, e: Mapping[str, Any]) -> None:
-        parts = [f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}: "
+        further = " (trained further)" if e.get("further") else ""
+        parts = [f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}{further}: "
                  f"{e.get('state', 'done')}"]
         if e.get("value") is not None:
             parts.append(f"{self.objective} {format_number(e['value'])}")

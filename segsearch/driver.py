@@ -403,6 +403,8 @@ class Study:
         folds.refit(self, records, emit)  # data.folds with search.refit_folds: the top N on all
         best = self.best(records)
         final = self._final_training(best, records, emit)
+        # export.ensemble: folds: the winner's other fold models get the same further training
+        folds.train_members_further(self, best, self.final_epochs(records), emit)
         export_dir = None
         if config.export.enabled:
             export_dir = self.folder.current_export(final, best, records)
@@ -647,13 +649,19 @@ class Study:
     def final_epochs(self, records: list[TrialRecord]) -> int:
         """Epochs of the final training: ``train.final_epochs`` or what is left of the budget.
 
+        What the trials and the refit (``segsearch.folds``) trained is used; with
+        ``export.ensemble: folds`` the rest is shared by the winner's K fold models, each trained
+        further for an equal part.
+
         Args:
             records: every trial (their epochs are what the search used).
         """
         if self.config.train.final_epochs is not None:
             return int(self.config.train.final_epochs)
-        used = sum(int(r.epochs or 0) for r in records)
-        return max(0, self.budget_epochs() - used)
+        from segsearch import folds
+
+        used = sum(int(r.epochs or 0) for r in records) + folds.refit_epochs(self.dir)
+        return max(0, self.budget_epochs() - used) // folds.member_count(self.config)
 
     def _final_training(self, best: TrialRecord, records: list[TrialRecord],
                         emit: Progress) -> dict[str, Any]:

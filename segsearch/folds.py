@@ -16,7 +16,12 @@ diverged is kept as failed, and a configuration with a failed fold cannot win.
 The refit trains in the search's worker processes (``train.isolation: process``: one worker per
 fold, up to ``search.workers`` folds at once) or, with ``isolation: none``, here, one fold after
 another. ``export.ensemble: folds`` needs the winner's fold models: it refits at least the best
-configuration.
+configuration, and after the final training of the winner (fold 0, :mod:`segsearch.driver`) its
+fold models 1..K-1 are trained further as well, each on its fold and for as many epochs
+(:func:`train_members_further`, nnU-Net's fully trained fold models): an ensemble of networks
+trained for a trial's few epochs beside one trained for the rest of the budget would pull the
+ensemble down. ``train.budget_epochs`` counts it all: trials, refit and the members' final
+epochs (:func:`member_count` networks share what the search and refit left).
 
 This module imports neither TensorFlow nor an engine at import time (``segsearch status`` reads
 :func:`summary`).
@@ -46,12 +51,15 @@ from segsearch.workshop import SPLIT_FILE, Workshop
 
 __all__ = ["FOLDS_FILE", "FOLDS_DIR", "fold_count", "refit_count", "read_results", "planned",
            "fold_scores", "winner", "ranking", "summary", "summary_lines", "refit",
-           "FoldWorkshop", "prepare_fold_trials", "fold_dir", "ensemble_for"]
+           "FoldWorkshop", "prepare_fold_trials", "fold_dir", "ensemble_for", "member_count",
+           "refit_epochs", "train_members_further", "FINAL_SUBDIR"]
 
 #: the (trial, fold) results of the refit, in the study folder.
 FOLDS_FILE = "folds.json"
 #: the refit's trainings: folds/<nnnn>/fold-<k>/ (history.csv, model.keras).
 FOLDS_DIR = "folds"
+#: a fold model's further training (``export.ensemble: folds``): folds/<nnnn>/fold-<k>/final/.
+FINAL_SUBDIR = "final"
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -84,6 +92,26 @@ def _key(trial: int, fold: int) -> str:
     return f"{int(trial)}/{int(fold)}"
 
 
+def _final_key(trial: int, fold: int) -> str:
+    """The key of a fold model's further training in folds.json (beside its refit's)."""
+    return f"{_key(trial, fold)}/{FINAL_SUBDIR}"
+
+
+def member_count(config: Any) -> int:
+    """Networks the final training trains: K with ``export.ensemble: folds`` (the winner's fold
+    models), else 1."""
+    folds = fold_count(config)
+    if folds >= 2 and getattr(config.export, "ensemble", "none") == "folds":
+        return folds
+    return 1
+
+
+def refit_epochs(study_dir: str | Path) -> int:
+    """Epochs the refit's (trial, fold) trainings trained (not the members' final training)."""
+    return sum(int(r.get("epochs") or 0) for key, r in read_results(study_dir).items()
+               if key.count("/") == 1 and isinstance(r, Mapping))
+
+
 def read_results(study_dir: str | Path) -> dict[str, dict[str, Any]]:
     """The recorded (trial, fold) results, by "trial/fold" ({} when there are none)."""
     try:
@@ -97,12 +125,11 @@ def read_results(study_dir: str | Path) -> dict[str, dict[str, Any]]:
 _WRITE_LOCK = threading.Lock()
 
 
-def _record_result(study_dir: Path, folds: int, trial: int, fold: int,
-                   result: Mapping[str, Any]) -> None:
+def _record_result(study_dir: Path, folds: int, key: str, result: Mapping[str, Any]) -> None:
     """Add one result to folds.json (read, update, write whole through a rename)."""
     with _WRITE_LOCK:
         results = read_results(study_dir)
-        results[_key(trial, fold)] = dict(result)
+        results[key] = dict(result)
         text = json.dumps(jsonable({"folds": folds, "results": results}, keep_nan=True),
                           indent=2)
         atomic_write_text(study_dir / FOLDS_FILE, text + "\n")
@@ -341,9 +368,77 @@ def _retry(result: Mapping[str, Any]) -> bool:
     return result.get("state") == "failed" and result.get("failure") != "configuration"
 
 
+def train_members_further(study: Any, best: TrialRecord, epochs: int, emit: Progress) -> None:
+    """``export.ensemble: folds``: train the winner's fold models 1..K-1 ``epochs`` more, each on
+    its fold, as the final training trains fold 0's (see the module docstring).
+
+    Each continues from its refit's checkpoint (the best epoch); its weights replace the refit's
+    only when their moving average beats the refit's best (the final training's rule). The
+    results go to folds.json (key "trial/fold/final"), the models to
+    ``folds/<nnnn>/fold-<k>/final/``; a run that was cut off trains the folds not yet recorded
+    (or recorded for another number of epochs). Trains in worker processes like the refit.
+
+    Args:
+        study: the :class:`segsearch.driver.Study`.
+        best: the winner.
+        epochs: epochs each fold model trains further (0: none).
+        emit: the progress callback ("final_folds_start", "refit_epoch", "final_fold_end").
+    """
+    if member_count(study.config) < 2 or epochs <= 0:
+        return
+    results = read_results(study.dir)
+    todo = []
+    for fold in range(1, fold_count(study.config)):
+        refit_result = results.get(_key(best.number, fold)) or {}
+        if refit_result.get("state") != "complete" or not refit_result.get("model") or \
+                not (study.dir / str(refit_result["model"])).is_file():
+            continue  # no fold model to train (ensemble_for says it is missing)
+        done = results.get(_final_key(best.number, fold))
+        if done is not None and done.get("planned_epochs") == epochs and not _retry(done) and \
+                (not done.get("model") or (study.dir / str(done["model"])).is_file()):
+            continue
+        todo.append(fold)
+    if not todo or study.deadline_passed():
+        return
+    lock = threading.Lock()
+
+    def say(event: dict[str, Any]) -> None:
+        with lock:
+            emit(event)
+
+    say({"event": "final_folds_start", "trial": best.number, "folds": todo, "epochs": epochs})
+    isolated = bool(getattr(study.engine, "isolated", False))
+    parallel = int(getattr(study.config.search, "workers", 1) or 1) if isolated else 1
+    run_fold = functools.partial(_run_fold, study, say, isolated, further=epochs)
+    if parallel > 1 and len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(parallel, len(todo))) as pool:
+            for job in [pool.submit(run_fold, fold, [best], slot)
+                        for slot, fold in enumerate(todo)]:
+                job.result()
+    else:
+        for fold in todo:
+            run_fold(fold, [best], 0)
+
+
+def _further_task(study: Any, record: TrialRecord, fold: int, epochs: int) -> Any:
+    """The TrialTask that trains trial ``record``'s fold model ``epochs`` more, and its start."""
+    from segsearch.engines.trial import TrialTask
+
+    result = read_results(study.dir).get(_key(record.number, fold)) or {}
+    start = int(result.get("best_epoch") or result.get("epochs") or 0)
+    out = fold_dir(study.dir, record.number, fold) / FINAL_SUBDIR
+    return TrialTask(number=record.number, out_dir=out, epochs=start + epochs,
+                     initial_epoch=start, resume_from=study.dir / str(result["model"]),
+                     baseline=result.get("value"), phase="refit", fold=fold,
+                     smoothed_start=result.get("value"), hparams=dict(record.params)), result
+
+
 def _run_fold(study: Any, say: Progress, isolated: bool, fold: int,
-              trials: Sequence[TrialRecord], slot: int) -> None:
-    """Train ``trials`` on fold ``fold``, in a worker process of their own or here."""
+              trials: Sequence[TrialRecord], slot: int, further: int = 0) -> None:
+    """Train ``trials`` on fold ``fold``, in a worker process of their own or here; with
+    ``further``, train their fold models that many epochs more (:func:`train_members_further`)."""
     from segsearch.engines.trial import TrialTask, run_trial
 
     config = study.config
@@ -360,14 +455,19 @@ def _run_fold(study: Any, say: Progress, isolated: bool, fold: int,
         for record in trials:
             if study.deadline_passed():
                 return
-            out = fold_dir(study.dir, record.number, fold)
+            refit_result: Mapping[str, Any] = {}
+            if further:
+                task, refit_result = _further_task(study, record, fold, further)
+            else:
+                epochs = max(1, int(record.initial_epoch or 0) + int(record.epochs or 0))
+                task = TrialTask(number=record.number, out_dir=fold_dir(study.dir, record.number,
+                                                                        fold),
+                                 epochs=epochs, phase="refit", fold=fold)
+            out = task.out_dir
             if out.exists():
                 shutil.rmtree(out)  # a training that was cut off
-            epochs = max(1, int(record.initial_epoch or 0) + int(record.epochs or 0))
-            task = TrialTask(number=record.number, out_dir=out, epochs=epochs, phase="refit",
-                             fold=fold)
             say({"event": "refit_fold_start", "trial": record.number, "fold": fold,
-                 "epochs": epochs})
+                 "epochs": task.epochs - task.initial_epoch, "further": bool(further)})
             values = hp_config(record.params)
             if worker is not None:
                 outcome = worker.run(task, None, deadline=study.deadline, hp_config=values)
@@ -387,8 +487,16 @@ def _run_fold(study: Any, say: Progress, isolated: bool, fold: int,
                 "model": (str(Path(FOLDS_DIR) / out.relative_to(study.dir / FOLDS_DIR)
                               / CHECKPOINT_FILE) if outcome.checkpoint is not None else None),
             }
-            _record_result(Path(study.dir), fold_count(config), record.number, fold, result)
-            say({"event": "refit_fold_end", **result})
+            key = _key(record.number, fold)
+            if further:  # no epoch beat the refit's best: its model stays the member
+                key = _final_key(record.number, fold)
+                result.update(planned_epochs=further, from_epoch=task.initial_epoch,
+                              refit_value=refit_result.get("value"))
+                if outcome.checkpoint is None:
+                    result.update(value=refit_result.get("value"),
+                                  best_epoch=refit_result.get("best_epoch"))
+            _record_result(Path(study.dir), fold_count(config), key, result)
+            say({"event": "refit_fold_end", **result, "further": bool(further)})
     finally:
         if worker is not None:
             worker.close()
@@ -424,6 +532,10 @@ def ensemble_for(study_dir: str | Path, config: Any, best: TrialRecord, model_pa
         results = read_results(study_dir)
         for fold in range(1, fold_count(config)):
             result = results.get(_key(best.number, fold)) or {}
+            further = results.get(_final_key(best.number, fold)) or {}
+            if further.get("state") == "complete" and further.get("model") and \
+                    (study_dir / str(further["model"])).is_file():
+                result = further  # trained further, and it beat the refit's best
             path = study_dir / str(result.get("model") or "")
             if result.get("state") == "complete" and result.get("model") and path.is_file():
                 members.append(Member(trial=best.number, fold=fold, path=path,

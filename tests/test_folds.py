@@ -91,13 +91,13 @@ def test_fold_config_errors_exit_2_with_one_line(tmp_path: Path, text: str, expe
 
 
 # ----------------------------------------------------------------------------- the shared study
-def _raw(npz: Path, engine: str, trials: int, refit: int) -> dict:
+def _raw(npz: Path, engine: str, trials: int, refit: int, final: int = 0) -> dict:
     return {
         "study": f"folds-{engine}",
         "architecture": "unet",
         "data": {"source": str(npz), "image_size": 16, "augment": 0, "folds": 3, "fold_seed": 5},
         # batches of 8 take a fold's 8 training images in one step: one trace per training
-        "train": {"epochs": 1, "batch_size": 8, "isolation": "none", "final_epochs": 0},
+        "train": {"epochs": 1, "batch_size": 8, "isolation": "none", "final_epochs": final},
         "search": {"engine": engine, "trials": trials, "refit_folds": refit},
         "space": {"filters": 4, "depth": {"min": 1, "max": 2, "default": 1}},
         "export": {"overlays": 1, "saved_model": False, "ensemble": "folds"},
@@ -119,7 +119,7 @@ def study(npz, tmp_path_factory):
     from segsearch.driver import Study
     from segsearch.spacefile import load_config
 
-    config = load_config(_raw(npz, "optuna", 2, 2),
+    config = load_config(_raw(npz, "optuna", 2, 2, final=1),
                          study_dir=tmp_path_factory.mktemp("folds") / "s", check_space=False)
     first: list[dict] = []
     with pytest.MonkeyPatch.context() as patch:
@@ -153,13 +153,56 @@ def test_an_interrupted_refit_resumes_with_the_folds_left(study) -> None:
     assert sorted((e["trial"], e["fold"]) for e in ended) == [(0, 1), (1, 1)]
     # the second: no trial again, only the fold-2 trainings
     assert not _events(study["second"], "trial_start")
-    again = _events(study["second"], "refit_fold_start")
+    again = [e for e in _events(study["second"], "refit_fold_start") if not e["further"]]
     assert sorted((e["trial"], e["fold"]) for e in again) == [(0, 2), (1, 2)]
     stored = json.loads((study["dir"] / "folds.json").read_text())
-    assert sorted(stored["results"]) == ["0/1", "0/2", "1/1", "1/2"]
-    for result in stored["results"].values():
+    refits = {k: v for k, v in stored["results"].items() if not k.endswith("/final")}
+    assert sorted(refits) == ["0/1", "0/2", "1/1", "1/2"]
+    for result in refits.values():
         assert result["state"] == "complete" and (study["dir"] / result["model"]).is_file()
         assert result["epochs"] == 1
+
+
+def test_the_winners_fold_models_are_trained_further_like_the_winner(study) -> None:
+    from segsearch.folds import read_results
+
+    best, folder = study["results"].best_trial, study["dir"]
+    stored = read_results(folder)
+    further = {k: v for k, v in stored.items() if k.endswith("/final")}
+    assert sorted(further) == [f"{best}/1/final", f"{best}/2/final"]
+    started = _events(study["second"], "final_folds_start")
+    assert [(e["trial"], e["folds"], e["epochs"]) for e in started] == [(best, [1, 2], 1)]
+    assert not _events(study["first"], "final_folds_start")  # the refit was cut off
+    hyper = yaml.safe_load((folder / "best" / "hyperparameters.yaml").read_text())
+    members = {m["fold"]: Path(m["model"]) for m in hyper["ensemble"]["members"]}
+    for fold in (1, 2):
+        result, refit = further[f"{best}/{fold}/final"], stored[f"{best}/{fold}"]
+        assert result["planned_epochs"] == 1 and result["epochs"] == 1
+        assert result["from_epoch"] == refit["best_epoch"] and result["state"] == "complete"
+        assert result["refit_value"] == refit["value"]
+        if result["model"]:  # an epoch beat the refit's best: that model is the member
+            assert (folder / result["model"]).is_file() and "/final/" in result["model"]
+            assert members[fold] == Path(result["model"])
+        else:  # none did: the refit's model stays the member, with its value
+            assert result["value"] == refit["value"] and members[fold] == Path(refit["model"])
+
+
+def test_the_budget_counts_the_refit_and_shares_the_rest_among_the_fold_models(study) -> None:
+    import dataclasses
+
+    from segsearch.driver import Study
+    from segsearch.folds import refit_epochs
+
+    config = study["config"]
+    budget = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, final_epochs=None, budget_epochs=40))
+    records = Study(budget).trials()
+    used = sum(r.epochs for r in records)
+    assert refit_epochs(study["dir"]) == 4  # 2 configurations x 2 folds x 1 epoch, not the finals
+    assert Study(budget).final_epochs(records) == (40 - used - 4) // 3
+    single = dataclasses.replace(budget, export=dataclasses.replace(budget.export,
+                                                                    ensemble="none"))
+    assert Study(single).final_epochs(records) == 40 - used - 4
 
 
 def test_the_winner_is_the_best_mean_over_folds(study) -> None:
