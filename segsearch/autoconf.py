@@ -15,8 +15,10 @@ tuned by hand):
   activations a U-Net keeps for the backward pass) fits half of the GPU's memory share
   (``nvidia-smi``'s total memory, divided by ``search.workers_per_gpu``), between 2 and 32; on a
   CPU, about 2**18 pixels a batch (the step's cost grows with the batch, so fewer, smaller
-  steps buy nothing), between 2 and 16. Either way at most a quarter of the images, so an epoch
-  has at least four steps.
+  steps buy nothing), between 2 and 16. Either way at most 5% of the training images (nnU-Net's
+  cap: a batch that holds a large share of a small data set takes few steps an epoch, and a
+  short trial learns nothing; on 16 training images a batch of 8 takes 2 steps an epoch, one of
+  2 takes 8), and at least 2.
 
 :func:`resolve` is called by :func:`segsearch.spacefile.load_config`: the Config holds concrete
 values (and ``Config.auto`` the choices with their reasons, which ``segsearch run`` prints and
@@ -208,10 +210,15 @@ def _filters(architecture: str, space: Mapping[str, Any], size: tuple[int, int],
     return BACKBONE_FILTERS
 
 
+#: the largest share of the training images one batch holds (nnU-Net's 5%)
+BATCH_SHARE = 0.05
+
+
 def _batch_size(size: tuple[int, int], filters: int, memory: list[int], share: int,
                 count: int) -> Choice:
+    """``count``: the training images (the images less those validation takes)."""
     pixels = size[0] * size[1]
-    most = max(2, count // 4)
+    most = max(2, math.floor(count * BATCH_SHARE))
     if memory:
         per_image = pixels * filters * VALUES_PER_PIXEL_PER_FILTER * 4 / 2 ** 20
         budget = min(memory) / max(1, share) * 0.5
@@ -223,8 +230,20 @@ def _batch_size(size: tuple[int, int], filters: int, memory: list[int], share: i
         value = min(16, max(2, _pow2_floor(CPU_BATCH_PIXELS / pixels)), most)
         why = f"no GPU: about {CPU_BATCH_PIXELS:,} pixels a batch on the CPU"
     if value == most and most < 16:
-        why += f"; at most a quarter of the {count} images (four steps an epoch)"
+        why += (f"; at most {BATCH_SHARE:.0%} of the {count} training images (at least 2), so "
+                f"an epoch takes {max(1, math.ceil(count / value))} steps")
     return Choice("train.batch_size", int(value), why)
+
+
+def _training_images(data: Any, count: int) -> int:
+    """How many of ``count`` images train: (K-1)/K with data.folds, all with a val_source,
+    else 1 - val_fraction."""
+    folds = int(getattr(data, "folds", None) or 0)
+    if folds >= 2:
+        return max(1, count * (folds - 1) // folds)
+    if getattr(data, "val_source", None):
+        return count
+    return max(1, round(count * (1 - float(getattr(data, "val_fraction", 0.2) or 0.2))))
 
 
 def resolve(raw: dict[str, Any], checked: Any, keys: Sequence[tuple[str, ...]],
@@ -274,7 +293,7 @@ def resolve(raw: dict[str, Any], checked: Any, keys: Sequence[tuple[str, ...]],
         space = raw.get("space") or {}
         widths = [_filters(a, space if len(archs) == 1 else space.get(a, {}), size, channels,
                            weights) for a in archs]
-        choice = _batch_size(size, max(widths), memory, share, count)
+        choice = _batch_size(size, max(widths), memory, share, _training_images(data, count))
         choices.append(choice)
         raw["train"]["batch_size"] = choice.value
     return raw, tuple(choices)

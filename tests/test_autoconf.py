@@ -60,12 +60,12 @@ def test_auto_image_size_depth_and_batch_on_a_cpu(tmp_path: Path, no_gpu: None) 
     # median 600x400 -> capped at 256 on a CPU: patches at native resolution
     assert config.data.image_size == (256, 256)
     assert config.space["depth"] == [3, 4, 5]  # 256 / 2**5 = 8 pixels at the bottleneck
-    # 2**18 pixels / 256**2 = 4, but a quarter of 5 images is 1 -> at least 2
+    # 2**18 pixels / 256**2 = 4, but 5% of the 4 training images (5 less validation's) -> 2
     assert config.train.batch_size == 2
     keys = [c.key for c in config.auto]
     assert keys == ["data.image_size", "space.depth", "train.batch_size"]
     assert "600x400" in config.auto[0].reason and "patches" in config.auto[0].reason
-    assert "quarter of the 5 images" in config.auto[2].reason
+    assert "5% of the 4 training images" in config.auto[2].reason
     # the stored configuration holds the values, not "auto"
     stored = config.to_dict()
     assert stored["data"]["image_size"] == [256, 256] and stored["train"]["batch_size"] == 2
@@ -82,7 +82,18 @@ def test_auto_batch_size_from_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> Non
     assert config.train.batch_size == 8
     assert "16,000 MiB" in config.auto[0].reason and "768 MiB" in config.auto[0].reason
     assert autoconf._batch_size((256, 256), 64, [16000], 2, 400).value == 4  # two per GPU
-    assert autoconf._batch_size((64, 64), 8, [141000], 1, 400).value == 32  # capped
+    assert autoconf._batch_size((64, 64), 8, [141000], 1, 1000).value == 32  # capped
+    assert autoconf._batch_size((64, 64), 8, [141000], 1, 400).value == 20  # 5% of 400
+
+
+def test_auto_batch_size_keeps_a_small_data_set_stepping(no_gpu: None) -> None:
+    # the ISBI slices on 3 folds: 16 of 24 train; a batch of 8 would take 2 steps an epoch
+    assert autoconf._batch_size((128, 128), 16, [], 1, 16).value == 2
+    assert autoconf._batch_size((128, 128), 16, [], 1, 400).value == 16  # 2**18 pixels a batch
+    assert autoconf._batch_size((128, 128), 16, [], 1, 200).value == 10  # 5% of 200
+    folds = load_config("unet", sets=["train.batch_size=auto", "data.sample_count=200",
+                                      "data.folds=4", "data.image_size=128"])
+    assert folds.train.batch_size == 7  # 5% of the 150 that train on each fold
 
 
 def test_auto_depth_for_several_architectures_and_no_fit(no_gpu: None) -> None:
