@@ -4,16 +4,20 @@ On the ISBI slices, over ``--splits`` outer splits (default 3). Each split holds
 slices (default 6; the splits' held-out sets are disjoint while there are slices left) that neither
 side sees while training or choosing anything; the other slices (24) are the development set:
 
-- **segsearch**: a study on the development set with ``data.folds: --folds`` (default 4)
-  cross-validation: ``--trials`` trials of at most ``--budget / --trials`` epochs on fold 0 (Optuna
-  TPE with Hyperband pruning by default; the seed network is the first trial), the best
-  ``--refit`` configurations re-scored on every fold (the winner is the best mean over folds), the
-  winner trained further with what is left of ``--budget``, then exported as an ensemble of its
-  fold models (``export.ensemble: folds``) with test-time augmentation (``export.tta: auto``) and
-  post-processing (``export.postprocess: true``) chosen on fold 0's validation slices.
+- **segsearch**: a study on the development set with ``data.folds: --folds`` (default 3)
+  cross-validation: ``--trials`` trials (default 4) of at most ``--trial-epochs`` epochs (default
+  a third of ``--budget`` shared by the trials) on fold 0 (Optuna TPE with Hyperband pruning, no
+  trial stopped before half its epochs; the seed network is the first trial, then its learning
+  rate x3.2 and x10), the best ``--refit`` configurations (default 1) re-scored on every fold (the
+  winner is the best mean over folds), then the winner's fold models trained further with what
+  is left of ``--budget`` (an equal part each), exported as their ensemble (``export.ensemble:
+  folds``) with test-time augmentation (``export.tta: auto``) and post-processing
+  (``export.postprocess: true``) chosen on fold 0's validation slices. The batch size is
+  ``train.batch_size: auto`` (at most 5% of the training images: 2 here) on both sides.
 - **seed**: the U-Net seed network (the hypermodel's defaults) trained through the same training
   function, data, fold-0 split, batches and augmentation, for as many epochs as segsearch trained
-  in all (trials + refit + final), its best epoch kept by the same moving average.
+  in all (trials + refit + the fold models' final training), its best epoch kept by the same
+  moving average.
 
 Both are scored on the held-out slices by the same code (:func:`segsearch.refine.evaluate`: the
 export's sliding windows, TTA transforms and post-processing rules, the compiled metrics'
@@ -26,9 +30,9 @@ The figures are the mean and standard deviation over the splits of the held-out 
 issue's CPU setting but for the U-Net's width, which ``--filters`` fixes for both sides (the issue
 measured 16 on the CPU; the seed's own 64 needs a GPU)::
 
-    python3 benchmarks/bench_search_vs_seed.py --filters 16          # about an hour on 2 cores
-    python3 benchmarks/bench_search_vs_seed.py --size 64 --budget 24 --trials 4 --filters 8 \\
-        --splits 1 --folds 2 --refit 1                               # minutes
+    python3 benchmarks/bench_search_vs_seed.py --filters 16          # about 2 hours on 2 cores
+    python3 benchmarks/bench_search_vs_seed.py --size 64 --budget 24 --trials 2 --filters 8 \\
+        --splits 1 --folds 2                                         # minutes
 """
 
 from __future__ import annotations
@@ -130,7 +134,7 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
     root = work / f"split-{index}"
     dev = _link_pairs(args.data, [n for n in names if n not in held], root / "dev")
     test = _link_pairs(args.data, held, root / "test")
-    per_trial = max(1, args.budget // args.trials)
+    per_trial = args.trial_epochs or max(1, args.budget // (3 * args.trials))
     search = {"engine": args.engine, "trials": args.trials, "objective": OBJECTIVE,
               "seed": args.seed + index, "refit_folds": args.refit}
     if args.algorithm:
@@ -145,7 +149,7 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
                  "folds": args.folds,
                  "seed": args.seed + index},
         "train": {"epochs": per_trial, "batch_size": args.batch_size,
-                  "budget_epochs": args.budget},
+                  "budget_epochs": args.budget, "min_epochs": max(1, per_trial // 2)},
         "search": search,
         "space": space,
         "export": {"enabled": True, "ensemble": args.ensemble, "tta": "auto",
@@ -157,8 +161,13 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
     t0 = time.perf_counter()
     results = Study(config, fresh=True).run(progress=_printer)
     search_s = time.perf_counter() - t0
-    refit_epochs = sum(int(r.get("epochs") or 0) for r in read_results(results.study_dir).values())
-    total = sum(int(r.epochs or 0) for r in results.trials) + results.final_epochs + refit_epochs
+    stored = read_results(results.study_dir)
+    refit_epochs = sum(int(r.get("epochs") or 0) for k, r in stored.items()
+                       if not k.endswith("/final"))
+    members_epochs = sum(int(r.get("epochs") or 0) for k, r in stored.items()
+                         if k.endswith("/final"))
+    total = (sum(int(r.epochs or 0) for r in results.trials) + results.final_epochs
+             + refit_epochs + members_epochs)
     best = Path(results.best_model_path).parent
     chosen = _read_yaml(best / "hyperparameters.yaml")
     transforms = (chosen.get("tta") or {}).get("transforms") or ["rot0"]
@@ -175,12 +184,15 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
         "segsearch_trial": results.best_trial, "segsearch_params": results.best_params,
         "ensemble_members": len(members), "tta": transforms, "postprocess": rules,
         "epochs": total, "refit_epochs": refit_epochs, "final_epochs": results.final_epochs,
+        "members_final_epochs": members_epochs, "batch_size": config.train.batch_size,
         "segsearch_seconds": round(search_s),
     }
     if members:  # the fold-0 model alone: what the ensemble adds
         row["fold0_model"] = _score(members[0], part, config)
     print(f"  segsearch: {total} epochs in all ({refit_epochs} refit, {results.final_epochs} "
-          f"final), {search_s:.0f} s; held-out {OBJECTIVE} {row['segsearch']:.4f}", flush=True)
+          f"final, {members_epochs} the other fold models' final), batch size "
+          f"{config.train.batch_size}, {search_s:.0f} s; held-out {OBJECTIVE} "
+          f"{row['segsearch']:.4f}", flush=True)
 
     # the seed network: the same data, fold-0 split, batches and training function, as many epochs
     t0 = time.perf_counter()
@@ -229,6 +241,10 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _batch(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=128, help="image size (default 128)")
@@ -237,16 +253,20 @@ def main(argv: list[str] | None = None) -> int:
                              "setting) or cut into --size windows at full resolution (hours "
                              "on a CPU)")
     parser.add_argument("--budget", type=int, default=120,
-                        help="epochs of search + final training (default 120); the refit's come "
-                             "on top, and the seed trains the total")
-    parser.add_argument("--trials", type=int, default=8, help="search trials (default 8)")
+                        help="train.budget_epochs: epochs in all, trials + refit + the fold "
+                             "models' final training (default 120); the seed trains as many as "
+                             "segsearch did")
+    parser.add_argument("--trials", type=int, default=4, help="search trials (default 4)")
+    parser.add_argument("--trial-epochs", type=int, default=None,
+                        help="train.epochs, a trial's most (default: budget / (3 * trials))")
     parser.add_argument("--filters", type=int, default=None,
                         help="fix the U-Net's first-level filters (default: the seed's 64)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=_batch, default="auto",
+                        help="train.batch_size for both sides (default auto: 2 on 16 images)")
     parser.add_argument("--splits", type=int, default=3, help="outer splits (default 3)")
     parser.add_argument("--test-size", type=int, default=6, help="held-out slices per split")
-    parser.add_argument("--folds", type=int, default=4, help="data.folds (default 4)")
-    parser.add_argument("--refit", type=int, default=2, help="search.refit_folds (default 2)")
+    parser.add_argument("--folds", type=int, default=3, help="data.folds (default 3)")
+    parser.add_argument("--refit", type=int, default=1, help="search.refit_folds (default 1)")
     parser.add_argument("--ensemble", default="folds", choices=["folds", "top_k", "none"])
     parser.add_argument("--class-weights", action="store_true",
                         help="let the search choose train.class_weights none | auto")
@@ -275,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.filters or 'seed'} filters, {args.size}x{args.size} ({args.resize}), "
           f"{args.splits} split(s) of "
           f"{args.test_size} held-out slices; segsearch: {args.trials} trials x <= "
-          f"{max(1, args.budget // args.trials)} epochs + final = {args.budget}, {args.folds} "
-          f"folds, refit {args.refit}, ensemble {args.ensemble}, TTA auto, post-processing",
+          f"{args.trial_epochs or max(1, args.budget // (3 * args.trials))} epochs, budget "
+          f"{args.budget} in all, {args.folds} folds, refit {args.refit}, ensemble "
+          f"{args.ensemble}, TTA auto, post-processing, batch size {args.batch_size}",
           flush=True)
     rows = []
     try:

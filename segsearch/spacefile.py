@@ -242,10 +242,12 @@ class TrainConfig:
     Args:
         epochs: most epochs one trial trains (multi-fidelity algorithms give many trials fewer).
         batch_size: images per training step.
-        budget_epochs: total epochs for the search plus the final training of the best
-            configuration; None means trials * epochs.
+        budget_epochs: total epochs: the trials, the refit (search.refit_folds) and the final
+            training (with export.ensemble: folds, of each of the winner's K fold models, an
+            equal part); None means trials * epochs.
         final_epochs: epochs to train the best configuration further after the search, continuing
-            from its checkpoint; None means what is left of budget_epochs, 0 means none.
+            from its checkpoint; None means what is left of budget_epochs (divided by K with
+            export.ensemble: folds), 0 means none.
         min_epochs: the shortest a trial trains before it can be stopped (the lowest fidelity of
             hyperband / successive halving).
         mixed_precision: "auto" (bfloat16 compute with float32 weights on a GPU that has
