@@ -382,7 +382,8 @@ def train_members_further(study: Any, best: TrialRecord, epochs: int, emit: Prog
         study: the :class:`segsearch.driver.Study`.
         best: the winner.
         epochs: epochs each fold model trains further (0: none).
-        emit: the progress callback ("final_folds_start", "refit_epoch", "final_fold_end").
+        emit: the progress callback ("final_folds_start", then "refit_fold_start",
+            "refit_epoch" and "refit_fold_end" with ``further: True``).
     """
     if member_count(study.config) < 2 or epochs <= 0:
         return
