@@ -38,6 +38,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -560,6 +561,7 @@ class Study:
             "ensemble": folds.ensemble_for(self.dir, self.config, best, model_path, records,
                                            self.objective),
             "cross_validation": folds.summary(self.dir, self.config, records, self.objective),
+            "fold_validation": functools.partial(folds.fold_validation, config),
         }
         engine = self._engine
         if engine is not None and getattr(engine, "isolated", False):

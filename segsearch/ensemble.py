@@ -90,6 +90,16 @@ class Ensemble:
         self._models = [first] + [keras.saving.load_model(m.path) for m in self.members[1:]]
         return average_model(self._models, labels=[m.path for m in self.members])
 
+    def out_of_fold(self, first_val: Any, fold_validation: Callable[[int], Any]
+                    ) -> list[tuple[Any, Any]] | None:
+        """(member, its held-out fold's part) for every member of a "folds" ensemble after
+        :meth:`build`: fold 0's is ``first_val``, the others' ``fold_validation(k)``; None when
+        a member has no fold."""
+        if any(m.fold is None for m in self.members) or len(self._models) != len(self.members):
+            return None
+        return [(model, first_val if member.fold == 0 else fold_validation(member.fold))
+                for member, model in zip(self.members, self._models)]
+
     def report(self, measure: Callable[[Any], dict[str, float]], objective: str,
                value: float | None, direction: str = "maximize") -> dict[str, Any]:
         """The ensemble's objective beside each member's on the same validation images, and a

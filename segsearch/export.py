@@ -522,6 +522,7 @@ def export_study(
     val: Any,
     ensemble: Any = None,
     cross_validation: Mapping[str, Any] | None = None,
+    fold_validation: Any = None,
 ) -> Path:
     """Write ``<study>/best/`` from the best model's checkpoint (see the module docstring).
 
@@ -536,6 +537,9 @@ def export_study(
         ensemble: a :class:`segsearch.ensemble.Ensemble` (``export.ensemble``): the exported
             model averages its members (the first is ``model_path``); None: the model alone.
         cross_validation: the folds' figures (:func:`segsearch.folds.summary`) for metrics.yaml.
+        fold_validation: with a "folds" ensemble, fold k -> fold k's validation part
+            (:func:`segsearch.folds.fold_validation`): TTA and post-processing are then chosen
+            on the members' out-of-fold predictions (:func:`segsearch.refine.choose`).
 
     Returns:
         The ``best/`` folder.
@@ -616,7 +620,11 @@ def export_study(
                                                   direction)
         from segsearch import refine  # TTA and post-processing, chosen on the validation images
 
-        refined, choices = refine.choose(model, val, config, baseline=baseline["best"])
+        out_of_fold = None
+        if ensemble is not None and fold_validation is not None and ensemble.kind == "folds":
+            out_of_fold = ensemble.out_of_fold(val, fold_validation)
+        refined, choices = refine.choose(model, val, config, baseline=baseline["best"],
+                                         out_of_fold=out_of_fold)
         metrics.update(refined)
         if len(config.search.objectives) > 1:  # which trial export.pick chose, and why
             metrics["pick"] = _pick_record(config, best, records)

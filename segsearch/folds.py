@@ -52,7 +52,7 @@ from segsearch.workshop import SPLIT_FILE, Workshop
 __all__ = ["FOLDS_FILE", "FOLDS_DIR", "fold_count", "refit_count", "read_results", "planned",
            "fold_scores", "winner", "ranking", "summary", "summary_lines", "refit",
            "FoldWorkshop", "prepare_fold_trials", "fold_dir", "ensemble_for", "member_count",
-           "refit_epochs", "train_members_further", "FINAL_SUBDIR"]
+           "refit_epochs", "train_members_further", "FINAL_SUBDIR", "fold_validation"]
 
 #: the (trial, fold) results of the refit, in the study folder.
 FOLDS_FILE = "folds.json"
@@ -304,6 +304,13 @@ def prepare_fold_trials(config: Any, progress: Progress | None, fold: int) -> tu
     :func:`segsearch.workshop.prepare_trials`; bound with ``functools.partial``)."""
     shop = FoldWorkshop(config, fold)
     return shop.hypermodel(), shop.training_context(progress)
+
+
+def fold_validation(config: Any, fold: int) -> Any:
+    """Fold ``fold``'s validation part (the images its fold model did not train on); bound with
+    ``functools.partial`` it is what :func:`segsearch.export.export_study` takes as
+    ``fold_validation`` (it pickles into a worker process)."""
+    return FoldWorkshop(config, fold).load_data().val
 
 
 def hp_config(params: Mapping[str, Any]) -> dict[str, Any]:

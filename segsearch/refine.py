@@ -14,6 +14,12 @@ foreground class, keep the largest component or remove small ones, each only whe
 score), unless ``export.postprocess`` is false. The score that decides is the objective, or mean
 IoU when the objective is the loss (as for the baseline's best constant).
 
+With ``export.ensemble: folds`` the choice is made on the **out-of-fold** predictions instead
+(nnU-Net chooses its post-processing so): each fold model predicts its own held-out fold, every
+development image once, by a model that did not train on it. The figures are those of the fold
+models on their folds (the ensemble's on fold 0 would be optimistic: its members 1..K-1 trained
+on fold 0's images), and the choice is made on K times as many images.
+
 What it returns goes into ``best/metrics.yaml`` (both scores of each step, the candidates tried,
 each result judged against the trivial baseline) and ``best/hyperparameters.yaml`` (what
 ``segsearch predict`` applies: ``tta`` and ``postprocess``; and ``class_weights``, the weights the
@@ -78,7 +84,20 @@ def _judge(figures: Mapping[str, float], by: str, baseline: Mapping[str, Any] | 
     return scores.judge(figures.get(by), (baseline or {}).get(by), direction)
 
 
-def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | None = None
+def _predictions(pairs: Sequence[tuple[Any, Any]], names: Sequence[str], *, overlap: float,
+                 batch_size: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_validation` of each (model, part), one list of probabilities and truths."""
+    probs: list[np.ndarray] = []
+    truths: list[np.ndarray] = []
+    for model, part in pairs:
+        p, t = _validation(model, part, names, overlap=overlap, batch_size=batch_size)
+        probs += p
+        truths += t
+    return probs, truths
+
+
+def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | None = None,
+           out_of_fold: Sequence[tuple[Any, Any]] | None = None,
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Decide test-time augmentation and post-processing on the validation images.
 
@@ -87,6 +106,9 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
         val: the validation part.
         config: the study's Config (``export.tta``, ``export.postprocess``, ``data``).
         baseline: the best constant prediction's figures (``val_dice``, ...), to judge against.
+        out_of_fold: (fold model, its held-out fold's part) for every fold: choose on their
+            predictions instead of ``model``'s on ``val`` (the baseline is then the best constant
+            on all of those images).
 
     Returns:
         (metrics, params): the ``metrics.yaml`` sections ``test_time_augmentation``,
@@ -109,15 +131,22 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
         return {k: round(v, 6) for k, v in
                 _scores(truths, ids, num_classes, background).items()}
 
-    plain, truths = _validation(model, val, ["rot0"], overlap=overlap, batch_size=batch_size)
+    pairs = list(out_of_fold) if out_of_fold else [(model, val)]
+    plain, truths = _predictions(pairs, ["rot0"], overlap=overlap, batch_size=batch_size)
+    if out_of_fold:  # the best constant on all the out-of-fold images
+        baseline = scores.constant_baselines(truths, num_classes, background,
+                                             objective=by, direction=direction)["best"]
     plain_ids = [class_ids(p) for p in plain]
     without = figures(plain_ids)
     section: dict[str, Any] = {"setting": setting, "transforms": names, "scored_by": by,
                                "without": without}
+    if out_of_fold:
+        section["chosen_on"] = (f"out-of-fold: each of the {len(pairs)} fold models on its own "
+                                f"held-out fold ({len(truths)} images)")
     ids = plain_ids
     used = False
     if len(names) > 1:
-        augmented, _ = _validation(model, val, names, overlap=overlap, batch_size=batch_size)
+        augmented, _ = _predictions(pairs, names, overlap=overlap, batch_size=batch_size)
         tta_ids = [class_ids(p) for p in augmented]
         with_tta = figures(tta_ids)
         gain = sign * (with_tta[by] - without[by])
@@ -147,6 +176,8 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
     final = figures(ids)
     post["verdict"] = _judge(final, by, baseline, direction)
     refined: dict[str, Any] = {**final, "tta": used, "postprocess_rules": len(rules)}
+    if out_of_fold:
+        refined["on"] = section["chosen_on"]
     if used or rules:  # chosen on these images, then scored on them
         refined["note"] = (f"TTA and post-processing were chosen on these {len(ids)} validation "
                            "images and are scored on them: the gain is optimistic, the more so "

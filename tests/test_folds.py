@@ -286,6 +286,11 @@ def test_the_fold_ensemble_loads_in_safe_mode_and_predict_runs_it(study, tmp_pat
     metrics = _check_ensemble(best, 3, study["dir"])
     assert [m["fold"] for m in metrics["ensemble"]["members"]] == [0, 1, 2]
     assert "optimistic" in metrics["ensemble"]["note"]
+    # TTA and post-processing chosen on the out-of-fold predictions: all 12 images, once each
+    chosen = metrics["test_time_augmentation"]["chosen_on"]
+    assert chosen.startswith("out-of-fold") and "3 fold models" in chosen
+    assert "(12 images)" in chosen
+    assert metrics["refined"]["on"] == chosen
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray((np.random.default_rng(1).random((16, 16)) * 255).astype(np.uint8)).save(
@@ -308,6 +313,7 @@ def test_a_top_k_ensemble_exports_from_the_same_study(study) -> None:
     members = metrics["ensemble"]["members"]
     assert [m["trial"] for m in members][0] == study["results"].best_trial
     assert sorted(m["trial"] for m in members) == [0, 1] and "fold" not in members[0]
+    assert "chosen_on" not in metrics["test_time_augmentation"]  # on the validation images
 
 
 # ----------------------------------------------------------------------------- keras-tuner
