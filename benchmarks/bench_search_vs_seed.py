@@ -5,10 +5,10 @@ slices (default 6; the splits' held-out sets are disjoint while there are slices
 side sees while training or choosing anything; the other slices (24) are the development set:
 
 - **segsearch**: a study on the development set with ``data.folds: --folds`` (default 3)
-  cross-validation: ``--trials`` trials (default 4) of at most ``--trial-epochs`` epochs (default
-  a third of ``--budget`` shared by the trials) on fold 0 (Optuna TPE with Hyperband pruning, no
-  trial stopped before half its epochs; the seed network is the first trial, then its learning
-  rate x3.2 and x10), the best ``--refit`` configurations (default 1) re-scored on every fold (the
+  cross-validation: ``--trials`` trials (default 4) of ``--trial-epochs`` epochs (default a third
+  of ``--budget`` shared by the trials) on fold 0 (Optuna TPE, no pruning by default: see
+  ``--pruner``; the seed network is the first trial, then its learning rate x3.2 and x10), the
+  best ``--refit`` configurations (default 1) re-scored on every fold (the
   winner is the best mean over folds), then the winner's fold models trained further with what
   is left of ``--budget`` (an equal part each), exported as their ensemble (``export.ensemble:
   folds``) with test-time augmentation (``export.tta: auto``) and post-processing
@@ -137,6 +137,8 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
     per_trial = args.trial_epochs or max(1, args.budget // (3 * args.trials))
     search = {"engine": args.engine, "trials": args.trials, "objective": OBJECTIVE,
               "seed": args.seed + index, "refit_folds": args.refit}
+    if args.engine == "optuna":
+        search["pruner"] = args.pruner
     if args.algorithm:
         search["algorithm"] = args.algorithm
     space: dict[str, Any] = {"filters": args.filters} if args.filters else {}
@@ -271,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--class-weights", action="store_true",
                         help="let the search choose train.class_weights none | auto")
     parser.add_argument("--engine", default="optuna", choices=["optuna", "keras-tuner"])
+    parser.add_argument("--pruner", default="none",
+                        choices=["none", "hyperband", "median", "successive_halving"],
+                        help="search.pruner (default none: at 10-epoch trials a network with "
+                             "batch norm at a high learning rate predicts one class for its "
+                             "first epochs, and a pruner judging there stops the configurations "
+                             "that go on to win)")
     parser.add_argument("--algorithm", default=None,
                         help="the engine's algorithm (default: the engine's own)")
     parser.add_argument("--seed", type=int, default=0, help="draws the splits, folds, sampler")
@@ -297,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.test_size} held-out slices; segsearch: {args.trials} trials x <= "
           f"{args.trial_epochs or max(1, args.budget // (3 * args.trials))} epochs, budget "
           f"{args.budget} in all, {args.folds} folds, refit {args.refit}, ensemble "
-          f"{args.ensemble}, TTA auto, post-processing, batch size {args.batch_size}",
+          f"{args.ensemble}, TTA auto, post-processing, batch size {args.batch_size}, pruner "
+          f"{args.pruner}",
           flush=True)
     rows = []
     try:
