@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="where the studies go (default: a temporary folder, removed)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the splits --out already holds (written by a run with the same "
+                             "arguments) and run the others")
     args = parser.parse_args(argv)
     if not (args.data / "images").is_dir():
         print(f"no ISBI slices at {args.data}", file=sys.stderr)
@@ -308,10 +311,15 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.ensemble}, TTA auto, post-processing, batch size {args.batch_size}, pruner "
           f"{args.pruner}",
           flush=True)
-    rows = []
+    rows = _done(args) if args.resume else []
+    if rows is None:
+        return 2
     try:
         for index, held in enumerate(outer_splits(names, args.splits, args.test_size,
                                                   args.seed)):
+            if any(r["split"] == index for r in rows):
+                print(f"split {index}: kept from {args.out}", flush=True)
+                continue
             rows.append(run_split(args, index, held, names, work))
             if args.out:  # after every split, so an interrupted run keeps what it measured
                 args.out.write_text(json.dumps({"args": _args(args), "splits": rows},
@@ -340,7 +348,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _args(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    skip = ("resume", "out", "work")  # where things go, not what is measured
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+            if k not in skip}
+
+
+def _done(args: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """The splits ``--out`` holds from a run with the same arguments (None: it holds another's)."""
+    if args.out is None or not args.out.is_file():
+        return []
+    stored = json.loads(args.out.read_text(encoding="utf-8"))
+    theirs = {k: v for k, v in (stored.get("args") or {}).items() if k not in ("resume", "out",
+                                                                              "work")}
+    if theirs != _args(args):
+        changed = sorted(k for k in set(theirs) | set(_args(args))
+                         if theirs.get(k) != _args(args).get(k))
+        print(f"--resume: {args.out} was written with other arguments ({', '.join(changed)}); "
+              "run with those, or write to another --out", file=sys.stderr)
+        return None
+    return list(stored.get("splits") or [])
 
 
 if __name__ == "__main__":

@@ -55,3 +55,18 @@ def test_too_few_slices_for_the_folds_is_refused(capsys):
         pytest.skip("the ISBI slices are not beside the checkout")
     assert _bench().main(["--test-size", "25", "--folds", "4"]) == 2
     assert "leaves too few" in capsys.readouterr().err
+
+
+def test_resume_keeps_the_splits_of_the_same_arguments_only(tmp_path, capsys):
+    import json
+
+    bench = _bench()
+    out = tmp_path / "figures.json"
+    args = bench.argparse.Namespace(size=128, budget=120, splits=3, out=out, work=None,
+                                    resume=True, data=Path("/data"))
+    out.write_text(json.dumps({"args": bench._args(args), "splits": [_row(0.05) | {"split": 0}]}))
+    assert [r["split"] for r in bench._done(args)] == [0]
+    other = bench.argparse.Namespace(**{**vars(args), "budget": 60})
+    assert bench._done(other) is None
+    assert "other arguments (budget)" in capsys.readouterr().err
+    assert bench._done(bench.argparse.Namespace(**{**vars(args), "out": tmp_path / "no"})) == []
