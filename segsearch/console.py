@@ -7,6 +7,7 @@ with its C++ start-up lines (CUDA, absl) kept off stderr. This module imports no
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -314,12 +315,34 @@ def format_timings(timings: Mapping[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+class _NoRetracingNotice(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls to <function ...> triggered tf.function
+    retracing" warning: every new network of a search is traced anew, by design, and the notice
+    (a paragraph on the console) tells the user nothing they can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACING_FILTER = _NoRetracingNotice()
+
+
+def _hide_retracing_notices() -> None:
+    """Install :class:`_NoRetracingNotice` on TensorFlow's logger (once)."""
+    logger = logging.getLogger("tensorflow")
+    if _RETRACING_FILTER not in logger.filters:
+        logger.addFilter(_RETRACING_FILTER)
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr silenced: its C++ start-up lines ("Could not find cuda
     drivers", absl's "WARNING: All log messages before absl::InitializeLog()") ignore
     TF_CPP_MIN_LOG_LEVEL. Its later info and warning lines are turned off too
     (TF_CPP_MIN_LOG_LEVEL=3, unless set). A failed import is left for the real import to report."""
-    if "tensorflow" in sys.modules or os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+    if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
+        return
+    _hide_retracing_notices()
+    if "tensorflow" in sys.modules:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
