@@ -21,7 +21,8 @@ ConfigError naming ``search.callbacks`` and the entry); classes and factories ar
 the search starts. A callback that raises stops the search as it stops ``optimize``: the trial it
 was told about is already stored, so the study is kept and the same command resumes it; the
 error names the callback, and its traceback is written to ``callback-error.txt`` in the study
-folder.
+folder. Once every callback has run without error again (the resumed study), that file is renamed
+``callback-error.previous.txt``: it no longer describes the study's state, but is kept.
 
 Example:
     >>> def record(study, trial):  # an MLflow-like recorder
@@ -51,6 +52,8 @@ __all__ = ["KEY", "ERROR_FILE", "SpecError", "NamedCallback", "check_spec", "loa
 KEY = "search.callbacks"
 #: where the traceback of a callback that raised is written, in the study folder.
 ERROR_FILE = "callback-error.txt"
+#: ERROR_FILE once the callbacks run without error again
+PREVIOUS_ERROR_FILE = "callback-error.previous.txt"
 _FORM = ("name a callable as module:attr (e.g. optuna_integration:MLflowCallback or "
          "mypackage.tracking:record), importable where the search runs")
 
@@ -207,10 +210,12 @@ def call_all(callbacks: Sequence[NamedCallback], study: Any, frozen: Any,
     Raises:
         StudyError: a callback raised (the error names it and the trial; the study is kept).
     """
+    failed = False
     for callback in callbacks:
         try:
             callback.function(study, copy.deepcopy(frozen))
         except Exception as e:  # noqa: BLE001 - the user's code: reported with its name
+            failed = True
             where = _write_error(study_dir, callback, frozen, e)
             if not raise_errors:
                 continue
@@ -221,6 +226,18 @@ def call_all(callbacks: Sequence[NamedCallback], study: Any, frozen: Any,
                 f"trial {frozen.number} ({state}); the study is kept: fix or remove the callback "
                 f"and run the same command again to resume"
                 + (f" (traceback: {where})" if where else "")) from e
+    if callbacks and not failed and study_dir is not None:
+        _retire_error(Path(study_dir))
+
+
+def _retire_error(study_dir: Path) -> None:
+    """Rename a ``callback-error.txt`` left by an earlier run: the callbacks ran cleanly since."""
+    stale = study_dir / ERROR_FILE
+    if stale.is_file():
+        try:
+            os.replace(stale, study_dir / PREVIOUS_ERROR_FILE)
+        except OSError:
+            pass  # a read-only folder: the old file stays, as before
 
 
 def _takes_two(obj: Any) -> bool:
