@@ -489,15 +489,34 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     space: Any = args.space if args.space else {"architecture": "unet"}
     config = load_config(space, sets=list(args.set or ()), data=args.path, check_space=False)
     report = check(config.data)
+    planned = _auto_plan(space, args) if report.ok else []
     if args.json:
-        print(json.dumps(jsonable(report.to_dict(), keep_nan=True)))
+        print(json.dumps(jsonable({**report.to_dict(), "auto": planned}, keep_nan=True)))
     else:
         print(report.format())
+        if planned:  # what run would choose here: it knows the device, the suggestion does not
+            print("on this machine, `segsearch run ... --image-size auto` would use:")
+            for choice in planned:
+                print(f"  {choice['key']}: {choice['value']}  ({choice['reason']})")
     if report.ok:
         return 0
     sys.stdout.flush()
     sys.stderr.write(f"segsearch: error: {_one_line(report.stop or report.errors[0])}\n")
     return EXIT_USER_ERROR
+
+
+def _auto_plan(space: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The choices ``data.image_size: auto`` and ``train.batch_size: auto`` make for this data
+    on this machine (:mod:`segsearch.autoconf`), as ``run --image-size auto`` prints them."""
+    from segsearch.errors import SegsearchError
+    from segsearch.spacefile import load_config
+
+    sets = list(args.set or ()) + ["data.image_size=auto", "train.batch_size=auto"]
+    try:
+        config = load_config(space, sets=sets, data=args.path, check_space=False)
+    except SegsearchError:
+        return []  # the report above already says what is wrong
+    return [c.to_dict() for c in config.auto]
 
 
 def _cmd_spaces(args: argparse.Namespace) -> int:

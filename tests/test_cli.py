@@ -589,6 +589,9 @@ def test_data_check_takes_run_options_for_a_downloaded_layout(tmp_path: Path) ->
             "paired by data.pair '^(\\d+)_')") in out
     assert "40x48 x4 (height x width)" in out
     assert "0 background: 91.7%  1 vessel: 8.3%" in out
+    # what `run --image-size auto` would choose here, beside the device-blind suggestion
+    assert "on this machine, `segsearch run ... --image-size auto` would use:" in out
+    assert "  data.image_size: [32, 32]  (the median image is 40x48" in out
     # without the options: the images are one level down, and the message says what to set
     code, out, err = _run(["data", "check", str(root)])
     assert code == 2 and err.count("\n") == 1
@@ -605,6 +608,7 @@ def test_data_check_reads_a_space_file_data_section(tmp_path: Path) -> None:
     assert report["ok"] and report["stop"] is None and report["counts"]["lone_images"] == 1
     assert report["classes"]["frequencies"] == pytest.approx([0.875, 0.125], abs=1e-6)
     assert report["classes"]["names"] == ["background", "crack"]
+    assert [c["key"] for c in report["auto"]] == ["data.image_size", "train.batch_size"]
 
 
 @pytest.mark.parametrize("sets", [["--set", "data.pairs=x"], ["--set", "data.pair=abc"],
