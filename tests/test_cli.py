@@ -19,11 +19,13 @@ from segsearch.cli import JsonProgress, TextProgress, format_trials, main
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "optuna", "keras_tuner", "jax", "torch")
-#: A search small enough for a test: 32x32 images, 2 trials, 1 epoch, 4 filters, no final training.
+#: A search small enough for a test: 32x32 images, 2 trials, 1 epoch, 4 filters, depth 1 (half
+#: the layers of depth 2 to trace), no final training; 20 images: 16 to train, two whole batches
+#: of 8, so each trial traces its training step once (a last, smaller batch traces it again).
 TINY = ["--trials", "2", "--epochs", "1", "--image-size", "32",
-        "--set", "space.filters=4", "--set", "space.depth=2", "--set", "train.final_epochs=0",
+        "--set", "space.filters=4", "--set", "space.depth=1", "--set", "train.final_epochs=0",
         "--set", "export.saved_model=false", "--set", "export.overlays=1",
-        "--set", "data.sample_count=24"]
+        "--set", "data.sample_count=20"]
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
