@@ -435,8 +435,10 @@ def optuna_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[d
     is tested in test_robust.py and test_driver.py, which run real studies with it.
     """
     folder = tmp_path_factory.mktemp("cli") / "study"
-    code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY,
-                           "--set", "train.isolation=none"])
+    with pytest.MonkeyPatch.context() as patch:  # eager trials (tests/_faults.py): the command
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # is tested here, graph mode in test_driver.py
+        code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY,
+                               "--set", "train.isolation=none"])
     assert code == 0, err
     return folder, [json.loads(line) for line in out.splitlines()]
 

@@ -116,6 +116,7 @@ def tracked(recorder_module, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SEGSEARCH_FAULT", "1:raise")  # trial 1 fails (a RuntimeError)
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # eager trials (tests/_faults.py)
         results = segsearch.run(space, study_dir=folder / "study", progress=None,
                                 callbacks=[python_callback])
     import tracking_recorder
