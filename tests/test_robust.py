@@ -306,7 +306,9 @@ def finished(npz, tmp_path_factory):
     root = tmp_path_factory.mktemp("finished")
     space = _space(npz, root, train={"isolation": "none"},
                    export={"enabled": True, "overlays": 1, "saved_model": False})
-    code, _, err = _main("run", str(space), "--study-dir", str(root / "study"), "--quiet")
+    with pytest.MonkeyPatch.context() as patch:  # eager trials (tests/_faults.py): the storage
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # and the files are tested, not the training
+        code, _, err = _main("run", str(space), "--study-dir", str(root / "study"), "--quiet")
     assert code == 0, err[-3000:]
     return space, root / "study"
 
@@ -692,9 +694,11 @@ def test_a_lost_storage_is_never_recreated(finished_study, tmp_path, damage):
     assert code == 2 and "nothing to rebuild" in err
 
 
-def test_rebuild_keeps_the_numbering_so_no_trial_folder_is_overwritten(finished_study, tmp_path):
+def test_rebuild_keeps_the_numbering_so_no_trial_folder_is_overwritten(finished_study, tmp_path,
+                                                                      monkeypatch):
     import optuna
 
+    monkeypatch.setenv("SEGSEARCH_TEST_EAGER", "1")  # its one trial trains eagerly (_faults.py)
     space, original = finished_study
     folder = _copy(original, tmp_path)
     (folder / "study.db").unlink()

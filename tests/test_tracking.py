@@ -164,10 +164,11 @@ def test_the_stored_config_keeps_the_callbacks_and_status_does_not_import_them(t
 
 
 def test_a_callback_that_raises_stops_the_search_keeps_the_study_and_names_it(
-        recorder_module, tmp_path):
+        recorder_module, tmp_path, monkeypatch):
     import segsearch
     from segsearch.driver import Study
 
+    monkeypatch.setenv("SEGSEARCH_TEST_EAGER", "1")  # its one trial trains eagerly (_faults.py)
     space = _space(tmp_path, _tiny_npz(tmp_path), study="raising", trials=1,
                    callbacks=["tracking_recorder:boom"], train={"isolation": "none"})
     with pytest.raises(StudyError) as info:
