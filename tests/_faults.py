@@ -8,6 +8,12 @@ only, so the half-batch retry succeeds), raise (a RuntimeError), missing (a Modu
 for scipy: an error from outside the configuration), sleep (sleeps 30 s, to be killed),
 interrupt (a KeyboardInterrupt: Ctrl-C in the process that trains).
 
+``SEGSEARCH_TEST_EAGER=1`` (set by a test whose subject is not graph-mode training) makes every
+trial train eagerly (``model.run_eagerly``): a tiny network's few steps cost far less than tracing
+its training and test functions. The trials of tests/test_driver.py, test_devices.py, the
+documentation's examples and test_robust.py's worker, kill and signal tests keep graph mode, as a
+user's run.
+
 It reaches the training through segsearch's general hook, ``SEGSEARCH_TRIAL_CALLBACKS``
 (:data:`segsearch.engines.trial.CALLBACKS_ENV`), which ``tests/conftest.py`` points at
 :func:`callbacks` for the whole test session, so worker processes and ``python -m segsearch``
@@ -26,16 +32,31 @@ import keras
 
 #: the environment variable the tests set to choose the faults.
 FAULT_ENV = "SEGSEARCH_FAULT"
+#: the environment variable a test sets to "1" to train its trials eagerly.
+EAGER_ENV = "SEGSEARCH_TEST_EAGER"
 
 
 def callbacks(task: Any) -> list[keras.callbacks.Callback]:
-    """The fault callback for this trial, if ``SEGSEARCH_FAULT`` chooses one (the hook's function).
+    """The fault callback for this trial, if ``SEGSEARCH_FAULT`` chooses one, and the eager
+    switch, if ``SEGSEARCH_TEST_EAGER`` is set (the hook's function).
 
     Args:
         task: the ``segsearch.engines.trial.TrialTask`` about to train.
     """
     fault = fault_for(task)
-    return [] if fault is None else [Fault(fault)]
+    chosen: list[keras.callbacks.Callback] = [] if fault is None else [Fault(fault)]
+    if os.environ.get(EAGER_ENV) == "1":
+        chosen.append(Eager())
+    return chosen
+
+
+class Eager(keras.callbacks.Callback):
+    """Trains the model eagerly: ``fit`` hands its callbacks the model before it makes (and
+    traces) its training function."""
+
+    def set_model(self, model: Any) -> None:
+        super().set_model(model)
+        model.run_eagerly = True
 
 
 def fault_for(task: Any) -> tuple[str, int] | None:

@@ -19,11 +19,13 @@ from segsearch.cli import JsonProgress, TextProgress, format_trials, main
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("tensorflow", "keras", "optuna", "keras_tuner", "jax", "torch")
-#: A search small enough for a test: 32x32 images, 2 trials, 1 epoch, 4 filters, no final training.
+#: A search small enough for a test: 32x32 images, 2 trials, 1 epoch, 4 filters, depth 1 (half
+#: the layers of depth 2 to trace), no final training; 20 images: 16 to train, two whole batches
+#: of 8, so each trial traces its training step once (a last, smaller batch traces it again).
 TINY = ["--trials", "2", "--epochs", "1", "--image-size", "32",
-        "--set", "space.filters=4", "--set", "space.depth=2", "--set", "train.final_epochs=0",
+        "--set", "space.filters=4", "--set", "space.depth=1", "--set", "train.final_epochs=0",
         "--set", "export.saved_model=false", "--set", "export.overlays=1",
-        "--set", "data.sample_count=24"]
+        "--set", "data.sample_count=20"]
 
 
 def _run(argv: list[str]) -> tuple[int, str, str]:
@@ -433,8 +435,10 @@ def optuna_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[d
     is tested in test_robust.py and test_driver.py, which run real studies with it.
     """
     folder = tmp_path_factory.mktemp("cli") / "study"
-    code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY,
-                           "--set", "train.isolation=none"])
+    with pytest.MonkeyPatch.context() as patch:  # eager trials (tests/_faults.py): the command
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # is tested here, graph mode in test_driver.py
+        code, out, err = _run(["run", "unet", "--study-dir", str(folder), "--json", *TINY,
+                               "--set", "train.isolation=none"])
     assert code == 0, err
     return folder, [json.loads(line) for line in out.splitlines()]
 

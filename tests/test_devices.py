@@ -129,7 +129,9 @@ def main(folder):
     from segsearch.driver import Study
     from segsearch.spacefile import load_config
 
-    x = np.random.default_rng(3).random((10, 32, 32, 1)).astype("float32")
+    # 11 images: 3 to validate, 8 to train in whole batches of 4 (a smaller last batch would
+    # trace the training step a second time in every trial)
+    x = np.random.default_rng(3).random((11, 32, 32, 1)).astype("float32")
     np.savez(folder / "tiny.npz", images=x, masks=(x > 0.5).astype("float32"))
     config = load_config({
         "study": "shared-gpu",

@@ -58,12 +58,14 @@ class _StopAt:
 
 def _resumed_raw(npz) -> dict:
     """The resumed study's configuration: the smallest that still searches (16x16, depth 1-2,
-    4 filters, 1 epoch); batches of 9 take the 9 training images in one step, so each trial
-    traces its training step once. It trains in this process (train.isolation: none): resuming
-    is the driver's and the storage's work; the worker processes are test_robust.py's."""
+    the seed at depth 1, 4 filters, 1 epoch); batches of 9 take the 9 training images in one
+    step, so each trial traces its training step once. It trains in this process
+    (train.isolation: none): resuming is the driver's and the storage's work; the worker
+    processes are test_robust.py's."""
     raw = _raw(npz, "optuna", 2)
     raw["data"]["image_size"] = 16
     raw["train"].update(batch_size=9, isolation="none")
+    raw["space"] = {"filters": 4, "depth": {"min": 1, "max": 2, "default": 1}}
     return raw
 
 

@@ -47,21 +47,37 @@ def train_tiny_unet(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     return path, x, y
 
 
-@pytest.fixture
-def parts(trained):
+def _parts(trained):
     from segsearch.data.dataset import Part
 
     _, x, y = trained
     return Part([f"img{i}.png" for i in range(len(x))], (32, 32), 1, arrays=(x, y))
 
 
-@pytest.fixture
-def config(tmp_path):
+def _config(folder: Path):
     from segsearch.spacefile import load_config
 
     return load_config({"study": "exp", "architecture": "unet", "data": {"image_size": 32},
                         "export": {"overlays": 2, "saved_model": False}},
-                       study_dir=tmp_path / "exp", check_space=False)
+                       study_dir=folder / "exp", check_space=False)
+
+
+@pytest.fixture
+def parts(trained):
+    return _parts(trained)
+
+
+@pytest.fixture
+def config(tmp_path):
+    return _config(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """One export of the trained U-Net, shared by the tests that read it or start from a copy of
+    it: (its configuration, best/)."""
+    config = _config(tmp_path_factory.mktemp("exported"))
+    return config, _export(config, trained, _parts(trained))
 
 
 def _export(config, trained, parts, **kw):
@@ -73,8 +89,8 @@ def _export(config, trained, parts, **kw):
                         final={"trial": 3, "epochs": 0}, records=[best], val=parts, **kw)
 
 
-def test_export_writes_every_file(config, trained, parts):
-    best = _export(config, trained, parts)
+def test_export_writes_every_file(exported, parts):
+    config, best = exported
     assert best == config.study_dir / "best"
     names = sorted(p.name for p in best.iterdir())
     assert names == sorted(["config.yaml", MANIFEST, "hyperparameters.yaml", "metrics.yaml",
@@ -163,10 +179,10 @@ def test_overlays_without_background_tint_every_class():
     assert tint0 in colours and WRONG_CLASS in colours
 
 
-def test_exported_model_reloads_in_safe_mode_without_segsearch(config, trained, parts, tmp_path):
+def test_exported_model_reloads_in_safe_mode_without_segsearch(exported, trained, tmp_path):
     import keras
 
-    best = _export(config, trained, parts)
+    best = exported[1]
     x = trained[1][:2]
     np.save(tmp_path / "x.npy", x)
     expected = keras.saving.load_model(best / "model.keras").predict(x, verbose=0)
@@ -200,8 +216,11 @@ def test_saved_model_for_serving(trained, tmp_path):
     np.testing.assert_allclose(out.numpy(), model.predict(trained[1][:1], verbose=0), atol=1e-5)
 
 
-def test_failed_export_leaves_the_previous_one(config, trained, parts, monkeypatch):
-    first = _export(config, trained, parts)
+def test_failed_export_leaves_the_previous_one(config, trained, parts, exported, monkeypatch):
+    import shutil
+
+    first = config.study_dir / "best"  # the previous export: a copy of the shared one
+    shutil.copytree(exported[1], first)
     before = json.loads((first / MANIFEST).read_text())
 
     def broken(*args, **kwargs):

@@ -104,6 +104,15 @@ def _raw(npz: Path, engine: str, trials: int, refit: int, final: int = 0) -> dic
     }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _eager():
+    """The trials and refits train eagerly (tests/_faults.py): the folds' bookkeeping is tested
+    here, graph-mode training in tests/test_driver.py and test_robust.py."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory) -> Path:
     rng = np.random.default_rng(3)

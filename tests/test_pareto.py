@@ -127,19 +127,23 @@ def test_config_errors_exit_2_with_one_line(tmp_path: Path, sets: list[str], exp
 
 # ----------------------------------------------------------------------------------- a real search
 SEARCH = ["--trials", "3", "--epochs", "1", "--image-size", "32",
-          "--set", "space.filters=[2, 4, 8]", "--set", "space.depth=2",
+          "--set", "space.filters=[2, 4, 8]", "--set", "space.depth=1",
           "--set", "train.final_epochs=0", "--set", "export.saved_model=false",
-          "--set", "export.overlays=0", "--set", "data.sample_count=24",
+          "--set", "export.overlays=0", "--set", "data.sample_count=20",
           "--set", "search.objective=[val_dice, params, flops, latency_ms]",
-          "--set", "search.algorithm=nsga2", "--set", "search.latency_batches=3"]
+          "--set", "search.algorithm=nsga2", "--set", "search.latency_batches=3",
+          # trained in this process: the worker process is test_robust.py's and test_devices.py's
+          "--set", "train.isolation=none"]
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-trial nsga2 search of quality against params, flops and latency, exported as knee."""
     folder = tmp_path_factory.mktemp("pareto") / "s"
-    code, out, err = _run(["run", "unet", "--study-dir", str(folder), *SEARCH,
-                           "--set", "export.pick=knee"])
+    with pytest.MonkeyPatch.context() as patch:  # eager trials (tests/_faults.py): the costs
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # and the front are tested, not the training
+        code, out, err = _run(["run", "unet", "--study-dir", str(folder), *SEARCH,
+                               "--set", "export.pick=knee"])
     assert code == 0, err
     assert "Pareto front (marked *): trials " in out and "export.pick knee: trial #" in out
     return folder

@@ -31,7 +31,9 @@ from segsearch.driver import Study
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory):
     rng = np.random.default_rng(2)
-    x = rng.random((10, 32, 32, 1)).astype("float32")
+    # 11 images: 3 to validate, 8 to train in whole batches of 4 (a smaller last batch would
+    # trace the training step a second time in every trial)
+    x = rng.random((11, 32, 32, 1)).astype("float32")
     y = (x > 0.5).astype("float32")
     path = tmp_path_factory.mktemp("data") / "tiny32.npz"
     np.savez(path, images=x, masks=y)
@@ -296,12 +298,17 @@ def _leftovers(folder: Path) -> list[Path]:
 def finished(npz, tmp_path_factory):
     """A finished 2-trial study with its export (copy it before changing it).
 
-    Run by main() in this process (no second TensorFlow import); the tests that need a real
-    process run the CLI on copies of it.
+    Run by main() in this process, its trials too (train.isolation: none, no second TensorFlow
+    import: the tests below are about the storage and the files, the worker process is
+    test_a_trial_that_kills_its_process_fails_alone_and_oom_retries's); the tests that need a
+    real process run the CLI on copies of it.
     """
     root = tmp_path_factory.mktemp("finished")
-    space = _space(npz, root, export={"enabled": True, "overlays": 1, "saved_model": False})
-    code, _, err = _main("run", str(space), "--study-dir", str(root / "study"), "--quiet")
+    space = _space(npz, root, train={"isolation": "none"},
+                   export={"enabled": True, "overlays": 1, "saved_model": False})
+    with pytest.MonkeyPatch.context() as patch:  # eager trials (tests/_faults.py): the storage
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # and the files are tested, not the training
+        code, _, err = _main("run", str(space), "--study-dir", str(root / "study"), "--quiet")
     assert code == 0, err[-3000:]
     return space, root / "study"
 
@@ -687,9 +694,11 @@ def test_a_lost_storage_is_never_recreated(finished_study, tmp_path, damage):
     assert code == 2 and "nothing to rebuild" in err
 
 
-def test_rebuild_keeps_the_numbering_so_no_trial_folder_is_overwritten(finished_study, tmp_path):
+def test_rebuild_keeps_the_numbering_so_no_trial_folder_is_overwritten(finished_study, tmp_path,
+                                                                      monkeypatch):
     import optuna
 
+    monkeypatch.setenv("SEGSEARCH_TEST_EAGER", "1")  # its one trial trains eagerly (_faults.py)
     space, original = finished_study
     folder = _copy(original, tmp_path)
     (folder / "study.db").unlink()

@@ -63,7 +63,9 @@ def needs_an_argument(uri):
 
 def _tiny_npz(folder: Path) -> Path:
     rng = np.random.default_rng(1)
-    x = rng.random((12, 32, 32, 1)).astype("float32")
+    # 11 images: 3 to validate, 8 to train in whole batches of 4 (a smaller last batch would
+    # trace the training step a second time in every trial)
+    x = rng.random((11, 32, 32, 1)).astype("float32")
     path = folder / "tiny32.npz"
     np.savez(path, images=x, masks=(x > 0.5).astype("float32"))
     return path
@@ -89,7 +91,7 @@ def _space(folder: Path, npz: Path, *, study: str, trials: int, callbacks: list[
         "data": {"source": str(npz), "image_size": 32, "val_fraction": 0.25, "augment": 0},
         "train": {"epochs": 1, "batch_size": 4, **extra.get("train", {})},
         "search": {"trials": trials, "callbacks": callbacks},
-        "space": {"filters": 4, "depth": {"min": 1, "max": 2, "default": 2}},
+        "space": {"filters": 4, "depth": {"min": 1, "max": 2, "default": 1}},
         "export": {"enabled": False, **extra.get("export", {})},
     }
     path = folder / f"{study}.yaml"
@@ -114,6 +116,7 @@ def tracked(recorder_module, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SEGSEARCH_FAULT", "1:raise")  # trial 1 fails (a RuntimeError)
+        patch.setenv("SEGSEARCH_TEST_EAGER", "1")  # eager trials (tests/_faults.py)
         results = segsearch.run(space, study_dir=folder / "study", progress=None,
                                 callbacks=[python_callback])
     import tracking_recorder
@@ -161,10 +164,11 @@ def test_the_stored_config_keeps_the_callbacks_and_status_does_not_import_them(t
 
 
 def test_a_callback_that_raises_stops_the_search_keeps_the_study_and_names_it(
-        recorder_module, tmp_path):
+        recorder_module, tmp_path, monkeypatch):
     import segsearch
     from segsearch.driver import Study
 
+    monkeypatch.setenv("SEGSEARCH_TEST_EAGER", "1")  # its one trial trains eagerly (_faults.py)
     space = _space(tmp_path, _tiny_npz(tmp_path), study="raising", trials=1,
                    callbacks=["tracking_recorder:boom"], train={"isolation": "none"})
     with pytest.raises(StudyError) as info:
