@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None,
                         help="where the studies go (default: a temporary folder, removed)")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON")
+    parser.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
+                        help="run only these splits (0-based; e.g. in two processes at once, "
+                             "each with its own --out)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the splits --out already holds (written by a run with the same "
                              "arguments) and run the others")
@@ -320,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
             if any(r["split"] == index for r in rows):
                 print(f"split {index}: kept from {args.out}", flush=True)
                 continue
+            if args.only is not None and index not in args.only:
+                continue
             rows.append(run_split(args, index, held, names, work))
             if args.out:  # after every split, so an interrupted run keeps what it measured
                 args.out.write_text(json.dumps({"args": _args(args), "splits": rows},
@@ -348,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _args(args: argparse.Namespace) -> dict[str, Any]:
-    skip = ("resume", "out", "work")  # where things go, not what is measured
+    skip = ("resume", "out", "work", "only")  # where and which, not what is measured
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
             if k not in skip}
 
@@ -358,8 +363,8 @@ def _done(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     if args.out is None or not args.out.is_file():
         return []
     stored = json.loads(args.out.read_text(encoding="utf-8"))
-    theirs = {k: v for k, v in (stored.get("args") or {}).items() if k not in ("resume", "out",
-                                                                              "work")}
+    theirs = {k: v for k, v in (stored.get("args") or {}).items()
+              if k not in ("resume", "out", "work", "only")}
     if theirs != _args(args):
         changed = sorted(k for k in set(theirs) | set(_args(args))
                          if theirs.get(k) != _args(args).get(k))
