@@ -12,7 +12,8 @@ side sees while training or choosing anything; the other slices (24) are the dev
   winner is the best mean over folds), then the winner's fold models trained further with what
   is left of ``--budget`` (an equal part each), exported as their ensemble (``export.ensemble:
   folds``) with test-time augmentation (``export.tta: auto``) and post-processing
-  (``export.postprocess: true``) chosen on fold 0's validation slices. The batch size is
+  (``export.postprocess: true``) chosen on the fold models' out-of-fold predictions (every
+  development slice, by the fold model that did not train on it). The batch size is
   ``train.batch_size: auto`` (at most 5% of the training images: 2 here) on both sides.
 - **seed**: the U-Net seed network (the hypermodel's defaults) trained through the same training
   function, data, fold-0 split, batches and augmentation, for as many epochs as segsearch trained
@@ -352,10 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: arguments that say where and which, not what is measured (--resume ignores them)
+_NOT_MEASURED = ("resume", "out", "work", "only")
+
+
 def _args(args: argparse.Namespace) -> dict[str, Any]:
-    skip = ("resume", "out", "work", "only")  # where and which, not what is measured
     return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
-            if k not in skip}
+            if k not in _NOT_MEASURED}
 
 
 def _done(args: argparse.Namespace) -> list[dict[str, Any]] | None:
@@ -363,8 +367,7 @@ def _done(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     if args.out is None or not args.out.is_file():
         return []
     stored = json.loads(args.out.read_text(encoding="utf-8"))
-    theirs = {k: v for k, v in (stored.get("args") or {}).items()
-              if k not in ("resume", "out", "work", "only")}
+    theirs = {k: v for k, v in (stored.get("args") or {}).items() if k not in _NOT_MEASURED}
     if theirs != _args(args):
         changed = sorted(k for k in set(theirs) | set(_args(args))
                          if theirs.get(k) != _args(args).get(k))
