@@ -238,12 +238,12 @@ def _batch_size(size: tuple[int, int], filters: int, memory: list[int], share: i
 def _training_images(data: Any, count: int) -> int:
     """How many of ``count`` images train: (K-1)/K with data.folds, all with a val_source,
     else 1 - val_fraction."""
-    folds = int(getattr(data, "folds", None) or 0)
+    folds = int(data.folds or 0)
     if folds >= 2:
         return max(1, count * (folds - 1) // folds)
-    if getattr(data, "val_source", None):
+    if data.val_source:
         return count
-    return max(1, round(count * (1 - float(getattr(data, "val_fraction", 0.2) or 0.2))))
+    return max(1, round(count * (1 - data.val_fraction)))
 
 
 def resolve(raw: dict[str, Any], checked: Any, keys: Sequence[tuple[str, ...]],

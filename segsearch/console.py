@@ -241,9 +241,13 @@ class TextProgress:
         self._write(f"Cross-validation: trials {trials} on every one of {e.get('folds', '?')} "
                     f"folds ({plural(e.get('trainings', 0), 'training')} to go)")
 
-    def _on_refit_fold_start(self, e: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _fold_label(e: Mapping[str, Any]) -> str:
         further = " (trained further)" if e.get("further") else ""
-        self._refit = f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}{further}"
+        return f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}{further}"
+
+    def _on_refit_fold_start(self, e: Mapping[str, Any]) -> None:
+        self._refit = self._fold_label(e)
 
     def _on_final_folds_start(self, e: Mapping[str, Any]) -> None:
         folds = ", ".join(str(f) for f in e.get("folds") or ())
@@ -256,9 +260,7 @@ class TextProgress:
         self._write("  ".join(parts + tail), transient=True)
 
     def _on_refit_fold_end(self, e: Mapping[str, Any]) -> None:
-        further = " (trained further)" if e.get("further") else ""
-        parts = [f"  trial #{e.get('trial', '?')} fold {e.get('fold', '?')}{further}: "
-                 f"{e.get('state', 'done')}"]
+        parts = [f"{self._fold_label(e)}: {e.get('state', 'done')}"]
         if e.get("value") is not None:
             parts.append(f"{self.objective} {format_number(e['value'])}")
         if e.get("reason") and e.get("state") != "complete":

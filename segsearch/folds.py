@@ -341,33 +341,52 @@ def refit(study: Any, records: Sequence[TrialRecord], emit: Progress) -> None:
             done = results.get(_key(record.number, fold))
             if done is None or _retry(done):
                 todo.setdefault(fold, []).append(record)
+    say = _locked(emit)
+    if todo and not study.deadline_passed():
+        say({"event": "refit_start", "folds": folds, "trials": [r.number for r in plan],
+             "trainings": sum(len(v) for v in todo.values())})
+        _run_folds(study, say, sorted(todo.items()))
+    report = summary(study.dir, config, records, objective)
+    if report is not None:
+        say({"event": "refit_end", **report, "lines": summary_lines(report)})
+
+
+def _locked(emit: Progress) -> Progress:
+    """``emit`` behind a lock: the folds' threads send events one at a time."""
     lock = threading.Lock()
 
     def say(event: dict[str, Any]) -> None:
         with lock:
             emit(event)
 
-    if todo and not study.deadline_passed():
-        say({"event": "refit_start", "folds": folds, "trials": [r.number for r in plan],
-             "trainings": sum(len(v) for v in todo.values())})
-        engine = study.engine
-        isolated = bool(getattr(engine, "isolated", False))
-        run_fold = functools.partial(_run_fold, study, say, isolated)
-        parallel = int(getattr(config.search, "workers", 1) or 1) if isolated else 1
-        if parallel > 1 and len(todo) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+    return say
 
-            with ThreadPoolExecutor(max_workers=min(parallel, len(todo))) as pool:
-                jobs = [pool.submit(run_fold, fold, trials, slot)
-                        for slot, (fold, trials) in enumerate(sorted(todo.items()))]
-                for job in jobs:
-                    job.result()
-        else:
-            for fold, trials in sorted(todo.items()):
-                run_fold(fold, trials, 0)
-    report = summary(study.dir, config, records, objective)
-    if report is not None:
-        say({"event": "refit_end", **report, "lines": summary_lines(report)})
+
+def _run_folds(study: Any, say: Progress, jobs: Sequence[tuple[int, Sequence[TrialRecord]]],
+               further: int = 0) -> None:
+    """:func:`_run_fold` for each (fold, trials): in the search's worker processes up to
+    ``search.workers`` folds at once (``train.isolation: process``), else here, one by one."""
+    isolated = bool(getattr(study.engine, "isolated", False))
+    run_fold = functools.partial(_run_fold, study, say, isolated, further=further)
+    parallel = int(getattr(study.config.search, "workers", 1) or 1) if isolated else 1
+    if parallel > 1 and len(jobs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(parallel, len(jobs))) as pool:
+            for job in [pool.submit(run_fold, fold, trials, slot)
+                        for slot, (fold, trials) in enumerate(jobs)]:
+                job.result()
+    else:
+        for fold, trials in jobs:
+            run_fold(fold, trials, 0)
+
+
+def _fold_model(study_dir: Path, result: Mapping[str, Any]) -> Path | None:
+    """The model of a recorded fold training that completed and whose file is there, else None."""
+    if result.get("state") != "complete" or not result.get("model"):
+        return None
+    path = Path(study_dir) / str(result["model"])
+    return path if path.is_file() else None
 
 
 def _retry(result: Mapping[str, Any]) -> bool:
@@ -397,9 +416,7 @@ def train_members_further(study: Any, best: TrialRecord, epochs: int, emit: Prog
     results = read_results(study.dir)
     todo = []
     for fold in range(1, fold_count(study.config)):
-        refit_result = results.get(_key(best.number, fold)) or {}
-        if refit_result.get("state") != "complete" or not refit_result.get("model") or \
-                not (study.dir / str(refit_result["model"])).is_file():
+        if _fold_model(study.dir, results.get(_key(best.number, fold)) or {}) is None:
             continue  # no fold model to train (ensemble_for says it is missing)
         done = results.get(_final_key(best.number, fold))
         if done is not None and done.get("planned_epochs") == epochs and not _retry(done) and \
@@ -408,26 +425,9 @@ def train_members_further(study: Any, best: TrialRecord, epochs: int, emit: Prog
         todo.append(fold)
     if not todo or study.deadline_passed():
         return
-    lock = threading.Lock()
-
-    def say(event: dict[str, Any]) -> None:
-        with lock:
-            emit(event)
-
+    say = _locked(emit)
     say({"event": "final_folds_start", "trial": best.number, "folds": todo, "epochs": epochs})
-    isolated = bool(getattr(study.engine, "isolated", False))
-    parallel = int(getattr(study.config.search, "workers", 1) or 1) if isolated else 1
-    run_fold = functools.partial(_run_fold, study, say, isolated, further=epochs)
-    if parallel > 1 and len(todo) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(parallel, len(todo))) as pool:
-            for job in [pool.submit(run_fold, fold, [best], slot)
-                        for slot, fold in enumerate(todo)]:
-                job.result()
-    else:
-        for fold in todo:
-            run_fold(fold, [best], 0)
+    _run_folds(study, say, [(fold, [best]) for fold in todo], further=epochs)
 
 
 def _further_task(study: Any, record: TrialRecord, fold: int, epochs: int) -> Any:
@@ -541,11 +541,10 @@ def ensemble_for(study_dir: str | Path, config: Any, best: TrialRecord, model_pa
         for fold in range(1, fold_count(config)):
             result = results.get(_key(best.number, fold)) or {}
             further = results.get(_final_key(best.number, fold)) or {}
-            if further.get("state") == "complete" and further.get("model") and \
-                    (study_dir / str(further["model"])).is_file():
+            if _fold_model(study_dir, further) is not None:
                 result = further  # trained further, and it beat the refit's best
-            path = study_dir / str(result.get("model") or "")
-            if result.get("state") == "complete" and result.get("model") and path.is_file():
+            path = _fold_model(study_dir, result)
+            if path is not None:
                 members.append(Member(trial=best.number, fold=fold, path=path,
                                       params=dict(best.params), architecture=best.architecture,
                                       own_value=result.get("value")))
