@@ -10,15 +10,19 @@ side sees while training or choosing anything; the other slices (24) are the dev
   ``--pruner``; the seed network is the first trial, then its learning rate x3.2 and x10), the
   best ``--refit`` configurations (default 1) re-scored on every fold (the
   winner is the best mean over folds), then the winner's fold models trained further with what
-  is left of ``--budget`` (an equal part each), exported as their ensemble (``export.ensemble:
-  folds``) with test-time augmentation (``export.tta: auto``) and post-processing
-  (``export.postprocess: true``) chosen on the fold models' out-of-fold predictions (every
-  development slice, by the fold model that did not train on it). The batch size is
-  ``train.batch_size: auto`` (at most 5% of the training images: 2 here) on both sides.
+  is left of ``--budget`` (an equal part each), their learning rate decaying to nearly 0 over it
+  (``train.final_schedule: cosine``; ``--final-schedule constant`` keeps it), exported as their
+  ensemble (``export.ensemble: folds``) with test-time augmentation (``export.tta: auto``) and
+  post-processing (``export.postprocess: true``) chosen on the fold models' out-of-fold
+  predictions (every development slice, by the fold model that did not train on it). The batch
+  size is ``train.batch_size: auto`` (at most 5% of the training images: 2 here) on both sides.
 - **seed**: the U-Net seed network (the hypermodel's defaults) trained through the same training
   function, data, fold-0 split, batches and augmentation, for as many epochs as segsearch trained
   in all (trials + refit + the fold models' final training), its best epoch kept by the same
-  moving average.
+  moving average. ``--seed-from`` takes these figures from an earlier run's ``--out`` where
+  everything the seed's side depends on was the same (:data:`SEED_SIDE`, the held-out slices, the
+  epochs): a change to segsearch's side is measured against the same seed runs without training
+  them again.
 
 Both are scored on the held-out slices by the same code (:func:`segsearch.refine.evaluate`: the
 export's sliding windows, TTA transforms and post-processing rules, the compiled metrics'
@@ -129,7 +133,6 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
     from segsearch.driver import Study
     from segsearch.engines.trial import TrialTask, run_trial
     from segsearch.folds import read_results
-    from segsearch.scores import judge
     from segsearch.spacefile import load_config
 
     root = work / f"split-{index}"
@@ -152,7 +155,8 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
                  "folds": args.folds,
                  "seed": args.seed + index},
         "train": {"epochs": per_trial, "batch_size": args.batch_size,
-                  "budget_epochs": args.budget, "min_epochs": max(1, per_trial // 2)},
+                  "budget_epochs": args.budget, "min_epochs": max(1, per_trial // 2),
+                  "final_schedule": args.final_schedule},
         "search": search,
         "space": space,
         "export": {"enabled": True, "ensemble": args.ensemble, "tta": "auto",
@@ -198,6 +202,10 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
           f"{row['segsearch']:.4f}", flush=True)
 
     # the seed network: the same data, fold-0 split, batches and training function, as many epochs
+    earlier = _earlier_seed(args, index, held, total)
+    if earlier is not None:
+        row.update(earlier)
+        return _compare(row, total)
     t0 = time.perf_counter()
     seed_study = Study(config)
     hm = seed_study.hypermodel()
@@ -211,14 +219,46 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
         "seed_validation": outcome.value, "seed_best_epoch": outcome.best_epoch,
         "seed_seconds": round(time.perf_counter() - t0),
     })
+    keras.backend.clear_session()
+    return _compare(row, total)
+
+
+def _compare(row: dict[str, Any], total: int) -> dict[str, Any]:
+    """The margin and both sides against the trivial baseline, printed."""
+    from segsearch.scores import judge
+
     row["margin"] = row["segsearch"] - row["seed"]
     row["segsearch_vs_baseline"] = judge(row["segsearch"], row["baseline"])
     row["seed_vs_baseline"] = judge(row["seed"], row["baseline"])
-    print(f"  seed, {total} epochs (best epoch {outcome.best_epoch}): held-out {OBJECTIVE} "
-          f"{row['seed']:.4f} ({row['seed_tta']:.4f} with TTA); trivial baseline "
+    source = f", from {row['seed_from']}" if row.get("seed_from") else ""
+    print(f"  seed, {total} epochs (best epoch {row['seed_best_epoch']}{source}): held-out "
+          f"{OBJECTIVE} {row['seed']:.4f} ({row['seed_tta']:.4f} with TTA); trivial baseline "
           f"{row['baseline']:.4f}; segsearch - seed {row['margin']:+.4f}", flush=True)
-    keras.backend.clear_session()
     return row
+
+
+#: the arguments the seed's side depends on (with the split's held-out slices and the epochs):
+#: --seed-from takes an earlier run's seed figures only where these are the same
+SEED_SIDE = ("size", "resize", "filters", "batch_size", "test_size", "folds", "seed", "data")
+#: the figures of the seed's side in a split's row
+SEED_FIGURES = ("seed", "seed_tta", "seed_validation", "seed_best_epoch", "seed_seconds")
+
+
+def _earlier_seed(args: argparse.Namespace, index: int, held: list[str],
+                  total: int) -> dict[str, Any] | None:
+    """The seed's figures for split ``index`` from ``--seed-from``: an earlier run's, when its
+    seed side was the same (:data:`SEED_SIDE`, the held-out slices, the epochs); else None."""
+    if args.seed_from is None:
+        return None
+    stored = json.loads(args.seed_from.read_text(encoding="utf-8"))
+    theirs = stored.get("args") or {}
+    if any(theirs.get(k) != _args(args).get(k) for k in SEED_SIDE):
+        return None
+    for row in stored.get("splits") or []:
+        if row.get("split") == index and row.get("held_out") == held \
+                and row.get("epochs") == total and row.get("seed") is not None:
+            return {**{k: row.get(k) for k in SEED_FIGURES}, "seed_from": str(args.seed_from)}
+    return None
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -271,6 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=3, help="data.folds (default 3)")
     parser.add_argument("--refit", type=int, default=1, help="search.refit_folds (default 1)")
     parser.add_argument("--ensemble", default="folds", choices=["folds", "top_k", "none"])
+    parser.add_argument("--final-schedule", default="cosine", choices=["cosine", "constant"],
+                        help="train.final_schedule of segsearch's final training (default "
+                             "cosine; the seed trains at its own constant rate)")
+    parser.add_argument("--seed-from", type=Path, default=None, metavar="JSON",
+                        help="take the seed's figures from an earlier run's --out, per split, "
+                             "where its seed side was the same (image size, filters, batch size, "
+                             "folds, seed, held-out slices, epochs); the others are trained")
     parser.add_argument("--class-weights", action="store_true",
                         help="let the search choose train.class_weights none | auto")
     parser.add_argument("--engine", default="optuna", choices=["optuna", "keras-tuner"])
@@ -354,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: arguments that say where and which, not what is measured (--resume ignores them)
-_NOT_MEASURED = ("resume", "out", "work", "only")
+_NOT_MEASURED = ("resume", "out", "work", "only", "seed_from")
 
 
 def _args(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,9 +21,11 @@ rebuilds the storage from the trial folders.
 
 After the search the best configuration is trained further, from its checkpoint (optimizer state
 included), for what is left of ``train.budget_epochs`` (default ``trials * epochs``) or for
-``train.final_epochs``, keeping the best weights by the objective's moving average (the same
-rule that picks a trial's best epoch, :data:`segsearch.scores.EMA_ALPHA`); the final weights
-replace the trial's checkpoint only when their average beats the trial's; that model is exported.
+``train.final_epochs``, its learning rate decaying to nearly 0 over those epochs
+(``train.final_schedule: cosine``), keeping the best weights by the objective's moving average
+(the same rule that picks a trial's best epoch, :data:`segsearch.scores.EMA_ALPHA`); the final
+weights replace the trial's checkpoint only when their average beats the trial's; that model is
+exported.
 When that final training fails (its worker dies, an error), the best trial's checkpoint is exported
 instead, :attr:`Results.final_failed` says why, and the next run retries the final training; a
 final training that diverged is not retried (it would diverge again).
@@ -695,7 +697,8 @@ class Study:
         # only when their average beats the trial's best average (the same rule as in a trial)
         task = TrialTask(number=-1, out_dir=folder, epochs=start + planned, initial_epoch=start,
                          resume_from=resume, baseline=best.value, phase="final",
-                         smoothed_start=smoothed, hparams=dict(best.params))
+                         smoothed_start=smoothed, hparams=dict(best.params),
+                         schedule=self.config.train.final_schedule)
         engine = self._engine
         if engine is not None and getattr(engine, "isolated", False):
             # in the search's worker process, like the trials (a crash there fails only this)
@@ -707,6 +710,7 @@ class Study:
             "from_epoch": start,
             "epochs": outcome.epochs,
             "planned_epochs": planned,
+            "schedule": task.schedule,
             "trial_value": best.value,
             "final_best": _final_best(outcome.history, self.objective),
             "final_state": outcome.state,

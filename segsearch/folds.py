@@ -440,7 +440,8 @@ def _further_task(study: Any, record: TrialRecord, fold: int, epochs: int) -> An
     return TrialTask(number=record.number, out_dir=out, epochs=start + epochs,
                      initial_epoch=start, resume_from=study.dir / str(result["model"]),
                      baseline=result.get("value"), phase="refit", fold=fold,
-                     smoothed_start=result.get("value"), hparams=dict(record.params)), result
+                     smoothed_start=result.get("value"), hparams=dict(record.params),
+                     schedule=study.config.train.final_schedule), result
 
 
 def _run_fold(study: Any, say: Progress, isolated: bool, fold: int,

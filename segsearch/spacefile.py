@@ -235,6 +235,10 @@ def _check_known(cls: type, mapping: Mapping[str, Any], path: str) -> None:
 
 
 # ----------------------------------------------------------------------------------- sections
+#: ``train.final_schedule``: the final training's learning rate (see TrainConfig).
+FINAL_SCHEDULES = ("cosine", "constant")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How each trial trains (the ``train:`` section).
@@ -248,6 +252,11 @@ class TrainConfig:
         final_epochs: epochs to train the best configuration further after the search, continuing
             from its checkpoint; None means what is left of budget_epochs (divided by K with
             export.ensemble: folds), 0 means none.
+        final_schedule: the learning rate of the final training (and of the fold models'
+            further training): "cosine" (default) decays it from the winner's rate to nearly 0
+            over those epochs, half a cosine wave, epoch by epoch (SGDR's and nnU-Net's practice:
+            a network ends its training at a small rate); "constant" keeps the winner's rate. The
+            trials and the refit always train at a constant rate, so they stay comparable.
         min_epochs: the shortest a trial trains before it can be stopped (the lowest fidelity of
             hyperband / successive halving).
         mixed_precision: "auto" (bfloat16 compute with float32 weights on a GPU that has
@@ -283,6 +292,7 @@ class TrainConfig:
     batch_size: int = 8
     budget_epochs: int | None = None
     final_epochs: int | None = None
+    final_schedule: Literal["cosine", "constant"] = "cosine"
     min_epochs: int = 1
     mixed_precision: bool | Literal["auto", "mixed_bfloat16", "mixed_float16"] = "auto"
     jit_compile: bool | Literal["auto"] = "auto"
@@ -307,6 +317,7 @@ class TrainConfig:
         _int(self.batch_size, p + "batch_size", minimum=1)
         _int(self.budget_epochs, p + "budget_epochs", minimum=1, none=True)
         _int(self.final_epochs, p + "final_epochs", minimum=0, none=True)
+        _choice(self.final_schedule, p + "final_schedule", FINAL_SCHEDULES, "schedule")
         _int(self.min_epochs, p + "min_epochs", minimum=1)
         if not isinstance(self.mixed_precision, bool):
             _choice(self.mixed_precision, p + "mixed_precision", MIXED_PRECISION_VALUES,

@@ -70,3 +70,32 @@ def test_resume_keeps_the_splits_of_the_same_arguments_only(tmp_path, capsys):
     assert bench._done(other) is None
     assert "other arguments (budget)" in capsys.readouterr().err
     assert bench._done(bench.argparse.Namespace(**{**vars(args), "out": tmp_path / "no"})) == []
+
+
+def test_seed_from_takes_an_earlier_seed_run_only_where_its_side_was_the_same(tmp_path):
+    import json
+
+    bench = _bench()
+    earlier = tmp_path / "earlier.json"
+    args = bench.argparse.Namespace(size=128, resize="resize", filters=16, batch_size="auto",
+                                    test_size=6, folds=3, seed=0, data=Path("/data"),
+                                    ensemble="folds", final_schedule="constant", out=None,
+                                    work=None, resume=False, only=None, seed_from=earlier)
+    row = _row(0.01) | {"split": 1, "held_out": ["3.png", "5.png"], "epochs": 120,
+                        "seed_tta": 0.71, "seed_validation": 0.7, "seed_best_epoch": 105,
+                        "seed_seconds": 772}
+    earlier.write_text(json.dumps({"args": bench._args(args), "splits": [row]}))
+    # segsearch's side changed (schedule, ensemble): the seed's figures still hold
+    now = bench.argparse.Namespace(**{**vars(args), "final_schedule": "cosine",
+                                      "ensemble": "none"})
+    taken = bench._earlier_seed(now, 1, ["3.png", "5.png"], 120)
+    assert taken["seed"] == 0.70 and taken["seed_best_epoch"] == 105
+    assert taken["seed_from"] == str(earlier)
+    # another split, other held-out slices, other epochs, another seed side: trained anew
+    assert bench._earlier_seed(now, 0, ["3.png", "5.png"], 120) is None
+    assert bench._earlier_seed(now, 1, ["3.png", "6.png"], 120) is None
+    assert bench._earlier_seed(now, 1, ["3.png", "5.png"], 100) is None
+    wider = bench.argparse.Namespace(**{**vars(now), "filters": 32})
+    assert bench._earlier_seed(wider, 1, ["3.png", "5.png"], 120) is None
+    assert bench._earlier_seed(bench.argparse.Namespace(**{**vars(now), "seed_from": None}),
+                               1, ["3.png", "5.png"], 120) is None

@@ -177,6 +177,9 @@ class TrialTask:
         fold: the cross-validation fold a "refit" trains on (``segsearch.folds``); None: the
             study's own split.
         hparams: the trial's hyperparameter values (its TensorBoard HParams); None: unknown.
+        schedule: the learning rate over this training's epochs: "constant" (the compiled or
+            checkpointed rate) or "cosine" (:class:`CosineDecay`: from that rate down to nearly 0
+            by the last epoch; ``train.final_schedule`` for the final training).
     """
 
     number: int
@@ -191,6 +194,7 @@ class TrialTask:
     smoothed_start: float | None = None
     fold: int | None = None
     hparams: dict[str, Any] | None = None
+    schedule: str = "constant"
 
 
 @dataclass
@@ -563,6 +567,44 @@ class _EpochMonitor(keras.callbacks.Callback):
             writer.writerow(row)
 
 
+class CosineDecay(keras.callbacks.Callback):
+    """Half a cosine wave of the learning rate over epochs ``start`` .. ``end`` - 1, set at each
+    epoch's start: the rate the optimizer holds when training begins (the compiled one, or a
+    checkpoint's) at ``start``, ``rate * (1 + cos(pi * i / n)) / 2`` at the i-th of the n epochs
+    (SGDR, Loshchilov & Hutter 2017, without restarts; nnU-Net's poly schedule has the same
+    shape). Epoch-wise as ``keras.callbacks.LearningRateScheduler``, but relative to the epochs
+    this call trains, so a continued network decays over its own continuation.
+
+    An optimizer built with a ``LearningRateSchedule`` keeps that schedule: its rate cannot be
+    set (``enabled`` is then False).
+    """
+
+    def __init__(self, start: int, end: int) -> None:
+        super().__init__()
+        self.start, self.end = int(start), int(end)
+        self.initial: float | None = None
+        self.enabled = True
+
+    def rate(self, epoch: int) -> float:
+        """The rate for epoch ``epoch`` (0-based, as Keras counts) of a network whose rate was
+        ``self.initial`` at ``self.start``."""
+        n = max(1, self.end - self.start)
+        i = min(max(epoch - self.start, 0), n)
+        return float(self.initial or 0.0) * 0.5 * (1.0 + math.cos(math.pi * i / n))
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        optimizer = getattr(self.model, "optimizer", None)
+        try:
+            self.initial = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+            optimizer.learning_rate = self.initial  # settable? (not with a schedule object)
+        except (AttributeError, TypeError, ValueError):
+            self.enabled = False
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self.enabled:
+            self.model.optimizer.learning_rate = self.rate(epoch)
+
+
 #: the batch norms' momentum during a search (PyTorch's default, a window of about 10 batches).
 SEARCH_BN_MOMENTUM = 0.9
 
@@ -748,6 +790,8 @@ def _run_trial(
         adapt_batch_norm(model)
     monitor = _EpochMonitor(task, context, reporter)
     callbacks: list[Any] = [monitor]
+    if task.schedule == "cosine":
+        callbacks.insert(0, CosineDecay(task.initial_epoch, task.epochs))
     callbacks.extend(extra_callbacks(task))
     board = None
     if context.tensorboard_dir is not None:  # export.tensorboard: after the monitor, read it

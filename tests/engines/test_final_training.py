@@ -20,6 +20,7 @@ def test_best_trial_continues_from_its_checkpoint_with_the_rest_of_the_budget(ma
     best = next(r for r in results.trials if r.number == results.best_trial)
     final = json.loads((config.study_dir / "final" / "final.json").read_text())
     assert final["trial"] == best.number and final["planned_epochs"] == 7 - used
+    assert final["schedule"] == "cosine"  # train.final_schedule's default
     # it goes on from where the trial stopped (its last epoch), not from its best epoch
     last = best.initial_epoch + best.epochs
     assert final["from_epoch"] == last and results.final_epochs == 7 - used

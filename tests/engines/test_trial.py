@@ -87,6 +87,56 @@ def test_a_diverged_trial_fails_although_its_clipped_loss_stays_finite(tmp_path)
     assert healthy.state == "complete" and not healthy.diverged and healthy.checkpoint.exists()
 
 
+class _Rates(keras.callbacks.Callback):
+    """Records the optimizer's learning rate as each epoch trains (after the decay set it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None) -> None:
+        if batch == 0:
+            self.rates.append(float(self.model.optimizer.learning_rate.numpy()))
+
+
+def test_a_cosine_schedule_decays_a_continued_network_over_its_own_epochs(tmp_path, monkeypatch):
+    import math
+
+    from segsearch.engines import trial
+    from segsearch.engines.trial import TrialTask, run_trial
+
+    first = run_trial(_context(tmp_path), lambda: _tiny_model(1e-2),
+                      TrialTask(number=0, out_dir=tmp_path / "trial", epochs=2))
+    rates = _Rates()
+    monkeypatch.setattr(trial, "extra_callbacks", lambda task: [rates])
+    task = TrialTask(number=-1, out_dir=tmp_path / "final", epochs=6, initial_epoch=2,
+                     resume_from=first.checkpoint, phase="final", schedule="cosine")
+    outcome = run_trial(_context(tmp_path), lambda: None, task)
+    assert outcome.state == "complete" and [r["epoch"] for r in outcome.history] == [3, 4, 5, 6]
+    # from the checkpoint's rate (the trial's constant 1e-2) down over these 4 epochs
+    expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * i / 4)) for i in range(4)]
+    assert rates.rates == pytest.approx(expected, rel=1e-5)
+    assert rates.rates[-1] < 0.2 * rates.rates[0]
+
+    rates.rates.clear()  # the default: the rate the network was compiled with, every epoch
+    run_trial(_context(tmp_path), lambda: _tiny_model(1e-2),
+              TrialTask(number=1, out_dir=tmp_path / "constant", epochs=3))
+    assert rates.rates == pytest.approx([1e-2] * 3)
+
+
+def test_a_cosine_schedule_leaves_an_optimizer_with_a_schedule_object_alone():
+    from segsearch.engines.trial import CosineDecay
+
+    model = _tiny_model()
+    model.optimizer = keras.optimizers.SGD(keras.optimizers.schedules.ExponentialDecay(
+        0.1, decay_steps=10, decay_rate=0.5))
+    decay = CosineDecay(0, 4)
+    decay.set_model(model)
+    decay.on_train_begin()
+    assert not decay.enabled
+    decay.on_epoch_begin(2)  # nothing to set: no error
+
+
 def test_divergence_rules():
     import numpy as np
 
