@@ -47,6 +47,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=key)  # stable: a file's tests keep their order
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Leave the heap that collection built (TensorFlow, Keras, Optuna, the test modules: about
+    400,000 objects that live as long as the process) out of every later garbage collection.
+
+    A full collection walks every tracked object: 0.4 s each with that heap alone, and one runs
+    before every trial (``release_memory``) and whenever Python's own thresholds ask for one, a
+    quarter of a training test's CPU time. Garbage is collected first, so only live objects are
+    frozen; what tests create later is collected as before (``gc.freeze``).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Seed Python, NumPy and Keras before every test (and clear Keras' global state after)."""

@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segsearch.architectures",),
     ("segsearch.blocks",),
     ("segsearch._keras_compat",),
-    ("segsearch.errors", "segsearch.jsonable", "segsearch.devices"),
+    ("segsearch.errors", "segsearch.jsonable", "segsearch.devices", "segsearch.heap"),
 )
 
 

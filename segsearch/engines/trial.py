@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import keras
 
-from segsearch import scores
+from segsearch import heap, scores
 from segsearch.data.pipeline import producer_error
 from segsearch.errors import (
     DISK_ERRNOS,
@@ -362,10 +362,15 @@ def _variable_name(variable: Any) -> str:
 def release_memory() -> None:
     """Free the models, graphs and memory a finished trial held (Keras' session and the garbage).
 
-    ``keras.backend.clear_session`` collects the garbage itself; one call per trial is enough (each
-    costs a quarter of a second or more once TensorFlow holds many objects).
+    One full collection per trial (each walks every object Python tracks: 0.4 s and more once
+    TensorFlow is imported). In a process segsearch owns (``python -m segsearch``, a trial
+    worker), the first call, before the first trial, freezes what survives it (the imported
+    modules, the data, the study): later calls walk only the objects made since, which include
+    all of every trial's, so the previous trial's memory is still released
+    (:func:`segsearch.heap.collect`).
     """
-    keras.backend.clear_session(free_memory=True)
+    keras.backend.clear_session(free_memory=False)
+    heap.collect()
 
 
 #: the epoch event of each phase of a TrialTask ("epoch" for a trial).

@@ -539,6 +539,9 @@ def _worker_main(conn: Any, config: Any, env: dict[str, str], prepare: Callable[
     from segsearch.devices import backends_imported
 
     early = backends_imported()
+    from segsearch import heap
+
+    heap.own_process()  # the worker is segsearch's, start to end: cheaper collections
     os.environ.update(env)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
