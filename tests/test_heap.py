@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 # in a fresh interpreter: freezing the test process's heap would change what later tests collect
 SCRIPT = textwrap.dedent("""
