@@ -384,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nheld-out {OBJECTIVE} over {len(rows)} split(s), mean +- std:")
     labels = {"baseline": "trivial baseline", "seed": "seed network",
               "seed_tta": "seed network + TTA", "fold0_model": "segsearch, fold-0 model alone",
-              "segsearch_plain": "segsearch ensemble, no TTA/post-processing",
-              "segsearch": "segsearch (ensemble, TTA, post-processing)",
+              "segsearch_plain": "segsearch export, no TTA/post-processing",
+              "segsearch": "segsearch export (TTA, post-processing as chosen)",
               "margin": "segsearch - seed"}
     for key, label in labels.items():
         if key in summary:
