@@ -4,18 +4,20 @@ On the ISBI slices, over ``--splits`` outer splits (default 3). Each split holds
 slices (default 6; the splits' held-out sets are disjoint while there are slices left) that neither
 side sees while training or choosing anything; the other slices (24) are the development set:
 
-- **segsearch**: a study on the development set with ``data.folds: --folds`` (default 3)
-  cross-validation: ``--trials`` trials (default 4) of ``--trial-epochs`` epochs (default a third
-  of ``--budget`` shared by the trials) on fold 0 (Optuna TPE, no pruning by default: see
-  ``--pruner``; the seed network is the first trial, then its learning rate x3.2 and x10), the
-  best ``--refit`` configurations (default 1) re-scored on every fold (the
-  winner is the best mean over folds), then the winner's fold models trained further with what
-  is left of ``--budget`` (an equal part each), their learning rate decaying to nearly 0 over it
-  (``train.final_schedule: cosine``; ``--final-schedule constant`` keeps it), exported as their
-  ensemble (``export.ensemble: folds``) with test-time augmentation (``export.tta: auto``) and
-  post-processing (``export.postprocess: true``) chosen on the fold models' out-of-fold
-  predictions (every development slice, by the fold model that did not train on it). The batch
-  size is ``train.batch_size: auto`` (at most 5% of the training images: 2 here) on both sides.
+- **segsearch**: a study on the development set with ``data.folds: --folds`` (default 3):
+  ``--trials`` trials (default 4) of ``--trial-epochs`` epochs (default a third of ``--budget``
+  shared by the trials) on fold 0 (Optuna TPE, no pruning by default: see ``--pruner``; the seed
+  network is the first trial, then its learning rate x3.2 and x10), then the winner trained
+  further with what is left of ``--budget`` (80 epochs by default), its learning rate decaying to
+  nearly 0 over them (``train.final_schedule: cosine``; ``--final-schedule constant`` keeps it),
+  exported with test-time augmentation (``export.tta: auto``) and post-processing
+  (``export.postprocess: true``) kept only where they raise the validation score. The default is
+  one model (``--ensemble none --refit 0``): measured at this budget it beat the ensemble of the
+  winner's 3 fold models. ``--ensemble folds --refit 1`` re-scores the winner on every fold, trains
+  each of its fold models further with an equal part of what is left, and exports their ensemble,
+  TTA and post-processing chosen on the fold models' out-of-fold predictions (every development
+  slice, by the fold model that did not train on it). The batch size is ``train.batch_size:
+  auto`` (at most 5% of the training images: 2 here) on both sides.
 - **seed**: the U-Net seed network (the hypermodel's defaults) trained through the same training
   function, data, fold-0 split, batches and augmentation, for as many epochs as segsearch trained
   in all (trials + refit + the fold models' final training), its best epoch kept by the same
@@ -27,8 +29,8 @@ side sees while training or choosing anything; the other slices (24) are the dev
 Both are scored on the held-out slices by the same code (:func:`segsearch.refine.evaluate`: the
 export's sliding windows, TTA transforms and post-processing rules, the compiled metrics'
 formulas), beside the trivial baseline (the best constant prediction on those slices). The
-segsearch export is also scored without its parts (its fold-0 model alone; the ensemble without TTA
-and post-processing) so each part's share shows, and the seed with the same TTA.
+segsearch export is also scored without its parts (an ensemble's fold-0 model alone; the export
+without TTA and post-processing) so each part's share shows, and the seed with the same TTA.
 
 The figures are the mean and standard deviation over the splits of the held-out mean IoU; the goal
 (issue 15) is segsearch ahead on every split and by >= 0.03 on average. The defaults are the
@@ -309,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--splits", type=int, default=3, help="outer splits (default 3)")
     parser.add_argument("--test-size", type=int, default=6, help="held-out slices per split")
     parser.add_argument("--folds", type=int, default=3, help="data.folds (default 3)")
-    parser.add_argument("--refit", type=int, default=1, help="search.refit_folds (default 1)")
-    parser.add_argument("--ensemble", default="folds", choices=["folds", "top_k", "none"])
+    parser.add_argument("--refit", type=int, default=0,
+                        help="search.refit_folds (default 0; 1 with --ensemble folds)")
+    parser.add_argument("--ensemble", default="none", choices=["folds", "top_k", "none"],
+                        help="export.ensemble (default none: one model with all the final epochs)")
     parser.add_argument("--final-schedule", default="cosine", choices=["cosine", "constant"],
                         help="train.final_schedule of segsearch's final training (default "
                              "cosine; the seed trains at its own constant rate)")
