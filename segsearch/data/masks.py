@@ -288,7 +288,8 @@ def decide(
                 f"{where}: {len(damaged)} mask(s) hold intermediate values "
                 f"({', '.join(map(str, middle))}, ...) between 0 and {top}, as JPEG compression "
                 f"leaves: {first_names(damaged)}; fix: save the masks losslessly (PNG or TIFF), or "
-                f"set data.mask_kind: binary to count values >= {(top + 1) // 2} as foreground"
+                f"set data.mask_kind: binary (--set data.mask_kind=binary) to count values >= "
+                f"{(top + 1) // 2} as foreground"
             )
         if limit is None and top > MAX_AUTO_ID:
             outlier = _void_candidate(values, MAX_AUTO_ID + 1, ignore_value)
