@@ -253,8 +253,8 @@ def _earlier_seed(args: argparse.Namespace, index: int, held: list[str],
     if args.seed_from is None:
         return None
     stored = json.loads(args.seed_from.read_text(encoding="utf-8"))
-    theirs = stored.get("args") or {}
-    if any(theirs.get(k) != _args(args).get(k) for k in SEED_SIDE):
+    theirs, mine = stored.get("args") or {}, _args(args)
+    if any(theirs.get(k) != mine.get(k) for k in SEED_SIDE):
         return None
     for row in stored.get("splits") or []:
         if row.get("split") == index and row.get("held_out") == held \
