@@ -274,6 +274,10 @@ class TextProgress:
     def _on_export(self, e: Mapping[str, Any]) -> None:
         from segsearch.formats import summary_lines, warning_lines
 
+        if e.get("unchanged"):  # a rerun of a finished study: nothing was written
+            self._write(f"The best model in {e.get('path', '?')} is up to date (nothing "
+                        "changed since it was exported)")
+            return
         self._write(f"Exported the best model to {e.get('path', '?')}")
         for line in summary_lines(e.get("formats")) + [
                 f"  {w}" for w in warning_lines(e.get("formats"))] + list(e.get("notes") or ()):

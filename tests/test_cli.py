@@ -313,6 +313,14 @@ def test_text_progress_shows_trial_epoch_metric_best_and_time_left() -> None:
     assert "Exported the best model to studies/x/best" in text
 
 
+def test_progress_says_an_unchanged_export_is_up_to_date_not_exported() -> None:
+    stream = io.StringIO()
+    TextProgress("val_dice", stream, live=False)(
+        {"event": "export", "path": "studies/x/best", "unchanged": True})
+    text = stream.getvalue()
+    assert "studies/x/best is up to date" in text and "Exported" not in text
+
+
 def test_progress_shows_the_baseline_and_the_final_training_s_own_best() -> None:
     stream = io.StringIO()
     show = TextProgress("val_dice", stream, live=False)
