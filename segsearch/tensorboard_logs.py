@@ -3,7 +3,7 @@
 Each trial writes one run, ``<study>/tensorboard/trial_<nnnn>/``, and the final training
 ``<study>/tensorboard/final/``; open them with ``tensorboard --logdir <study>/tensorboard``.
 
-- Scalars: after each epoch, every column of the trial's ``history.csv`` under the same name
+- Scalars: after each epoch, the trial's metrics as in its ``history.csv``, under the same name
   (``loss``, ``dice``, ``val_loss``, ``val_dice``, ``val_dice_ema``, ``time_s``, ...), at the step
   of the epoch counted from the network's first epoch (a continuation goes on where it stopped).
 - HParams: when training starts, the trial's hyperparameters (the session ``trial_<nnnn>``);

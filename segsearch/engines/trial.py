@@ -510,7 +510,8 @@ class _EpochMonitor(keras.callbacks.Callback):
         row["time_s"] = round(now - self._last_epoch_time, 3)
         self._last_epoch_time = now
         self.history.append(row)
-        self._write_row(row)
+        # history.csv also has the rate this epoch trained at (the final training's schedule)
+        self._write_row({**row, "learning_rate": _learning_rate(self.model)})
         if self.stop_state == "failed":
             return
         loss = row.get("loss")
@@ -570,6 +571,14 @@ class _EpochMonitor(keras.callbacks.Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+def _learning_rate(model: Any) -> float:
+    """The optimizer's current learning rate (NaN when it has none that reads as a number)."""
+    try:
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    except (AttributeError, TypeError, ValueError):
+        return math.nan
 
 
 class CosineDecay(keras.callbacks.Callback):

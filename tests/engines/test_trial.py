@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+
 import keras
 import pytest
 
@@ -117,6 +119,10 @@ def test_a_cosine_schedule_decays_a_continued_network_over_its_own_epochs(tmp_pa
     expected = [1e-2 * 0.5 * (1 + math.cos(math.pi * i / 4)) for i in range(4)]
     assert rates.rates == pytest.approx(expected, rel=1e-5)
     assert rates.rates[-1] < 0.2 * rates.rates[0]
+    # history.csv says the rate each epoch trained at
+    with open(tmp_path / "final" / "history.csv", encoding="utf-8") as f:
+        logged = [float(r["learning_rate"]) for r in csv.DictReader(f)]
+    assert logged == pytest.approx(expected, rel=1e-5)
 
     rates.rates.clear()  # the default: the rate the network was compiled with, every epoch
     run_trial(_context(tmp_path), lambda: _tiny_model(1e-2),
