@@ -232,7 +232,12 @@ class TextProgress:
 
     def _on_final_end(self, e: Mapping[str, Any]) -> None:
         if e.get("state") == "complete":
-            return  # the epochs said it all
+            if e.get("trial_kept"):  # no epoch beat the trial's best average
+                self._write(f"  the final training's best average "
+                            f"({format_number(e.get('final_best'))}) did not beat trial "
+                            f"#{e.get('trial', '?')}'s {format_number(e.get('trial_value'))}: "
+                            f"its checkpoint ({e.get('model')}) stays the best model")
+            return  # otherwise the epochs said it all
         reason = str(e.get("reason") or "unknown reason").splitlines()[0]
         self._write(f"  final training {e.get('state', 'failed')} - {reason}")
 

@@ -729,7 +729,9 @@ class Study:
         atomic_write_text(folder / FINAL_FILE, json.dumps(jsonable(summary), indent=2) + "\n")
         emit({"event": "final_end", "trial": best.number, "state": outcome.state,
               "reason": outcome.reason, "epochs": outcome.epochs,
-              "retry": _final_retry(summary), "model": summary["model"]})
+              "retry": _final_retry(summary), "model": summary["model"],
+              "final_best": summary["final_best"], "trial_value": best.value,
+              "trial_kept": outcome.checkpoint is None or outcome.state != "complete"})
         return summary
 
 

@@ -313,6 +313,18 @@ def test_text_progress_shows_trial_epoch_metric_best_and_time_left() -> None:
     assert "Exported the best model to studies/x/best" in text
 
 
+def test_progress_says_when_the_final_training_did_not_beat_its_trial() -> None:
+    stream = io.StringIO()
+    show = TextProgress("val_dice", stream, live=False)
+    show({"event": "final_end", "trial": 1, "state": "complete", "trial_kept": True,
+          "final_best": 0.1585, "trial_value": 0.9908, "model": "trials/0001/model.keras"})
+    show({"event": "final_end", "trial": 2, "state": "complete", "trial_kept": False,
+          "final_best": 0.8, "trial_value": 0.7, "model": "final/model.keras"})
+    lines = stream.getvalue().splitlines()
+    assert lines == ["  the final training's best average (0.1585) did not beat trial #1's 0.9908: "
+                     "its checkpoint (trials/0001/model.keras) stays the best model"]
+
+
 def test_progress_says_an_unchanged_export_is_up_to_date_not_exported() -> None:
     stream = io.StringIO()
     TextProgress("val_dice", stream, live=False)(

@@ -42,6 +42,8 @@ def test_best_trial_continues_from_its_checkpoint_with_the_rest_of_the_budget(ma
     assert final["final_best"] == pytest.approx(max(e["own_best"] for e in finals))
     kept_final = final["model"].startswith("final")
     assert kept_final == (final["final_best"] > best.value)
+    (end,) = [e for e in events if e["event"] == "final_end"]  # what the progress line says
+    assert end["trial_kept"] is not kept_final and end["trial_value"] == best.value
     # time left counts the final's own epochs: never ~0 while epochs remain
     assert all(e["eta_s"] > 0 for e in finals if e["epoch"] < e["epochs"])
     # the trivial baseline: computed once, stored, beside the objective in the events
