@@ -66,7 +66,11 @@ MASK_DIR_NAMES = (
 )
 CASE_LAYOUT = "one folder per case"
 #: stem endings that mark a mask (``data.mask_suffix`` is tried first)
-MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation")
+MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation",
+                 "_1stHO")
+#: stem endings of a second annotator's masks beside the first's (CHASE_DB1's ``_2ndHO``, DRIVE's
+#: ``_manual2``): neither images nor the labels (the first annotator's are)
+SECOND_ANNOTATOR_SUFFIXES = ("_2ndHO", "_manual2")
 ARRAY_IMAGE_KEYS = ("images", "image", "x", "X", "imgs")
 ARRAY_MASK_KEYS = ("masks", "mask", "y", "Y", "labels", "label")
 
@@ -467,12 +471,16 @@ def _nested(root: Path) -> list[Path]:
 
 
 def _is_case_layout(subs: Sequence[Path]) -> bool:
-    """True when every ``<sub>/images/`` holds at most one image: one folder per case."""
+    """True when every ``<sub>/images/`` holds at most one image, and some one: one folder per
+    case (``ADEChallengeData2016/images/`` holds folders, not a case's image)."""
+    single = False
     for sub in subs:
         image_dir = _subfolder(sub, "images", IMAGE_DIR_NAMES)
-        if image_dir is not None and len(_image_files(image_dir)) > 1:
+        count = len(_image_files(image_dir)) if image_dir is not None else 0
+        if count > 1:
             return False
-    return True
+        single = single or count == 1
+    return single
 
 
 def _discover_cases(root: Path, cases: Sequence[Path]) -> Discovery:
@@ -527,6 +535,127 @@ def discover(
     masks_dir: str = "masks", pair: str | None = None, role: str = "",
 ) -> Discovery:
     """Find a folder's pairs and its unpaired files (``find_pairs`` without the empty-result error).
+
+    The usual layouts are read where they are (see :func:`_discover_here`). When none fits and
+    neither folder is configured, the folders below are searched for the images and masks folder
+    pair that pairs the most images (:func:`search_below`: a data set as downloaded, such as
+    ``VOCdevkit/VOC2012/JPEGImages`` + ``SegmentationClass``); ``Discovery.notes`` says which
+    folders were read and the ``--set`` lines that choose others. Without such a pair the usual
+    layouts' error is raised.
+
+    Args: see :func:`_discover_here`.
+    """
+    try:
+        return _discover_here(folder, mask_suffix=mask_suffix, images_dir=images_dir,
+                              masks_dir=masks_dir, pair=pair, role=role)
+    except DataError as error:
+        configured = (images_dir.strip("/") not in ("", "images")
+                      or masks_dir.strip("/") not in ("", "masks"))
+        root = Path(folder)
+        if configured or pair is not None or not root.is_dir():
+            raise
+        found = search_below(root, mask_suffix)
+        if found is None:
+            raise error from None
+    image_rel, mask_rel = _rel(found[0], root), _rel(found[1], root)
+    result = _discover_here(root, mask_suffix=mask_suffix, images_dir=image_rel,
+                            masks_dir=mask_rel, role=role)
+    note = (f"no images/ + masks/ at the top of {root}: read {image_rel}/ + {mask_rel}/, the "
+            f"folders below it that pair the most images ({len(result.pairs)}); to read others: "
+            f"--set data.{role}images_dir=FOLDER --set data.{role}masks_dir=FOLDER")
+    return dataclasses.replace(result, notes=(note, *result.notes))
+
+
+#: words in a folder's path that say it holds masks (a match anywhere in the lower-cased name)
+MASK_WORDS = ("mask", "label", "annot", "gt", "groundtruth", "ground_truth", "manual", "trimap",
+              "segmentation")
+#: words that say a mask folder holds another kind of mask than class labels (instances, colour
+#: renderings): such a folder is chosen only when it pairs more images than any other
+OTHER_MASK_WORDS = ("object", "instance", "color", "colour", "inst")
+#: folders searched below data.source at most (a data set as downloaded holds a few dozen)
+SEARCH_FOLDERS = 400
+#: levels searched below data.source
+SEARCH_DEPTH = 4
+
+
+def _words_say_mask(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in MASK_WORDS)
+
+
+def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | None:
+    """The (images folder, masks folder) below ``root`` that pair the most images, or None.
+
+    Candidates are the folders down to SEARCH_DEPTH levels (not hidden ones, at most
+    SEARCH_FOLDERS) that hold image files. A pair counts when its masks folder is named as masks
+    are (MASK_WORDS, in its path below the two folders' common parent: ``annotations/training``
+    beside ``images/training``) and its images folder is not, or when the masks carry a mask
+    suffix (``ISIC_0000000_segmentation.png``); images pair with masks by file name as in
+    :func:`_match`. Ties go to a folder of class labels (not OTHER_MASK_WORDS), then to a
+    training split (``train`` in the images folder's path), then to the shorter paths. A masks
+    folder of (nearly) one mask repeated, such as a field-of-view mask, is never chosen.
+
+    Args:
+        root: data.source.
+        mask_suffix: data.mask_suffix.
+    """
+    folders: list[tuple[Path, set[str], set[str]]] = []  # (folder, image stems, stripped stems)
+    layer, seen = [root], 0
+    for _ in range(SEARCH_DEPTH + 1):
+        nxt: list[Path] = []
+        for folder in layer:
+            try:
+                files = _mask_files(folder)
+                subs = sorted((p for p in folder.iterdir()
+                               if p.is_dir() and not p.name.startswith(".")),
+                              key=lambda p: natural_key(p.name))
+            except OSError:
+                continue
+            seen += 1
+            if seen > SEARCH_FOLDERS:
+                break
+            if files:
+                stems = {p.stem for p in files}
+                stripped = {k for k in (_strip_mask_suffix(t, mask_suffix) for t in stems) if k}
+                folders.append((folder, stems, stripped))
+            nxt += subs
+        layer = nxt
+    best: tuple[tuple[int, ...], Path, Path] | None = None
+    for images, image_stems, _ in folders:
+        if not _image_files(images):
+            continue
+        for masks, mask_stems, stripped in folders:
+            if masks == images:
+                continue
+            common = Path(os.path.commonpath([images, masks]))
+            image_name, mask_name = _rel(images, common), _rel(masks, common)
+            by_suffix = len(image_stems & stripped)
+            named = _words_say_mask(mask_name) and not _words_say_mask(image_name)
+            count = len(image_stems & mask_stems) + by_suffix if named else by_suffix
+            if count == 0:
+                continue
+            other = any(w in mask_name.lower() for w in OTHER_MASK_WORDS)
+            training = "train" in _rel(images, root).lower()
+            depth = len(images.relative_to(root).parts) + len(masks.relative_to(root).parts)
+            key = (count, 0 if other else 1, int(training), -depth)
+            if best is not None and key <= best[0]:
+                continue
+            try:
+                found = _match(_image_files(images), _mask_files(masks), images, masks,
+                               mask_suffix)
+            except DataError:
+                continue
+            if found.pairs and _repeated_score(found) is None:
+                best = (key, images, masks)
+    return None if best is None else (best[1], best[2])
+
+
+def _discover_here(
+    folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images",
+    masks_dir: str = "masks", pair: str | None = None, role: str = "",
+) -> Discovery:
+    """Find a folder's pairs in the usual layouts (``images/`` + ``masks/`` and their aliases,
+    one folder per case, one folder of ``NAME`` + ``NAME_mask`` files).
 
     Args:
         folder: the folder (see ``find_pairs``).
@@ -646,11 +775,17 @@ def discover(
             )
     files = _image_files(root)
     if files:
+        second = [p for p in files
+                  if p.stem.lower().endswith(tuple(x.lower() for x in SECOND_ANNOTATOR_SUFFIXES))]
+        files = [p for p in files if p not in second]
         masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
         images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
         if masks and images:
+            shown = first_names([p.name for p in second], 3)
+            notes = [f"{len(second)} second annotator's mask(s) ({shown}) are not used: the "
+                     "first annotator's are the labels"] if second else []
             return _match(images, masks, root, root, mask_suffix, pair,
-                          "one folder, masks named <image><suffix>")
+                          "one folder, masks named <image><suffix>", notes)
     if image_dir is not None or candidates:
         if image_dir is not None:
             raise DataError(

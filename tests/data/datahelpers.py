@@ -186,3 +186,51 @@ def write_void(
         write_image(root / "masks" / f"frame_{i:03d}.png", mask)
     labelled = 28
     return root, [8 / labelled, 16 / labelled, 4 / labelled], 4 / 32
+
+
+#: data sets whose images and masks folders sit below the folder a user gives (as downloaded):
+#: name -> (images folder, masks folder, image name, mask name, other files: relative path ->
+#: "mask" (a mask-like image that is not the labels) or "text"), {i} is the image's index
+DOWNLOADED = {
+    "voc": ("VOCdevkit/VOC2012/JPEGImages", "VOCdevkit/VOC2012/SegmentationClass",
+            "2007_00{i:04d}.jpg", "2007_00{i:04d}.png",
+            {"VOCdevkit/VOC2012/SegmentationObject/2007_00{i:04d}.png": "mask",
+             "VOCdevkit/VOC2012/JPEGImages/2008_00{i:04d}.jpg": "image",
+             "VOCdevkit/VOC2012/Annotations/2007_00{i:04d}.xml": "text",
+             "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt": "text"}),
+    "pets": ("images", "annotations/trimaps", "Abyssinian_{i}.jpg", "Abyssinian_{i}.png",
+             {"annotations/xmls/Abyssinian_{i}.xml": "text", "annotations/list.txt": "text",
+              "annotations/trimaps/._Abyssinian_{i}.png": "text"}),
+    "isic": ("ISIC2018_Task1-2_Training_Input", "ISIC2018_Task1_Training_GroundTruth",
+             "ISIC_000000{i}.jpg", "ISIC_000000{i}_segmentation.png",
+             {"ISIC2018_Task1-2_Training_Input/LICENSE.txt": "text"}),
+    "camvid": ("CamVid/train", "CamVid/trainannot", "0001TP_00{i}.png", "0001TP_00{i}.png",
+               {"CamVid/val/Seq05VD_f0{i}.png": "image",
+                "CamVid/valannot/Seq05VD_f0{i}.png": "mask", "CamVid/train.txt": "text"}),
+    "ade20k": ("ADEChallengeData2016/images/training", "ADEChallengeData2016/annotations/training",
+               "ADE_train_0000000{i}.jpg", "ADE_train_0000000{i}.png",
+               {"ADEChallengeData2016/images/validation/ADE_val_0000000{i}.jpg": "image",
+                "ADEChallengeData2016/annotations/validation/ADE_val_0000000{i}.png": "mask",
+                "ADEChallengeData2016/objectInfo150.txt": "text"}),
+    "kvasir": ("Kvasir-SEG/images", "Kvasir-SEG/masks", "cju{i}x.jpg", "cju{i}x.png",
+               {"kavsir_bboxes.json": "text"}),
+}
+
+
+def write_downloaded(root: Path, name: str, n: int = 4,
+                     size: tuple[int, int] = (24, 32)) -> tuple[Path, str, str]:
+    """One of DOWNLOADED's layouts under ``root``, with binary masks (0/1; class ids for
+    ``camvid``); returns (root, its images folder, its masks folder)."""
+    image_dir, mask_dir, image_name, mask_name, others = DOWNLOADED[name]
+    images, masks = blobs(n, size, seed=len(name))
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_image(root / image_dir / image_name.format(i=i), np.stack([image] * 3, -1))
+        write_image(root / mask_dir / mask_name.format(i=i), mask)
+        for path, kind in others.items():
+            target = root / path.format(i=i)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "text":
+                target.write_text("not an image\n", encoding="utf-8")
+            else:
+                write_image(target, np.stack([image] * 3, -1) if kind == "image" else 1 - mask)
+    return root, image_dir, mask_dir

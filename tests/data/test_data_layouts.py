@@ -8,10 +8,20 @@ import re
 
 import numpy as np
 import pytest
-from datahelpers import write_cases, write_colour, write_crack, write_drive, write_image, write_void
+from datahelpers import (
+    DOWNLOADED,
+    blobs,
+    write_cases,
+    write_colour,
+    write_crack,
+    write_downloaded,
+    write_drive,
+    write_image,
+    write_void,
+)
 
 from segsearch.data import DataConfig, check, load
-from segsearch.data.sources import Pair, read_mask, read_mat
+from segsearch.data.sources import Pair, read_mask, read_mat, search_below
 from segsearch.errors import ConfigError, DataError
 
 DRIVE_LABELS = {
@@ -435,3 +445,44 @@ def test_drive_test_folder_as_validation(tmp_path):
     ):
         DataConfig(source=str(root), val_images_dir="test/images")
 
+
+# ----------------------------------------------------------------------------------- as downloaded
+@pytest.mark.parametrize("name", sorted(DOWNLOADED))
+def test_a_data_set_as_downloaded_is_read_from_the_folders_below_it(tmp_path, name):
+    root, image_dir, mask_dir = write_downloaded(tmp_path / name, name)
+    report, splits = _both(root)
+    assert report.to_dict()["counts"]["pairs"] == 4
+    assert report.fingerprint["layout"] == f"{image_dir}/ + {mask_dir}/, paired by file name"
+    assert any(f"no images/ + masks/ at the top of {root}: read {image_dir}/ + {mask_dir}/, the "
+               "folders below it that pair the most images (4); to read others: --set "
+               "data.images_dir=FOLDER --set data.masks_dir=FOLDER" in w for w in report.warnings)
+    # the labels, not the instance masks or another split's (written as 1 - mask)
+    _, masks = blobs(4, (24, 32), seed=len(name))
+    share = float(np.mean([m.mean() for m in masks]))
+    assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
+    # the same folders set by hand read the same, without the note
+    config = DataConfig(source=str(root), images_dir=image_dir, masks_dir=mask_dir)
+    assert not any("no images/ + masks/ at the top" in w for w in check(config).warnings)
+
+
+def test_the_search_below_never_takes_field_of_view_masks_and_leaves_the_error(tmp_path):
+    root, _ = write_drive(tmp_path / "DRIVE")  # training/mask pairs by name, but is one mask
+    assert search_below(root) is None
+    with pytest.raises(DataError, match="the images are one level down"):
+        load(DataConfig(source=str(root)))
+
+
+def test_a_second_annotator_s_masks_are_neither_images_nor_labels(tmp_path):
+    root = tmp_path / "CHASE_DB1"
+    images, masks = blobs(4, (24, 32))
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_image(root / f"Image_0{i}L.jpg", np.stack([image] * 3, -1))
+        write_image(root / f"Image_0{i}L_1stHO.png", mask * 255)
+        write_image(root / f"Image_0{i}L_2ndHO.png", (1 - mask) * 255)
+    report, _ = _both(root)
+    counts = report.to_dict()["counts"]
+    assert counts["pairs"] == 4 and counts["lone_images"] == 0
+    assert any("4 second annotator's mask(s) (Image_00L_2ndHO.png, Image_01L_2ndHO.png, "
+               "Image_02L_2ndHO.png and 1 more) are not used" in w for w in report.warnings)
+    share = float(np.mean([m.mean() for m in masks]))
+    assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
