@@ -296,16 +296,19 @@ def decide(
             files = first_names(files_with(lambda v: v > MAX_AUTO_ID), 3)
             if outlier is not None:
                 ids = [v for v in values if v != outlier]
+                # ids up to 150 (ADE20K) may all be classes; 255 (VOC) is a void label
+                keep = (f", or keep them as they are with --set data.num_classes={top + 1}"
+                        if top < 255 else "")
                 raise DataError(
                     f"{where}: the masks hold class ids {_listed(ids)} and the value {outlier} (in "
                     f"{files}); fix: {_void_fix(outlier)}; if it is a class, map the values to ids "
-                    f"with --set '{_values_line(values)}'"
+                    f"with --set '{_values_line(values)}'{keep}"
                 )
             raise DataError(
                 f"{where}: mask values {_listed(values)} look like grey levels, not class ids "
                 f"0..C-1 (in {files}); fix: map them to class ids with --set "
                 f"'{_values_line(values)}' (-1 ignores a value), or, if they are ids, set "
-                "data.num_classes"
+                f"data.num_classes (--set data.num_classes={top + 1})"
             )
         # fall through: class ids
 

@@ -192,11 +192,16 @@ def _configured_dir(root: Path, value: str, key: str, role: str = "") -> Path:
     if not path.is_dir():
         import difflib
 
-        below = _folders_below(root)
-        close = difflib.get_close_matches(value, below, n=1, cutoff=0.6)
+        below = _folders_below(root, 3)
+        ends = {}
+        for b in below:
+            ends.setdefault(b.rsplit("/", 1)[-1], b)
+        last = value.rsplit("/", 1)[-1]
+        # a folder of that very name deeper down ('trimaps' is annotations/trimaps) comes first
+        close = [ends[last]] if last in ends and ends[last] != value else []
+        close = close or difflib.get_close_matches(value, below, n=1, cutoff=0.6)
         if not close:  # compare the last parts: '1st_manul' vs 'training/1st_manual'
-            ends = {b.rsplit("/", 1)[-1]: b for b in below}
-            hit = difflib.get_close_matches(value.rsplit("/", 1)[-1], list(ends), n=1, cutoff=0.75)
+            hit = difflib.get_close_matches(last, list(ends), n=1, cutoff=0.75)
             close = [ends[hit[0]]] if hit else []
         hint = f"did you mean {close[0]}? (--set data.{role}{key}={close[0]}); " if close else ""
         raise DataError(

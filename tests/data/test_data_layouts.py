@@ -362,6 +362,11 @@ def test_a_misspelt_folder_gets_a_did_you_mean(tmp_path):
         )
     with pytest.raises(DataError, match=r"did you mean training/1st_manual\?"):
         load(DataConfig(source=str(root), images_dir="training/images", masks_dir="1st_manul"))
+    # the very name one level down beats a close name at the top ('trimaps' is not 'images')
+    pets, _, _ = write_downloaded(tmp_path / "pets", "pets")
+    with pytest.raises(DataError, match=r"did you mean annotations/trimaps\? \(--set "
+                       r"data.masks_dir=annotations/trimaps\)"):
+        load(DataConfig(source=str(pets), masks_dir="trimaps"))
     with pytest.raises(
         DataError, match=r"data.images_dir 'training/imgaes'.*did you mean training/images\?"
     ):

@@ -78,6 +78,16 @@ def test_ignore_value_becomes_minus_one(folder):
     assert splits.info["ignored_fraction"] == pytest.approx(2 / 32)
 
 
+def test_ids_up_to_150_offer_num_classes_beside_void(folder):
+    images, masks = blobs(4, num_classes=3)
+    for m in masks:
+        m[:2, :] = 150  # ADE20K: ids 0..150, few of them in a few masks
+    with pytest.raises(DataError, match=r"the value 150 .*fix: if 150 marks void pixels .*; if it "
+                       r"is a class, .*, or keep them as they are with --set "
+                       r"data.num_classes=151$"):
+        _load(folder(images, masks))
+
+
 def test_255_without_ignore_value_hints_at_it(folder):
     images, masks = blobs(4, num_classes=3)
     for m in masks:
