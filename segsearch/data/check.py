@@ -517,11 +517,18 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             )
         names = list(config.class_names or ())
         warnings.extend(_majority_foreground(freq, background, names, rule, all_values, config))
+        absent = [c for c in range(k) if c != background and freq[c] == 0]
+        if len(absent) == 1:
+            warnings.append(f"class {absent[0]} never occurs in the masks; check "
+                            "num_classes and the masks")
+        elif absent:  # one line, not one per class (ADE20K: 151 classes, few in a sample)
+            warnings.append(f"{len(absent)} of {k} classes never occur in the masks "
+                            f"({first_names([str(c) for c in absent], 8)}); check num_classes "
+                            "and the masks")
         for cls in (c for c in range(k) if c != background):
             if freq[cls] == 0:
-                warnings.append(f"class {cls} never occurs in the masks; check "
-                                "num_classes and the masks")
-            elif freq[cls] < TINY_FOREGROUND:
+                continue
+            if freq[cls] < TINY_FOREGROUND:
                 warnings.append(
                     f"tiny foreground: class {cls} covers only {100 * freq[cls]:.2f}% of labelled "
                     "pixels; consider a dice, focal or tversky loss, or crops around the objects"

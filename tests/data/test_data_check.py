@@ -63,6 +63,16 @@ def test_warnings_for_jpeg_masks_tiny_foreground_and_few_pairs(folder):
     assert "only 6 readable pairs" in text
 
 
+def test_classes_that_never_occur_are_one_warning(folder):
+    images, masks = blobs(4, num_classes=3)
+    root = folder(images, masks)
+    (one,) = [w for w in check(root, num_classes=4).warnings if "never occur" in w]
+    assert one == "class 3 never occurs in the masks; check num_classes and the masks"
+    (many,) = [w for w in check(root, num_classes=151).warnings if "never occur" in w]
+    assert many == ("148 of 151 classes never occur in the masks (3, 4, 5, 6, 7, 8, 9, 10 and "
+                    "140 more); check num_classes and the masks")
+
+
 def test_jpeg_intermediate_values_in_auto_mode(folder):
     images, masks = blobs(12, size=(64, 64))
     report = check(folder(images, [m * 255 for m in masks], mask_ext=".jpg"))
