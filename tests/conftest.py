@@ -23,13 +23,14 @@ ISBI = REPO.parent / "shared" / "data" / "isbi2012-membrane"
 #: `--dist loadfile --no-loadscope-reorder`) hands them out first so that the short files fill
 #: the processes' ends; xdist's own order (most tests first) left the one-test benchmark files of
 #: ~45 s each for the end, one process running them while the others waited. Order measured
-#: file by file (`-n 0 --durations`), every file over ~15 s.
+#: file by file (`-n 0 --durations`), every file over ~15 s; the first eleven by CPU seconds
+#: (their subprocesses included): 225, 145, 94, 86, 83, 81, 72, 66, 58, 55, 47.
 LONGEST_FIRST = (
-    "test_robust.py", "test_readme.py", "engines/test_optuna_engine.py", "test_devices.py",
-    "engines/test_failures.py", "test_driver.py", "architectures/test_architectures_builders.py",
-    "test_export.py", "test_folds.py", "hypermodels/test_every_architecture.py", "test_cli.py",
-    "test_formats.py", "test_bench_gpu.py", "test_pareto.py", "test_tracking.py",
-    "engines/test_keras_tuner_engine.py", "blocks/test_blocks_encoders.py",
+    "test_robust.py", "test_readme.py", "test_driver.py", "test_devices.py",
+    "architectures/test_architectures_builders.py", "test_folds.py", "test_export.py",
+    "hypermodels/test_every_architecture.py", "test_cli.py", "engines/test_failures.py",
+    "engines/test_optuna_engine.py", "test_formats.py", "test_bench_gpu.py", "test_pareto.py",
+    "test_tracking.py", "engines/test_keras_tuner_engine.py", "blocks/test_blocks_encoders.py",
     "architectures/test_architectures_encoders.py", "test_bench_pipeline.py",
     "engines/test_final_training.py", "data/test_data_device.py", "test_refine.py",
     "hypermodels/test_resnet50_unet.py", "engines/test_trial.py", "test_predict.py",
@@ -58,8 +59,39 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     import gc
 
+    _share_optuna_migration_scripts()
     gc.collect()
     gc.freeze()
+
+
+def _share_optuna_migration_scripts() -> None:
+    """Read Optuna's alembic migration scripts once per test process, not at every storage.
+
+    ``optuna.storages.RDBStorage`` executes its ~30 migration scripts again each time it opens a
+    storage (three times for a new one: 0.18 of its 0.27 CPU s) only to learn the head revision,
+    which is the same for every storage of one Optuna install; the tests open hundreds. The
+    scripts' ``ScriptDirectory`` is built once and shared: the schema, the stamp and the checks
+    are Optuna's own, unchanged (processes the tests start read the scripts as a user's do).
+    Left alone when Optuna's private names move (then it only costs time).
+    """
+    try:
+        from optuna.storages._rdb.storage import _VersionManager
+    except ImportError:
+        return
+    create = getattr(_VersionManager, "_create_alembic_script", None)
+    if create is None or getattr(create, "shared", False):
+        return
+    scripts: list = []
+
+    def shared(self):  # Optuna's private method, shared by every storage
+        if not scripts:
+            script = create(self)
+            script.get_current_head()  # load the revision map before threads share it
+            scripts.append(script)
+        return scripts[0]
+
+    shared.shared = True
+    _VersionManager._create_alembic_script = shared
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,8 @@ driver's TensorFlow context stays uninitialised.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -230,8 +232,10 @@ def test_each_trial_records_where_its_time_went(shared_gpu_study):
         assert t["setup"] + t["build"] + t["data"] + t["first_epoch"] <= t["total"] + 0.01
     stored = json.loads((results.study_dir / "trials" / "0000" / "trial.json").read_text())
     assert stored["timings"]["total"] == results.trials[0].timings["total"]
-    out = subprocess.run([sys.executable, "-m", "segsearch", "status", str(results.study_dir),
-                          "--verbose"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "Where the trials' time went:" in out.stdout
-    assert "  #2 (at batch size 2): " in out.stdout and "first step" in out.stdout
+    from segsearch.cli import main
+
+    out = io.StringIO()  # in this process: the report is tested, not a process
+    with contextlib.redirect_stdout(out):
+        assert main(["status", str(results.study_dir), "--verbose"]) == 0
+    assert "Where the trials' time went:" in out.getvalue()
+    assert "  #2 (at batch size 2): " in out.getvalue() and "first step" in out.getvalue()

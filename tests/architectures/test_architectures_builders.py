@@ -22,6 +22,8 @@ from segsearch.hypermodels.registry import ARCHITECTURES, PRESETS, check_input_s
 BUILDERS = {key: s.builder for key, s in ARCHITECTURES.items()}
 
 MODES = ("transpose", "nearest", "bilinear")
+#: a variant's extra key: build it under the mixed_float16 policy
+MIXED = "mixed_precision"
 
 
 @dataclass(frozen=True)
@@ -52,10 +54,13 @@ CASES = [
         (32, 32, 3), {"depth": 2, "filters": 4}, "nearest",
         ((1, {}), (4, {})), (30, 30, 3), "dec{depth}_up",
     ),
+    # the ResNet50 builders' variants also freeze the encoder (test_upsampling_modes_and_depths
+    # checks the trainable flags) and build under mixed precision: each ResNet50 costs ~3.5 CPU s
     Case(
         "resnet50_unet",
         (32, 32, 3), {"depth": 3, "filters": 4}, "transpose",
-        ((2, {}), (5, {})), (36, 36, 3), "dec{depth}_up", resnet=True,
+        ((2, {"freeze": "stage2", "freeze_batch_norm": False}), (5, {})), (36, 36, 3),
+        "dec{depth}_up", resnet=True,
     ),
     Case(
         "deeplabv3plus",
@@ -63,8 +68,9 @@ CASES = [
         {"depth": 3, "aspp_rates": (1, 2, 4), "aspp_filters": 8, "low_level_filters": 4,
          "filters": 8},
         "bilinear",
-        ((4, {"aspp_rates": "1,2"}), (5, {"aspp_rates": (1,)})), (60, 60, 3), "aspp_1x1",
-        resnet=True,
+        ((4, {"aspp_rates": "1,2", "freeze": "all", "freeze_batch_norm": True}),
+         (5, {"aspp_rates": (1,), MIXED: True})),
+        (60, 60, 3), "aspp_1x1", resnet=True,
     ),
     Case(
         "resblock_unet",
@@ -87,7 +93,15 @@ def _ids(cases):
 def _build(case: Case, **overrides: Any):
     kwargs = {**case.tiny, **overrides}
     shape = kwargs.pop("input_shape", case.tiny_shape)
-    return BUILDERS[case.key](shape, case.num_classes, **kwargs)
+    if not kwargs.pop(MIXED, False):
+        return BUILDERS[case.key](shape, case.num_classes, **kwargs)
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        return BUILDERS[case.key](shape, case.num_classes, **kwargs)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def _forward(model, shape, batch: int = 2):
@@ -172,12 +186,16 @@ VARIANTS = [(c, *v) for c in CASES for v in _variants(c)]
 )
 def test_upsampling_modes_and_depths(case, mode, depth, extra):
     """Every upsampling mode (the default one is the tiny model's) and two more depths per
-    builder."""
+    builder; the ResNet50 builders' variants also freeze the encoder or use mixed precision."""
     from keras import layers
 
     model = _build(case, upsampling=mode, depth=depth, **extra)
     _, y = _forward(model, case.tiny_shape)
     _check_output(y, case.tiny_shape, case.num_classes)
+    if "freeze" in extra:
+        _check_frozen(model, extra["freeze"], extra["freeze_batch_norm"])
+    if extra.get(MIXED):
+        _check_mixed(model)
     deepest = model.get_layer(case.deepest.format(depth=depth)).input
     assert deepest.shape[1] == case.tiny_shape[0] // 2**depth
     ups = [lay for lay in model.layers if lay.name.endswith("_up") and lay.name != "aspp_pool_up"]
@@ -190,20 +208,29 @@ def test_upsampling_modes_and_depths(case, mode, depth, extra):
             assert layer.interpolation == mode
 
 
-MIXED_CASES = [c for c in CASES if not c.resnet] + [BY_KEY["deeplabv3plus"]]
+def _check_mixed(model) -> None:
+    assert model.get_layer("head_conv").compute_dtype == "float32"  # the logits too
+    assert model.outputs[0].dtype == "float32"
+    assert any(layer.compute_dtype == "float16" for layer in model.layers)  # the policy held
+
+
+# deeplabv3plus: its variant at depth 5 (test_upsampling_modes_and_depths)
+MIXED_CASES = [c for c in CASES if not c.resnet]
 
 
 @pytest.mark.parametrize("case", MIXED_CASES, ids=_ids(MIXED_CASES))
 def test_head_is_float32_under_mixed_precision(case):
-    import keras
+    _check_mixed(_build(case, **{MIXED: True}))
 
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        model = _build(case)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    assert model.get_layer("head_conv").compute_dtype == "float32"  # the logits too
-    assert model.outputs[0].dtype == "float32"
+
+def test_every_resnet50_builder_has_a_frozen_and_a_mixed_precision_variant():
+    """The freezing and mixed-precision checks of the ResNet50 builders ride on their variants
+    (test_upsampling_modes_and_depths): each ResNet50 builder is frozen in one, and
+    deeplabv3plus is built under mixed precision in one."""
+    frozen = {c.key for c, _, _, extra in VARIANTS if "freeze" in extra}
+    assert frozen == {c.key for c in RESNET_CASES}
+    mixed = {c.key for c, _, _, extra in VARIANTS if extra.get(MIXED)}
+    assert mixed == {"deeplabv3plus"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
@@ -231,19 +258,13 @@ def test_resblock_unet_3d_forward():
 # --- ResNet50 encoders: freezing and weights ------------------------------------------------------
 
 
-FREEZES = [("resnet50_unet", "stage2", False), ("deeplabv3plus", "all", True)]
-
-
-@pytest.mark.parametrize(
-    "key, freeze, freeze_bn", FREEZES, ids=[f"{k}-{f}-bn{b}" for k, f, b in FREEZES]
-)
-def test_freeze_modes_set_trainable_flags(key, freeze, freeze_bn):
+def _check_frozen(model, freeze: str, freeze_bn: bool) -> None:
+    """The freeze modes' trainable flags (resnet50_unet's variant freezes stage2 and not its batch
+    norms, deeplabv3plus's all of the encoder with them)."""
     from keras import layers
 
     from segsearch.blocks import encoder_stage
 
-    case = BY_KEY[key]
-    model = _build(case, freeze=freeze, freeze_batch_norm=freeze_bn)
     last = 5 if freeze == "all" else int(freeze[-1])
     for layer in model.layers:
         stage = encoder_stage(layer.name)
