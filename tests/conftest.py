@@ -59,39 +59,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     """
     import gc
 
-    _share_optuna_migration_scripts()
     gc.collect()
     gc.freeze()
-
-
-def _share_optuna_migration_scripts() -> None:
-    """Read Optuna's alembic migration scripts once per test process, not at every storage.
-
-    ``optuna.storages.RDBStorage`` executes its ~30 migration scripts again each time it opens a
-    storage (three times for a new one: 0.18 of its 0.27 CPU s) only to learn the head revision,
-    which is the same for every storage of one Optuna install; the tests open hundreds. The
-    scripts' ``ScriptDirectory`` is built once and shared: the schema, the stamp and the checks
-    are Optuna's own, unchanged (processes the tests start read the scripts as a user's do).
-    Left alone when Optuna's private names move (then it only costs time).
-    """
-    try:
-        from optuna.storages._rdb.storage import _VersionManager
-    except ImportError:
-        return
-    create = getattr(_VersionManager, "_create_alembic_script", None)
-    if create is None or getattr(create, "shared", False):
-        return
-    scripts: list = []
-
-    def shared(self):  # Optuna's private method, shared by every storage
-        if not scripts:
-            script = create(self)
-            script.get_current_head()  # load the revision map before threads share it
-            scripts.append(script)
-        return scripts[0]
-
-    shared.shared = True
-    _VersionManager._create_alembic_script = shared
 
 
 @pytest.fixture(autouse=True)
