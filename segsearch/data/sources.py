@@ -535,6 +535,10 @@ def case_images(folder: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     return out
 
 
+class _NotHere(DataError):
+    """None of the usual layouts at a folder's top (what :func:`discover` then searches below)."""
+
+
 def discover(
     folder: str | os.PathLike[str], *, mask_suffix: str = "_mask", images_dir: str = "images",
     masks_dir: str = "masks", pair: str | None = None, role: str = "",
@@ -553,7 +557,7 @@ def discover(
     try:
         return _discover_here(folder, mask_suffix=mask_suffix, images_dir=images_dir,
                               masks_dir=masks_dir, pair=pair, role=role)
-    except DataError as error:
+    except _NotHere as error:
         configured = (images_dir.strip("/") not in ("", "images")
                       or masks_dir.strip("/") not in ("", "masks"))
         root = Path(folder)
@@ -701,13 +705,13 @@ def _discover_here(
     if image_dir is not None and candidates:
         images = _image_files(image_dir)
         if not images and not any(_mask_files(m) for m in candidates):
-            raise DataError(
+            raise _NotHere(
                 f"{root}: {_rel(image_dir, root)}/ and {_rel(candidates[0], root)}/ hold no image "
                 f"files (looked for {', '.join(IMAGE_EXTENSIONS)}); fix: put the "
                 "images and masks there"
             )
         if not images:
-            raise DataError(f"{image_dir}: no image files (looked for "
+            raise _NotHere(f"{image_dir}: no image files (looked for "
                             f"{', '.join(IMAGE_EXTENSIONS)}); fix: put the images there")
         how = f"data.pair '{pair}'" if pair is not None else "file name"
         found: list[Discovery] = []
@@ -718,9 +722,9 @@ def _discover_here(
         with_files = [d for d, m in zip(found, candidates) if _mask_files(m)]
         if not with_files:
             if len(candidates) == 1:
-                raise DataError(f"{candidates[0]}: no mask files (looked for "
+                raise _NotHere(f"{candidates[0]}: no mask files (looked for "
                                 f"{', '.join(MASK_EXTENSIONS)}); fix: put the masks there")
-            raise DataError(
+            raise _NotHere(
                 f"{image_dir.parent}: the mask folders "
                 f"{', '.join(_rel(m, root) + '/' for m in candidates)} hold no mask files (looked "
                 f"for {', '.join(MASK_EXTENSIONS)}); fix: put the masks there"
@@ -773,7 +777,7 @@ def _discover_here(
                              + (" (other mask folders: "
                                 f"{', '.join(_rel(m, root) + '/' for m in masks[1:])})"
                                 if len(masks) > 1 else ""))
-            raise DataError(
+            raise _NotHere(
                 f"{root}: the images are one level down, in "
                 f"{', '.join(_rel(s_, root) + '/' for s_ in subs[:4])}; fix: say which folders to "
                 f"read: {'; or '.join(lines)}"
@@ -793,19 +797,19 @@ def _discover_here(
                           "one folder, masks named <image><suffix>", notes)
     if image_dir is not None or candidates:
         if image_dir is not None:
-            raise DataError(
+            raise _NotHere(
                 f"{root}: has a {image_dir.name} folder but no masks folder (looked for "
                 f"{', '.join(n + '/' for n in MASK_DIR_NAMES[:8])} ...; its subfolders: "
                 f"{_subfolders(image_dir.parent)}); fix: name the masks folder with --set "
                 f"data.{role}masks_dir=FOLDER, or put the masks in {image_dir.parent / 'masks'}/"
             )
-        raise DataError(
+        raise _NotHere(
             f"{root}: has a {candidates[0].name} folder but no images folder (its subfolders: "
             f"{_subfolders(root)}); fix: name the images folder with --set "
             f"data.{role}images_dir=FOLDER, or put the images in {root / 'images'}/ (same file "
             "names as the masks)"
         )
-    raise DataError(
+    raise _NotHere(
         f"{root}: found no images/ and masks/ subfolders"
         + (f" and no '*{mask_suffix}' mask files" if mask_suffix else "")
         + f" (it holds {len(files)} image file(s)); fix: put the images in {root / 'images'}/ and "

@@ -491,3 +491,13 @@ def test_a_second_annotator_s_masks_are_neither_images_nor_labels(tmp_path):
                "Image_02L_2ndHO.png and 1 more) are not used" in w for w in report.warnings)
     share = float(np.mean([m.mean() for m in masks]))
     assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
+
+
+def test_the_search_below_never_hides_an_error_of_the_usual_layout(tmp_path):
+    root, _, _ = write_downloaded(tmp_path / "kvasir", "kvasir")  # a good pair one level down
+    images, masks = blobs(2)
+    for name in ("0.png", "0.tif"):  # ... and a broken one at the top
+        write_image(root / "images" / name, images[0])
+    write_image(root / "masks" / "0.png", masks[0])
+    with pytest.raises(DataError, match="two images share the name '0'"):
+        load(DataConfig(source=str(root)))
