@@ -67,7 +67,7 @@ MASK_DIR_NAMES = (
 CASE_LAYOUT = "one folder per case"
 #: stem endings that mark a mask (``data.mask_suffix`` is tried first)
 MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation",
-                 "_1stHO")
+                 "_1stHO", "_anno")
 #: stem endings of a second annotator's masks beside the first's (CHASE_DB1's ``_2ndHO``, DRIVE's
 #: ``_manual2``): neither images nor the labels (the first annotator's are)
 SECOND_ANNOTATOR_SUFFIXES = ("_2ndHO", "_manual2")
@@ -569,15 +569,19 @@ def discover(
     image_rel, mask_rel = _rel(found[0], root), _rel(found[1], root)
     result = _discover_here(root, mask_suffix=mask_suffix, images_dir=image_rel,
                             masks_dir=mask_rel, role=role)
+    also = _as_many(root, found[0], found[1], mask_suffix)
     note = (f"no images/ + masks/ at the top of {root}: read {image_rel}/ + {mask_rel}/, the "
-            f"folders below it that pair the most images ({len(result.pairs)}); to read others: "
-            f"--set data.{role}images_dir=FOLDER --set data.{role}masks_dir=FOLDER")
+            f"folders below it that pair the most images ({len(result.pairs)})"
+            + (f"; {', '.join(also)} pair(s) as many: check that {mask_rel}/ holds the labels "
+               f"you want" if also else "")
+            + f"; to read others: --set data.{role}images_dir=FOLDER --set "
+              f"data.{role}masks_dir=FOLDER")
     return dataclasses.replace(result, notes=(note, *result.notes))
 
 
 #: words in a folder's path that say it holds masks (a match anywhere in the lower-cased name)
-MASK_WORDS = ("mask", "label", "annot", "gt", "groundtruth", "ground_truth", "manual", "trimap",
-              "segmentation")
+MASK_WORDS = ("mask", "label", "annot", "gt", "groundtruth", "ground_truth", "ground truth",
+              "ground-truth", "manual", "trimap", "segmentation")
 #: words that say a mask folder holds another kind of mask than class labels (instances, colour
 #: renderings): such a folder is chosen only when it pairs more images than any other
 OTHER_MASK_WORDS = ("object", "instance", "color", "colour", "inst")
@@ -657,6 +661,24 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | 
             if found.pairs and _repeated_score(found) is None:
                 best = (key, images, masks)
     return None if best is None else (best[1], best[2])
+
+
+def _as_many(root: Path, images: Path, masks: Path, mask_suffix: str) -> list[str]:
+    """The other folders beside ``masks`` that pair as many of ``images``' files by name (the
+    right lung's masks beside the left's): a user should know that one of them was taken."""
+    pairs = len(_match(_image_files(images), _mask_files(masks), images, masks, mask_suffix).pairs)
+    out = []
+    for sibling in sorted((p for p in masks.parent.iterdir()
+                           if p.is_dir() and p not in (images, masks)
+                           and not p.name.startswith(".")), key=lambda p: natural_key(p.name)):
+        try:
+            found = _match(_image_files(images), _mask_files(sibling), images, sibling,
+                           mask_suffix)
+        except DataError:
+            continue
+        if len(found.pairs) == pairs:
+            out.append(_rel(sibling, root) + "/")
+    return out
 
 
 def _discover_here(

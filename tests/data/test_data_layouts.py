@@ -458,9 +458,13 @@ def test_a_data_set_as_downloaded_is_read_from_the_folders_below_it(tmp_path, na
     report, splits = _both(root)
     assert report.to_dict()["counts"]["pairs"] == 4
     assert report.fingerprint["layout"] == f"{image_dir}/ + {mask_dir}/, paired by file name"
-    assert any(f"no images/ + masks/ at the top of {root}: read {image_dir}/ + {mask_dir}/, the "
-               "folders below it that pair the most images (4); to read others: --set "
-               "data.images_dir=FOLDER --set data.masks_dir=FOLDER" in w for w in report.warnings)
+    (note,) = [w for w in report.warnings if "no images/ + masks/ at the top" in w]
+    assert note.startswith(f"no images/ + masks/ at the top of {root}: read {image_dir}/ + "
+                           f"{mask_dir}/, the folders below it that pair the most images (4)")
+    assert note.endswith("; to read others: --set data.images_dir=FOLDER --set "
+                         "data.masks_dir=FOLDER")
+    # VOC's instance masks pair as many images: the note says so
+    assert ("VOCdevkit/VOC2012/SegmentationObject/ pair(s) as many" in note) == (name == "voc")
     # the labels, not the instance masks or another split's (written as 1 - mask)
     _, masks = blobs(4, (24, 32), seed=len(name))
     share = float(np.mean([m.mean() for m in masks]))
@@ -501,3 +505,30 @@ def test_the_search_below_never_hides_an_error_of_the_usual_layout(tmp_path):
     write_image(root / "masks" / "0.png", masks[0])
     with pytest.raises(DataError, match="two images share the name '0'"):
         load(DataConfig(source=str(root)))
+
+
+def test_two_mask_folders_that_pair_alike_are_named_in_the_note(tmp_path):
+    root = tmp_path / "MontgomerySet"  # the left and the right lung, one folder each
+    images, masks = blobs(4)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_image(root / "CXR_png" / f"MCUCXR_000{i}_0.png", image)
+        write_image(root / "ManualMask" / "leftMask" / f"MCUCXR_000{i}_0.png", mask * 255)
+        write_image(root / "ManualMask" / "rightMask" / f"MCUCXR_000{i}_0.png", mask * 255)
+    report = check(DataConfig(source=str(root), image_size=None))
+    assert report.fingerprint["layout"] == ("CXR_png/ + ManualMask/leftMask/, paired by file "
+                                            "name")
+    assert any("ManualMask/rightMask/ pair(s) as many: check that ManualMask/leftMask/ holds the "
+               "labels you want" in w for w in report.warnings)
+
+
+def test_more_downloaded_names_pair(tmp_path):
+    images, masks = blobs(3)
+    for i, (image, mask) in enumerate(zip(images, masks)):  # CVC-ClinicDB, GlaS
+        write_image(tmp_path / "CVC-ClinicDB" / "Original" / f"{i}.tif", image)
+        write_image(tmp_path / "CVC-ClinicDB" / "Ground Truth" / f"{i}.tif", mask * 255)
+        write_image(tmp_path / "glas" / f"train_{i}.bmp", image)
+        write_image(tmp_path / "glas" / f"train_{i}_anno.bmp", mask)
+    cvc = check(DataConfig(source=str(tmp_path / "CVC-ClinicDB"), image_size=None))
+    assert cvc.fingerprint["layout"] == "Original/ + Ground Truth/, paired by file name"
+    glas = check(DataConfig(source=str(tmp_path / "glas"), image_size=None))
+    assert glas.to_dict()["counts"]["pairs"] == 3
