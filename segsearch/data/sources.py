@@ -565,7 +565,10 @@ def discover(
             raise
         found = search_below(root, mask_suffix)
         if found is None:
-            raise error from None
+            grouped = _one_folder_groups(root, mask_suffix)
+            if grouped is None:
+                raise error from None
+            return grouped
     image_rel, mask_rel = _rel(found[0], root), _rel(found[1], root)
     result = _discover_here(root, mask_suffix=mask_suffix, images_dir=image_rel,
                             masks_dir=mask_rel, role=role)
@@ -661,6 +664,51 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | 
             if found.pairs and _repeated_score(found) is None:
                 best = (key, images, masks)
     return None if best is None else (best[1], best[2])
+
+
+def _extra_masks(files: Sequence[Path], mask_suffix: str) -> list[Path]:
+    """Files named as further masks of one image, ``<image><suffix>_<n>`` (BUSI's
+    ``benign (4)_mask_1.png``, a second lesion): neither images nor read."""
+    suffixes = "|".join(re.escape(x) for x in dict.fromkeys((mask_suffix or "_mask", "_mask")))
+    rx = re.compile(rf"^.+(?:{suffixes})_\d+$", re.IGNORECASE)
+    return [p for p in files if rx.match(p.stem)]
+
+
+def _one_folder_groups(root: Path, mask_suffix: str) -> Discovery | None:
+    """The pairs of ``root``'s subfolders that each hold images and their ``NAME<suffix>`` masks
+    side by side (BUSI: ``benign/benign (1).png`` + ``benign (1)_mask.png``, ``malignant/``,
+    ``normal/``), read as one data set; None when no subfolder is such a folder."""
+    pairs: list[Pair] = []
+    lone_images: list[str] = []
+    lone_masks: list[str] = []
+    groups = []
+    extra: list[str] = []
+    for sub in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=lambda p: natural_key(p.name)):
+        files = _image_files(sub)
+        more = _extra_masks(files, mask_suffix)
+        files = [p for p in files if p not in more]
+        masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
+        images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
+        if not masks or not images:
+            continue
+        found = _match(images, masks, sub, sub, mask_suffix)
+        if not found.pairs:
+            continue
+        groups.append(f"{sub.name}/ ({len(found.pairs)})")
+        extra += [f"{sub.name}/{p.name}" for p in more]
+        pairs += [dataclasses.replace(p, name=f"{sub.name}/{p.name}") for p in found.pairs]
+        lone_images += [f"{sub.name}/{n}" for n in found.lone_images]
+        lone_masks += [f"{sub.name}/{n}" for n in found.lone_masks]
+    if not pairs:
+        return None
+    layout = f"one folder per group, masks named <image><suffix>: {', '.join(groups)}"
+    note = (f"no images/ + masks/ at the top of {root}: read the images and masks side by side "
+            f"in {', '.join(groups)} as one data set")
+    notes = [note] + ([f"{len(extra)} further mask(s) of an image ({first_names(extra, 3)}) "
+                       "are not read: only its first mask is"] if extra else [])
+    return Discovery(tuple(pairs), tuple(lone_images), tuple(lone_masks), root, root,
+                     mask_suffix, layout, tuple(notes))
 
 
 def _as_many(root: Path, images: Path, masks: Path, mask_suffix: str) -> list[str]:
@@ -808,13 +856,18 @@ def _discover_here(
     if files:
         second = [p for p in files
                   if p.stem.lower().endswith(tuple(x.lower() for x in SECOND_ANNOTATOR_SUFFIXES))]
-        files = [p for p in files if p not in second]
+        more = _extra_masks(files, mask_suffix)
+        files = [p for p in files if p not in second and p not in more]
         masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
         images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
         if masks and images:
             shown = first_names([p.name for p in second], 3)
             notes = [f"{len(second)} second annotator's mask(s) ({shown}) are not used: the "
                      "first annotator's are the labels"] if second else []
+            if more:
+                notes.append(f"{len(more)} further mask(s) of an image "
+                             f"({first_names([p.name for p in more], 3)}) are not read: only "
+                             "its first mask is")
             return _match(images, masks, root, root, mask_suffix, pair,
                           "one folder, masks named <image><suffix>", notes)
     if image_dir is not None or candidates:

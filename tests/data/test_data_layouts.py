@@ -532,3 +532,23 @@ def test_more_downloaded_names_pair(tmp_path):
     assert cvc.fingerprint["layout"] == "Original/ + Ground Truth/, paired by file name"
     glas = check(DataConfig(source=str(tmp_path / "glas"), image_size=None))
     assert glas.to_dict()["counts"]["pairs"] == 3
+
+
+def test_class_folders_of_images_and_masks_side_by_side_are_one_data_set(tmp_path):
+    root = tmp_path / "Dataset_BUSI_with_GT"  # BUSI: benign/, malignant/, normal/
+    images, masks = blobs(6)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        group = ("benign", "malignant", "normal")[i % 3]
+        write_image(root / group / f"{group} ({i}).png", np.stack([image] * 3, -1))
+        write_image(root / group / f"{group} ({i})_mask.png", mask * 255)
+    write_image(root / "benign" / "benign (0)_mask_1.png", masks[1] * 255)  # a second lesion
+    report, splits = _both(root)
+    assert report.fingerprint["layout"] == ("one folder per group, masks named <image><suffix>: "
+                                            "benign/ (2), malignant/ (2), normal/ (2)")
+    assert sorted(splits.split["train"] + splits.split["val"])[:2] == [
+        "benign/benign (0).png", "benign/benign (3).png"]
+    assert report.to_dict()["counts"]["lone_images"] == 0
+    assert any("1 further mask(s) of an image (benign/benign (0)_mask_1.png) are not read" in w
+               for w in report.warnings)
+    share = float(np.mean([m.mean() for m in masks]))
+    assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
