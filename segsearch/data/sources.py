@@ -62,7 +62,7 @@ IMAGE_DIR_NAMES = ("images", "image", "imgs", "img")
 #: retinal data sets such as DRIVE it holds field-of-view masks, not labels)
 MASK_DIR_NAMES = (
     "masks", "labels", "label", "gt", "groundtruth", "ground_truth", "annotations", "annotation",
-    "1st_manual", "manual", "segmentation", "segmentations", "mask",
+    "1st_manual", "manual1", "manual", "segmentation", "segmentations", "mask",
 )
 CASE_LAYOUT = "one folder per case"
 #: stem endings that mark a mask (``data.mask_suffix`` is tried first)

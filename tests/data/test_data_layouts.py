@@ -552,3 +552,18 @@ def test_class_folders_of_images_and_masks_side_by_side_are_one_data_set(tmp_pat
                for w in report.warnings)
     share = float(np.mean([m.mean() for m in masks]))
     assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
+
+
+def test_hrf_labels_beside_field_of_view_masks(tmp_path):
+    root = tmp_path / "HRF"  # images/01_dr.JPG, manual1/01_dr.tif, mask/01_dr_mask.tif
+    images, masks = blobs(4)
+    fov = np.zeros((32, 32), np.uint8)
+    fov[2:30, 2:30] = 255
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_image(root / "images" / f"0{i}_dr.JPG", np.stack([image] * 3, -1))
+        write_image(root / "manual1" / f"0{i}_dr.tif", mask * 255)
+        write_image(root / "mask" / f"0{i}_dr_mask.tif", fov)
+    report = check(DataConfig(source=str(root), image_size=None))
+    assert report.fingerprint["layout"] == "images/ + manual1/, paired by file name"
+    share = float(np.mean([m.mean() for m in masks]))
+    assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
