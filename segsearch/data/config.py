@@ -22,7 +22,7 @@ from segsearch.errors import ConfigError, unknown_name
 __all__ = ["DataConfig", "MASK_KINDS", "RESIZE_MODES", "MAX_IMAGE_SIDE", "parse_colors",
            "parse_values"]
 
-MASK_KINDS = ("auto", "binary", "ids", "rgb")
+MASK_KINDS = ("auto", "binary", "ids", "rgb", "instances")
 RESIZE_MODES = ("auto", "patch", "resize", "crop")
 #: the largest side of data.image_size: a network trains on whole inputs of that size, and one
 #: 8192x8192 input of a small U-Net already needs gigabytes of activations.
@@ -192,7 +192,8 @@ class DataConfig:
             (``case_3_mask.png`` with ``case_3.jpg``); equal stems always pair.
         mask_kind: "auto" (detect), "binary" (0 = background, values >= half the type's maximum =
             foreground, so 0/255, 0/1 and JPEG-damaged masks all work), "ids" (values are class
-            ids), or "rgb" (colours mapped through ``colors``).
+            ids), "rgb" (colours mapped through ``colors``), or "instances" (instance ids, as
+            GlaS's: every value above 0 is foreground).
         colors: colour -> class id table for colour (or grey-level) masks; id -1 = ignored.
         ignore_value: a mask value marking void pixels, e.g. 255; they become -1 and count in
             neither loss nor metrics.
@@ -251,7 +252,7 @@ class DataConfig:
     val_source: str | os.PathLike[str] | None = None
     seed: int = 0
     mask_suffix: str = "_mask"
-    mask_kind: Literal["auto", "binary", "ids", "rgb"] = "auto"
+    mask_kind: Literal["auto", "binary", "ids", "rgb", "instances"] = "auto"
     colors: Any = None
     ignore_value: int | None = None
     resize: Literal["auto", "patch", "resize", "crop"] = "auto"

@@ -199,7 +199,7 @@ def decide(
 
     Args:
         stats: one MaskStats per mask (``mask_stats``).
-        mask_kind: "auto", "binary", "ids" or "rgb" (see DataConfig).
+        mask_kind: "auto", "binary", "ids", "rgb" or "instances" (see DataConfig).
         num_classes: the configured number of classes, or None to infer it.
         colors: the colour table ((rgb, id), ...), or None.
         ignore_value: the raw value of ignored pixels, or None.
@@ -264,6 +264,10 @@ def decide(
         return [s.name for s in stats
                 if any(pred(v) for v in s.values.tolist() if v != ignore_value)]
 
+    if mask_kind == "instances":  # one id per object: the objects are the foreground
+        nc = num_classes if num_classes is not None else 1
+        return MaskRule("binary", nc, threshold=1, ignore_value=ignore_value,
+                        description="instance ids, every value above 0 is foreground")
     if mask_kind == "binary":
         threshold = 1 if top <= 1 else (top + 1) // 2
         nc = num_classes if num_classes is not None else 1

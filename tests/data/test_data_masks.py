@@ -196,6 +196,21 @@ def test_jpeg_masks_are_refused_in_auto_and_thresholded_in_binary(folder):
     assert np.mean(by_name["0.png"][..., 0] == masks[0]) > 0.98
 
 
+def test_instance_masks_make_every_object_foreground(folder):
+    images, masks = blobs(4, num_classes=2)
+    numbered = []
+    for m in masks:  # GlaS: each object its own id (1, 2, ...)
+        n = m.astype(np.uint8) * 1
+        n[: n.shape[0] // 2] *= 3
+        numbered.append(n)
+    assert _load(folder(images, numbered)).info["num_classes"] == 4  # ids read as classes
+    splits = _load(folder(images, numbered), mask_kind="instances")
+    assert splits.info["num_classes"] == 1
+    assert splits.info["mask_kind"] == "instance ids, every value above 0 is foreground"
+    by_name = dict(zip(splits.train.names + splits.val.names, _all_y(splits)))
+    assert np.array_equal(by_name["0.png"][..., 0], masks[0].astype(np.float32))
+
+
 def test_float_and_16bit_id_masks(folder):
     images, masks = blobs(4, num_classes=3)
     root = folder(images, [m.astype(np.float32) for m in masks], mask_ext=".tif")
