@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -569,14 +569,14 @@ def discover(
             if grouped is None:
                 raise error from None
             return grouped
-    image_rel, mask_rel = _rel(found[0], root), _rel(found[1], root)
+    image_rel, mask_rel = _rel(found.images, root), _rel(found.masks, root)
     result = _discover_here(root, mask_suffix=mask_suffix, images_dir=image_rel,
                             masks_dir=mask_rel, role=role)
-    also = _as_many(root, found[0], found[1], mask_suffix)
+    also = [f"{_rel(i, root)}/ + {_rel(m, root)}/ ({n})" for i, m, n in found.others]
     note = (f"no images/ + masks/ at the top of {root}: read {image_rel}/ + {mask_rel}/, the "
             f"folders below it that pair the most images ({len(result.pairs)})"
-            + (f"; {', '.join(also)} pair(s) as many: check that {mask_rel}/ holds the labels "
-               f"you want" if also else "")
+            + (f"; also found: {', '.join(also)}: check that these are the images and labels "
+               "you want" if also else "")
             + f"; to read others: --set data.{role}images_dir=FOLDER --set "
               f"data.{role}masks_dir=FOLDER")
     return dataclasses.replace(result, notes=(note, *result.notes))
@@ -599,8 +599,17 @@ def _words_say_mask(name: str) -> bool:
     return any(w in low for w in MASK_WORDS)
 
 
-def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | None:
-    """The (images folder, masks folder) below ``root`` that pair the most images, or None.
+class Found(NamedTuple):
+    """What :func:`search_below` found: the folders it reads and the other pairs it saw."""
+
+    images: Path
+    masks: Path
+    #: other (images folder, masks folder, images paired by name) pairing at least half as many
+    others: tuple[tuple[Path, Path, int], ...] = ()
+
+
+def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
+    """The images folder and masks folder below ``root`` that pair the most images, or None.
 
     Candidates are the folders down to SEARCH_DEPTH levels (not hidden ones, at most
     SEARCH_FOLDERS) that hold image files. A pair counts when its masks folder is named as masks
@@ -637,6 +646,7 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | 
             nxt += subs
         layer = nxt
     best: tuple[tuple[int, ...], Path, Path] | None = None
+    seen_pairs: list[tuple[Path, Path, int]] = []
     for images, image_stems, _ in folders:
         if not _image_files(images):
             continue
@@ -650,6 +660,7 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | 
             count = len(image_stems & mask_stems) + by_suffix if named else by_suffix
             if count == 0:
                 continue
+            seen_pairs.append((images, masks, count))
             other = any(w in mask_name.lower() for w in OTHER_MASK_WORDS)
             training = "train" in _rel(images, root).lower()
             depth = len(images.relative_to(root).parts) + len(masks.relative_to(root).parts)
@@ -663,7 +674,12 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> tuple[Path, Path] | 
                 continue
             if found.pairs and _repeated_score(found) is None:
                 best = (key, images, masks)
-    return None if best is None else (best[1], best[2])
+    if best is None:
+        return None
+    top = best[0][0]
+    others = sorted((p for p in seen_pairs if 2 * p[2] >= top and p[:2] != best[1:]),
+                    key=lambda p: -p[2])
+    return Found(best[1], best[2], tuple(others[:3]))
 
 
 def _extra_masks(files: Sequence[Path], mask_suffix: str) -> list[Path]:
@@ -709,24 +725,6 @@ def _one_folder_groups(root: Path, mask_suffix: str) -> Discovery | None:
                        "are not read: only its first mask is"] if extra else [])
     return Discovery(tuple(pairs), tuple(lone_images), tuple(lone_masks), root, root,
                      mask_suffix, layout, tuple(notes))
-
-
-def _as_many(root: Path, images: Path, masks: Path, mask_suffix: str) -> list[str]:
-    """The other folders beside ``masks`` that pair as many of ``images``' files by name (the
-    right lung's masks beside the left's): a user should know that one of them was taken."""
-    pairs = len(_match(_image_files(images), _mask_files(masks), images, masks, mask_suffix).pairs)
-    out = []
-    for sibling in sorted((p for p in masks.parent.iterdir()
-                           if p.is_dir() and p not in (images, masks)
-                           and not p.name.startswith(".")), key=lambda p: natural_key(p.name)):
-        try:
-            found = _match(_image_files(images), _mask_files(sibling), images, sibling,
-                           mask_suffix)
-        except DataError:
-            continue
-        if len(found.pairs) == pairs:
-            out.append(_rel(sibling, root) + "/")
-    return out
 
 
 def _discover_here(

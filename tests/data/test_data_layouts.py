@@ -464,7 +464,8 @@ def test_a_data_set_as_downloaded_is_read_from_the_folders_below_it(tmp_path, na
     assert note.endswith("; to read others: --set data.images_dir=FOLDER --set "
                          "data.masks_dir=FOLDER")
     # VOC's instance masks pair as many images: the note says so
-    assert ("VOCdevkit/VOC2012/SegmentationObject/ pair(s) as many" in note) == (name == "voc")
+    assert ("also found: VOCdevkit/VOC2012/JPEGImages/ + VOCdevkit/VOC2012/SegmentationObject/ "
+            "(4)" in note) == (name == "voc")
     # the labels, not the instance masks or another split's (written as 1 - mask)
     _, masks = blobs(4, (24, 32), seed=len(name))
     share = float(np.mean([m.mean() for m in masks]))
@@ -517,8 +518,8 @@ def test_two_mask_folders_that_pair_alike_are_named_in_the_note(tmp_path):
     report = check(DataConfig(source=str(root), image_size=None))
     assert report.fingerprint["layout"] == ("CXR_png/ + ManualMask/leftMask/, paired by file "
                                             "name")
-    assert any("ManualMask/rightMask/ pair(s) as many: check that ManualMask/leftMask/ holds the "
-               "labels you want" in w for w in report.warnings)
+    assert any("also found: CXR_png/ + ManualMask/rightMask/ (4): check that these are the "
+               "images and labels you want" in w for w in report.warnings)
 
 
 def test_more_downloaded_names_pair(tmp_path):
