@@ -19,6 +19,7 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,23 @@ LOSSY = (".jpg", ".jpeg")
 MIN_DEPTH = 2
 #: the default background class (``data.background``; see ``foreground_share``)
 BACKGROUND_CLASS = 0
+
+
+def _instance_ids(stats: Sequence[Any]) -> list[str]:
+    """A warning when the masks look like numbered objects, not classes: nearly every mask holds
+    exactly the ids 0..N, N differs from mask to mask and reaches 3 or more (GlaS's glands)."""
+    tops = []
+    for s in stats:
+        ids = sorted(int(v) for v in s.values.tolist())
+        if s.colour or ids != list(range(len(ids))):
+            continue
+        tops.append(ids[-1])
+    if (len(stats) < 3 or len(tops) < 0.8 * len(stats) or len(set(tops)) < 3
+            or max(tops) < 3):
+        return []
+    return [f"the masks look like numbered objects, not classes: {len(tops)} of {len(stats)} "
+            f"hold exactly the ids 0..N, with N from {min(tops)} to {max(tops)}; if each id is "
+            "one object, read every object as foreground with --set data.mask_kind=instances"]
 
 
 def _majority_foreground(freq: list[float], background: int | None, names: list[str],
@@ -515,6 +533,8 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
                 "the background, map the values to class ids with --set "
                 f"'data.values={{{low}: 0, {low + 1}: 1, ...}}'"
             )
+        if rule.kind == "ids" and config.values is None:
+            warnings.extend(_instance_ids(stats))
         names = list(config.class_names or ())
         warnings.extend(_majority_foreground(freq, background, names, rule, all_values, config))
         absent = [c for c in range(k) if c != background and freq[c] == 0]

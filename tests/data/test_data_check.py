@@ -73,6 +73,27 @@ def test_classes_that_never_occur_are_one_warning(folder):
                     "140 more); check num_classes and the masks")
 
 
+def test_numbered_objects_are_flagged_with_the_instances_kind(folder):
+    images, masks = blobs(5, size=(32, 32))
+    numbered = []
+    for i, m in enumerate(masks):  # ids 0..N, N from 1 to 5: one id per object
+        n = np.zeros_like(m)
+        for obj in range(1, i + 2):
+            n[obj * 5:obj * 5 + 3, 2:8] = obj
+        numbered.append(n)
+    root = folder(images, numbered)
+    (warning,) = [w for w in check(root).warnings if "numbered objects" in w]
+    assert warning == ("the masks look like numbered objects, not classes: 5 of 5 hold exactly "
+                       "the ids 0..N, with N from 1 to 5; if each id is one object, read every "
+                       "object as foreground with --set data.mask_kind=instances")
+    fixed = check(root, mask_kind="instances")
+    assert fixed.to_dict()["masks"]["num_classes"] == 1
+    assert not [w for w in fixed.warnings if "numbered objects" in w]
+    # class masks: every mask holds the same classes, not flagged
+    classes = check(folder(images, [m * 2 for m in blobs(5, size=(32, 32), num_classes=2)[1]]))
+    assert not [w for w in classes.warnings if "numbered objects" in w]
+
+
 def test_jpeg_intermediate_values_in_auto_mode(folder):
     images, masks = blobs(12, size=(64, 64))
     report = check(folder(images, [m * 255 for m in masks], mask_ext=".jpg"))
