@@ -68,6 +68,9 @@ CASE_LAYOUT = "one folder per case"
 #: stem endings that mark a mask (``data.mask_suffix`` is tried first)
 MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt", "_manual1", "_annotation", "_segmentation",
                  "_1stHO", "_anno")
+#: stem endings that mark an image beside its mask (DeepGlobe's ``100034_sat.jpg`` with
+#: ``100034_mask.png``, Cityscapes' ``_leftImg8bit``): tried when the whole stem pairs nothing
+IMAGE_SUFFIXES = ("_sat", "_image", "_img", "_rgb", "_leftImg8bit")
 #: stem endings of a second annotator's masks beside the first's (CHASE_DB1's ``_2ndHO``, DRIVE's
 #: ``_manual2``): neither images nor the labels (the first annotator's are)
 SECOND_ANNOTATOR_SUFFIXES = ("_2ndHO", "_manual2")
@@ -217,6 +220,15 @@ def _strip_mask_suffix(stem: str, suffix: str) -> str | None:
     low = stem.lower()
     for s in (suffix, *MASK_SUFFIXES):
         if s and low.endswith(s.lower()) and len(stem) > len(s):
+            return stem[: -len(s)]
+    return None
+
+
+def _image_key(stem: str) -> str | None:
+    """``stem`` without a known image suffix (IMAGE_SUFFIXES), or None when it has none."""
+    low = stem.lower()
+    for s in IMAGE_SUFFIXES:
+        if low.endswith(s.lower()) and len(stem) > len(s):
             return stem[: -len(s)]
     return None
 
@@ -379,6 +391,9 @@ def _match(
     used: set[Path] = set()
     for stem, image in by_image.items():
         mask = by_mask.get(stem) or stripped.get(stem)
+        key = _image_key(stem) if mask is None else None
+        if key is not None:  # 100034_sat.jpg with 100034_mask.png (or 100034.png)
+            mask = stripped.get(key) or by_mask.get(key)
         if mask is None or mask in used:
             missing.append(image.name)
             continue
@@ -642,6 +657,11 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
             if files:
                 stems = {p.stem for p in files}
                 stripped = {k for k in (_strip_mask_suffix(t, mask_suffix) for t in stems) if k}
+                own = stems - {t for t in stems if _strip_mask_suffix(t, mask_suffix)}
+                own |= {k for k in map(_image_key, own) if k}
+                if own & stripped:  # images and their masks side by side: no masks folder
+                    stripped = set()
+                    stems = stems - {t for t in stems if _strip_mask_suffix(t, mask_suffix)}
                 folders.append((folder, stems, stripped))
             nxt += subs
         layer = nxt
@@ -655,7 +675,8 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
                 continue
             common = Path(os.path.commonpath([images, masks]))
             image_name, mask_name = _rel(images, common), _rel(masks, common)
-            by_suffix = len(image_stems & stripped)
+            keys = image_stems | {k for k in map(_image_key, image_stems) if k}
+            by_suffix = len(keys & stripped)
             named = _words_say_mask(mask_name) and not _words_say_mask(image_name)
             count = len(image_stems & mask_stems) + by_suffix if named else by_suffix
             if count == 0:

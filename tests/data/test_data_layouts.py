@@ -568,3 +568,18 @@ def test_hrf_labels_beside_field_of_view_masks(tmp_path):
     assert report.fingerprint["layout"] == "images/ + manual1/, paired by file name"
     share = float(np.mean([m.mean() for m in masks]))
     assert report.to_dict()["classes"]["frequencies"][1] == pytest.approx(share, abs=1e-6)
+
+
+def test_deepglobe_images_and_masks_side_by_side_with_an_image_suffix(tmp_path):
+    root = tmp_path / "deepglobe"  # train/100034_sat.jpg + train/100034_mask.png; test/ images only
+    images, masks = blobs(4)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_image(root / "train" / f"10003{i}_sat.jpg", np.stack([image] * 3, -1))
+        write_image(root / "train" / f"10003{i}_mask.png", mask * 255)
+        write_image(root / "test" / f"10003{i}_sat.jpg", np.stack([image] * 3, -1))
+    report, splits = _both(root)
+    assert report.fingerprint["layout"] == ("one folder per group, masks named <image><suffix>: "
+                                            "train/ (4)")
+    assert sorted(splits.split["train"] + splits.split["val"])[0] == "train/100030_sat.jpg"
+    # the same folder given directly pairs by the image suffix too
+    assert check(DataConfig(source=str(root / "train"))).to_dict()["counts"]["pairs"] == 4
