@@ -582,7 +582,7 @@ def discover(
         if found is None:
             grouped = _one_folder_groups(root, mask_suffix)
             if grouped is None:
-                raise error from None
+                raise _with_folders_below(error, root, role) from None
             return grouped
     image_rel, mask_rel = _rel(found.images, root), _rel(found.masks, root)
     result = _discover_here(root, mask_suffix=mask_suffix, images_dir=image_rel,
@@ -701,6 +701,43 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
     others = sorted((p for p in seen_pairs if 2 * p[2] >= top and p[:2] != best[1:]),
                     key=lambda p: -p[2])
     return Found(best[1], best[2], tuple(others[:3]))
+
+
+def _with_folders_below(error: DataError, root: Path, role: str) -> DataError:
+    """``error`` with the folders below ``root`` that hold image files named, and the ``--set``
+    lines that read two of them (when it does not say which folders to set already)."""
+    text = str(error)
+    if "one level down" in text:
+        return error
+    held: list[str] = []
+    layer = [root]
+    for _ in range(SEARCH_DEPTH):
+        nxt: list[Path] = []
+        for folder in layer:
+            try:
+                subs = sorted((p for p in folder.iterdir()
+                               if p.is_dir() and not p.name.startswith(".")),
+                              key=lambda p: natural_key(p.name))
+            except OSError:
+                continue
+            for sub in subs:
+                count = len(_mask_files(sub))
+                if count:
+                    held.append(f"{_rel(sub, root)}/ ({count})")
+            nxt += subs
+            if len(held) >= 6 or len(nxt) > SEARCH_FOLDERS:
+                break
+        layer = nxt
+        if len(held) >= 6 or not layer:
+            break
+    if not held:
+        return error
+    return DataError(
+        f"{text}; the folders below with image files: {first_names(held, 6)}, but none pairs "
+        f"another by file name: read two of them with --set data.{role}images_dir=FOLDER --set "
+        f"data.{role}masks_dir=FOLDER, and data.{role.replace('val_', '')}pair when their file "
+        r"names differ (e.g. --set 'data.pair=(\d+)')"
+    )
 
 
 def _extra_masks(files: Sequence[Path], mask_suffix: str) -> list[Path]:

@@ -583,3 +583,19 @@ def test_deepglobe_images_and_masks_side_by_side_with_an_image_suffix(tmp_path):
     assert sorted(splits.split["train"] + splits.split["val"])[0] == "train/100030_sat.jpg"
     # the same folder given directly pairs by the image suffix too
     assert check(DataConfig(source=str(root / "train"))).to_dict()["counts"]["pairs"] == 4
+
+
+def test_a_layout_not_found_names_the_folders_below_and_the_set_lines(tmp_path):
+    root = tmp_path / "ETIS-LaribPolypDB"  # ETIS-LaribPolypDB/1.tif with GroundTruth/p1.tif
+    images, masks = blobs(3)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        write_image(root / "ETIS-LaribPolypDB" / f"{i + 1}.tif", image)
+        write_image(root / "GroundTruth" / f"p{i + 1}.tif", mask * 255)
+    with pytest.raises(DataError, match=re.escape(
+            "the folders below with image files: ETIS-LaribPolypDB/ (3), GroundTruth/ (3), but "
+            "none pairs another by file name: read two of them with --set data.images_dir=FOLDER "
+            "--set data.masks_dir=FOLDER, and data.pair when their file names differ")):
+        load(DataConfig(source=str(root)))
+    config = DataConfig(source=str(root), images_dir="ETIS-LaribPolypDB",
+                        masks_dir="GroundTruth", pair=r"(\d+)")
+    assert check(config).to_dict()["counts"]["pairs"] == 3
