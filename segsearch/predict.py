@@ -118,7 +118,7 @@ def _objective(stored: Mapping[str, Any]) -> str:
 def _image_files(images: Path) -> list[Path]:
     """The images to segment: one file, a folder's images, or each case's image of a folder of
     case folders (``stage1_test/<id>/images/<id>.png``)."""
-    from segsearch.data.sources import IMAGE_EXTENSIONS, case_images
+    from segsearch.data.sources import IMAGE_EXTENSIONS, case_images, masks_among
 
     cases = case_images(images) if images.is_dir() else []
     if cases:
@@ -133,6 +133,8 @@ def _image_files(images: Path) -> list[Path]:
     files = sorted(p for p in images.iterdir()
                    if p.is_file() and not p.name.startswith(".")
                    and p.suffix.lower() in IMAGE_EXTENSIONS)
+    masks = set(masks_among(files))  # X_mask.png beside X.jpg: a mask, not an image to segment
+    files = [p for p in files if p not in masks]
     if not files:
         raise DataError(f"{images}: holds no images ({', '.join(IMAGE_EXTENSIONS)}); give a folder "
                         "of images or one image file")

@@ -83,6 +83,16 @@ def test_a_folder_of_case_folders(binary_model: Path, tmp_path: Path) -> None:
     assert np.array(Image.open(tmp_path / "out" / "1b2c.png")).shape == (12, 16)
 
 
+def test_masks_beside_their_images_are_not_segmented(binary_model: Path, tmp_path: Path) -> None:
+    """BUSI's benign/: benign (1).png with benign (1)_mask.png and benign (1)_mask_1.png."""
+    for name in ("benign (1).png", "benign (1)_mask.png", "benign (1)_mask_1.png",
+                 "lone_mask.png"):
+        _write_image(tmp_path / "benign" / name, (16, 16))
+    written = predict(binary_model, tmp_path / "benign", tmp_path / "out")
+    # lone_mask.png has no image beside it: it may be an image of that name, so it is segmented
+    assert [p.name for p in written] == ["benign (1).png", "lone_mask.png"]
+
+
 def test_threshold_decides_foreground(binary_model: Path, tmp_path: Path) -> None:
     _write_image(tmp_path / "a.png", (16, 16))
     predict(binary_model, tmp_path / "a.png", tmp_path / "out", threshold=0.7)

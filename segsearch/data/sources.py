@@ -53,6 +53,8 @@ __all__ = [
     "natural_key",
     "case_images",
     "lost_backslash",
+    "masks_among",
+    "search_below",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
@@ -331,7 +333,12 @@ class Discovery:
                          f"{first_names(self.lone_masks)}")
         if not parts:
             return None
-        return "; ".join(parts) + f"; they are skipped (to pair them: {self._hint()})"
+        may = ""
+        if (self.lone_images and not self.lone_masks and self.pairs
+                and not self.layout.startswith(CASE_LAYOUT)):
+            may = ("every mask found its image, so these images may simply have none, as "
+                   "VOC's JPEGImages/ beside SegmentationClass/; ")
+        return "; ".join(parts) + f"; they are skipped ({may}to pair them: {self._hint()})"
 
     def raise_if_empty(self) -> None:
         """Raise a DataError when not a single image found its mask."""
@@ -703,6 +710,11 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
     return Found(best[1], best[2], tuple(others[:3]))
 
 
+#: folder names of a training split, and of the other splits (left out beside a training split)
+TRAIN_SPLITS = ("train", "training")
+OTHER_SPLITS = ("valid", "val", "validation", "test", "testing")
+
+
 def _with_folders_below(error: DataError, root: Path, role: str) -> DataError:
     """``error`` with the folders below ``root`` that hold image files named, and the ``--set``
     lines that read two of them (when it does not say which folders to set already)."""
@@ -738,6 +750,26 @@ def _with_folders_below(error: DataError, root: Path, role: str) -> DataError:
         f"data.{role}masks_dir=FOLDER, and data.{role.replace('val_', '')}pair when their file "
         r"names differ (e.g. --set 'data.pair=(\d+)')"
     )
+
+
+def masks_among(files: Sequence[Path], mask_suffix: str = "_mask") -> list[Path]:
+    """The files of one folder that are masks of another file there (``X_mask.png`` beside
+    ``X.jpg``, ``X_mask_1.png``, a second annotator's ``X_2ndHO.png``): not images to segment.
+
+    Args:
+        files: the image files of one folder.
+        mask_suffix: data.mask_suffix.
+    """
+    stems = {p.stem for p in files}
+    second = tuple(x.lower() for x in SECOND_ANNOTATOR_SUFFIXES)
+    out = []
+    for p in files:
+        key = _strip_mask_suffix(p.stem, mask_suffix)
+        if p in _extra_masks([p], mask_suffix) or p.stem.lower().endswith(second) or (
+                key is not None and (key in stems or any(
+                    _image_key(t) == key for t in stems))):
+            out.append(p)
+    return out
 
 
 def _extra_masks(files: Sequence[Path], mask_suffix: str) -> list[Path]:
@@ -776,11 +808,30 @@ def _one_folder_groups(root: Path, mask_suffix: str) -> Discovery | None:
         lone_masks += [f"{sub.name}/{n}" for n in found.lone_masks]
     if not pairs:
         return None
+    names = [g.split("/", 1)[0].lower() for g in groups]
+    train = [i for i, n in enumerate(names) if n in TRAIN_SPLITS]
+    splits = [i for i, n in enumerate(names) if n in TRAIN_SPLITS + OTHER_SPLITS]
+    if train and len(splits) > 1:  # train/ valid/ test/ (a Roboflow export): not one pool
+        keep = names[train[0]]
+        others = [groups[i] for i in splits if i != train[0]]
+        valid = [g.split("/", 1)[0] for i, g in enumerate(groups)
+                 if names[i] in ("valid", "val", "validation")]
+        pairs = [p for p in pairs if p.name.split("/", 1)[0].lower() == keep]
+        lone_images = [n for n in lone_images if n.split("/", 1)[0].lower() == keep]
+        lone_masks = [n for n in lone_masks if n.split("/", 1)[0].lower() == keep]
+        extra = [n for n in extra if n.split("/", 1)[0].lower() == keep]
+        groups = [groups[train[0]]]
+        how = (f"; to validate on {valid[0]}/: --set data.val_source={root / valid[0]}"
+               if valid else "")
+        note = (f"no images/ + masks/ at the top of {root}: read the images and masks side by "
+                f"side in {groups[0]}, the training split; not read: {', '.join(others)}{how}")
+    else:
+        note = (f"no images/ + masks/ at the top of {root}: read the images and masks side by "
+                f"side in {', '.join(groups)} as one data set")
     layout = f"one folder per group, masks named <image><suffix>: {', '.join(groups)}"
-    note = (f"no images/ + masks/ at the top of {root}: read the images and masks side by side "
-            f"in {', '.join(groups)} as one data set")
     notes = [note] + ([f"{len(extra)} further mask(s) of an image ({first_names(extra, 3)}) "
-                       "are not read: only its first mask is"] if extra else [])
+                       "are not read: only its first mask is, so what they mark is trained as "
+                       "background; merge them into the first mask to keep it"] if extra else [])
     return Discovery(tuple(pairs), tuple(lone_images), tuple(lone_masks), root, root,
                      mask_suffix, layout, tuple(notes))
 
@@ -923,7 +974,8 @@ def _discover_here(
             if more:
                 notes.append(f"{len(more)} further mask(s) of an image "
                              f"({first_names([p.name for p in more], 3)}) are not read: only "
-                             "its first mask is")
+                             "its first mask is, so what they mark is trained as background; "
+                             "merge them into the first mask to keep it")
             return _match(images, masks, root, root, mask_suffix, pair,
                           "one folder, masks named <image><suffix>", notes)
     if image_dir is not None or candidates:

@@ -599,3 +599,21 @@ def test_a_layout_not_found_names_the_folders_below_and_the_set_lines(tmp_path):
     config = DataConfig(source=str(root), images_dir="ETIS-LaribPolypDB",
                         masks_dir="GroundTruth", pair=r"(\d+)")
     assert check(config).to_dict()["counts"]["pairs"] == 3
+
+
+def test_split_folders_side_by_side_are_not_one_pool(tmp_path):
+    root = tmp_path / "roboflow-export"  # train/, valid/, test/: X.jpg + X_mask.png each
+    images, masks = blobs(8)
+    for i, (image, mask) in enumerate(zip(images, masks)):
+        split = ("train",) * 4 + ("valid",) * 2 + ("test",) * 2
+        write_image(root / split[i] / f"img{i}.jpg", np.stack([image] * 3, -1))
+        write_image(root / split[i] / f"img{i}_mask.png", mask * 255)
+    report = check(DataConfig(source=str(root), image_size=None))
+    assert report.to_dict()["counts"]["pairs"] == 4
+    (note,) = [w for w in report.warnings if "no images/ + masks/ at the top" in w]
+    assert note.endswith(f"read the images and masks side by side in train/ (4), the training "
+                         f"split; not read: test/ (2), valid/ (2); to validate on valid/: --set "
+                         f"data.val_source={root / 'valid'}")
+    splits = load(DataConfig(source=str(root), val_source=str(root / "valid"), image_size=32))
+    assert sorted(splits.split["val"]) == ["img4.jpg", "img5.jpg"]
+    assert len(splits.split["train"]) == 4

@@ -116,7 +116,9 @@ def test_unpaired_files_are_listed(tmp_path):
     assert [p.name for p in find_pairs(tmp_path)] == ["0.png"]
     warning = discover(tmp_path).unpaired_warning()
     assert re.search(r"7 image\(s\) have no mask in .*masks: 1.png, 2.png, 3.png, 4.png, 5.png "
-                     r"and 2 more; they are skipped \(to pair them: name the masks like the images",
+                     r"and 2 more; they are skipped \(every mask found its image, so these "
+                     r"images may simply have none, as VOC's JPEGImages/ beside "
+                     r"SegmentationClass/; to pair them: name the masks like the images",
                      warning), warning
     for i in range(1, 8):
         write_image(tmp_path / "masks" / f"{i}.png", msks[i])
