@@ -86,11 +86,11 @@ def test_a_folder_of_case_folders(binary_model: Path, tmp_path: Path) -> None:
 def test_masks_beside_their_images_are_not_segmented(binary_model: Path, tmp_path: Path) -> None:
     """BUSI's benign/: benign (1).png with benign (1)_mask.png and benign (1)_mask_1.png."""
     for name in ("benign (1).png", "benign (1)_mask.png", "benign (1)_mask_1.png",
-                 "lone_mask.png"):
+                 "lone_mask.png", "tile_mask_2.png"):
         _write_image(tmp_path / "benign" / name, (16, 16))
     written = predict(binary_model, tmp_path / "benign", tmp_path / "out")
-    # lone_mask.png has no image beside it: it may be an image of that name, so it is segmented
-    assert [p.name for p in written] == ["benign (1).png", "lone_mask.png"]
+    # no image beside lone_mask.png or tile_mask_2.png: they may be images of those names
+    assert [p.name for p in written] == ["benign (1).png", "lone_mask.png", "tile_mask_2.png"]
 
 
 def test_threshold_decides_foreground(binary_model: Path, tmp_path: Path) -> None:

@@ -761,13 +761,14 @@ def masks_among(files: Sequence[Path], mask_suffix: str = "_mask") -> list[Path]
         mask_suffix: data.mask_suffix.
     """
     stems = {p.stem for p in files}
+    stems |= {k for k in map(_image_key, stems) if k}  # 100034 of 100034_sat.jpg
     second = tuple(x.lower() for x in SECOND_ANNOTATOR_SUFFIXES)
+    extra = set(_extra_masks(files, mask_suffix))
     out = []
     for p in files:
-        key = _strip_mask_suffix(p.stem, mask_suffix)
-        if p in _extra_masks([p], mask_suffix) or p.stem.lower().endswith(second) or (
-                key is not None and (key in stems or any(
-                    _image_key(t) == key for t in stems))):
+        stem = re.sub(r"_\d+$", "", p.stem) if p in extra else p.stem  # X_mask_1 -> X_mask
+        key = _strip_mask_suffix(stem, mask_suffix)
+        if p.stem.lower().endswith(second) or (key is not None and key in stems):
             out.append(p)
     return out
 
