@@ -545,9 +545,7 @@ def check(path: str | os.PathLike[str] | DataConfig, **options: Any) -> Report:
             warnings.append(f"{len(absent)} of {k} classes never occur in the masks "
                             f"({first_names([str(c) for c in absent], 8)}); check num_classes "
                             "and the masks")
-        for cls in (c for c in range(k) if c != background):
-            if freq[cls] == 0:
-                continue
+        for cls in (c for c in range(k) if c != background and freq[c] > 0):
             if freq[cls] < TINY_FOREGROUND:
                 warnings.append(
                     f"tiny foreground: class {cls} covers only {100 * freq[cls]:.2f}% of labelled "

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -630,6 +630,28 @@ class Found(NamedTuple):
     others: tuple[tuple[Path, Path, int], ...] = ()
 
 
+def _walk(root: Path) -> Iterator[tuple[Path, list[Path]]]:
+    """``root`` and the folders below it, SEARCH_DEPTH levels (not hidden ones, at most
+    SEARCH_FOLDERS), breadth first in natural order, each with its mask (and image) files."""
+    layer, seen = [root], 0
+    for _ in range(SEARCH_DEPTH + 1):
+        nxt: list[Path] = []
+        for folder in layer:
+            try:
+                files = _mask_files(folder)
+                subs = sorted((p for p in folder.iterdir()
+                               if p.is_dir() and not p.name.startswith(".")),
+                              key=lambda p: natural_key(p.name))
+            except OSError:
+                continue
+            seen += 1
+            if seen > SEARCH_FOLDERS:
+                return
+            yield folder, files
+            nxt += subs
+        layer = nxt
+
+
 def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
     """The images folder and masks folder below ``root`` that pair the most images, or None.
 
@@ -647,31 +669,16 @@ def search_below(root: Path, mask_suffix: str = "_mask") -> Found | None:
         mask_suffix: data.mask_suffix.
     """
     folders: list[tuple[Path, set[str], set[str]]] = []  # (folder, image stems, stripped stems)
-    layer, seen = [root], 0
-    for _ in range(SEARCH_DEPTH + 1):
-        nxt: list[Path] = []
-        for folder in layer:
-            try:
-                files = _mask_files(folder)
-                subs = sorted((p for p in folder.iterdir()
-                               if p.is_dir() and not p.name.startswith(".")),
-                              key=lambda p: natural_key(p.name))
-            except OSError:
-                continue
-            seen += 1
-            if seen > SEARCH_FOLDERS:
-                break
-            if files:
-                stems = {p.stem for p in files}
-                stripped = {k for k in (_strip_mask_suffix(t, mask_suffix) for t in stems) if k}
-                own = stems - {t for t in stems if _strip_mask_suffix(t, mask_suffix)}
-                own |= {k for k in map(_image_key, own) if k}
-                if own & stripped:  # images and their masks side by side: no masks folder
-                    stripped = set()
-                    stems = stems - {t for t in stems if _strip_mask_suffix(t, mask_suffix)}
-                folders.append((folder, stems, stripped))
-            nxt += subs
-        layer = nxt
+    for folder, files in _walk(root):
+        if files:
+            stems = {p.stem for p in files}
+            stripped = {k for k in (_strip_mask_suffix(t, mask_suffix) for t in stems) if k}
+            own = stems - {t for t in stems if _strip_mask_suffix(t, mask_suffix)}
+            own |= {k for k in map(_image_key, own) if k}
+            if own & stripped:  # images and their masks side by side: no masks folder
+                stripped = set()
+                stems = stems - {t for t in stems if _strip_mask_suffix(t, mask_suffix)}
+            folders.append((folder, stems, stripped))
     best: tuple[tuple[int, ...], Path, Path] | None = None
     seen_pairs: list[tuple[Path, Path, int]] = []
     for images, image_stems, _ in folders:
@@ -721,27 +728,8 @@ def _with_folders_below(error: DataError, root: Path, role: str) -> DataError:
     text = str(error)
     if "one level down" in text:
         return error
-    held: list[str] = []
-    layer = [root]
-    for _ in range(SEARCH_DEPTH):
-        nxt: list[Path] = []
-        for folder in layer:
-            try:
-                subs = sorted((p for p in folder.iterdir()
-                               if p.is_dir() and not p.name.startswith(".")),
-                              key=lambda p: natural_key(p.name))
-            except OSError:
-                continue
-            for sub in subs:
-                count = len(_mask_files(sub))
-                if count:
-                    held.append(f"{_rel(sub, root)}/ ({count})")
-            nxt += subs
-            if len(held) >= 6 or len(nxt) > SEARCH_FOLDERS:
-                break
-        layer = nxt
-        if len(held) >= 6 or not layer:
-            break
+    held = [f"{_rel(folder, root)}/ ({len(files)})" for folder, files in _walk(root)
+            if files and folder != root]
     if not held:
         return error
     return DataError(
@@ -781,47 +769,59 @@ def _extra_masks(files: Sequence[Path], mask_suffix: str) -> list[Path]:
     return [p for p in files if rx.match(p.stem)]
 
 
+def _side_by_side(folder: Path, mask_suffix: str, pair: str | None = None,
+                  ) -> tuple[Discovery, list[Path], list[Path]] | None:
+    """A folder of images and their ``NAME<suffix>`` masks side by side: its pairs, the second
+    annotator's masks and the further masks of one image (both left out); None when the folder
+    does not hold both images and such masks."""
+    files = _image_files(folder)
+    ending = tuple(x.lower() for x in SECOND_ANNOTATOR_SUFFIXES)
+    second = [p for p in files if p.stem.lower().endswith(ending)]
+    more = _extra_masks(files, mask_suffix)
+    files = [p for p in files if p not in second and p not in more]
+    masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
+    images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
+    if not masks or not images:
+        return None
+    found = _match(images, masks, folder, folder, mask_suffix, pair,
+                   "one folder, masks named <image><suffix>")
+    return found, second, more
+
+
+def _left_out_notes(second: Sequence[str], more: Sequence[str]) -> list[str]:
+    """The notes on the masks :func:`_side_by_side` leaves out (their names as shown)."""
+    notes = []
+    if second:
+        notes.append(f"{len(second)} second annotator's mask(s) ({first_names(second, 3)}) are "
+                     "not used: the first annotator's are the labels")
+    if more:
+        notes.append(f"{len(more)} further mask(s) of an image ({first_names(more, 3)}) are not "
+                     "read: only its first mask is, so what they mark is trained as background; "
+                     "merge them into the first mask to keep it")
+    return notes
+
+
 def _one_folder_groups(root: Path, mask_suffix: str) -> Discovery | None:
     """The pairs of ``root``'s subfolders that each hold images and their ``NAME<suffix>`` masks
     side by side (BUSI: ``benign/benign (1).png`` + ``benign (1)_mask.png``, ``malignant/``,
-    ``normal/``), read as one data set; None when no subfolder is such a folder."""
-    pairs: list[Pair] = []
-    lone_images: list[str] = []
-    lone_masks: list[str] = []
-    groups = []
-    extra: list[str] = []
+    ``normal/``), read as one data set; of split folders (``train/``, ``valid/``, ``test/``) only
+    the training split. None when no subfolder is such a folder."""
+    read = []  # (subfolder, its pairs, second annotator's masks, further masks)
     for sub in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                       key=lambda p: natural_key(p.name)):
-        files = _image_files(sub)
-        more = _extra_masks(files, mask_suffix)
-        files = [p for p in files if p not in more]
-        masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
-        images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
-        if not masks or not images:
-            continue
-        found = _match(images, masks, sub, sub, mask_suffix)
-        if not found.pairs:
-            continue
-        groups.append(f"{sub.name}/ ({len(found.pairs)})")
-        extra += [f"{sub.name}/{p.name}" for p in more]
-        pairs += [dataclasses.replace(p, name=f"{sub.name}/{p.name}") for p in found.pairs]
-        lone_images += [f"{sub.name}/{n}" for n in found.lone_images]
-        lone_masks += [f"{sub.name}/{n}" for n in found.lone_masks]
-    if not pairs:
+        side = _side_by_side(sub, mask_suffix)
+        if side is not None and side[0].pairs:
+            read.append((sub, *side))
+    if not read:
         return None
-    names = [g.split("/", 1)[0].lower() for g in groups]
+    groups = [f"{sub.name}/ ({len(found.pairs)})" for sub, found, _, _ in read]
+    names = [sub.name.lower() for sub, _, _, _ in read]
     train = [i for i, n in enumerate(names) if n in TRAIN_SPLITS]
     splits = [i for i, n in enumerate(names) if n in TRAIN_SPLITS + OTHER_SPLITS]
     if train and len(splits) > 1:  # train/ valid/ test/ (a Roboflow export): not one pool
-        keep = names[train[0]]
         others = [groups[i] for i in splits if i != train[0]]
-        valid = [g.split("/", 1)[0] for i, g in enumerate(groups)
-                 if names[i] in ("valid", "val", "validation")]
-        pairs = [p for p in pairs if p.name.split("/", 1)[0].lower() == keep]
-        lone_images = [n for n in lone_images if n.split("/", 1)[0].lower() == keep]
-        lone_masks = [n for n in lone_masks if n.split("/", 1)[0].lower() == keep]
-        extra = [n for n in extra if n.split("/", 1)[0].lower() == keep]
-        groups = [groups[train[0]]]
+        valid = [read[i][0].name for i in splits if names[i] in ("valid", "val", "validation")]
+        read, groups = [read[train[0]]], [groups[train[0]]]
         how = (f"; to validate on {valid[0]}/: --set data.val_source={root / valid[0]}"
                if valid else "")
         note = (f"no images/ + masks/ at the top of {root}: read the images and masks side by "
@@ -829,12 +829,15 @@ def _one_folder_groups(root: Path, mask_suffix: str) -> Discovery | None:
     else:
         note = (f"no images/ + masks/ at the top of {root}: read the images and masks side by "
                 f"side in {', '.join(groups)} as one data set")
+    pairs = [dataclasses.replace(p, name=f"{sub.name}/{p.name}")
+             for sub, found, _, _ in read for p in found.pairs]
+    lone_images = [f"{sub.name}/{n}" for sub, found, _, _ in read for n in found.lone_images]
+    lone_masks = [f"{sub.name}/{n}" for sub, found, _, _ in read for n in found.lone_masks]
+    second = [f"{sub.name}/{p.name}" for sub, _, left, _ in read for p in left]
+    more = [f"{sub.name}/{p.name}" for sub, _, _, extra in read for p in extra]
     layout = f"one folder per group, masks named <image><suffix>: {', '.join(groups)}"
-    notes = [note] + ([f"{len(extra)} further mask(s) of an image ({first_names(extra, 3)}) "
-                       "are not read: only its first mask is, so what they mark is trained as "
-                       "background; merge them into the first mask to keep it"] if extra else [])
     return Discovery(tuple(pairs), tuple(lone_images), tuple(lone_masks), root, root,
-                     mask_suffix, layout, tuple(notes))
+                     mask_suffix, layout, (note, *_left_out_notes(second, more)))
 
 
 def _discover_here(
@@ -960,25 +963,12 @@ def _discover_here(
                 f"{', '.join(_rel(s_, root) + '/' for s_ in subs[:4])}; fix: say which folders to "
                 f"read: {'; or '.join(lines)}"
             )
+    side = _side_by_side(root, mask_suffix, pair)
+    if side is not None:
+        found, second, more = side
+        notes = _left_out_notes([p.name for p in second], [p.name for p in more])
+        return dataclasses.replace(found, notes=tuple(notes))
     files = _image_files(root)
-    if files:
-        second = [p for p in files
-                  if p.stem.lower().endswith(tuple(x.lower() for x in SECOND_ANNOTATOR_SUFFIXES))]
-        more = _extra_masks(files, mask_suffix)
-        files = [p for p in files if p not in second and p not in more]
-        masks = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is not None]
-        images = [p for p in files if _strip_mask_suffix(p.stem, mask_suffix) is None]
-        if masks and images:
-            shown = first_names([p.name for p in second], 3)
-            notes = [f"{len(second)} second annotator's mask(s) ({shown}) are not used: the "
-                     "first annotator's are the labels"] if second else []
-            if more:
-                notes.append(f"{len(more)} further mask(s) of an image "
-                             f"({first_names([p.name for p in more], 3)}) are not read: only "
-                             "its first mask is, so what they mark is trained as background; "
-                             "merge them into the first mask to keep it")
-            return _match(images, masks, root, root, mask_suffix, pair,
-                          "one folder, masks named <image><suffix>", notes)
     if image_dir is not None or candidates:
         if image_dir is not None:
             raise _NotHere(
