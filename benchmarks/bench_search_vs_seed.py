@@ -10,8 +10,9 @@ side sees while training or choosing anything; the other slices (24) are the dev
   network is the first trial, then its learning rate x3.2 and x10), then the winner trained
   further with what is left of ``--budget`` (80 epochs by default), its learning rate decaying to
   nearly 0 over them (``train.final_schedule: cosine``; ``--final-schedule constant`` keeps it),
-  exported with test-time augmentation (``export.tta: auto``) and post-processing
-  (``export.postprocess: true``) kept only where they raise the validation score. The default is
+  exported with test-time augmentation (``export.tta: auto``), the foreground threshold
+  (``export.threshold: auto``) and post-processing (``export.postprocess: true``), each kept only
+  where it raises the validation score. The default is
   one model (``--ensemble none --refit 0``): measured at this budget it beat the ensemble of the
   winner's 3 fold models. ``--ensemble folds --refit 1`` re-scores the winner on every fold, trains
   each of its fold models further with an equal part of what is left, and exports their ensemble,
@@ -89,7 +90,13 @@ def outer_splits(names: list[str], splits: int, test_size: int, seed: int) -> li
     return held
 
 
-def _link_pairs(source: Path, names: list[str], target: Path) -> Path:
+def _link_pairs(source: Path, names: list[str], target: Path, reuse: bool = False) -> Path:
+    if reuse and target.is_dir():  # --reuse-studies: the same slices, or the run is refused
+        held = sorted(p.name for p in (target / "images").iterdir())
+        if held != sorted(names):
+            raise SystemExit(f"--reuse-studies: {target} holds other slices than this split's; "
+                             "give another --work")
+        return target
     for sub in ("images", "masks"):
         (target / sub).mkdir(parents=True, exist_ok=True)
         for name in names:
@@ -118,12 +125,12 @@ def _held_out(config: Any, test_dir: Path, num_classes: int) -> tuple[Any, dict[
 
 
 def _score(model: Any, part: Any, config: Any, transforms: Any = ("rot0",),
-           rules: Any = ()) -> float:
+           rules: Any = (), threshold: float | None = 0.5) -> float:
     from segsearch.refine import evaluate
 
     figures = evaluate(model, part, transforms=transforms, rules=rules,
                        background=config.data.background, overlap=config.data.overlap,
-                       batch_size=config.train.batch_size)
+                       batch_size=config.train.batch_size, threshold=threshold)
     return figures[OBJECTIVE]
 
 
@@ -138,8 +145,9 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
     from segsearch.spacefile import load_config
 
     root = work / f"split-{index}"
-    dev = _link_pairs(args.data, [n for n in names if n not in held], root / "dev")
-    test = _link_pairs(args.data, held, root / "test")
+    dev = _link_pairs(args.data, [n for n in names if n not in held], root / "dev",
+                      args.reuse_studies)
+    test = _link_pairs(args.data, held, root / "test", args.reuse_studies)
     per_trial = args.trial_epochs or max(1, args.budget // (3 * args.trials))
     search = {"engine": args.engine, "trials": args.trials, "objective": OBJECTIVE,
               "seed": args.seed + index, "refit_folds": args.refit}
@@ -162,13 +170,13 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
         "search": search,
         "space": space,
         "export": {"enabled": True, "ensemble": args.ensemble, "tta": "auto",
-                   "postprocess": True},
+                   "threshold": "auto", "postprocess": True},
     }, study_dir=root / "study")
     print(f"split {index}: held out {held}; segsearch on {len(names) - len(held)} slices, "
           f"{args.folds} folds", flush=True)
 
     t0 = time.perf_counter()
-    results = Study(config, fresh=True).run(progress=_printer)
+    results = Study(config, fresh=not args.reuse_studies).run(progress=_printer)
     search_s = time.perf_counter() - t0
     stored = read_results(results.study_dir)
     refit_epochs = sum(int(r.get("epochs") or 0) for k, r in stored.items()
@@ -182,20 +190,24 @@ def run_split(args: argparse.Namespace, index: int, held: list[str], names: list
     transforms = (chosen.get("tta") or {}).get("transforms") or ["rot0"]
     available = (chosen.get("tta") or {}).get("available") or ["rot0"]
     rules = (chosen.get("postprocess") or {}).get("rules") or []
+    threshold = chosen.get("threshold")
     model = keras.saving.load_model(results.best_model_path, compile=False)
     part, baseline = _held_out(config, test, int(model.output_shape[-1]))
     members = [layer for layer in model.layers if layer.name.startswith("member_")]
     row: dict[str, Any] = {
         "split": index, "held_out": held, "baseline": baseline[OBJECTIVE],
-        "segsearch": _score(model, part, config, transforms, rules),
+        "segsearch": _score(model, part, config, transforms, rules, threshold),
         "segsearch_plain": _score(model, part, config),
         "segsearch_validation": results.best_value,
         "segsearch_trial": results.best_trial, "segsearch_params": results.best_params,
-        "ensemble_members": len(members), "tta": transforms, "postprocess": rules,
+        "ensemble_members": len(members), "tta": transforms, "threshold": threshold,
+        "postprocess": rules,
         "epochs": total, "refit_epochs": refit_epochs, "final_epochs": results.final_epochs,
         "members_final_epochs": members_epochs, "batch_size": config.train.batch_size,
         "segsearch_seconds": round(search_s),
     }
+    if args.reuse_studies:  # the seconds are this run's: what was left of an earlier study
+        row["reused_study"] = str(results.study_dir)
     if members:  # the fold-0 model alone: what the ensemble adds
         row["fold0_model"] = _score(members[0], part, config)
     print(f"  segsearch: {total} epochs in all ({refit_epochs} refit, {results.final_epochs} "
@@ -341,10 +353,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", type=int, nargs="+", default=None, metavar="K",
                         help="run only these splits (0-based; e.g. in two processes at once, "
                              "each with its own --out)")
+    parser.add_argument("--reuse-studies", action="store_true",
+                        help="open the studies --work already holds (from a run with the same "
+                             "arguments) instead of starting each anew: their trials and final "
+                             "training are kept and only what is left runs, e.g. the export "
+                             "after a change to it")
     parser.add_argument("--resume", action="store_true",
                         help="keep the splits --out already holds (written by a run with the same "
                              "arguments) and run the others")
     args = parser.parse_args(argv)
+    if args.reuse_studies and args.work is None:
+        print("--reuse-studies needs --work: the folder holding the studies", file=sys.stderr)
+        return 2
     if not (args.data / "images").is_dir():
         print(f"no ISBI slices at {args.data}", file=sys.stderr)
         return 2
@@ -389,14 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     labels = {"baseline": "trivial baseline", "seed": "seed network",
               "seed_tta": "seed network + TTA", "fold0_model": "segsearch, fold-0 model alone",
               "segsearch_plain": "segsearch export, no TTA/post-processing",
-              "segsearch": "segsearch export (TTA, post-processing as chosen)",
+              "segsearch": "segsearch export (TTA, threshold, post-proc. as chosen)",
               "margin": "segsearch - seed"}
     for key, label in labels.items():
         if key in summary:
             s = summary[key]
             values = ", ".join(f"{v:+.4f}" if key == "margin" else f"{v:.4f}"
                                for v in s["values"])
-            print(f"  {label:<44} {s['mean']:.4f} +- {s['std']:.4f}  [{values}]")
+            print(f"  {label:<56} {s['mean']:.4f} +- {s['std']:.4f}  [{values}]")
     print(summary["verdict"])
     if args.out:
         args.out.write_text(json.dumps({"args": _args(args), "splits": rows, "summary": summary},
@@ -405,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: arguments that say where and which, not what is measured (--resume ignores them)
-_NOT_MEASURED = ("resume", "out", "work", "only", "seed_from")
+_NOT_MEASURED = ("resume", "out", "work", "only", "seed_from", "reuse_studies")
 
 
 def _args(args: argparse.Namespace) -> dict[str, Any]:

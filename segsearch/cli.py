@@ -477,7 +477,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         overlays = len(written) - len(masks)
         extra = f" and {_plural(overlays, 'overlay')}" if overlays else ""
         print(f"Wrote {_plural(len(masks), 'mask')}{extra} to {args.out}: "
-              f"{describe_choices(args.model, args.tta, args.postprocess)}")
+              f"{describe_choices(args.model, args.tta, args.postprocess, args.threshold)}")
     return 0
 
 
@@ -726,9 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--masks", metavar="DIR",
                          help="the images' true masks (same names): the overlays (implied) add "
                               "truth and errors panels and each image's score")
-    predict.add_argument("--threshold", type=_threshold, default=0.5, metavar="T",
-                         help="foreground probability threshold for one-class models (default "
-                              "0.5)")
+    predict.add_argument("--threshold", type=_threshold, default=None, metavar="T",
+                         help="foreground probability threshold for one-class models (default: "
+                              "the one the export chose on the validation images, else 0.5)")
     predict.add_argument("--image-size", type=_positive_int, metavar="N",
                          help="resize images to NxN for the model (default: the size it was "
                               "trained at)")

@@ -9,7 +9,8 @@
   (a TensorFlow SavedModel for serving by default), each checked against the Keras model on a few
   validation images (:mod:`segsearch.formats`);
 - ``hyperparameters.yaml``: architecture, trial, hyperparameter values, epochs trained, and what
-  ``segsearch predict`` applies: ``tta`` and ``postprocess`` (chosen on the validation images);
+  ``segsearch predict`` applies: ``tta``, ``threshold`` and ``postprocess`` (chosen on the
+  validation images);
 - ``metrics.yaml``: the exported model's metrics on the validation images: the objective, every
   metric, per-class dice/IoU (by class name), the best constant prediction's scores (``baseline``)
   and whether the model beats it by a clear margin (``verdict``, see :mod:`segsearch.scores`);
@@ -754,8 +755,9 @@ def manifest_key(config: Any, best: TrialRecord, final: Mapping[str, Any],
 
 def export_notes(best_dir: str | os.PathLike[str]) -> list[str]:
     """What the run's output says about an export beyond its files: what ``predict`` applies
-    (TTA, post-processing: chosen on the validation images, so their gain is optimistic) and an
-    ensemble that scores below one of its members. [] when metrics.yaml has neither.
+    (TTA, the threshold, post-processing: chosen on the validation images, so their gain is
+    optimistic) and an ensemble that scores below one of its members. [] when metrics.yaml has
+    neither.
 
     Args:
         best_dir: the ``best/`` folder.
@@ -774,6 +776,8 @@ def export_notes(best_dir: str | os.PathLike[str]) -> list[str]:
     applied = []
     if refined.get("tta"):
         applied.append(f"test-time augmentation ({len(tta.get('transforms') or [])} transforms)")
+    if isinstance(refined.get("threshold"), float) and refined["threshold"] != 0.5:
+        applied.append(f"the foreground threshold {refined['threshold']:g}")
     if refined.get("postprocess_rules"):
         count = int(refined["postprocess_rules"])
         applied.append(f"{count} post-processing rule{'s' if count != 1 else ''}")

@@ -227,10 +227,12 @@ def _export_record(model_file: Path) -> dict[str, Any] | None:
 
 
 def _choices(model_file: Path, model: Any, stored: Mapping[str, Any], tta: bool | None,
-             postprocess: bool) -> tuple[list[str], list[dict[str, Any]]]:
-    """(test-time transforms, post-processing rules) to apply: what the export chose on the
-    validation images (``hyperparameters.yaml`` beside the model), overridden by the arguments.
-    A forced TTA without a record takes the flips and rotations of the stored ``data.augment``."""
+             postprocess: bool, threshold: float | None = None,
+             ) -> tuple[list[str], list[dict[str, Any]], float]:
+    """(test-time transforms, post-processing rules, foreground threshold) to apply: what the
+    export chose on the validation images (``hyperparameters.yaml`` beside the model), overridden
+    by the arguments. A forced TTA without a record takes the flips and rotations of the stored
+    ``data.augment``; the threshold is 0.5 without a record."""
     from segsearch import tta as tta_mod
 
     path = model_file.parent / "hyperparameters.yaml"
@@ -249,17 +251,32 @@ def _choices(model_file: Path, model: Any, stored: Mapping[str, Any], tta: bool 
                               "(`segsearch export STUDY_DIR`) or use --no-tta")
     post = record.get("postprocess") if isinstance(record.get("postprocess"), Mapping) else {}
     rules = [dict(r) for r in post.get("rules") or () if isinstance(r, Mapping)]
-    return transforms, (rules if postprocess else [])
+    if threshold is None:
+        threshold = _recorded_threshold(record, path)
+    return transforms, (rules if postprocess else []), float(threshold)
+
+
+def _recorded_threshold(record: Mapping[str, Any], path: Path) -> float:
+    """The export's ``threshold`` (0.5 when it chose none: an older export, a softmax model)."""
+    value = record.get("threshold")
+    if value is None:
+        return 0.5
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ConfigError(f"{path}: threshold: must be a number between 0 and 1, got {value!r}; "
+                          "export the study again (`segsearch export STUDY_DIR`) or give "
+                          "--threshold")
+    return float(value)
 
 
 def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None,
-                     postprocess: bool = True) -> str:
+                     postprocess: bool = True, threshold: float | None = None) -> str:
     """What :func:`predict` applies besides the network, in words (for its output line).
 
     Args:
         model_path: as :func:`predict` takes it.
         tta: as :func:`predict` takes it.
         postprocess: as :func:`predict` takes it.
+        threshold: as :func:`predict` takes it.
     """
     model_file = find_model(model_path)
     path = model_file.parent / "hyperparameters.yaml"
@@ -277,6 +294,9 @@ def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None
         count = len(chosen.get("transforms") or chosen.get("available") or [])
         parts.append(f"test-time augmentation ({count} transforms)" if count else
                      "test-time augmentation")
+    chosen_threshold = record.get("threshold")
+    if threshold is None and isinstance(chosen_threshold, float) and chosen_threshold != 0.5:
+        parts.append(f"the foreground threshold {chosen_threshold:g}")
     rules = len(post.get("rules") or ()) if postprocess else 0
     if rules:
         parts.append(f"{rules} post-processing rule{'s' if rules != 1 else ''}")
@@ -391,7 +411,7 @@ def predict(
     out_dir: str | os.PathLike[str],
     *,
     overlay: bool = False,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     image_size: int | Sequence[int] | None = None,
     overlap: float | None = None,
     masks: str | os.PathLike[str] | None = None,
@@ -409,7 +429,9 @@ def predict(
         out_dir: folder for the results; created if needed. Existing files are never replaced.
         overlay: also write ``NAME_overlay.png``: image | prediction, every class in its colour,
             a legend with the class names (``data.class_names`` stored with the model).
-        threshold: probability at or above which a pixel is foreground (one-class models).
+        threshold: probability at or above which a pixel is foreground (one-class models);
+            None: the threshold the export chose on the validation images (``threshold`` in
+            ``hyperparameters.yaml``), else 0.5.
         image_size: size the model is fed (N or (H, W)); default: the model's input size, else the
             size in the stored config.
         overlap: in patch mode, the share neighbouring windows overlap (default: the stored
@@ -433,7 +455,7 @@ def predict(
             a mask that does not fit its image.
         SegsearchError: a file to be written exists already (nothing is written then).
     """
-    if not 0.0 < float(threshold) < 1.0:
+    if threshold is not None and not 0.0 < float(threshold) < 1.0:
         raise ConfigError(f"threshold must be between 0 and 1, got {threshold}")
     model_file = find_model(model_path)
     from segsearch.data.sources import case_images
@@ -470,7 +492,8 @@ def predict(
     overlap = float(stored.get("overlap", 0.5) if overlap is None else overlap)
     if not 0.0 <= overlap < 1.0:
         raise ConfigError(f"overlap must be at least 0 and below 1, got {overlap}")
-    transforms, rules = _choices(model_file, model, stored_config, tta, postprocess)
+    transforms, rules, threshold = _choices(model_file, model, stored_config, tta, postprocess,
+                                            threshold)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for file, truth, mask_file in zip(files, truths or (), mask_files or ()):
@@ -486,7 +509,7 @@ def predict(
         probabilities = tta_mod.predict(
             lambda image: _predict_probabilities(model, image, size, mode, scale, overlap), x,
             transforms)
-        mask, ids = _mask(probabilities, float(threshold))
+        mask, ids = _mask(probabilities, threshold)
         if rules:
             fed = _fed_size(x.shape[:2], size, mode, scale)[0]
             ids = postprocess_mod.apply(ids, rules, data.background,

@@ -9,6 +9,13 @@ compiled metrics and of the trivial baseline), and decides by ``export.tta``:
 - ``true``: always (when the augmentation has a flip or rotation to undo);
 - ``false``: never (both scores are still recorded).
 
+For a one-channel (sigmoid) model, ``export.threshold`` sets the foreground threshold: ``auto``
+(the default) takes, on the validation images, the threshold of :data:`THRESHOLDS` that scores
+best (0.5 unless another raises the score), a number fixes it. Averaging the TTA transforms changes
+how the probabilities are spread, so with ``auto`` each of the plain and the TTA predictions is
+scored at its own best threshold before TTA is chosen. A softmax model takes the argmax: it has no
+threshold to choose.
+
 On the chosen predictions it then chooses post-processing (:mod:`segsearch.postprocess`: per
 foreground class, keep the largest component or remove small ones, each only when it raises the
 score), unless ``export.postprocess`` is false. The score that decides is the objective, or mean
@@ -22,8 +29,8 @@ on fold 0's images), and the choice is made on K times as many images.
 
 What it returns goes into ``best/metrics.yaml`` (both scores of each step, the candidates tried,
 each result judged against the trivial baseline) and ``best/hyperparameters.yaml`` (what
-``segsearch predict`` applies: ``tta`` and ``postprocess``; and ``class_weights``, the weights the
-model's loss was trained with).
+``segsearch predict`` applies: ``tta``, ``threshold`` and ``postprocess``; and
+``class_weights``, the weights the model's loss was trained with).
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ import numpy as np
 
 from segsearch import postprocess, scores, tta
 
-__all__ = ["choose", "class_ids", "evaluate", "trained_class_weights"]
+__all__ = ["THRESHOLDS", "choose", "class_ids", "evaluate", "trained_class_weights"]
 
 _METRICS = ("val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy")
+#: the foreground thresholds ``export.threshold: auto`` tries on a one-channel model's output
+THRESHOLDS = tuple(round(0.1 + 0.025 * i, 3) for i in range(33))  # 0.1, 0.125, ..., 0.9
 
 
 def class_ids(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -96,15 +105,38 @@ def _predictions(pairs: Sequence[tuple[Any, Any]], names: Sequence[str], *, over
     return probs, truths
 
 
+def _tuned(probs: Sequence[np.ndarray], setting: Any, score: Any,
+           ) -> tuple[float | None, list[np.ndarray], dict[float, float]]:
+    """(threshold, class ids at it, {threshold tried: score}) for the export's ``threshold``
+    setting: a softmax output's argmax (None, no threshold); a number as it is; ``auto`` the
+    threshold of :data:`THRESHOLDS` with the best score, 0.5 unless another beats it."""
+    if probs[0].shape[-1] != 1:
+        return None, [class_ids(p) for p in probs], {}
+    if setting != "auto":
+        return float(setting), [class_ids(p, float(setting)) for p in probs], {}
+    tried: dict[float, float] = {}
+    best, best_ids = 0.5, [class_ids(p, 0.5) for p in probs]
+    tried[0.5] = score(best_ids)
+    for t in THRESHOLDS:
+        if t == 0.5:
+            continue
+        ids = [class_ids(p, t) for p in probs]
+        tried[t] = score(ids)
+        if tried[t] > tried[best]:
+            best, best_ids = t, ids
+    return best, best_ids, dict(sorted(tried.items()))
+
+
 def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | None = None,
            out_of_fold: Sequence[tuple[Any, Any]] | None = None,
            ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Decide test-time augmentation and post-processing on the validation images.
+    """Decide test-time augmentation, the threshold and post-processing on the validation images.
 
     Args:
         model: the exported model.
         val: the validation part.
-        config: the study's Config (``export.tta``, ``export.postprocess``, ``data``).
+        config: the study's Config (``export.tta``, ``export.threshold``, ``export.postprocess``,
+            ``data``).
         baseline: the best constant prediction's figures (``val_dice``, ...), to judge against.
         out_of_fold: (fold model, its held-out fold's part) for every fold: choose on their
             predictions instead of ``model``'s on ``val`` (the baseline is then the best constant
@@ -112,8 +144,9 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
 
     Returns:
         (metrics, params): the ``metrics.yaml`` sections ``test_time_augmentation``,
-        ``postprocessing`` and ``refined`` (the figures of what predict will write), and the
-        ``hyperparameters.yaml`` entries ``tta`` and ``postprocess``.
+        ``threshold``, ``postprocessing`` and ``refined`` (the figures of what predict will
+        write), and the ``hyperparameters.yaml`` entries ``tta``, ``threshold`` (None: a softmax
+        model's argmax) and ``postprocess``.
     """
     objective = config.search.objectives[0]
     by = objective if objective in _METRICS else "val_mean_iou"
@@ -136,28 +169,51 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
     if out_of_fold:  # the best constant on all the out-of-fold images
         baseline = scores.constant_baselines(truths, num_classes, background,
                                              objective=by, direction=direction)["best"]
+    threshold_setting = getattr(config.export, "threshold", "auto")
+
+    def score(ids: Sequence[np.ndarray]) -> float:
+        return sign * figures(ids)[by]
+
     plain_ids = [class_ids(p) for p in plain]
     without = figures(plain_ids)
+    threshold, ids, tried = _tuned(plain, threshold_setting, score)
+    at_half = without
     section: dict[str, Any] = {"setting": setting, "transforms": names, "scored_by": by,
                                "without": without}
     if out_of_fold:
         section["chosen_on"] = (f"out-of-fold: each of the {len(pairs)} fold models on its own "
                                 f"held-out fold ({len(truths)} images)")
-    ids = plain_ids
     used = False
     if len(names) > 1:
         augmented, _ = _predictions(pairs, names, overlap=overlap, batch_size=batch_size)
-        tta_ids = [class_ids(p) for p in augmented]
-        with_tta = figures(tta_ids)
-        gain = sign * (with_tta[by] - without[by])
+        with_tta = figures([class_ids(p) for p in augmented])
+        tta_threshold, tta_ids, tta_tried = _tuned(augmented, threshold_setting, score)
+        # each at its own threshold: averaging the transforms spreads the probabilities otherwise
+        gain = score(tta_ids) - score(ids)
         used = setting is True or (setting == "auto" and gain > 0)
         section.update({"with": with_tta, "gain": round(gain, 6), "used": used,
                         "verdict": _judge(with_tta, by, baseline, direction)})
-        ids = tta_ids if used else plain_ids
+        if threshold_setting == "auto" and threshold is not None:
+            section["compared_at_thresholds"] = {
+                "without": {"threshold": threshold, by: round(sign * score(ids), 6)},
+                "with": {"threshold": tta_threshold, by: round(sign * score(tta_ids), 6)}}
+        if used:
+            threshold, ids, tried, at_half = tta_threshold, tta_ids, tta_tried, with_tta
+        del augmented
     else:
         section.update({"with": None, "gain": None, "used": False,
                         "note": "the training augmentation has no flip or rotation to undo"})
     del plain
+    chosen_threshold = threshold_setting == "auto" and threshold not in (None, 0.5)
+    cut: dict[str, Any] = {"setting": threshold_setting}
+    if threshold is None:
+        cut["note"] = f"{num_classes}-class softmax output: the argmax, no threshold"
+    else:
+        at = figures(ids)[by]
+        cut.update({"chosen": threshold, "scored_by": by, "at_0.5": at_half[by], "at_chosen": at,
+                    "gain": round(sign * (at - at_half[by]), 6)})
+        if tried:
+            cut["tried"] = {t: round(sign * v, 6) for t, v in tried.items()}
 
     rules: list[dict[str, Any]] = []
     post: dict[str, Any] = {"setting": bool(getattr(config.export, "postprocess", True)),
@@ -175,16 +231,19 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
         ids = [postprocess.apply(p, rules, background) for p in ids]
     final = figures(ids)
     post["verdict"] = _judge(final, by, baseline, direction)
-    refined: dict[str, Any] = {**final, "tta": used, "postprocess_rules": len(rules)}
+    refined: dict[str, Any] = {**final, "tta": used, "threshold": threshold,
+                               "postprocess_rules": len(rules)}
     if out_of_fold:
         refined["on"] = section["chosen_on"]
-    if used or rules:  # chosen on these images, then scored on them
-        refined["note"] = (f"TTA and post-processing were chosen on these {len(ids)} validation "
-                           "images and are scored on them: the gain is optimistic, the more so "
-                           "the fewer the images")
-    metrics = {"test_time_augmentation": section, "postprocessing": post, "refined": refined}
+    if used or rules or chosen_threshold:  # chosen on these images, then scored on them
+        refined["note"] = (f"TTA, the threshold and post-processing were chosen on these "
+                           f"{len(ids)} validation images and are scored on them: the gain is "
+                           "optimistic, the more so the fewer the images")
+    metrics = {"test_time_augmentation": section, "threshold": cut, "postprocessing": post,
+               "refined": refined}
     params = {"tta": {"used": used, "transforms": names if used else ["rot0"],
                       "available": names},
+              "threshold": threshold,
               "postprocess": {"rules": rules, "background": background},
               "class_weights": trained_class_weights(model, config)}
     return metrics, params
@@ -192,7 +251,8 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
 
 def evaluate(model: Any, part: Any, *, transforms: Sequence[str] = ("rot0",),
              rules: Sequence[Mapping[str, Any]] = (), background: int | None = 0,
-             overlap: float = 0.5, batch_size: int = 8) -> dict[str, float]:
+             overlap: float = 0.5, batch_size: int = 8,
+             threshold: float | None = 0.5) -> dict[str, float]:
     """Score a model on images it has not chosen anything on, as :func:`choose` scores.
 
     The images go through the model as at export (sliding windows in patch mode), with the given
@@ -209,13 +269,15 @@ def evaluate(model: Any, part: Any, *, transforms: Sequence[str] = ("rot0",),
         background: ``data.background``.
         overlap: the windows' overlap in patch mode.
         batch_size: the prediction batch size.
+        threshold: a one-channel model's foreground threshold (the export's ``threshold``;
+            None: 0.5).
 
     Returns:
         ``{"val_dice", "val_iou", "val_mean_iou", "val_pixel_accuracy"}`` over all the images.
     """
     probs, truths = _validation(model, part, list(transforms), overlap=overlap,
                                 batch_size=batch_size)
-    ids = [class_ids(p) for p in probs]
+    ids = [class_ids(p, 0.5 if threshold is None else threshold) for p in probs]
     if rules:
         ids = [postprocess.apply(p, rules, background) for p in ids]
     return _scores(truths, ids, int(model.output_shape[-1]), background)

@@ -581,6 +581,10 @@ class ExportConfig:
         tta: test-time augmentation (the training augmentation's flips and rotations, averaged):
             "auto" uses it when it raises the validation score, true always, false never; the
             score with and without is recorded either way (segsearch.refine).
+        threshold: a one-channel (sigmoid) model's foreground threshold, applied by predict:
+            "auto" takes the one of segsearch.refine.THRESHOLDS that scores best on the
+            validation images (0.5 unless another raises the score), a number between 0 and 1
+            fixes it. Softmax models take the argmax.
         postprocess: choose per-class post-processing (keep the largest component, remove small
             ones) on the validation images, each step kept only when it raises the score.
         pick: which trial of a several-objective study is trained further and exported:
@@ -600,6 +604,7 @@ class ExportConfig:
     ensemble: Literal["none", "folds", "top_k"] = "none"
     ensemble_size: int = 3
     tta: bool | Literal["auto"] = "auto"
+    threshold: float | Literal["auto"] = "auto"
     postprocess: bool = True
     pick: str | dict[str, float] = "best_quality"
     tensorboard: bool = False
@@ -612,6 +617,13 @@ class ExportConfig:
         _int(self.ensemble_size, "export.ensemble_size", minimum=2)
         if self.tta != "auto" and not isinstance(self.tta, bool):
             raise _KeyError("export.tta", f"must be true, false or 'auto', got {_fmt(self.tta)}")
+        if self.threshold != "auto" and (isinstance(self.threshold, bool)
+                                         or not isinstance(self.threshold, (int, float))
+                                         or not 0.0 < float(self.threshold) < 1.0):
+            raise _KeyError("export.threshold", "must be 'auto' or a number between 0 and 1 "
+                                                f"(0.5: the plain cut), got {_fmt(self.threshold)}")
+        if self.threshold != "auto":
+            _set(self, "threshold", float(self.threshold))
         _bool(self.postprocess, "export.postprocess")
         _check_pick(self.pick)
         _bool(self.tensorboard, "export.tensorboard")

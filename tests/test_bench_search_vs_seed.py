@@ -99,3 +99,21 @@ def test_seed_from_takes_an_earlier_seed_run_only_where_its_side_was_the_same(tm
     assert bench._earlier_seed(wider, 1, ["3.png", "5.png"], 120) is None
     assert bench._earlier_seed(bench.argparse.Namespace(**{**vars(now), "seed_from": None}),
                                1, ["3.png", "5.png"], 120) is None
+
+
+def test_reuse_studies_needs_work_and_the_same_slices(tmp_path, capsys):
+    bench = _bench()
+    assert bench.main(["--reuse-studies"]) == 2
+    assert "--reuse-studies needs --work" in capsys.readouterr().err
+    source = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (source / sub).mkdir(parents=True)
+        for name in ("1.png", "2.png", "3.png"):
+            (source / sub / name).write_bytes(b"")
+    target = bench._link_pairs(source, ["1.png", "2.png"], tmp_path / "work" / "dev")
+    # reused as it is when it holds the same slices; refused when it holds others
+    assert bench._link_pairs(source, ["2.png", "1.png"], target, reuse=True) == target
+    with pytest.raises(SystemExit, match="holds other slices"):
+        bench._link_pairs(source, ["1.png", "3.png"], target, reuse=True)
+    with pytest.raises(FileExistsError):  # without --reuse-studies a split starts anew
+        bench._link_pairs(source, ["1.png", "2.png"], target)
