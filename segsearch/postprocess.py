@@ -1,21 +1,28 @@
-"""Post-processing chosen on validation: connected components of each foreground class.
+"""Post-processing chosen on validation: connected components of each class.
 
 Two operations per foreground class (every class but ``data.background``), on a map of class ids:
 
 - ``keep_largest``: keep only the class's largest connected component;
 - ``min_size: N``: remove the class's components smaller than N pixels.
 
-Removed pixels become the background class. Components are 4-connected in 2D (6-connected in 3D):
+Removed pixels become the background class. In a binary problem the same two operations are
+also tried on the background class itself, its removed pixels becoming the foreground: a
+background component smaller than N pixels is a hole in the foreground (or, where the structure of
+interest is the background, as the membranes of the ISBI slices, a fragment of it where there is
+none), and filling it is the classic cleaning of a binary mask. Such a rule records ``into``, the
+class its pixels become. Components are 4-connected in 2D (6-connected in 3D):
 ``scipy.ndimage.label``'s default. Without a background class (``data.background: null``) there
 is no class to give removed pixels to, so nothing is post-processed.
 
 :func:`choose` decides on the validation predictions the way nnU-Net does: for each foreground
-class in turn, "keep the largest component" is kept when it raises the validation score; if it
-does not, each N of a small grid (a quarter, half and all of the smallest true component of the
-class in the validation masks: a predicted component smaller than every real one is noise) is
-tried and the best is kept when it raises the score. A change that leaves the score equal or
-lower is not applied. :func:`apply` applies the chosen rules (``segsearch predict`` does, with N
-scaled to the image's resolution).
+class in turn (then, in a binary problem, the background), "keep the largest component" is kept
+when it raises the validation score; if it does not, each N of a grid (:func:`size_grid`: a
+quarter, half and all of the smallest true component of the class in the validation masks, a
+predicted component smaller than every real one being noise; and 1/4096 to 1/256 of an image's
+pixels, as masks resized from their own resolution hold one-pixel components that leave the first
+grid empty) is tried and the best is kept when it raises the score. A change that leaves the score
+equal or lower is not applied. :func:`apply` applies the chosen rules (``segsearch predict`` does,
+with N scaled to the image's resolution).
 
 Example:
     >>> rules, log = choose(predictions, truths, num_classes=1, background=0, score=score_fn)
@@ -29,9 +36,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["apply", "choose", "size_grid", "foreground_classes"]
+__all__ = ["apply", "choose", "size_grid", "foreground_classes", "AREA_FRACTIONS"]
 
 Score = Callable[[Sequence[np.ndarray]], float]
+#: the minimum sizes tried besides those from the smallest true component: shares of an image's
+#: pixels (4, 8, 16, 32 and 64 pixels of a 128x128 image)
+AREA_FRACTIONS = (1 / 4096, 1 / 2048, 1 / 1024, 1 / 512, 1 / 256)
 
 
 def foreground_classes(num_classes: int, background: int | None) -> list[int]:
@@ -64,11 +74,14 @@ def _components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def apply(ids: np.ndarray, rules: Sequence[Mapping[str, Any]], background: int | None, *,
           area_scale: float = 1.0) -> np.ndarray:
-    """``ids`` with each rule's components removed (set to ``background``).
+    """``ids`` with each rule's components removed (set to the rule's ``into``, else
+    ``background``).
 
     Args:
         ids: class ids (H, W) (or (D, H, W)), integers.
-        rules: ``[{"class": c, "keep_largest": bool, "min_size": N or None}, ...]``.
+        rules: ``[{"class": c, "keep_largest": bool, "min_size": N or None}, ...]``, with
+            ``"into": k`` where removed pixels become class k rather than the background (a
+            binary problem's background holes).
         background: the class removed pixels become; None: nothing is changed.
         area_scale: pixels of ``ids`` per pixel of the resolution ``min_size`` was chosen at
             (``segsearch predict`` works at each image's own size).
@@ -81,7 +94,8 @@ def apply(ids: np.ndarray, rules: Sequence[Mapping[str, Any]], background: int |
     out = np.array(ids, copy=True)
     for rule in rules:
         cls = int(rule["class"])
-        if cls == background:
+        into = int(rule.get("into", background))
+        if cls == into:
             continue
         labels, sizes = _components(out == cls)
         if sizes.size == 0:
@@ -93,12 +107,13 @@ def apply(ids: np.ndarray, rules: Sequence[Mapping[str, Any]], background: int |
         min_size = rule.get("min_size")
         if min_size:
             drop[1:] |= sizes < max(1, int(round(float(min_size) * float(area_scale))))
-        out[drop[labels]] = background
+        out[drop[labels]] = into
     return out
 
 
 def size_grid(truths: Sequence[np.ndarray], cls: int) -> list[int]:
-    """The ``min_size`` values tried for a class: 1/4, 1/2 and 1 x its smallest true component.
+    """The ``min_size`` values tried for a class: 1/4, 1/2 and 1 x its smallest true component,
+    and :data:`AREA_FRACTIONS` of the images' median number of pixels.
 
     Args:
         truths: the validation masks (class ids, -1 ignored).
@@ -115,7 +130,9 @@ def size_grid(truths: Sequence[np.ndarray], cls: int) -> list[int]:
             smallest = low if smallest is None else min(smallest, low)
     if smallest is None:
         return []
-    return sorted({n for n in (smallest // 4, smallest // 2, smallest) if n >= 2})
+    area = float(np.median([_squeeze(t).size for t in truths]))
+    grid = {smallest // 4, smallest // 2, smallest} | {round(area * f) for f in AREA_FRACTIONS}
+    return sorted(n for n in grid if n >= 2)
 
 
 def choose(predictions: Sequence[np.ndarray], truths: Sequence[np.ndarray], *, num_classes: int,
@@ -144,11 +161,16 @@ def choose(predictions: Sequence[np.ndarray], truths: Sequence[np.ndarray], *, n
     names = list(class_names or ())
     if background is None:
         log["note"] = "data.background is null: no class to give removed pixels to"
-    for cls in foreground_classes(num_classes, background):
+    targets = [(cls, background) for cls in foreground_classes(num_classes, background)]
+    if len(targets) == 1:  # binary: the background's holes become the foreground
+        targets.append((background, targets[0][0]))
+    for cls, into in targets:
         if not any(np.any(p == cls) for p in current):
             continue
         rule: dict[str, Any] = {"class": cls, "name": names[cls] if cls < len(names) else None,
                                 "keep_largest": False, "min_size": None}
+        if cls == background:
+            rule["into"] = into
         candidates: list[dict[str, Any]] = [{**rule, "keep_largest": True}]
         candidates += [{**rule, "min_size": n} for n in size_grid(truths, cls)]
         chosen, chosen_score, chosen_preds = None, best, None
@@ -158,7 +180,7 @@ def choose(predictions: Sequence[np.ndarray], truths: Sequence[np.ndarray], *, n
                 break
             trial = [apply(p, [candidate], background) for p in current]
             value = float(score(trial))
-            tried.append({"class": cls, "keep_largest": candidate["keep_largest"],
+            tried.append({"class": cls, "into": into, "keep_largest": candidate["keep_largest"],
                           "min_size": candidate["min_size"], "score": value})
             if value > chosen_score + 1e-12:
                 chosen, chosen_score, chosen_preds = candidate, value, trial

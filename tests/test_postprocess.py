@@ -57,6 +57,43 @@ def test_size_grid_from_the_smallest_true_component():
               _blobs((1, 1, 5, 5))]
     assert postprocess.size_grid(truths, 1) == [2, 4, 8]  # smallest: 8 pixels
     assert postprocess.size_grid([np.zeros((4, 4))], 1) == []
+    # a one-pixel true component (a mask resized from its own resolution) leaves the shares of
+    # the image's pixels: 4 to 64 pixels of a 128x128 image
+    speck = np.zeros((128, 128))
+    speck[5, 5] = 1
+    assert postprocess.size_grid([speck], 1) == [4, 8, 16, 32, 64]
+
+
+def test_holes_of_a_binary_mask_are_filled_when_it_raises_the_score():
+    """The background class of a binary problem: its small components (holes in the foreground)
+    become the foreground; the real gap between two objects stays."""
+    truth = _blobs((0, 0, 12, 5), (0, 7, 12, 5), shape=(12, 12))  # a 2-pixel-wide gap
+    truth[8:11, 1:4] = 0  # and a real hole of 9 pixels
+    pred = truth.copy()
+    pred[3, 2] = pred[8, 9] = pred[8, 10] = 0  # false holes of 1 and 2 pixels
+    rules, log = postprocess.choose([pred], [truth], num_classes=1, background=0,
+                                    score=_dice([truth]))
+    assert rules == [{"class": 0, "name": None, "keep_largest": False, "min_size": 4, "into": 1}]
+    assert log["with"] == 1.0 and np.array_equal(postprocess.apply(pred, rules, 0), truth)
+    tried = [t for t in log["tried"] if t["class"] == 0]
+    assert tried[0]["keep_largest"] and not tried[0]["kept"]  # it would fill the real hole too
+    assert all(t["into"] == 1 for t in tried)
+    # rules without "into" (an export before it) still give removed pixels to the background
+    assert postprocess.apply(pred, [{"class": 1, "min_size": 100}], 0).sum() == 0
+
+
+def test_a_multi_class_problem_fills_no_holes():
+    truth = _blobs((0, 0, 6, 6), cls=1, shape=(12, 12))
+    truth = _blobs((6, 6, 6, 6), cls=2, base=truth)
+    pred = truth.copy()
+    pred[2, 2] = 0
+
+    def score(preds):
+        return scores.confusion_scores(scores.confusion_matrix([truth], preds, 3), 3,
+                                       0)["val_mean_iou"]
+
+    _, log = postprocess.choose([pred], [truth], num_classes=3, background=0, score=score)
+    assert {t["class"] for t in log["tried"]} == {1, 2}
 
 
 def test_keep_largest_is_chosen_when_it_raises_the_score():
@@ -66,7 +103,8 @@ def test_keep_largest_is_chosen_when_it_raises_the_score():
                                     score=_dice([truth]))
     assert rules == [{"class": 1, "name": None, "keep_largest": True, "min_size": None}]
     assert log["with"] == 1.0 and log["without"] < 1.0
-    assert [t["kept"] for t in log["tried"]] == [True]
+    assert [t["kept"] for t in log["tried"] if t["class"] == 1] == [True]
+    assert all(t["into"] == 1 and not t["kept"] for t in log["tried"] if t["class"] == 0)
 
 
 def test_min_size_is_chosen_when_the_largest_alone_would_lose_real_objects():
@@ -76,7 +114,7 @@ def test_min_size_is_chosen_when_the_largest_alone_would_lose_real_objects():
                                     score=_dice([truth]), class_names=["bg", "cell"])
     assert rules == [{"class": 1, "name": "cell", "keep_largest": False, "min_size": 4}]
     assert log["with"] == 1.0
-    tried = {(t["keep_largest"], t["min_size"]): t for t in log["tried"]}
+    tried = {(t["keep_largest"], t["min_size"]): t for t in log["tried"] if t["class"] == 1}
     assert not tried[(True, None)]["kept"] and tried[(False, 4)]["kept"]
     assert tried[(True, None)]["score"] < log["without"]  # keeping one object would cost
     cleaned = postprocess.apply(pred, rules, 0)
