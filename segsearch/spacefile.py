@@ -586,7 +586,8 @@ class ExportConfig:
             validation images (0.5 unless another raises the score), a number between 0 and 1
             fixes it. Softmax models take the argmax.
         postprocess: choose per-class post-processing (keep the largest component, remove small
-            ones) on the validation images, each step kept only when it raises the score.
+            ones; for binary masks also fill small holes) on the validation images, each step
+            kept only when it raises the score.
         pick: which trial of a several-objective study is trained further and exported:
             "best_quality" (the best first objective), "knee" (the Pareto front's balanced
             trial), or limits such as {max_latency_ms: 20} (max_params, max_flops too): the best
