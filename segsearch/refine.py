@@ -17,9 +17,10 @@ scored at its own best threshold before TTA is chosen. A softmax model takes the
 threshold to choose.
 
 On the chosen predictions it then chooses post-processing (:mod:`segsearch.postprocess`: per
-foreground class, keep the largest component or remove small ones, each only when it raises the
-score), unless ``export.postprocess`` is false. The score that decides is the objective, or mean
-IoU when the objective is the loss (as for the baseline's best constant).
+foreground class, keep the largest component or remove small ones, then a binary mask's small
+holes filled, each only when it raises the score), unless ``export.postprocess`` is false. The
+score that decides is the objective, or mean IoU when the objective is the loss (as for the
+baseline's best constant).
 
 With ``export.ensemble: folds`` the choice is made on the **out-of-fold** predictions instead
 (nnU-Net chooses its post-processing so): each fold model predicts its own held-out fold, every
