@@ -354,10 +354,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these splits (0-based; e.g. in two processes at once, "
                              "each with its own --out)")
     parser.add_argument("--reuse-studies", action="store_true",
-                        help="open the studies --work already holds (from a run with the same "
-                             "arguments) instead of starting each anew: their trials and final "
-                             "training are kept and only what is left runs, e.g. the export "
-                             "after a change to it")
+                        help="with --work: open the studies it already holds (from a run "
+                             "with the same arguments) instead of starting each anew: their "
+                             "trials and final training are kept and only what is left runs, "
+                             "e.g. the export after a change to it")
     parser.add_argument("--resume", action="store_true",
                         help="keep the splits --out already holds (written by a run with the same "
                              "arguments) and run the others")

@@ -740,7 +740,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="no test-time augmentation, even where the export chose it")
     predict.add_argument("--no-postprocess", dest="postprocess", action="store_false",
                          help="skip the post-processing the export chose on validation (keep "
-                              "the largest component, remove small ones)")
+                              "the largest component, remove small ones, fill small holes); "
+                              "TTA and the threshold still apply")
     predict.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     predict.set_defaults(func=_cmd_predict)
 

@@ -777,13 +777,15 @@ def export_notes(best_dir: str | os.PathLike[str]) -> list[str]:
     if refined.get("tta"):
         applied.append(f"test-time augmentation ({len(tta.get('transforms') or [])} transforms)")
     if isinstance(refined.get("threshold"), float) and refined["threshold"] != 0.5:
-        applied.append(f"the foreground threshold {refined['threshold']:g}")
+        applied.append(f"the threshold {refined['threshold']:g}")
     if refined.get("postprocess_rules"):
         count = int(refined["postprocess_rules"])
         applied.append(f"{count} post-processing rule{'s' if count != 1 else ''}")
     before, after = (tta.get("without") or {}).get(by), refined.get(by)
     if applied and before is not None and after is not None:
-        lines.append(f"  predict applies {' and '.join(applied)}: {by} {before:.4f} -> "
+        said = applied[0] if len(applied) == 1 else (", ".join(applied[:-1]) + " and "
+                                                      + applied[-1])
+        lines.append(f"  predict applies {said}: {by} {before:.4f} -> "
                      f"{after:.4f} on the validation images they were chosen on (optimistic)")
     warning = (metrics.get("ensemble") or {}).get("warning")
     if warning:

@@ -281,12 +281,14 @@ def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None
     model_file = find_model(model_path)
     path = model_file.parent / "hyperparameters.yaml"
     record = _export_record(model_file)
+    given = f"the threshold {threshold:g} (--threshold)" if threshold is not None else None
     if record is None:
         if tta:
-            return "test-time augmentation (forced); no post-processing"
-        return (f"the network's output as it is: no {path.name} beside {model_file.name}, so the "
-                "export's test-time augmentation and post-processing are not known (predict from "
-                "the best/ folder to apply them)")
+            return ", ".join(["test-time augmentation (forced)", *([given] if given else []),
+                              "no post-processing"])
+        return (f"the network's output as it is{f' at {given}' if given else ''}: no {path.name} "
+                f"beside {model_file.name}, so the export's test-time augmentation, threshold and "
+                "post-processing are not known (predict from the best/ folder to apply them)")
     chosen = record.get("tta") if isinstance(record.get("tta"), Mapping) else {}
     post = record.get("postprocess") if isinstance(record.get("postprocess"), Mapping) else {}
     parts = []
@@ -295,12 +297,24 @@ def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None
         parts.append(f"test-time augmentation ({count} transforms)" if count else
                      "test-time augmentation")
     chosen_threshold = record.get("threshold")
-    if threshold is None and isinstance(chosen_threshold, float) and chosen_threshold != 0.5:
-        parts.append(f"the foreground threshold {chosen_threshold:g}")
+    chosen_threshold = chosen_threshold if isinstance(chosen_threshold, float) else None
+    classes = record.get("num_classes")
+    if isinstance(classes, int) and classes > 1:
+        if threshold is not None:
+            parts.append(f"the argmax of {classes} classes (--threshold is for one-channel "
+                         "models)")
+    elif given:
+        parts.append(given if chosen_threshold is None else
+                     f"the threshold {threshold:g} (--threshold; the export chose "
+                     f"{chosen_threshold:g})")
+    elif chosen_threshold is not None and chosen_threshold != 0.5:
+        parts.append(f"the threshold {chosen_threshold:g} (chosen on validation)")
     rules = len(post.get("rules") or ()) if postprocess else 0
     if rules:
         parts.append(f"{rules} post-processing rule{'s' if rules != 1 else ''}")
-    return " and ".join(parts) if parts else "the network's output as it is"
+    if not parts:
+        return "the network's output as it is"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _mask_files(files: Sequence[Path], masks_dir: Path, names: Sequence[str]) -> list[Path]:

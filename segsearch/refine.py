@@ -195,6 +195,7 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
         section.update({"with": with_tta, "gain": round(gain, 6), "used": used,
                         "verdict": _judge(with_tta, by, baseline, direction)})
         if threshold_setting == "auto" and threshold is not None:
+            section["gain_compares"] = "each at its own best threshold (compared_at_thresholds)"
             section["compared_at_thresholds"] = {
                 "without": {"threshold": threshold, by: round(sign * score(ids), 6)},
                 "with": {"threshold": tta_threshold, by: round(sign * score(tta_ids), 6)}}

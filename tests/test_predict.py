@@ -307,3 +307,6 @@ def test_predict_says_what_it_applies_besides_the_network(tmp_path) -> None:
     said = describe_choices(loose / "model.onnx")
     assert said.startswith("the network's output as it is: no hyperparameters.yaml beside "
                            "model.onnx") and "best/ folder" in said
+    assert "augmentation, threshold and post-processing are not known" in said
+    assert describe_choices(loose / "model.onnx", threshold=0.4).startswith(
+        "the network's output as it is at the threshold 0.4 (--threshold): no ")

@@ -164,8 +164,16 @@ def test_predict_applies_the_exports_threshold_unless_one_is_given(exported, tmp
     predict(best, images, tmp_path / "chosen")
     predict(best, images, tmp_path / "given", threshold=0.3)
     assert used == [0.7, 0.7, 0.3, 0.3]
-    assert "the foreground threshold 0.7" in describe_choices(best)
-    assert "threshold" not in describe_choices(best, threshold=0.3)
+    said = describe_choices(best)
+    assert said == "test-time augmentation (2 transforms), the threshold 0.7 (chosen on " \
+                   "validation) and 1 post-processing rule"
+    assert describe_choices(best, threshold=0.3, postprocess=False) == (
+        "test-time augmentation (2 transforms) and the threshold 0.3 (--threshold; the export "
+        "chose 0.7)")
+    softmax = {**hyper, "num_classes": 3, "threshold": None}
+    (best / "hyperparameters.yaml").write_text(yaml.safe_dump(softmax))
+    assert describe_choices(best, tta=False, postprocess=False, threshold=0.3) == (
+        "the argmax of 3 classes (--threshold is for one-channel models)")
     (best / "hyperparameters.yaml").write_text(yaml.safe_dump({**hyper, "threshold": "high"}))
     with pytest.raises(Exception, match="threshold: must be a number between 0 and 1"):
         predict(best, images, tmp_path / "bad")
