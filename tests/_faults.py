@@ -10,9 +10,9 @@ interrupt (a KeyboardInterrupt: Ctrl-C in the process that trains).
 
 ``SEGSEARCH_TEST_EAGER=1`` (set by a test whose subject is not graph-mode training) makes every
 trial train eagerly (``model.run_eagerly``): a tiny network's few steps cost far less than tracing
-its training and test functions. The trials of tests/test_driver.py, test_devices.py, the
-documentation's examples and test_robust.py's worker, kill and signal tests keep graph mode, as a
-user's run.
+its training and test functions (the ``eager_trials`` fixture of tests/conftest.py sets it). The
+trials of tests/test_driver.py, test_devices.py and test_robust.py's worker, kill and signal tests
+keep graph mode, as a user's run.
 
 It reaches the training through segsearch's general hook, ``SEGSEARCH_TRIAL_CALLBACKS``
 (:data:`segsearch.engines.trial.CALLBACKS_ENV`), which ``tests/conftest.py`` points at

@@ -63,6 +63,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+@pytest.fixture
+def eager_trials(monkeypatch):
+    """Every trial the test starts trains eagerly, in worker processes too
+    (``SEGSEARCH_TEST_EAGER``, tests/_faults.py): for tests whose subject is not graph mode."""
+    monkeypatch.setenv("SEGSEARCH_TEST_EAGER", "1")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Seed Python, NumPy and Keras before every test (and clear Keras' global state after)."""

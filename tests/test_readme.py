@@ -41,6 +41,18 @@ def doc_block(marker: str) -> tuple[Path, str]:
     return found[0]
 
 
+@pytest.fixture
+def eager_functions():
+    """Every ``tf.function`` runs eagerly while the test runs (plain ``model.fit`` calls of an
+    example then trace nothing): the examples' calls and results are the subject, graph-mode
+    training is tested elsewhere."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 def run_block(marker: str, folder: Path, monkeypatch) -> dict:
     path, code = doc_block(marker)
     monkeypatch.chdir(folder)
@@ -103,7 +115,8 @@ def test_every_python_example_compiles():
         compile(code, path.name, "exec")
 
 
-def test_hypermodel_in_a_plain_keras_tuner_random_search(tmp_path, monkeypatch, capsys):
+def test_hypermodel_in_a_plain_keras_tuner_random_search(tmp_path, monkeypatch, capsys,
+                                                         eager_functions):
     ns = run_block("keras_tuner.RandomSearch(", tmp_path, monkeypatch)
     trials = list(ns["tuner"].oracle.trials.values())
     assert len(trials) == 2
@@ -118,7 +131,8 @@ def test_hypermodel_in_a_plain_keras_tuner_random_search(tmp_path, monkeypatch, 
     assert (tmp_path / "kt_demo" / "unet_demo").is_dir()
 
 
-def test_hypermodel_in_a_hand_written_optuna_objective(tmp_path, monkeypatch, capsys):
+def test_hypermodel_in_a_hand_written_optuna_objective(tmp_path, monkeypatch, capsys,
+                                                        eager_functions):
     ns = run_block("OptunaHyperParameters(trial)", tmp_path, monkeypatch)
     study = ns["study"]
     assert len(study.trials) == 2
@@ -127,7 +141,9 @@ def test_hypermodel_in_a_hand_written_optuna_objective(tmp_path, monkeypatch, ca
     assert "filters" in capsys.readouterr().out
 
 
-def test_segsearch_run_from_python(tmp_path, monkeypatch, capsys):
+def test_segsearch_run_from_python(tmp_path, monkeypatch, capsys, eager_trials):
+    # the example's calls, results and files are the subject; graph-mode trials in worker
+    # processes are test_driver.py's and test_devices.py's
     ns = run_block("segsearch.run(", tmp_path, monkeypatch)
     results = ns["results"]
     finished = [t for t in results.trials if t.state in ("complete", "pruned")]

@@ -14,6 +14,10 @@ from segsearch.driver import Study
 from segsearch.errors import StudyError
 from segsearch.records import ERROR_FILE
 
+#: trials train eagerly (tests/_faults.py): this file tests the engine's bookkeeping, not
+#: graph-mode training (tests/test_driver.py's)
+pytestmark = pytest.mark.usefixtures("eager_trials")
+
 
 def test_out_of_memory_is_recorded_and_the_configuration_is_not_trained_again(
         make_config, standin, monkeypatch):

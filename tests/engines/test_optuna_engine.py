@@ -20,6 +20,11 @@ from segsearch.records import read_history, read_trials_csv, trial_dir
 DEFAULTS = {"width": 4, "learning_rate": 1e-2, "optimizer": "adam", "bias": True}
 
 
+#: trials train eagerly (tests/_faults.py): this file tests the engine's bookkeeping, not
+#: graph-mode training (tests/test_driver.py's)
+pytestmark = pytest.mark.usefixtures("eager_trials")
+
+
 def _study(config):
     return optuna.load_study(study_name=config.study,
                              storage=f"sqlite:///{(config.study_dir / 'study.db').resolve()}")
