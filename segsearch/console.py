@@ -11,14 +11,14 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from segsearch.errors import yaml_text
 
 __all__ = ["TextProgress", "import_tensorflow_quietly", "format_duration", "format_number",
            "format_timings",
-           "format_params", "plural"]
+           "format_params", "plural", "listed"]
 
 
 def format_duration(seconds: float | None) -> str:
@@ -51,6 +51,11 @@ def format_number(value: Any) -> str:
 def plural(count: Any, word: str) -> str:
     """The count and the word, plural unless the count is 1: "1 trial", "2 trials"."""
     return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def listed(parts: Sequence[str]) -> str:
+    """Parts as a sentence lists them: "a", "a and b", "a, b and c"."""
+    return parts[-1] if len(parts) < 2 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def format_params(params: Mapping[str, Any] | None) -> str:

@@ -48,6 +48,7 @@ import numpy as np
 import yaml
 
 from segsearch import scores
+from segsearch.console import listed, plural
 from segsearch.errors import StudyError, os_error_message
 from segsearch.jsonable import jsonable
 from segsearch.records import TrialRecord, write_trials_csv
@@ -780,12 +781,10 @@ def export_notes(best_dir: str | os.PathLike[str]) -> list[str]:
         applied.append(f"the threshold {refined['threshold']:g}")
     if refined.get("postprocess_rules"):
         count = int(refined["postprocess_rules"])
-        applied.append(f"{count} post-processing rule{'s' if count != 1 else ''}")
+        applied.append(plural(count, "post-processing rule"))
     before, after = (tta.get("without") or {}).get(by), refined.get(by)
     if applied and before is not None and after is not None:
-        said = applied[0] if len(applied) == 1 else (", ".join(applied[:-1]) + " and "
-                                                      + applied[-1])
-        lines.append(f"  predict applies {said}: {by} {before:.4f} -> "
+        lines.append(f"  predict applies {listed(applied)}: {by} {before:.4f} -> "
                      f"{after:.4f} on the validation images they were chosen on (optimistic)")
     warning = (metrics.get("ensemble") or {}).get("warning")
     if warning:

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from segsearch.console import listed, plural
 from segsearch.errors import ConfigError, DataError, SegsearchError, similar_path
 from segsearch.formats import RUNTIME_SUFFIXES, load_runtime
 
@@ -311,10 +312,8 @@ def describe_choices(model_path: str | os.PathLike[str], tta: bool | None = None
         parts.append(f"the threshold {chosen_threshold:g} (chosen on validation)")
     rules = len(post.get("rules") or ()) if postprocess else 0
     if rules:
-        parts.append(f"{rules} post-processing rule{'s' if rules != 1 else ''}")
-    if not parts:
-        return "the network's output as it is"
-    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+        parts.append(plural(rules, "post-processing rule"))
+    return listed(parts) if parts else "the network's output as it is"
 
 
 def _mask_files(files: Sequence[Path], masks_dir: Path, names: Sequence[str]) -> list[Path]:

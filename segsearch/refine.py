@@ -107,14 +107,17 @@ def _predictions(pairs: Sequence[tuple[Any, Any]], names: Sequence[str], *, over
 
 
 def _tuned(probs: Sequence[np.ndarray], setting: Any, score: Any,
-           ) -> tuple[float | None, list[np.ndarray], dict[float, float]]:
-    """(threshold, class ids at it, {threshold tried: score}) for the export's ``threshold``
-    setting: a softmax output's argmax (None, no threshold); a number as it is; ``auto`` the
-    threshold of :data:`THRESHOLDS` with the best score, 0.5 unless another beats it."""
+           ) -> tuple[float | None, list[np.ndarray], float, dict[float, float]]:
+    """(threshold, class ids at it, their score, {threshold tried: score}) for the export's
+    ``threshold`` setting: a softmax output's argmax (None, no threshold); a number as it is;
+    ``auto`` the threshold of :data:`THRESHOLDS` with the best score, 0.5 unless another beats
+    it."""
     if probs[0].shape[-1] != 1:
-        return None, [class_ids(p) for p in probs], {}
+        ids = [class_ids(p) for p in probs]
+        return None, ids, score(ids), {}
     if setting != "auto":
-        return float(setting), [class_ids(p, float(setting)) for p in probs], {}
+        ids = [class_ids(p, float(setting)) for p in probs]
+        return float(setting), ids, score(ids), {}
     tried: dict[float, float] = {}
     best, best_ids = 0.5, [class_ids(p, 0.5) for p in probs]
     tried[0.5] = score(best_ids)
@@ -125,7 +128,7 @@ def _tuned(probs: Sequence[np.ndarray], setting: Any, score: Any,
         tried[t] = score(ids)
         if tried[t] > tried[best]:
             best, best_ids = t, ids
-    return best, best_ids, dict(sorted(tried.items()))
+    return best, best_ids, tried[best], dict(sorted(tried.items()))
 
 
 def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | None = None,
@@ -177,7 +180,7 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
 
     plain_ids = [class_ids(p) for p in plain]
     without = figures(plain_ids)
-    threshold, ids, tried = _tuned(plain, threshold_setting, score)
+    threshold, ids, scored, tried = _tuned(plain, threshold_setting, score)
     at_half = without
     section: dict[str, Any] = {"setting": setting, "transforms": names, "scored_by": by,
                                "without": without}
@@ -188,19 +191,21 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
     if len(names) > 1:
         augmented, _ = _predictions(pairs, names, overlap=overlap, batch_size=batch_size)
         with_tta = figures([class_ids(p) for p in augmented])
-        tta_threshold, tta_ids, tta_tried = _tuned(augmented, threshold_setting, score)
+        tta_threshold, tta_ids, tta_scored, tta_tried = _tuned(augmented, threshold_setting,
+                                                               score)
         # each at its own threshold: averaging the transforms spreads the probabilities otherwise
-        gain = score(tta_ids) - score(ids)
+        gain = tta_scored - scored
         used = setting is True or (setting == "auto" and gain > 0)
         section.update({"with": with_tta, "gain": round(gain, 6), "used": used,
                         "verdict": _judge(with_tta, by, baseline, direction)})
         if threshold_setting == "auto" and threshold is not None:
             section["gain_compares"] = "each at its own best threshold (compared_at_thresholds)"
             section["compared_at_thresholds"] = {
-                "without": {"threshold": threshold, by: round(sign * score(ids), 6)},
-                "with": {"threshold": tta_threshold, by: round(sign * score(tta_ids), 6)}}
+                "without": {"threshold": threshold, by: round(sign * scored, 6)},
+                "with": {"threshold": tta_threshold, by: round(sign * tta_scored, 6)}}
         if used:
-            threshold, ids, tried, at_half = tta_threshold, tta_ids, tta_tried, with_tta
+            threshold, ids, scored, tried = tta_threshold, tta_ids, tta_scored, tta_tried
+            at_half = with_tta
         del augmented
     else:
         section.update({"with": None, "gain": None, "used": False,
@@ -211,7 +216,7 @@ def choose(model: Any, val: Any, config: Any, *, baseline: Mapping[str, Any] | N
     if threshold is None:
         cut["note"] = f"{num_classes}-class softmax output: the argmax, no threshold"
     else:
-        at = figures(ids)[by]
+        at = sign * scored
         cut.update({"chosen": threshold, "scored_by": by, "at_0.5": at_half[by], "at_chosen": at,
                     "gain": round(sign * (at - at_half[by]), 6)})
         if tried:

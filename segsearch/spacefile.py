@@ -618,12 +618,11 @@ class ExportConfig:
         _int(self.ensemble_size, "export.ensemble_size", minimum=2)
         if self.tta != "auto" and not isinstance(self.tta, bool):
             raise _KeyError("export.tta", f"must be true, false or 'auto', got {_fmt(self.tta)}")
-        if self.threshold != "auto" and (isinstance(self.threshold, bool)
-                                         or not isinstance(self.threshold, (int, float))
-                                         or not 0.0 < float(self.threshold) < 1.0):
-            raise _KeyError("export.threshold", "must be 'auto' or a number between 0 and 1 "
-                                                f"(0.5: the plain cut), got {_fmt(self.threshold)}")
         if self.threshold != "auto":
+            if (isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float))
+                    or not 0.0 < float(self.threshold) < 1.0):
+                raise _KeyError("export.threshold", "must be 'auto' or a number between 0 and 1 "
+                                f"(0.5: the plain cut), got {_fmt(self.threshold)}")
             _set(self, "threshold", float(self.threshold))
         _bool(self.postprocess, "export.postprocess")
         _check_pick(self.pick)
